@@ -1,0 +1,63 @@
+//! The command line. `main.rs` parses and calls [`run`]; with no subcommand it will open the GUI.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "layerinv", version, about = "How much of an image survives inside each layer of a pretrained classifier")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Describe a model: architecture, taps, their shapes and availability.
+    Info {
+        /// `bundled` (default), `vgg16`/`vgg19` (downloaded with `fetch`), or a weights file.
+        #[arg(long, default_value = "bundled")]
+        model: String,
+        /// Print exactly one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one layer's activation for an image as a float32 .npy, shape (C,H,W) or (D,).
+    Features {
+        image: PathBuf,
+        #[arg(long)]
+        layer: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "bundled")]
+        model: String,
+    },
+    /// Download full ImageNet weights (timm/vgg16.tv_in1k or timm/vgg19.tv_in1k) from the Hugging Face Hub.
+    Fetch {
+        /// vgg16 or vgg19
+        model: String,
+        /// Hub address (default: $HF_ENDPOINT or https://huggingface.co).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Convert the conv trunk of an ONNX model (e.g. a Keras VGG-16 export) to f16 safetensors.
+    ImportOnnx {
+        input: PathBuf,
+        output: PathBuf,
+        /// Display name stored in the file.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// Run a parsed command line. Errors are one line, ready to print.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Info { model, json }) => commands::info(&model, json),
+        Some(Command::Features { image, layer, out, model }) => commands::features(&image, &layer, &out, &model),
+        Some(Command::Fetch { model, endpoint }) => commands::fetch(&model, endpoint.as_deref()),
+        Some(Command::ImportOnnx { input, output, name }) => commands::import_onnx(&input, &output, name.as_deref()),
+        None => anyhow::bail!("the desktop app is not built yet; use a subcommand (see --help)"),
+    }
+}

@@ -1,0 +1,7 @@
+//! Images in and out: decoding (with limits and one-line errors), per-model preprocessing.
+
+mod image_io;
+mod preprocess;
+
+pub use image_io::{load_image, MAX_SIDE};
+pub use preprocess::Preprocess;

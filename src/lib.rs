@@ -1,0 +1,14 @@
+//! layerinv: how much of an image survives inside each layer of a pretrained classifier.
+//!
+//! A frozen encoder (VGG / AlexNet) records every layer's activation and every max-pooling switch;
+//! trained decoders rebuild the image from one layer, either guessing where each maximum came
+//! from (SAE) or told by the switches (SWWAE).
+
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod fsutil;
+pub mod model;
+pub mod ops;
+
+pub use error::{Error, Result};

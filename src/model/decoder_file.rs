@@ -1,0 +1,126 @@
+//! Decoder files: safetensors plus metadata saying what the decoder was trained for.
+
+use super::arch::Arch;
+use super::decoder::{Decoder, DecoderSpec, Kind};
+use super::encoder::Encoder;
+use super::weights::{fmt_shape, read_safetensors};
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+const FORMAT: &str = "layerinv-decoder/1";
+
+/// Everything a decoder file records besides its weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderMeta {
+    pub spec: DecoderSpec,
+    /// Fingerprint of the encoder it was trained against.
+    pub encoder: String,
+    pub steps: u64,
+    pub images: u64,
+    pub val_loss: Option<f64>,
+    pub val_psnr: Option<f64>,
+}
+
+impl DecoderMeta {
+    fn to_map(&self) -> HashMap<String, String> {
+        let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+        HashMap::from([
+            ("format".into(), FORMAT.into()),
+            ("arch".into(), self.spec.arch.name().into()),
+            ("layer".into(), self.spec.layer.clone()),
+            ("kind".into(), self.spec.kind.name().into()),
+            ("width".into(), self.spec.width.to_string()),
+            ("encoder".into(), self.encoder.clone()),
+            ("steps".into(), self.steps.to_string()),
+            ("images".into(), self.images.to_string()),
+            ("val_loss".into(), opt(self.val_loss)),
+            ("val_psnr".into(), opt(self.val_psnr)),
+        ])
+    }
+
+    fn from_map(path: &Path, m: &HashMap<String, String>) -> Result<Self> {
+        let get = |k: &str| m.get(k).ok_or_else(|| Error::bad_file(path, format!("decoder metadata lacks {k:?}")));
+        if m.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(Error::bad_file(path, format!("not a layerinv decoder (metadata format is not {FORMAT})")));
+        }
+        let arch = Arch::from_name(get("arch")?).ok_or_else(|| Error::bad_file(path, "unknown arch in decoder metadata"))?;
+        let kind = Kind::from_name(get("kind")?).ok_or_else(|| Error::bad_file(path, "unknown kind in decoder metadata"))?;
+        let num = |k: &str| -> Result<f64> { get(k)?.parse().map_err(|_| Error::bad_file(path, format!("bad {k} in decoder metadata"))) };
+        let opt = |k: &str| m.get(k).and_then(|v| v.parse::<f64>().ok());
+        let spec = DecoderSpec::new(arch, get("layer")?, kind, num("width")?).map_err(|e| Error::bad_file(path, e.to_string()))?;
+        Ok(Self {
+            spec,
+            encoder: get("encoder")?.clone(),
+            steps: num("steps")? as u64,
+            images: num("images")? as u64,
+            val_loss: opt("val_loss"),
+            val_psnr: opt("val_psnr"),
+        })
+    }
+}
+
+/// The file name a decoder is stored under in a decoders folder.
+pub fn decoder_file_name(arch: Arch, layer: &str, kind: Kind) -> String {
+    format!("{arch}_{layer}_{kind}.safetensors")
+}
+
+pub fn decoder_path(dir: &Path, arch: Arch, layer: &str, kind: Kind) -> PathBuf {
+    dir.join(decoder_file_name(arch, layer, kind))
+}
+
+/// Save decoder weights (converted to `dtype`) with their metadata, atomically.
+pub fn save_decoder(path: &Path, meta: &DecoderMeta, tensors: &HashMap<String, Tensor>, dtype: DType) -> Result<()> {
+    let mut out = Vec::new();
+    for (name, shape) in meta.spec.params() {
+        let t = tensors.get(&name).ok_or_else(|| Error::Unavailable(format!("decoder has no tensor {name}")))?;
+        if t.dims() != shape.as_slice() {
+            return Err(Error::Unavailable(format!("decoder tensor {name} has shape {:?}, expected {shape:?}", t.dims())));
+        }
+        out.push((name, t.to_dtype(dtype)?.to_device(&candle_core::Device::Cpu)?));
+    }
+    let bytes = safetensors::serialize(out, Some(meta.to_map())).map_err(|e| Error::bad_file(path, e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Read only the metadata of a decoder file.
+pub fn read_decoder_meta(path: &Path) -> Result<DecoderMeta> {
+    let (_, m) = read_safetensors(path, &candle_core::Device::Cpu)?;
+    DecoderMeta::from_map(path, &m)
+}
+
+/// Load a decoder for `layer`/`kind` of `encoder`, refusing a file made for anything else.
+pub fn load_decoder(path: &Path, encoder: &Encoder, layer: &str, kind: Kind) -> Result<(Decoder, DecoderMeta)> {
+    let (tensors, m) = read_safetensors(path, encoder.device())?;
+    let meta = DecoderMeta::from_map(path, &m)?;
+    let s = &meta.spec;
+    if (s.arch, s.layer.as_str(), s.kind) != (encoder.arch, layer, kind) {
+        return Err(Error::bad_file(
+            path,
+            format!("this is a {} {} {} decoder, expected {} {layer} {kind}", s.arch, s.layer, s.kind, encoder.arch),
+        ));
+    }
+    if meta.encoder != encoder.fingerprint {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "decoder was trained for encoder {}, but the loaded model ({}) is encoder {}: train decoders for this model",
+                meta.encoder, encoder.name, encoder.fingerprint
+            ),
+        ));
+    }
+    let mut f32s = HashMap::new();
+    for (name, shape) in s.params() {
+        let t = tensors.get(&name).ok_or_else(|| Error::bad_file(path, format!("missing tensor {name} (expected {})", fmt_shape(&shape))))?;
+        if t.dims() != shape.as_slice() {
+            return Err(Error::bad_file(path, format!("tensor {name} has shape {}, expected {}", fmt_shape(t.dims()), fmt_shape(&shape))));
+        }
+        f32s.insert(name, t.to_dtype(DType::F32)?);
+    }
+    let vb = VarBuilder::from_tensors(f32s, DType::F32, encoder.device());
+    let dec = Decoder::new(s.clone(), vb)?;
+    Ok((dec, meta))
+}

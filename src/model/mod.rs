@@ -1,0 +1,17 @@
+//! Models: architecture tables, the frozen encoder, decoders, and where weights come from.
+
+pub mod arch;
+pub mod decoder;
+pub mod decoder_file;
+pub mod encoder;
+pub mod hub;
+pub mod onnx;
+pub mod source;
+pub mod weights;
+
+pub use arch::Arch;
+pub use decoder::{Decoder, DecoderSpec, Kind};
+pub use decoder_file::{decoder_path, load_decoder, save_decoder, DecoderMeta};
+pub use encoder::{Encoder, Features};
+pub use source::ModelSource;
+pub use weights::{load_weights_file, ModelWeights};

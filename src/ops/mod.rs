@@ -1,0 +1,26 @@
+//! Pooling with switches and the two unpooling flavours (SAE: fixed switch, SWWAE: recorded switches).
+//!
+//! Every fast op has a slow twin built from plain tensor ops (`*_ref`), and the tests compare them.
+//! The fast versions run on CPU for f32/f64; on other devices and dtypes the public functions use the
+//! twin, which runs anywhere candle does.
+
+mod pool;
+mod unpool;
+
+pub use pool::{max_pool_with_switches, max_pool_with_switches_ref, PoolSwitches};
+pub use unpool::{unpool, unpool_fixed_ref, unpool_ref};
+
+use candle_core::{CpuStorage, DType, Layout, Tensor};
+
+/// True when the fast CPU kernels can take this tensor.
+fn fast_path(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// The contiguous slice behind a CPU storage, or an error for strided input.
+fn contiguous_slice<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => candle_core::bail!("layerinv op: input must be contiguous"),
+    }
+}

@@ -1,0 +1,82 @@
+//! The bundled ImageNet VGG-16 trunk: what `info` reports, and activations equal to the original
+//! ONNX model's (reference computed once with onnxruntime by scripts/onnx_reference.py).
+
+mod common;
+
+use common::{layerinv, repo_path};
+use serde_json::Value;
+
+#[test]
+fn info_json_lists_the_trunk_taps_available_and_fc_unavailable() {
+    let o = layerinv(&["info", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(text.trim().lines().count(), 1, "exactly one JSON object: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["arch"], "vgg16");
+    assert_eq!(v["input"], serde_json::json!([3, 224, 224]));
+    let taps: Vec<(String, Value, bool)> = v["taps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap().to_string(), t["shape"].clone(), t["available"].as_bool().unwrap()))
+        .collect();
+    let want = [
+        ("pool1", "[64,112,112]", true),
+        ("pool2", "[128,56,56]", true),
+        ("pool3", "[256,28,28]", true),
+        ("pool4", "[512,14,14]", true),
+        ("pool5", "[512,7,7]", true),
+        ("fc6", "[4096]", false),
+        ("fc7", "[4096]", false),
+        ("fc8", "[1000]", false),
+    ];
+    assert_eq!(taps.len(), want.len());
+    for ((name, shape, avail), (wn, ws, wa)) in taps.iter().zip(want) {
+        assert_eq!((name.as_str(), shape.to_string().as_str(), *avail), (wn, ws, wa));
+    }
+    // params: cumulative encoder parameters; VGG-16's conv trunk has 14,714,688.
+    assert_eq!(v["taps"][4]["params"], 14_714_688);
+}
+
+fn read_npy_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
+    let t = candle_core::Tensor::read_npy(path).unwrap();
+    (t.dims().to_vec(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+}
+
+#[test]
+fn features_match_the_original_onnx_model() {
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(repo_path("tests/data/chelsea_224_onnx_pools.json")).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let image = repo_path("tests/data/chelsea_224.png");
+    for layer in ["pool1", "pool3", "pool5"] {
+        let out = dir.path().join(format!("{layer}.npy"));
+        let o = layerinv(&["features", image.to_str().unwrap(), "--layer", layer, "--out", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (dims, v) = read_npy_f32(&out);
+        let r = &reference[layer];
+        let want_dims: Vec<usize> = r["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        assert_eq!(dims, want_dims);
+        let plane = dims[1] * dims[2];
+        let ours: Vec<f64> = v.chunks(plane).map(|c| c.iter().map(|&x| x as f64).sum::<f64>() / plane as f64).collect();
+        let theirs: Vec<f64> = r["channel_means"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let num: f64 = ours.iter().zip(&theirs).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+        let den: f64 = theirs.iter().map(|b| b * b).sum::<f64>().sqrt();
+        let rel = num / den;
+        eprintln!("{layer}: relative error of channel means vs onnxruntime = {rel:.2e}");
+        assert!(rel < 2e-3, "{layer}: relative error {rel}");
+        let mean: f64 = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+        let std = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        assert!((std - r["std"].as_f64().unwrap()).abs() / r["std"].as_f64().unwrap() < 2e-3, "{layer} std {std}");
+    }
+}
+
+#[test]
+fn features_of_an_fc_layer_say_why_it_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fc7.npy");
+    let o = layerinv(&["features", repo_path("assets/chelsea.png").to_str().unwrap(), "--layer", "fc7", "--out", out.to_str().unwrap()]);
+    common::assert_clean_failure(&o, &["fc7 is not available", "conv trunk"]);
+    let o = layerinv(&["features", repo_path("assets/chelsea.png").to_str().unwrap(), "--layer", "conv9", "--out", out.to_str().unwrap()]);
+    common::assert_clean_failure(&o, &["conv9 is not a layer of vgg16"]);
+}

@@ -1,0 +1,173 @@
+//! Architecture tables, encoder taps and switches, decoders for every tap, decoder files.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use common::random_encoder;
+use layerinv::model::{load_decoder, save_decoder, Arch, Decoder, DecoderMeta, DecoderSpec, Encoder, Kind};
+
+#[test]
+fn tap_shapes_follow_the_paper_layers() {
+    let shapes = |a: Arch| a.tap_shapes().into_iter().map(|(n, s)| format!("{n}{s:?}")).collect::<Vec<_>>().join(" ");
+    assert_eq!(
+        shapes(Arch::Vgg16),
+        "pool1[64, 112, 112] pool2[128, 56, 56] pool3[256, 28, 28] pool4[512, 14, 14] pool5[512, 7, 7] fc6[4096] fc7[4096] fc8[1000]"
+    );
+    assert_eq!(
+        shapes(Arch::AlexNet),
+        "pool1[64, 27, 27] pool2[192, 13, 13] conv3[384, 13, 13] conv4[256, 13, 13] pool5[256, 6, 6] fc6[4096] fc7[4096] fc8[1000]"
+    );
+    let n_convs: Vec<usize> = [Arch::Vgg11, Arch::Vgg13, Arch::Vgg16, Arch::Vgg19].iter().map(|a| a.convs().len()).collect();
+    assert_eq!(n_convs, vec![8, 10, 13, 16]);
+    // torchvision feature indices of VGG-16.
+    let idx: Vec<usize> = Arch::Vgg16.convs().iter().map(|c| c.index).collect();
+    assert_eq!(idx, vec![0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]);
+}
+
+fn image(b: usize, n: usize) -> Tensor {
+    Tensor::randn(0f32, 1., (b, 3, n, n), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn one_forward_pass_returns_every_tap_and_switch() {
+    let enc = random_encoder(Arch::AlexNet, true);
+    let f = enc.forward(&image(2, 224)).unwrap();
+    let got: Vec<(String, Vec<usize>)> = f.taps.iter().map(|(n, t)| (n.to_string(), t.dims()[1..].to_vec())).collect();
+    let want: Vec<(String, Vec<usize>)> = Arch::AlexNet.tap_shapes().into_iter().map(|(n, s)| (n.to_string(), s)).collect();
+    assert_eq!(got, want);
+    assert!(f.taps.iter().all(|(_, t)| t.dims()[0] == 2));
+    // Switches for pooled stages only; fc8 is raw logits (has negatives), the rest post-ReLU.
+    let pooled: Vec<bool> = f.switches.iter().map(|s| s.is_some()).collect();
+    assert_eq!(pooled, vec![true, true, false, false, true]);
+    assert!(f.tap("fc8").unwrap().min_all().unwrap().to_scalar::<f32>().unwrap() < 0.0);
+    for (name, t) in &f.taps[..7] {
+        assert!(t.min_all().unwrap().to_scalar::<f32>().unwrap() >= 0.0, "{name} not post-ReLU");
+    }
+}
+
+#[test]
+fn trunk_only_model_reports_fc_taps_unavailable() {
+    let enc = random_encoder(Arch::Vgg11, false);
+    assert!(enc.has_tap("pool5"));
+    for t in ["fc6", "fc7", "fc8"] {
+        assert!(!enc.has_tap(t));
+        let err = enc.forward_to(&image(1, 224), t).err().unwrap().to_string();
+        assert!(err.contains("stop at the conv trunk"), "{err}");
+    }
+    assert!(enc.forward_to(&image(1, 64), "conv3").is_err()); // not a VGG layer
+}
+
+fn random_decoder(enc: &Encoder, layer: &str, kind: Kind, width: f64) -> (Decoder, VarMap) {
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let spec = DecoderSpec::new(enc.arch, layer, kind, width).unwrap();
+    (Decoder::new(spec, vb).unwrap(), vm)
+}
+
+#[test]
+fn decoders_for_every_conv_tap_rebuild_an_image_of_the_input_size() {
+    for (arch, n) in [(Arch::Vgg11, 64), (Arch::Vgg16, 64), (Arch::Vgg19, 32), (Arch::AlexNet, 224)] {
+        let enc = random_encoder(arch, false);
+        let x = image(2, n);
+        let f = enc.forward(&x).unwrap();
+        for (tap, _) in arch.tap_shapes().into_iter().filter(|(t, _)| !t.starts_with("fc")) {
+            for kind in Kind::ALL {
+                let (dec, _) = random_decoder(&enc, tap, kind, 0.25);
+                let y = dec.forward(&f).unwrap();
+                assert_eq!(y.dims(), x.dims(), "{arch} {tap} {kind}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fc_decoders_mirror_the_head_and_reach_the_image() {
+    let enc = random_encoder(Arch::AlexNet, true);
+    let x = image(1, 224);
+    let f = enc.forward(&x).unwrap();
+    for tap in ["fc6", "fc7", "fc8"] {
+        let (dec, _) = random_decoder(&enc, tap, Kind::Swwae, 0.125);
+        assert_eq!(dec.forward(&f).unwrap().dims(), x.dims(), "{tap}");
+    }
+    // Full-width VGG-16 fc8 decoder: 1000→4096→4096→25088, then as from pool5.
+    let spec = DecoderSpec::new(Arch::Vgg16, "fc8", Kind::Sae, 1.0).unwrap();
+    let lin: Vec<Vec<usize>> = spec.params().into_iter().filter(|(n, _)| n.ends_with("weight") && n.starts_with("fc")).map(|(_, s)| s).collect();
+    assert_eq!(lin, vec![vec![4096, 1000], vec![4096, 4096], vec![25088, 4096]]);
+    let convs: Vec<Vec<usize>> = spec.params().into_iter().filter(|(n, _)| n.starts_with("features") && n.ends_with("weight")).map(|(_, s)| s).collect();
+    assert_eq!(convs.len(), 13);
+    assert_eq!(convs[0], vec![512, 512, 3, 3]);
+    assert_eq!(convs[12], vec![3, 64, 3, 3]);
+}
+
+#[test]
+fn swwae_uses_the_recorded_switches_and_sae_does_not() {
+    let enc = random_encoder(Arch::Vgg11, false);
+    let (sae, vm) = random_decoder(&enc, "pool2", Kind::Sae, 0.5);
+    let spec = DecoderSpec::new(Arch::Vgg11, "pool2", Kind::Swwae, 0.5).unwrap();
+    let swwae = Decoder::new(spec, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap(); // same weights
+    let f1 = enc.forward(&image(1, 32)).unwrap();
+    let mut f2 = enc.forward(&image(1, 32)).unwrap();
+    // Same code, other image's switches: SWWAE output changes, SAE's does not.
+    f2.taps = f1.taps.clone();
+    let diff = |a: &Tensor, b: &Tensor| a.sub(b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(diff(&sae.forward(&f1).unwrap(), &sae.forward(&f2).unwrap()), 0.0);
+    assert!(diff(&swwae.forward(&f1).unwrap(), &swwae.forward(&f2).unwrap()) > 0.0);
+    assert!(diff(&swwae.forward(&f1).unwrap(), &sae.forward(&f1).unwrap()) > 0.0);
+}
+
+fn meta(enc: &Encoder, layer: &str, kind: Kind, width: f64) -> DecoderMeta {
+    DecoderMeta {
+        spec: DecoderSpec::new(enc.arch, layer, kind, width).unwrap(),
+        encoder: enc.fingerprint.clone(),
+        steps: 10,
+        images: 80,
+        val_loss: Some(0.5),
+        val_psnr: Some(20.25),
+    }
+}
+
+#[test]
+fn decoder_files_round_trip_and_refuse_the_wrong_encoder_layer_or_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = random_encoder(Arch::Vgg13, false);
+    let (dec, vm) = random_decoder(&enc, "pool2", Kind::Swwae, 0.5);
+    let tensors = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+    let path = dir.path().join("d.safetensors");
+    let m = meta(&enc, "pool2", Kind::Swwae, 0.5);
+    save_decoder(&path, &m, &tensors, DType::F32).unwrap();
+
+    let (loaded, lm) = load_decoder(&path, &enc, "pool2", Kind::Swwae).unwrap();
+    assert_eq!(lm, m);
+    let f = enc.forward(&image(1, 32)).unwrap();
+    let d = dec.forward(&f).unwrap().sub(&loaded.forward(&f).unwrap()).unwrap().abs().unwrap().max_all().unwrap();
+    assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+
+    let other = random_encoder(Arch::Vgg13, false);
+    let err = load_decoder(&path, &other, "pool2", Kind::Swwae).err().unwrap().to_string();
+    assert!(err.contains("trained for encoder") && err.contains(&enc.fingerprint) && err.contains("d.safetensors"), "{err}");
+    let err = load_decoder(&path, &enc, "pool3", Kind::Swwae).err().unwrap().to_string();
+    assert!(err.contains("vgg13 pool2 swwae decoder, expected vgg13 pool3 swwae"), "{err}");
+    let err = load_decoder(&path, &enc, "pool2", Kind::Sae).err().unwrap().to_string();
+    assert!(err.contains("expected vgg13 pool2 sae"), "{err}");
+
+    // Metadata says width 1.0 but the tensors are width 0.5: every shape is checked.
+    let bad = dir.path().join("bad.safetensors");
+    let mut wrong = meta(&enc, "pool2", Kind::Swwae, 0.5);
+    save_decoder(&bad, &wrong, &tensors, DType::F16).unwrap();
+    let bytes = std::fs::read(&bad).unwrap();
+    let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut map = md.metadata().clone().unwrap();
+    map.insert("width".into(), "1".into());
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    std::fs::write(&bad, safetensors::serialize(st.tensors(), Some(map)).unwrap()).unwrap();
+    wrong.spec.width = 1.0;
+    let err = load_decoder(&bad, &enc, "pool2", Kind::Swwae).err().unwrap().to_string();
+    assert!(err.contains("has shape") && err.contains("expected"), "{err}");
+
+    // A truncated file is refused with the file's name.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_decoder(&bad, &enc, "pool2", Kind::Swwae).err().unwrap().to_string();
+    assert!(err.contains("bad.safetensors") && err.contains("truncated or corrupt"), "{err}");
+}

@@ -1,0 +1,145 @@
+//! Fast pooling/unpooling ops against their slow twins, and their gradients against finite
+//! differences.
+
+use candle_core::{DType, Device, Tensor, Var};
+use layerinv::ops::{max_pool_with_switches, max_pool_with_switches_ref, unpool, unpool_fixed_ref, unpool_ref, PoolSwitches};
+
+fn devices() -> Vec<Device> {
+    let mut d = vec![Device::Cpu];
+    if let Ok(cuda) = Device::new_cuda(0) {
+        d.push(cuda);
+    }
+    d
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    a.to_dtype(DType::F64).unwrap().sub(&b.to_dtype(DType::F64).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap()
+}
+
+/// Geometries: VGG 2×2/2 (even and odd sizes), AlexNet 3×3/2 overlapping.
+const CASES: [(usize, usize, usize, usize); 4] = [(2, 2, 8, 8), (2, 2, 7, 9), (3, 2, 13, 13), (3, 2, 55, 27)];
+
+#[test]
+fn pool_fast_matches_reference() {
+    for dev in devices() {
+        for (k, s, h, w) in CASES {
+            let x = Tensor::randn(0f32, 1., (2, 3, h, w), &dev).unwrap();
+            let (v1, s1) = max_pool_with_switches(&x, k, s).unwrap();
+            let (v2, s2) = max_pool_with_switches_ref(&x, k, s).unwrap();
+            assert_eq!(max_abs_diff(&v1, &v2), 0.0, "values k={k} {h}x{w}");
+            assert_eq!(s1.indices.dims(), v1.dims());
+            assert_eq!(s1.indices.flatten_all().unwrap().to_vec1::<u32>().unwrap(), s2.indices.flatten_all().unwrap().to_vec1::<u32>().unwrap());
+            // Values agree with candle's own max-pool.
+            let mp = x.max_pool2d_with_stride(k, s).unwrap();
+            assert_eq!(max_abs_diff(&v1, &mp), 0.0);
+        }
+    }
+}
+
+#[test]
+fn pool_ties_pick_first_maximum_in_row_major_order() {
+    // One 4×4 plane of zeros with equal maxima: window (0,0) has 1s at (0,1) and (1,0).
+    let mut v = vec![0f32; 16];
+    v[1] = 1.0;
+    v[4] = 1.0;
+    // window (0,1) all equal: first cell (0,2) wins.
+    let x = Tensor::from_vec(v, (1, 1, 4, 4), &Device::Cpu).unwrap();
+    for f in [max_pool_with_switches, max_pool_with_switches_ref] {
+        let (_, sw) = f(&x, 2, 2).unwrap();
+        let idx = sw.indices.flatten_all().unwrap().to_vec1::<u32>().unwrap();
+        assert_eq!(idx, vec![1, 2, 8, 10]);
+    }
+}
+
+#[test]
+fn unpool_fast_matches_reference_and_places_values_at_switches() {
+    for dev in devices() {
+        for (k, s, h, w) in CASES {
+            // Non-negative, as after a ReLU, so the zeros of the unpooled map never win a max.
+            let x = Tensor::randn(0f32, 1., (2, 3, h, w), &dev).unwrap().abs().unwrap();
+            let (p, sw) = max_pool_with_switches(&x, k, s).unwrap();
+            let a = unpool(&p, &sw).unwrap();
+            let b = unpool_ref(&p, &sw).unwrap();
+            assert_eq!(a.dims(), &[2, 3, h, w]);
+            assert!(max_abs_diff(&a, &b) < 1e-6, "k={k} {h}x{w}");
+            // Pooling the unpooled map gives the pooled values back (non-overlapping case exactly;
+            // overlapping windows may average, which can only lower a value).
+            let again = a.max_pool2d_with_stride(k, s).unwrap();
+            if k == s {
+                assert_eq!(max_abs_diff(&again, &p), 0.0);
+            }
+            // SAE: fixed switches agree with the zero-interleaving twin.
+            let fixed = PoolSwitches::fixed(&sw).unwrap();
+            let c = unpool(&p, &fixed).unwrap();
+            let d = unpool_fixed_ref(&p, k, s, (h, w)).unwrap();
+            assert_eq!(max_abs_diff(&c, &d), 0.0, "fixed k={k} {h}x{w}");
+        }
+    }
+}
+
+#[test]
+fn overlapping_unpool_averages_cells_written_twice() {
+    // A 1×5 row max-pooled 3/2: both windows pick the centre cell (index 2).
+    let x = Tensor::new(&[[[[0f32, 1., 9., 1., 0.]; 3]]], &Device::Cpu).unwrap();
+    let (p, sw) = max_pool_with_switches(&x, 3, 2).unwrap();
+    let p = (p * Tensor::new(&[[[[1f32, 3.]]]], &Device::Cpu).unwrap().broadcast_as((1, 1, 1, 2)).unwrap()).unwrap(); // 9 and 27
+    let y = unpool(&p, &sw).unwrap();
+    let row: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(&row[..5], &[0., 0., 18., 0., 0.]); // (9 + 27) / 2
+    assert_eq!(row, unpool_ref(&p, &sw).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+}
+
+/// d/dx sum(w ⊙ unpool(x)) by autodiff vs central differences, for the fast op and the twin.
+#[test]
+fn unpool_gradients_match_finite_differences() {
+    let dev = Device::Cpu;
+    for (k, s, h, w) in CASES {
+        let xin = Tensor::randn(0f64, 1., (1, 2, h, w), &dev).unwrap();
+        let (p, sw) = max_pool_with_switches(&xin, k, s).unwrap();
+        let weights = Tensor::randn(0f64, 1., (1, 2, h, w), &dev).unwrap();
+        for (name, f) in [("fast", unpool as fn(&Tensor, &PoolSwitches) -> candle_core::Result<Tensor>), ("ref", unpool_ref)] {
+            for sw in [sw.clone(), PoolSwitches::fixed(&sw).unwrap()] {
+                let var = Var::from_tensor(&p).unwrap();
+                let loss = f(var.as_tensor(), &sw).unwrap().mul(&weights).unwrap().sum_all().unwrap();
+                let grads = loss.backward().unwrap();
+                let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                let base = p.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                let eps = 1e-4;
+                for i in (0..base.len()).step_by(7) {
+                    let at = |d: f64| {
+                        let mut v = base.clone();
+                        v[i] += d;
+                        let t = Tensor::from_vec(v, p.shape(), &dev).unwrap();
+                        f(&t, &sw).unwrap().mul(&weights).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+                    };
+                    let fd = (at(eps) - at(-eps)) / (2. * eps);
+                    assert!((fd - g[i]).abs() < 1e-6, "{name} k={k} {h}x{w} i={i}: fd {fd} vs autodiff {}", g[i]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_and_reference_gradients_agree_in_f32() {
+    let dev = Device::Cpu;
+    let x = Tensor::randn(0f32, 1., (2, 4, 13, 13), &dev).unwrap();
+    let (p, sw) = max_pool_with_switches(&x, 3, 2).unwrap();
+    let weights = Tensor::randn(0f32, 1., (2, 4, 13, 13), &dev).unwrap();
+    let grad = |f: fn(&Tensor, &PoolSwitches) -> candle_core::Result<Tensor>| {
+        let var = Var::from_tensor(&p).unwrap();
+        let loss = f(var.as_tensor(), &sw).unwrap().mul(&weights).unwrap().sum_all().unwrap();
+        loss.backward().unwrap().get(var.as_tensor()).unwrap().clone()
+    };
+    assert!(max_abs_diff(&grad(unpool), &grad(unpool_ref)) < 1e-6);
+}
+
+#[test]
+fn mismatched_switches_are_an_error_not_a_panic() {
+    let x = Tensor::randn(0f32, 1., (1, 2, 8, 8), &Device::Cpu).unwrap();
+    let (p, sw) = max_pool_with_switches(&x, 2, 2).unwrap();
+    let wrong = p.narrow(1, 0, 1).unwrap();
+    assert!(unpool(&wrong, &sw).is_err());
+    assert!(unpool_ref(&wrong, &sw).is_err());
+    assert!(max_pool_with_switches(&x, 9, 2).is_err());
+}
