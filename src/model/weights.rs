@@ -63,7 +63,9 @@ fn read_raw(path: &Path, device: &Device) -> Result<RawWeights> {
             if !path.exists() {
                 return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
             }
-            let list = candle_core::pickle::read_all(path).map_err(|e| {
+            let read = |key| candle_core::pickle::read_all_with_key(path, key);
+            // A bare state dict, or a training checkpoint holding one under "state_dict".
+            let list = read(None).and_then(|l| if l.is_empty() { read(Some("state_dict")) } else { Ok(l) }).map_err(|e| {
                 Error::bad_file(
                     path,
                     format!(

@@ -72,3 +72,57 @@ pub fn assert_clean_failure(out: &Output, needles: &[&str]) {
         assert!(err.contains(n), "{n:?} not in: {err}");
     }
 }
+
+/// Write `tensors` (f32) as a zip-format PyTorch state dict, byte for byte what `torch.save` of a
+/// plain dict of tensors writes: `archive/data.pkl` (pickle protocol 2) + one raw storage each.
+pub fn write_pth(path: &std::path::Path, tensors: &[(String, Tensor)]) {
+    use std::io::Write;
+    fn unicode(p: &mut Vec<u8>, s: &str) {
+        p.push(b'X');
+        p.extend((s.len() as u32).to_le_bytes());
+        p.extend(s.as_bytes());
+    }
+    fn int(p: &mut Vec<u8>, v: usize) {
+        p.push(b'J');
+        p.extend((v as i32).to_le_bytes());
+    }
+    fn int_tuple(p: &mut Vec<u8>, v: &[usize]) {
+        p.push(b'(');
+        for &x in v {
+            int(p, x);
+        }
+        p.push(b't');
+    }
+    let mut pkl = vec![0x80, 2, b'}', b'('];
+    for (i, (name, t)) in tensors.iter().enumerate() {
+        unicode(&mut pkl, name);
+        pkl.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+        pkl.push(b'(');
+        unicode(&mut pkl, "storage");
+        pkl.extend(b"ctorch\nFloatStorage\n");
+        unicode(&mut pkl, &i.to_string());
+        unicode(&mut pkl, "cpu");
+        int(&mut pkl, t.elem_count());
+        pkl.extend(b"tQ");
+        int(&mut pkl, 0);
+        int_tuple(&mut pkl, t.dims());
+        let strides: Vec<usize> = (0..t.rank()).map(|d| t.dims()[d + 1..].iter().product()).collect();
+        int_tuple(&mut pkl, &strides);
+        pkl.push(0x89); // False: requires_grad
+        pkl.extend(b"ccollections\nOrderedDict\n)R");
+        pkl.extend(b"tR");
+    }
+    pkl.extend(b"u.");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("archive/data.pkl", opts).unwrap();
+    zip.write_all(&pkl).unwrap();
+    for (i, (_, t)) in tensors.iter().enumerate() {
+        zip.start_file(format!("archive/data/{i}"), opts).unwrap();
+        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        zip.write_all(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    }
+    zip.start_file("archive/version", opts).unwrap();
+    zip.write_all(b"3\n").unwrap();
+    zip.finish().unwrap();
+}

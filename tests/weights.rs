@@ -1,0 +1,158 @@
+//! Weight files of every supported kind load to the same canonical encoder.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use common::{random_tensors, write_pth};
+use layerinv::model::{load_weights_file, Arch, Encoder};
+use std::collections::HashMap;
+
+/// Rename canonical tensors with `f` (None drops the tensor).
+fn renamed(t: &HashMap<String, Tensor>, f: impl Fn(&str) -> Option<String>) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = t.iter().filter_map(|(k, v)| f(k).map(|n| (n, v.clone()))).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn torchvision_pth_and_timm_safetensors_give_the_same_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let canon = random_tensors(Arch::AlexNet, true, 1.0);
+
+    // torchvision AlexNet names: classifier.{1,4,6}, inside a DataParallel `module.` prefix.
+    let tv = renamed(&canon, |k| {
+        let k = k.replace("fc6.", "classifier.1.").replace("fc7.", "classifier.4.").replace("fc8.", "classifier.6.");
+        Some(format!("module.{k}"))
+    });
+    let pth = dir.path().join("alexnet.pth");
+    write_pth(&pth, &tv);
+
+    // timm names with the fc layers stored conv-shaped.
+    let timm: Vec<(String, Tensor)> = renamed(&canon, |k| {
+        Some(k.replace("fc6.", "pre_logits.fc1.").replace("fc7.", "pre_logits.fc2.").replace("fc8.", "head.fc."))
+    })
+    .into_iter()
+    .map(|(k, v)| if k == "pre_logits.fc1.weight" { (k, v.reshape((4096, 256, 6, 6)).unwrap()) } else { (k, v) })
+    .collect();
+    let st = dir.path().join("alexnet.safetensors");
+    std::fs::write(&st, safetensors::serialize(timm, None).unwrap()).unwrap();
+
+    let a = load_weights_file(&pth, &Device::Cpu).unwrap();
+    let b = load_weights_file(&st, &Device::Cpu).unwrap();
+    assert_eq!(a.arch, Arch::AlexNet);
+    assert_eq!(b.arch, Arch::AlexNet);
+    assert_eq!((a.fc_available, b.fc_available), (3, 3));
+    assert_eq!(a.fingerprint, b.fingerprint, "same weights, same fingerprint");
+    let x = Tensor::randn(0f32, 1., (1, 3, 224, 224), &Device::Cpu).unwrap();
+    let (ea, eb) = (Encoder::new(a).unwrap(), Encoder::new(b).unwrap());
+    let la = ea.forward(&x).unwrap().tap("fc8").unwrap().clone();
+    let lb = eb.forward(&x).unwrap().tap("fc8").unwrap().clone();
+    assert_eq!(la.sub(&lb).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+}
+
+#[test]
+fn a_head_that_stops_early_makes_only_the_later_taps_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let canon = random_tensors(Arch::AlexNet, true, 1.0);
+    let no_fc7 = renamed(&canon, |k| (!k.starts_with("fc7.")).then(|| k.to_string()));
+    let path = dir.path().join("partial.safetensors");
+    std::fs::write(&path, safetensors::serialize(no_fc7, None).unwrap()).unwrap();
+    let enc = Encoder::new(load_weights_file(&path, &Device::Cpu).unwrap()).unwrap();
+    assert!(enc.has_tap("fc6"));
+    assert!(!enc.has_tap("fc7"));
+    assert!(!enc.has_tap("fc8"), "fc8 needs fc7's output");
+}
+
+/// Minimal protobuf writer for a hand-made ONNX file.
+mod pb {
+    pub fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    pub fn bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+        varint(out, field << 3 | 2);
+        varint(out, b.len() as u64);
+        out.extend(b);
+    }
+    pub fn int(out: &mut Vec<u8>, field: u64, v: u64) {
+        varint(out, field << 3);
+        varint(out, v);
+    }
+}
+
+/// An ONNX graph of Conv nodes with float initializers, like a tf2onnx export (NHWC input).
+fn write_onnx(path: &std::path::Path, convs: &[(Tensor, Tensor)]) {
+    let tensor = |name: &str, t: &Tensor| {
+        let mut m = Vec::new();
+        for &d in t.dims() {
+            pb::int(&mut m, 1, d as u64);
+        }
+        pb::int(&mut m, 2, 1); // FLOAT
+        pb::bytes(&mut m, 8, name.as_bytes());
+        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        pb::bytes(&mut m, 9, &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+        m
+    };
+    let mut graph = Vec::new();
+    for (i, (w, b)) in convs.iter().enumerate() {
+        let mut node = Vec::new();
+        pb::bytes(&mut node, 1, format!("x{i}").as_bytes());
+        pb::bytes(&mut node, 1, format!("w{i}").as_bytes());
+        pb::bytes(&mut node, 1, format!("b{i}").as_bytes());
+        pb::bytes(&mut node, 4, b"Conv");
+        pb::bytes(&mut graph, 1, &node);
+        pb::bytes(&mut graph, 5, &tensor(&format!("w{i}"), w));
+        pb::bytes(&mut graph, 5, &tensor(&format!("b{i}"), b));
+    }
+    let mut shape = Vec::new();
+    for d in [1u64, 240, 240, 3] {
+        let mut dim = Vec::new();
+        pb::int(&mut dim, 1, d);
+        pb::bytes(&mut shape, 1, &dim);
+    }
+    let (mut tt, mut ty, mut input) = (Vec::new(), Vec::new(), Vec::new());
+    pb::int(&mut tt, 1, 1);
+    pb::bytes(&mut tt, 2, &shape);
+    pb::bytes(&mut ty, 1, &tt);
+    pb::bytes(&mut input, 1, b"input");
+    pb::bytes(&mut input, 2, &ty);
+    pb::bytes(&mut graph, 11, &input);
+    let mut model = Vec::new();
+    pb::int(&mut model, 1, 7); // ir_version
+    pb::bytes(&mut model, 7, &graph);
+    std::fs::write(path, model).unwrap();
+}
+
+#[test]
+fn onnx_trunks_import_to_f16_safetensors_with_caffe_preprocessing() {
+    let dir = tempfile::tempdir().unwrap();
+    let canon = random_tensors(Arch::Vgg11, false, 1.0);
+    let convs: Vec<(Tensor, Tensor)> =
+        Arch::Vgg11.convs().iter().map(|c| (canon[&format!("{}.weight", c.key())].clone(), canon[&format!("{}.bias", c.key())].clone())).collect();
+    let onnx = dir.path().join("keras_vgg11.onnx");
+    write_onnx(&onnx, &convs);
+    let direct = load_weights_file(&onnx, &Device::Cpu).unwrap();
+    assert_eq!(direct.arch, Arch::Vgg11);
+    assert_eq!(direct.preprocess, layerinv::data::Preprocess::Caffe);
+    assert_eq!(direct.fingerprint, layerinv::model::weights::fingerprint(&canon).unwrap());
+
+    let out = dir.path().join("vgg11.safetensors");
+    let o = common::layerinv(&["import-onnx", onnx.to_str().unwrap(), out.to_str().unwrap(), "--name", "test trunk"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let imported = load_weights_file(&out, &Device::Cpu).unwrap();
+    assert_eq!((imported.arch, imported.preprocess, imported.name.as_str()), (Arch::Vgg11, layerinv::data::Preprocess::Caffe, "test trunk"));
+    // f16 storage: each weight within f16 rounding of the original.
+    for (k, v) in &canon {
+        let d = imported.tensors[k].sub(v).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let m = v.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d <= m * 1e-3, "{k}: {d}");
+    }
+    // Too few convs for any architecture: refused, naming what was found.
+    let short = dir.path().join("short.onnx");
+    write_onnx(&short, &convs[..3]);
+    let err = load_weights_file(&short, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("short.onnx") && err.contains("3 convolutions") && err.contains("match no known architecture"), "{err}");
+}
