@@ -4,11 +4,14 @@
 //! trained decoders rebuild the image from one layer, either guessing where each maximum came
 //! from (SAE) or told by the switches (SWWAE).
 
+pub mod bench;
 pub mod cli;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod fsutil;
 pub mod model;
 pub mod ops;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -107,3 +107,30 @@ pub fn import_onnx(input: &Path, output: &Path, name: Option<&str>) -> Result<()
     println!("wrote {} ({} conv layers, {} preprocessing, f16) to {}", w.arch, w.arch.convs().len(), w.preprocess.name(), output.display());
     Ok(())
 }
+
+pub fn bench(device: &str, batch: usize, steps: usize, layers: Vec<String>, dtype: &str, model: &str, as_json: bool) -> Result<()> {
+    if dtype != "fp32" {
+        bail!("--dtype {dtype}: only fp32 is implemented");
+    }
+    if batch == 0 || steps == 0 {
+        bail!("--batch and --steps must be at least 1");
+    }
+    let dev = crate::device::parse_device(device)?;
+    let enc = ModelSource::parse(model).load(&dev)?;
+    for l in &layers {
+        if let Some(why) = enc.unavailable_reason(l) {
+            bail!(why);
+        }
+    }
+    let name = match dev {
+        Device::Cpu => "cpu".to_string(),
+        _ => crate::device::describe(&dev),
+    };
+    let v = crate::bench::run(&enc, &crate::bench::BenchConfig { batch, steps, layers }, &name)?;
+    if as_json {
+        println!("{v}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(())
+}

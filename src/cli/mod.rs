@@ -10,6 +10,9 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Cap the CPU threads used (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -41,6 +44,25 @@ pub enum Command {
         #[arg(long)]
         endpoint: Option<String>,
     },
+    /// Time the workload of shared/reference/torch_ref.py (same JSON keys).
+    Bench {
+        /// cpu, cuda, cuda:N or auto
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        #[arg(long, default_value = "pool1,pool2,pool3,pool4,pool5", value_delimiter = ',')]
+        layers: Vec<String>,
+        /// fp32 (bf16 is not implemented yet)
+        #[arg(long, default_value = "fp32")]
+        dtype: String,
+        #[arg(long, default_value = "bundled")]
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Convert the conv trunk of an ONNX model (e.g. a Keras VGG-16 export) to f16 safetensors.
     ImportOnnx {
         input: PathBuf,
@@ -53,10 +75,16 @@ pub enum Command {
 
 /// Run a parsed command line. Errors are one line, ready to print.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global()?;
+    }
     match cli.command {
         Some(Command::Info { model, json }) => commands::info(&model, json),
         Some(Command::Features { image, layer, out, model }) => commands::features(&image, &layer, &out, &model),
         Some(Command::Fetch { model, endpoint }) => commands::fetch(&model, endpoint.as_deref()),
+        Some(Command::Bench { device, batch, steps, layers, dtype, model, json }) => {
+            commands::bench(&device, batch, steps, layers, &dtype, &model, json)
+        }
         Some(Command::ImportOnnx { input, output, name }) => commands::import_onnx(&input, &output, name.as_deref()),
         None => anyhow::bail!("the desktop app is not built yet; use a subcommand (see --help)"),
     }

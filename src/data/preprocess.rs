@@ -33,8 +33,8 @@ impl Preprocess {
         }
     }
 
-    /// Multiply the reconstruction MSE by this so losses are comparable across preprocessings
-    /// (Caffe inputs are in 0–255 units).
+    /// Multiply the reconstruction error by this before squaring, so the loss is in 0–1 pixel
+    /// units for Caffe inputs (which are in 0–255 units).
     pub fn loss_scale(&self) -> f64 {
         match self {
             Preprocess::Caffe => 1.0 / 255.0,

@@ -10,7 +10,8 @@ use super::encoder::Features;
 use crate::error::{Error, Result};
 use crate::ops::{unpool, PoolSwitches};
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, VarBuilder};
+use super::conv::Conv;
+use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, Linear, VarBuilder};
 use std::fmt;
 
 /// Which unpooling the decoder uses.
@@ -168,7 +169,7 @@ enum Layer {
     Linear(Linear),
     Reshape(usize, usize, usize),
     Unpool(usize),
-    Conv(Conv2d),
+    Conv(Conv),
     Deconv(ConvTranspose2d),
 }
 
@@ -191,8 +192,7 @@ impl Decoder {
                     DecOp::Reshape { c, h, w } => Layer::Reshape(c, h, w),
                     DecOp::Unpool { stage } => Layer::Unpool(stage),
                     DecOp::Conv { name, cin, cout, k, pad } => {
-                        let cfg = Conv2dConfig { padding: pad, ..Default::default() };
-                        Layer::Conv(candle_nn::conv2d(cin, cout, k, cfg, vb.pp(name))?)
+                        Layer::Conv(Conv::from_vb(cin, cout, k, pad, vb.pp(name))?)
                     }
                     DecOp::Deconv { name, cin, cout, k, stride, pad, out_pad } => {
                         let cfg = ConvTranspose2dConfig { padding: pad, output_padding: out_pad, stride, dilation: 1 };

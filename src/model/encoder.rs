@@ -6,11 +6,12 @@ use crate::data::Preprocess;
 use crate::error::{Error, Result};
 use crate::ops::{max_pool_with_switches, PoolSwitches};
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear};
+use super::conv::Conv;
+use candle_nn::Linear;
 
 struct EncoderStage {
     tap: &'static str,
-    convs: Vec<Conv2d>,
+    convs: Vec<Conv>,
     pool: Option<PoolSpec>,
 }
 
@@ -52,8 +53,7 @@ impl Encoder {
                 let convs = convs
                     .iter()
                     .map(|c| {
-                        let cfg = Conv2dConfig { padding: c.pad, stride: c.stride, ..Default::default() };
-                        Ok(Conv2d::new(get(format!("{}.weight", c.key()))?, Some(get(format!("{}.bias", c.key()))?), cfg))
+                        Ok(Conv::new(get(format!("{}.weight", c.key()))?, get(format!("{}.bias", c.key()))?, c.pad, c.stride))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(EncoderStage { tap, convs, pool })

@@ -1,6 +1,7 @@
 //! Models: architecture tables, the frozen encoder, decoders, and where weights come from.
 
 pub mod arch;
+pub mod conv;
 pub mod decoder;
 pub mod decoder_file;
 pub mod encoder;

@@ -1,11 +1,15 @@
-//! Pooling with switches and the two unpooling flavours (SAE: fixed switch, SWWAE: recorded switches).
+//! Pooling with switches, the two unpooling flavours (SAE: fixed switch, SWWAE: recorded
+//! switches), and a fast CPU convolution.
 //!
 //! Every fast op has a slow twin built from plain tensor ops (`*_ref`), and the tests compare them.
 //! The fast versions run on CPU for f32/f64; on other devices and dtypes the public functions use the
 //! twin, which runs anywhere candle does.
 
+mod conv;
 mod pool;
 mod unpool;
+
+pub use conv::{conv2d, conv2d_ref};
 
 pub use pool::{max_pool_with_switches, max_pool_with_switches_ref, PoolSwitches};
 pub use unpool::{unpool, unpool_fixed_ref, unpool_ref};

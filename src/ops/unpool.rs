@@ -4,7 +4,7 @@
 
 use super::{contiguous_slice, fast_path, PoolSwitches};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType, D};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 
 /// Unpool `x` `(B, C, h, w)` with switches of the same shape into `(B, C, H, W)`. SWWAE passes the
 /// switches the encoder recorded; SAE passes [`PoolSwitches::fixed`]. Differentiable w.r.t. `x`.

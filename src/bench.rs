@@ -1,0 +1,87 @@
+//! `layerinv bench`: the same workload as `shared/reference/torch_ref.py`, with the same JSON keys.
+
+use crate::error::Result;
+use crate::model::{DecoderSpec, Encoder, Kind};
+use crate::train::DecoderTrainer;
+use candle_core::{Device, Tensor};
+use serde_json::{json, Map, Value};
+use std::time::Instant;
+
+pub struct BenchConfig {
+    pub batch: usize,
+    pub steps: usize,
+    pub layers: Vec<String>,
+}
+
+fn sync(dev: &Device) -> Result<()> {
+    Ok(dev.synchronize()?)
+}
+
+/// Time encoder forward, one training step per (layer, kind), and all-decoders inference.
+pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value> {
+    let dev = enc.device().clone();
+    let n = enc.arch.input_size();
+    let x = Tensor::randn(0f32, 1., (cfg.batch, 3, n, n), &dev)?;
+    let last = cfg.layers.last().map(String::as_str).unwrap_or("pool5");
+    let time = |f: &mut dyn FnMut() -> Result<()>, reps: usize| -> Result<f64> {
+        for _ in 0..2 {
+            f()?;
+        }
+        sync(&dev)?;
+        let t = Instant::now();
+        for _ in 0..reps {
+            f()?;
+        }
+        sync(&dev)?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let enc_s = time(&mut || enc.forward_to(&x, last).map(|_| ()), cfg.steps)?;
+    let mut train = Map::new();
+    for layer in &cfg.layers {
+        let mut per_kind = Map::new();
+        for kind in Kind::ALL {
+            let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, layer, kind, 1.0)?, &dev, 1e-4)?;
+            let secs = time(
+                &mut || {
+                    let f = enc.forward_to(&x, layer)?;
+                    t.step(&f, &x, enc.preprocess).map(|_| ())
+                },
+                cfg.steps,
+            )?;
+            per_kind.insert(kind.name().into(), json!(round((cfg.batch * cfg.steps) as f64 / secs, 2)));
+        }
+        train.insert(layer.clone(), Value::Object(per_kind));
+    }
+    let decoders: Vec<DecoderTrainer> = cfg
+        .layers
+        .iter()
+        .flat_map(|l| Kind::ALL.map(|k| (l.clone(), k)))
+        .map(|(l, k)| DecoderTrainer::new(DecoderSpec::new(enc.arch, &l, k, 1.0)?, &dev, 1e-4))
+        .collect::<Result<_>>()?;
+    let x1 = x.narrow(0, 0, 1)?;
+    let reps = if dev.is_cpu() { 2 } else { 10 };
+    let infer_s = time(
+        &mut || {
+            let f = enc.forward_to(&x1, last)?;
+            for d in &decoders {
+                d.decoder.forward(&f)?;
+            }
+            Ok(())
+        },
+        reps,
+    )?;
+    Ok(json!({
+        "device": device_name,
+        "threads": candle_core::utils::get_num_threads(),
+        "batch": cfg.batch,
+        "dtype": "fp32",
+        "encoder_fwd_ms_per_img": round(enc_s / (cfg.steps * cfg.batch) as f64 * 1000., 3),
+        "train_img_per_s": train,
+        "infer_all_ms": round(infer_s / reps as f64 * 1000., 1),
+    }))
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (v * p).round() / p
+}

@@ -1,0 +1,35 @@
+//! The convolution layer used by encoder and decoders: our fast stride-1 op, candle's otherwise.
+
+use crate::ops::conv2d;
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Conv2dConfig, VarBuilder};
+
+pub struct Conv {
+    weight: Tensor,
+    bias: Tensor,
+    pad: usize,
+    stride: usize,
+}
+
+impl Conv {
+    pub fn new(weight: Tensor, bias: Tensor, pad: usize, stride: usize) -> Self {
+        Self { weight, bias, pad, stride }
+    }
+
+    /// A trainable layer (Kaiming-normal weights) named `vb`'s prefix: `weight`, `bias`.
+    pub fn from_vb(cin: usize, cout: usize, k: usize, pad: usize, vb: VarBuilder) -> Result<Self> {
+        let c = candle_nn::conv2d(cin, cout, k, Conv2dConfig { padding: pad, ..Default::default() }, vb)?;
+        let bias = c.bias().cloned().ok_or_else(|| candle_core::Error::Msg("conv without bias".into()))?;
+        Ok(Self::new(c.weight().clone(), bias, pad, 1))
+    }
+}
+
+impl Module for Conv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.stride == 1 && std::env::var_os("TMP_CANDLE_CONV").is_none() {
+            conv2d(x, &self.weight, &self.bias, self.pad)
+        } else {
+            x.conv2d(&self.weight, self.pad, self.stride, 1, 1)?.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The fast CPU convolution against candle's, forward and backward, for the shapes we use.
+
+use candle_core::{Device, Tensor, Var};
+use layerinv::ops::{conv2d, conv2d_ref};
+
+fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
+    a.sub(b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
+}
+
+/// (batch, cin, cout, h, w, k, pad): VGG 3×3/1, AlexNet 5×5/2, 1×1, odd sizes, batch below and
+/// above the thread count (both code paths).
+const CASES: [(usize, usize, usize, usize, usize, usize, usize); 6] =
+    [(1, 3, 8, 9, 7, 3, 1), (3, 16, 4, 8, 8, 3, 1), (2, 5, 6, 13, 11, 5, 2), (1, 4, 4, 6, 6, 1, 0), (4, 8, 3, 5, 9, 3, 0), (2, 64, 32, 14, 14, 3, 1)];
+
+fn inputs(c: (usize, usize, usize, usize, usize, usize, usize)) -> (Tensor, Tensor, Tensor) {
+    let (b, cin, cout, h, w, k, _) = c;
+    let dev = Device::Cpu;
+    (
+        Tensor::randn(0f32, 1., (b, cin, h, w), &dev).unwrap(),
+        Tensor::randn(0f32, 0.3, (cout, cin, k, k), &dev).unwrap(),
+        Tensor::randn(0f32, 1., cout, &dev).unwrap(),
+    )
+}
+
+#[test]
+fn forward_matches_candle() {
+    for c in CASES {
+        let (x, w, b) = inputs(c);
+        let fast = conv2d(&x, &w, &b, c.6).unwrap();
+        let slow = conv2d_ref(&x, &w, &b, c.6).unwrap();
+        assert_eq!(fast.dims(), slow.dims(), "{c:?}");
+        assert!(max_rel_diff(&fast, &slow) < 1e-5, "{c:?}: {}", max_rel_diff(&fast, &slow));
+    }
+}
+
+#[test]
+fn gradients_match_candle_autodiff() {
+    for c in CASES {
+        let (x, w, b) = inputs(c);
+        let (_, _, cout, h, wd, k, p) = c;
+        let g = Tensor::randn(0f32, 1., (c.0, cout, h + 2 * p + 1 - k, wd + 2 * p + 1 - k), &Device::Cpu).unwrap();
+        let grads = |f: fn(&Tensor, &Tensor, &Tensor, usize) -> candle_core::Result<Tensor>| {
+            let (xv, wv, bv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w).unwrap(), Var::from_tensor(&b).unwrap());
+            let loss = f(xv.as_tensor(), wv.as_tensor(), bv.as_tensor(), p).unwrap().mul(&g).unwrap().sum_all().unwrap();
+            let gs = loss.backward().unwrap();
+            [xv, wv, bv].map(|v| gs.get(v.as_tensor()).unwrap().clone())
+        };
+        let (fast, slow) = (grads(conv2d), grads(conv2d_ref));
+        for (name, (a, b)) in ["dx", "dw", "db"].iter().zip(fast.iter().zip(slow.iter())) {
+            assert!(max_rel_diff(a, b) < 1e-4, "{c:?} {name}: {}", max_rel_diff(a, b));
+        }
+    }
+}
+
+#[test]
+fn weight_gradient_matches_finite_differences() {
+    let (x, w, b) = inputs((2, 3, 2, 5, 6, 3, 1));
+    let g = Tensor::randn(0f32, 1., (2, 2, 5, 6), &Device::Cpu).unwrap();
+    let wv = Var::from_tensor(&w).unwrap();
+    let loss = conv2d(&x, wv.as_tensor(), &b, 1).unwrap().mul(&g).unwrap().sum_all().unwrap();
+    let dw = loss.backward().unwrap().get(wv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let base = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let f = |v: Vec<f32>| {
+        let w = Tensor::from_vec(v, w.shape(), &Device::Cpu).unwrap();
+        conv2d(&x, &w, &b, 1).unwrap().mul(&g).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64
+    };
+    for i in 0..base.len() {
+        let eps = 1e-2;
+        let (mut up, mut down) = (base.clone(), base.clone());
+        up[i] += eps;
+        down[i] -= eps;
+        let fd = (f(up) - f(down)) / (2. * eps as f64);
+        assert!((fd - dw[i] as f64).abs() < 2e-2 * (1. + fd.abs()), "dw[{i}]: fd {fd} vs {}", dw[i]);
+    }
+}
+
+#[test]
+fn misfit_kernels_are_errors() {
+    let (x, w, b) = inputs((1, 3, 8, 9, 7, 3, 1));
+    assert!(conv2d(&x, &w.narrow(1, 0, 2).unwrap(), &b, 1).is_err());
+    let tiny = Tensor::zeros((1, 3, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert!(conv2d(&tiny, &w, &b, 0).is_err());
+}
