@@ -25,10 +25,10 @@ fn inputs(c: (usize, usize, usize, usize, usize, usize, usize)) -> (Tensor, Tens
 
 #[test]
 fn forward_matches_candle() {
-    for c in CASES {
+    for (c, relu) in CASES.into_iter().flat_map(|c| [(c, false), (c, true)]) {
         let (x, w, b) = inputs(c);
-        let fast = conv2d(&x, &w, &b, c.6).unwrap();
-        let slow = conv2d_ref(&x, &w, &b, c.6).unwrap();
+        let fast = conv2d(&x, &w, &b, c.6, relu).unwrap();
+        let slow = conv2d_ref(&x, &w, &b, c.6, relu).unwrap();
         assert_eq!(fast.dims(), slow.dims(), "{c:?}");
         assert!(max_rel_diff(&fast, &slow) < 1e-5, "{c:?}: {}", max_rel_diff(&fast, &slow));
     }
@@ -36,19 +36,19 @@ fn forward_matches_candle() {
 
 #[test]
 fn gradients_match_candle_autodiff() {
-    for c in CASES {
+    for (c, relu) in CASES.into_iter().flat_map(|c| [(c, false), (c, true)]) {
         let (x, w, b) = inputs(c);
         let (_, _, cout, h, wd, k, p) = c;
         let g = Tensor::randn(0f32, 1., (c.0, cout, h + 2 * p + 1 - k, wd + 2 * p + 1 - k), &Device::Cpu).unwrap();
-        let grads = |f: fn(&Tensor, &Tensor, &Tensor, usize) -> candle_core::Result<Tensor>| {
+        let grads = |f: fn(&Tensor, &Tensor, &Tensor, usize, bool) -> candle_core::Result<Tensor>| {
             let (xv, wv, bv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w).unwrap(), Var::from_tensor(&b).unwrap());
-            let loss = f(xv.as_tensor(), wv.as_tensor(), bv.as_tensor(), p).unwrap().mul(&g).unwrap().sum_all().unwrap();
+            let loss = f(xv.as_tensor(), wv.as_tensor(), bv.as_tensor(), p, relu).unwrap().mul(&g).unwrap().sum_all().unwrap();
             let gs = loss.backward().unwrap();
             [xv, wv, bv].map(|v| gs.get(v.as_tensor()).unwrap().clone())
         };
         let (fast, slow) = (grads(conv2d), grads(conv2d_ref));
         for (name, (a, b)) in ["dx", "dw", "db"].iter().zip(fast.iter().zip(slow.iter())) {
-            assert!(max_rel_diff(a, b) < 1e-4, "{c:?} {name}: {}", max_rel_diff(a, b));
+            assert!(max_rel_diff(a, b) < 1e-4, "{c:?} relu={relu} {name}: {}", max_rel_diff(a, b));
         }
     }
 }
@@ -58,12 +58,12 @@ fn weight_gradient_matches_finite_differences() {
     let (x, w, b) = inputs((2, 3, 2, 5, 6, 3, 1));
     let g = Tensor::randn(0f32, 1., (2, 2, 5, 6), &Device::Cpu).unwrap();
     let wv = Var::from_tensor(&w).unwrap();
-    let loss = conv2d(&x, wv.as_tensor(), &b, 1).unwrap().mul(&g).unwrap().sum_all().unwrap();
+    let loss = conv2d(&x, wv.as_tensor(), &b, 1, false).unwrap().mul(&g).unwrap().sum_all().unwrap();
     let dw = loss.backward().unwrap().get(wv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let base = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let f = |v: Vec<f32>| {
         let w = Tensor::from_vec(v, w.shape(), &Device::Cpu).unwrap();
-        conv2d(&x, &w, &b, 1).unwrap().mul(&g).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64
+        conv2d(&x, &w, &b, 1, false).unwrap().mul(&g).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64
     };
     for i in 0..base.len() {
         let eps = 1e-2;
@@ -78,7 +78,7 @@ fn weight_gradient_matches_finite_differences() {
 #[test]
 fn misfit_kernels_are_errors() {
     let (x, w, b) = inputs((1, 3, 8, 9, 7, 3, 1));
-    assert!(conv2d(&x, &w.narrow(1, 0, 2).unwrap(), &b, 1).is_err());
+    assert!(conv2d(&x, &w.narrow(1, 0, 2).unwrap(), &b, 1, false).is_err());
     let tiny = Tensor::zeros((1, 3, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
-    assert!(conv2d(&tiny, &w, &b, 0).is_err());
+    assert!(conv2d(&tiny, &w, &b, 0, false).is_err());
 }

@@ -9,27 +9,33 @@ pub struct Conv {
     bias: Tensor,
     pad: usize,
     stride: usize,
+    relu: bool,
 }
 
 impl Conv {
-    pub fn new(weight: Tensor, bias: Tensor, pad: usize, stride: usize) -> Self {
-        Self { weight, bias, pad, stride }
+    /// `relu`: apply a ReLU to the output (fused into the convolution where possible).
+    pub fn new(weight: Tensor, bias: Tensor, pad: usize, stride: usize, relu: bool) -> Self {
+        Self { weight, bias, pad, stride, relu }
     }
 
     /// A trainable layer (Kaiming-normal weights) named `vb`'s prefix: `weight`, `bias`.
-    pub fn from_vb(cin: usize, cout: usize, k: usize, pad: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn from_vb(cin: usize, cout: usize, k: usize, pad: usize, relu: bool, vb: VarBuilder) -> Result<Self> {
         let c = candle_nn::conv2d(cin, cout, k, Conv2dConfig { padding: pad, ..Default::default() }, vb)?;
         let bias = c.bias().cloned().ok_or_else(|| candle_core::Error::Msg("conv without bias".into()))?;
-        Ok(Self::new(c.weight().clone(), bias, pad, 1))
+        Ok(Self::new(c.weight().clone(), bias, pad, 1, relu))
     }
 }
 
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.stride == 1 && std::env::var_os("TMP_CANDLE_CONV").is_none() {
-            conv2d(x, &self.weight, &self.bias, self.pad)
+        if self.stride == 1 {
+            return conv2d(x, &self.weight, &self.bias, self.pad, self.relu);
+        }
+        let y = x.conv2d(&self.weight, self.pad, self.stride, 1, 1)?.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
+        if self.relu {
+            y.relu()
         } else {
-            x.conv2d(&self.weight, self.pad, self.stride, 1, 1)?.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+            Ok(y)
         }
     }
 }

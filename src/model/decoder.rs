@@ -165,12 +165,13 @@ impl DecoderSpec {
     }
 }
 
+/// A built layer. `bool`: ReLU after it (every weighted layer but the last).
 enum Layer {
-    Linear(Linear),
+    Linear(Linear, bool),
     Reshape(usize, usize, usize),
     Unpool(usize),
     Conv(Conv),
-    Deconv(ConvTranspose2d),
+    Deconv(ConvTranspose2d, bool),
 }
 
 /// A decoder with its weights.
@@ -183,20 +184,21 @@ impl Decoder {
     /// Build from a `VarBuilder` whose names follow [`DecoderSpec::params`] (a `VarMap` for
     /// training, a loaded file for inference).
     pub fn new(spec: DecoderSpec, vb: VarBuilder) -> Result<Self> {
-        let layers = spec
-            .plan()
+        let plan = spec.plan();
+        let last = plan.iter().rposition(|op| !op.params().is_empty()).unwrap_or(0);
+        let layers = plan
             .into_iter()
-            .map(|op| {
+            .enumerate()
+            .map(|(i, op)| {
+                let relu = i != last;
                 Ok(match op {
-                    DecOp::Linear { name, din, dout } => Layer::Linear(candle_nn::linear(din, dout, vb.pp(name))?),
+                    DecOp::Linear { name, din, dout } => Layer::Linear(candle_nn::linear(din, dout, vb.pp(name))?, relu),
                     DecOp::Reshape { c, h, w } => Layer::Reshape(c, h, w),
                     DecOp::Unpool { stage } => Layer::Unpool(stage),
-                    DecOp::Conv { name, cin, cout, k, pad } => {
-                        Layer::Conv(Conv::from_vb(cin, cout, k, pad, vb.pp(name))?)
-                    }
+                    DecOp::Conv { name, cin, cout, k, pad } => Layer::Conv(Conv::from_vb(cin, cout, k, pad, relu, vb.pp(name))?),
                     DecOp::Deconv { name, cin, cout, k, stride, pad, out_pad } => {
                         let cfg = ConvTranspose2dConfig { padding: pad, output_padding: out_pad, stride, dilation: 1 };
-                        Layer::Deconv(candle_nn::conv_transpose2d(cin, cout, k, cfg, vb.pp(name))?)
+                        Layer::Deconv(candle_nn::conv_transpose2d(cin, cout, k, cfg, vb.pp(name))?, relu)
                     }
                 })
             })
@@ -209,32 +211,23 @@ impl Decoder {
         let layer = self.spec.layer.as_str();
         let code = f.tap(layer).ok_or_else(|| Error::Unavailable(format!("the features hold no {layer} activation")))?;
         let mut x = code.clone();
-        let n_weighted = self.layers.iter().filter(|l| matches!(l, Layer::Linear(_) | Layer::Conv(_) | Layer::Deconv(_))).count();
-        let mut seen = 0;
+        let relu_if = |y: Tensor, relu: bool| if relu { y.relu() } else { Ok(y) };
         for l in &self.layers {
             x = match l {
-                Layer::Linear(m) => m.forward(&x)?,
+                Layer::Linear(m, relu) => relu_if(m.forward(&x)?, *relu)?,
                 Layer::Conv(m) => m.forward(&x)?,
-                Layer::Deconv(m) => m.forward(&x)?,
-                Layer::Reshape(c, h, w) => {
-                    x = x.reshape(((), *c, *h, *w))?;
-                    continue;
-                }
+                Layer::Deconv(m, relu) => relu_if(m.forward(&x)?, *relu)?,
+                Layer::Reshape(c, h, w) => x.reshape(((), *c, *h, *w))?,
                 Layer::Unpool(stage) => {
                     let sw = f.switches.get(*stage).and_then(|s| s.as_ref()).ok_or_else(|| {
                         Error::Unavailable(format!("the features hold no pooling switches for stage {}", stage + 1))
                     })?;
-                    x = match self.spec.kind {
+                    match self.spec.kind {
                         Kind::Swwae => unpool(&x, sw)?,
                         Kind::Sae => unpool(&x, &PoolSwitches::fixed(sw)?)?,
-                    };
-                    continue;
+                    }
                 }
             };
-            seen += 1;
-            if seen < n_weighted {
-                x = x.relu()?;
-            }
         }
         Ok(x)
     }

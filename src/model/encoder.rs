@@ -53,7 +53,7 @@ impl Encoder {
                 let convs = convs
                     .iter()
                     .map(|c| {
-                        Ok(Conv::new(get(format!("{}.weight", c.key()))?, get(format!("{}.bias", c.key()))?, c.pad, c.stride))
+                        Ok(Conv::new(get(format!("{}.weight", c.key()))?, get(format!("{}.bias", c.key()))?, c.pad, c.stride, true))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(EncoderStage { tap, convs, pool })
@@ -113,7 +113,7 @@ impl Encoder {
         let mut x = x.to_device(&self.device)?;
         for st in &self.stages {
             for conv in &st.convs {
-                x = conv.forward(&x)?.relu()?;
+                x = conv.forward(&x)?;
             }
             let sw = match st.pool {
                 Some(p) => {
