@@ -89,6 +89,13 @@ impl Geom {
     }
 }
 
+/// For every kernel offset `(ky, kx)`: its index `ky·k + kx` in a kernel plane, and where the
+/// input it meets starts for output column `c0` of the padded rows.
+fn kernel_shifts(g: &Geom, c0: usize) -> impl Iterator<Item = (usize, usize)> {
+    let (k, wp) = (g.k, g.wp());
+    (0..k * k).map(move |i| (i, (i / k) * wp + i % k + c0))
+}
+
 /// Zero-pad a batch `(B, cin, h, w)` into `(B, cin, chan_len)` rows of width `wp`.
 fn pad_batch(x: &[f32], g: &Geom) -> Vec<f32> {
     let (wp, l) = (g.wp(), g.chan_len());
@@ -117,37 +124,34 @@ impl SharedOut {
 
 /// `acc (cout × (c1 − c0)) += Σ_k W_k · Xpad_b[:, shift_k + c0 .. shift_k + c1]`.
 fn accumulate_tile(xp: &[f32], w: &[f32], g: &Geom, c0: usize, c1: usize, acc: &mut [f32]) {
-    let (wp, l, kk, t) = (g.wp(), g.chan_len(), g.k * g.k, c1 - c0);
-    for ky in 0..g.k {
-        for kx in 0..g.k {
-            let shift = ky * wp + kx + c0;
-            debug_assert!((g.cin - 1) * l + shift + t <= xp.len());
-            // SAFETY: dst is cout × t (row stride t) inside `acc`; lhs is w[:, :, ky, kx] (row
-            // stride cin·k², column stride k²); rhs is cin rows of t values starting at `shift`
-            // of each padded channel, and shift + t ≤ n + (k−1)·wp + k−1 = chan_len.
-            unsafe {
-                gemm::gemm(
-                    g.cout,
-                    t,
-                    g.cin,
-                    acc.as_mut_ptr(),
-                    1,
-                    t as isize,
-                    true,
-                    w.as_ptr().add(ky * g.k + kx),
-                    kk as isize,
-                    (g.cin * kk) as isize,
-                    xp.as_ptr().add(shift),
-                    1,
-                    l as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
+    let (l, kk, t) = (g.chan_len(), g.k * g.k, c1 - c0);
+    for (ki, shift) in kernel_shifts(g, c0) {
+        debug_assert!((g.cin - 1) * l + shift + t <= xp.len());
+        // SAFETY: dst is cout × t (row stride t) inside `acc`; lhs is w[:, :, ky, kx] (row
+        // stride cin·k², column stride k²); rhs is cin rows of t values starting at `shift`
+        // of each padded channel, and shift + t ≤ out_h·wp + (k−1)·wp + k−1 = chan_len.
+        unsafe {
+            gemm::gemm(
+                g.cout,
+                t,
+                g.cin,
+                acc.as_mut_ptr(),
+                1,
+                t as isize,
+                true,
+                w.as_ptr().add(ki),
+                kk as isize,
+                (g.cin * kk) as isize,
+                xp.as_ptr().add(shift),
+                1,
+                l as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
         }
     }
 }
@@ -223,36 +227,33 @@ struct ConvWeightGrad {
 
 /// `dw += Σ_k dY_tile (cout × t) · Xpad[:, shift_k + tile]ᵀ` for one tile of one image.
 fn weight_grad_tile(xp: &[f32], dyp: &[f32], g: &Geom, c0: usize, c1: usize, dw: &mut [f32]) {
-    let (wp, l, kk, t) = (g.wp(), g.chan_len(), g.k * g.k, c1 - c0);
-    for ky in 0..g.k {
-        for kx in 0..g.k {
-            let shift = ky * wp + kx + c0;
-            // SAFETY: dst is dw[:, :, ky, kx] (cout × cin, strides cin·k², k²); lhs is the tile of
-            // dY on padded rows (cout × t, row stride t); rhs is the transposed shifted input
-            // (t × cin: row stride 1, column stride l), in bounds as in `accumulate_tile`.
-            unsafe {
-                gemm::gemm(
-                    g.cout,
-                    g.cin,
-                    t,
-                    dw.as_mut_ptr().add(ky * g.k + kx),
-                    kk as isize,
-                    (g.cin * kk) as isize,
-                    true,
-                    dyp.as_ptr(),
-                    1,
-                    t as isize,
-                    xp.as_ptr().add(shift),
-                    l as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
+    let (l, kk, t) = (g.chan_len(), g.k * g.k, c1 - c0);
+    for (ki, shift) in kernel_shifts(g, c0) {
+        // SAFETY: dst is dw[:, :, ky, kx] (cout × cin, strides cin·k², k²); lhs is the tile of
+        // dY on padded rows (cout × t, row stride t); rhs is the transposed shifted input
+        // (t × cin: row stride 1, column stride l), in bounds as in `accumulate_tile`.
+        unsafe {
+            gemm::gemm(
+                g.cout,
+                g.cin,
+                t,
+                dw.as_mut_ptr().add(ki),
+                kk as isize,
+                (g.cin * kk) as isize,
+                true,
+                dyp.as_ptr(),
+                1,
+                t as isize,
+                xp.as_ptr().add(shift),
+                l as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
         }
     }
 }
