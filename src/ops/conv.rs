@@ -207,7 +207,7 @@ impl CustomOp3 for Conv {
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (_, _, k, _) = w.dims4()?;
         // Through the fused ReLU: the gradient passes where the output is positive.
-        let dy = if self.relu { dy.mul(&y.gt(0f32)?.to_dtype(DType::F32)?)? } else { dy.contiguous()? };
+        let dy = if self.relu { dy.contiguous()?.apply_op2_no_bwd(&y.contiguous()?, &ReluGrad)? } else { dy.contiguous()? };
         // dX = conv(dY, flip(W)ᵀ) with padding k − 1 − p.
         let rev = Tensor::from_vec((0..k as u32).rev().collect::<Vec<_>>(), k, w.device())?;
         let w_t = w.index_select(&rev, 2)?.index_select(&rev, 3)?.transpose(0, 1)?.contiguous()?;
@@ -300,5 +300,25 @@ impl CustomOp2 for ConvWeightGrad {
             dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
         }
         Ok((CpuStorage::F32(dw), Shape::from((cout, cin, self.k, self.k))))
+    }
+}
+
+/// `dy` where the ReLU output `y` is positive, else 0: one pass instead of compare, cast, multiply.
+struct ReluGrad;
+
+impl CustomOp2 for ReluGrad {
+    fn name(&self) -> &'static str {
+        "relu-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (dy, y) = (contiguous_slice::<f32>(s1, l1)?, contiguous_slice::<f32>(s2, l2)?);
+        let mut out = vec![0f32; dy.len()];
+        out.par_chunks_mut(1 << 16).zip(dy.par_chunks(1 << 16).zip(y.par_chunks(1 << 16))).for_each(|(o, (d, y))| {
+            for ((o, &d), &y) in o.iter_mut().zip(d).zip(y) {
+                *o = if y > 0.0 { d } else { 0.0 };
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }

@@ -2,6 +2,7 @@
 
 use super::{contiguous_slice, fast_path};
 use candle_core::backend::BackendStorage;
+use rayon::prelude::*;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor, WithDType, D};
 
 /// Where each pooled value came from: for every output cell, the flat index `y * in_w + x` of its
@@ -107,12 +108,12 @@ struct ArgmaxPool {
 }
 
 impl ArgmaxPool {
-    fn run<T: WithDType + PartialOrd>(&self, x: &[T], shape: (usize, usize, usize, usize)) -> Result<(Vec<u32>, Shape)> {
+    fn run<T: WithDType + PartialOrd + Sync>(&self, x: &[T], shape: (usize, usize, usize, usize)) -> Result<(Vec<u32>, Shape)> {
         let (b, c, h, w) = shape;
         let (k, s) = (self.k, self.s);
         let (oh, ow) = (out_size(h, k, s)?, out_size(w, k, s)?);
         let mut out = vec![0u32; b * c * oh * ow];
-        for (plane, dst) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+        out.par_chunks_exact_mut(oh * ow).zip(x.par_chunks_exact(h * w)).for_each(|(dst, plane)| {
             for oy in 0..oh {
                 for ox in 0..ow {
                     let (y0, x0) = (oy * s, ox * s);
@@ -130,7 +131,7 @@ impl ArgmaxPool {
                     dst[oy * ow + ox] = best_i as u32;
                 }
             }
-        }
+        });
         Ok((out, Shape::from((b, c, oh, ow))))
     }
 }

@@ -4,6 +4,7 @@
 
 use super::{contiguous_slice, fast_path, PoolSwitches};
 use candle_core::backend::BackendStorage;
+use rayon::prelude::*;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 
 /// Unpool `x` `(B, C, h, w)` with switches of the same shape into `(B, C, H, W)`. SWWAE passes the
@@ -93,7 +94,8 @@ fn check_index(i: u32, plane: usize) -> Result<usize> {
 
 fn unpool_fwd<T: WithDType>(x: &[T], idx: &[u32], pooled: usize, plane: usize, average: bool) -> Result<Vec<T>> {
     let mut out = vec![T::zero(); x.len() / pooled * plane];
-    for ((src, sw), dst) in x.chunks_exact(pooled).zip(idx.chunks_exact(pooled)).zip(out.chunks_exact_mut(plane)) {
+    let planes = x.par_chunks_exact(pooled).zip(idx.par_chunks_exact(pooled)).zip(out.par_chunks_exact_mut(plane));
+    planes.try_for_each(|((src, sw), dst)| {
         for (&v, &i) in src.iter().zip(sw) {
             dst[check_index(i, plane)?] += v;
         }
@@ -104,19 +106,22 @@ fn unpool_fwd<T: WithDType>(x: &[T], idx: &[u32], pooled: usize, plane: usize, a
                 }
             }
         }
-    }
+        Ok::<(), candle_core::Error>(())
+    })?;
     Ok(out)
 }
 
 fn unpool_bwd<T: WithDType>(g: &[T], idx: &[u32], pooled: usize, plane: usize, average: bool) -> Result<Vec<T>> {
     let mut out = vec![T::zero(); idx.len()];
-    for ((gp, sw), dst) in g.chunks_exact(plane).zip(idx.chunks_exact(pooled)).zip(out.chunks_exact_mut(pooled)) {
+    let planes = g.par_chunks_exact(plane).zip(idx.par_chunks_exact(pooled)).zip(out.par_chunks_exact_mut(pooled));
+    planes.try_for_each(|((gp, sw), dst)| {
         let n = if average { counts(sw, plane) } else { Vec::new() };
         for (d, &i) in dst.iter_mut().zip(sw) {
             let i = check_index(i, plane)?;
             *d = if average { gp[i] / T::from_f64(n[i] as f64) } else { gp[i] };
         }
-    }
+        Ok::<(), candle_core::Error>(())
+    })?;
     Ok(out)
 }
 
