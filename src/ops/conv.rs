@@ -89,6 +89,18 @@ impl Geom {
     }
 }
 
+/// A matrix operand: pointer, column stride, row stride (in elements).
+type Operand<P> = (P, isize, isize);
+
+/// `dst (m × n) += lhs (m × k) · rhs (k × n)`, single-threaded (callers parallelise over tiles).
+///
+/// # Safety
+/// Every element addressed through the pointers and strides must be in bounds, and `dst` must not
+/// alias `lhs` or `rhs`.
+unsafe fn gemm_accumulate(m: usize, n: usize, k: usize, dst: Operand<*mut f32>, lhs: Operand<*const f32>, rhs: Operand<*const f32>) {
+    gemm::gemm(m, n, k, dst.0, dst.1, dst.2, true, lhs.0, lhs.1, lhs.2, rhs.0, rhs.1, rhs.2, 1.0, 1.0, false, false, false, Parallelism::None);
+}
+
 /// For every kernel offset `(ky, kx)`: its index `ky·k + kx` in a kernel plane, and where the
 /// input it meets starts for output column `c0` of the padded rows.
 fn kernel_shifts(g: &Geom, c0: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -131,26 +143,13 @@ fn accumulate_tile(xp: &[f32], w: &[f32], g: &Geom, c0: usize, c1: usize, acc: &
         // stride cin·k², column stride k²); rhs is cin rows of t values starting at `shift`
         // of each padded channel, and shift + t ≤ out_h·wp + (k−1)·wp + k−1 = chan_len.
         unsafe {
-            gemm::gemm(
+            gemm_accumulate(
                 g.cout,
                 t,
                 g.cin,
-                acc.as_mut_ptr(),
-                1,
-                t as isize,
-                true,
-                w.as_ptr().add(ki),
-                kk as isize,
-                (g.cin * kk) as isize,
-                xp.as_ptr().add(shift),
-                1,
-                l as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
+                (acc.as_mut_ptr(), 1, t as isize),
+                (w.as_ptr().add(ki), kk as isize, (g.cin * kk) as isize),
+                (xp.as_ptr().add(shift), 1, l as isize),
             );
         }
     }
@@ -233,26 +232,13 @@ fn weight_grad_tile(xp: &[f32], dyp: &[f32], g: &Geom, c0: usize, c1: usize, dw:
         // dY on padded rows (cout × t, row stride t); rhs is the transposed shifted input
         // (t × cin: row stride 1, column stride l), in bounds as in `accumulate_tile`.
         unsafe {
-            gemm::gemm(
+            gemm_accumulate(
                 g.cout,
                 g.cin,
                 t,
-                dw.as_mut_ptr().add(ki),
-                kk as isize,
-                (g.cin * kk) as isize,
-                true,
-                dyp.as_ptr(),
-                1,
-                t as isize,
-                xp.as_ptr().add(shift),
-                l as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
+                (dw.as_mut_ptr().add(ki), kk as isize, (g.cin * kk) as isize),
+                (dyp.as_ptr(), 1, t as isize),
+                (xp.as_ptr().add(shift), l as isize, 1),
             );
         }
     }
