@@ -1,6 +1,6 @@
 //! The convolution layer used by encoder and decoders: our fast stride-1 op, candle's otherwise.
 
-use crate::ops::conv2d;
+use crate::ops::{candle_conv2d, conv2d};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
@@ -29,13 +29,9 @@ impl Conv {
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if self.stride == 1 {
-            return conv2d(x, &self.weight, &self.bias, self.pad, self.relu);
-        }
-        let y = x.conv2d(&self.weight, self.pad, self.stride, 1, 1)?.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
-        if self.relu {
-            y.relu()
+            conv2d(x, &self.weight, &self.bias, self.pad, self.relu)
         } else {
-            Ok(y)
+            candle_conv2d(x, &self.weight, &self.bias, self.pad, self.stride, self.relu)
         }
     }
 }

@@ -32,7 +32,13 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Res
 
 /// The slow twin: candle's convolution plus a broadcast bias (and ReLU).
 pub fn conv2d_ref(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Result<Tensor> {
-    let y = x.conv2d(w, pad, 1, 1, 1)?.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
+    candle_conv2d(x, w, b, pad, 1, relu)
+}
+
+/// Candle's convolution at any stride, plus a broadcast bias (and ReLU): the twin above, and the
+/// path for strided convolutions (AlexNet conv1) that the fast op does not cover.
+pub fn candle_conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, stride: usize, relu: bool) -> Result<Tensor> {
+    let y = x.conv2d(w, pad, stride, 1, 1)?.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
     if relu {
         y.relu()
     } else {

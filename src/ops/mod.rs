@@ -9,7 +9,7 @@ mod conv;
 mod pool;
 mod unpool;
 
-pub use conv::{conv2d, conv2d_ref};
+pub use conv::{candle_conv2d, conv2d, conv2d_ref};
 
 pub use pool::{max_pool_with_switches, max_pool_with_switches_ref, PoolSwitches};
 pub use unpool::{unpool, unpool_fixed_ref, unpool_ref};
