@@ -40,11 +40,11 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
     for layer in &cfg.layers {
         let mut per_kind = Map::new();
         for kind in Kind::ALL {
-            let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, layer, kind, 1.0)?, &dev, 1e-4)?;
+            let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, layer, kind, 1.0)?, &dev)?;
             let secs = time(
                 &mut || {
                     let f = enc.forward_to(&x, layer)?;
-                    t.step(&f, &x, enc.preprocess).map(|_| ())
+                    t.step(&f, &x, enc.preprocess, 1e-4).map(|_| ())
                 },
                 cfg.steps,
             )?;
@@ -56,7 +56,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
         .layers
         .iter()
         .flat_map(|l| Kind::ALL.map(|k| (l.clone(), k)))
-        .map(|(l, k)| DecoderTrainer::new(DecoderSpec::new(enc.arch, &l, k, 1.0)?, &dev, 1e-4))
+        .map(|(l, k)| DecoderTrainer::new(DecoderSpec::new(enc.arch, &l, k, 1.0)?, &dev))
         .collect::<Result<_>>()?;
     let x1 = x.narrow(0, 0, 1)?;
     let reps = if dev.is_cpu() { 2 } else { 10 };

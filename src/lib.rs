@@ -9,9 +9,11 @@ pub mod cli;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod figure;
 pub mod fsutil;
 pub mod model;
 pub mod ops;
+pub mod recon;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -4,4 +4,4 @@ mod image_io;
 mod preprocess;
 
 pub use image_io::{load_image, MAX_SIDE};
-pub use preprocess::Preprocess;
+pub use preprocess::{resize_centre_crop, resize_shorter_side, Preprocess};

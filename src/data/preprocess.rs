@@ -91,11 +91,21 @@ pub fn resize_centre_crop(img: &RgbImage, size: u32) -> RgbImage {
     if w == size && h == size {
         return img.clone();
     }
+    let resized = resize_shorter_side(img, size);
+    let (nw, nh) = resized.dimensions();
+    image::imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size).to_image()
+}
+
+/// Resize (keeping the aspect ratio) so the shorter side is `size`; both sides end up ≥ `size`.
+pub fn resize_shorter_side(img: &RgbImage, size: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    if w.min(h) == size {
+        return img.clone();
+    }
     let short = w.min(h).max(1) as f64;
     let (nw, nh) = (
         ((w as f64 * size as f64 / short).round() as u32).max(size),
         ((h as f64 * size as f64 / short).round() as u32).max(size),
     );
-    let resized = image::imageops::resize(img, nw, nh, FilterType::Triangle);
-    image::imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size).to_image()
+    image::imageops::resize(img, nw, nh, FilterType::Triangle)
 }

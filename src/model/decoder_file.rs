@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "layerinv-decoder/1";
+/// The `format` of training checkpoints (weights plus optimizer state, f32).
+pub const CHECKPOINT_FORMAT: &str = "layerinv-checkpoint/1";
 
 /// Everything a decoder file records besides its weights.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,9 +29,14 @@ pub struct DecoderMeta {
 
 impl DecoderMeta {
     fn to_map(&self) -> HashMap<String, String> {
+        self.to_map_as(FORMAT)
+    }
+
+    /// The metadata as safetensors header entries, under the given `format`.
+    pub fn to_map_as(&self, format: &str) -> HashMap<String, String> {
         let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
         HashMap::from([
-            ("format".into(), FORMAT.into()),
+            ("format".into(), format.into()),
             ("arch".into(), self.spec.arch.name().into()),
             ("layer".into(), self.spec.layer.clone()),
             ("kind".into(), self.spec.kind.name().into()),
@@ -43,9 +50,15 @@ impl DecoderMeta {
     }
 
     fn from_map(path: &Path, m: &HashMap<String, String>) -> Result<Self> {
+        Self::from_map_as(path, m, FORMAT)
+    }
+
+    /// Parse header entries written by [`Self::to_map_as`] with the same `format`.
+    pub fn from_map_as(path: &Path, m: &HashMap<String, String>, format: &str) -> Result<Self> {
         let get = |k: &str| m.get(k).ok_or_else(|| Error::bad_file(path, format!("decoder metadata lacks {k:?}")));
-        if m.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(Error::bad_file(path, format!("not a layerinv decoder (metadata format is not {FORMAT})")));
+        if m.get("format").map(String::as_str) != Some(format) {
+            let what = if format == FORMAT { "layerinv decoder" } else { "layerinv training checkpoint" };
+            return Err(Error::bad_file(path, format!("not a {what} (metadata format is not {format})")));
         }
         let arch = Arch::from_name(get("arch")?).ok_or_else(|| Error::bad_file(path, "unknown arch in decoder metadata"))?;
         let kind = Kind::from_name(get("kind")?).ok_or_else(|| Error::bad_file(path, "unknown kind in decoder metadata"))?;

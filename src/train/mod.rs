@@ -1,5 +1,10 @@
-//! Fitting decoders to the frozen encoder.
+//! Fitting decoders to the frozen encoder, and measuring how well they reconstruct.
 
+mod adam;
+pub mod data;
+pub mod metrics;
+mod run;
 mod step;
 
+pub use run::{batch_mse_psnr, checkpoint_path, learning_rate, train, CancelToken, DecoderId, Event, EventSink, TrainConfig, TrainSummary, ValResult};
 pub use step::{reconstruction_loss, DecoderTrainer};

@@ -1,10 +1,17 @@
-//! One optimisation step of one decoder: the unit shared by the trainer and the benchmark.
+//! One decoder being trained: its variables, its Adam state, one optimisation step, and its
+//! checkpoint (weights and optimizer state, so a resumed run continues exactly).
 
+use super::adam::Adam;
 use crate::data::Preprocess;
-use crate::error::Result;
-use crate::model::{Decoder, DecoderSpec, Features};
+use crate::error::{Context, Error, Result};
+use crate::fsutil::write_atomic;
+use crate::model::decoder_file::CHECKPOINT_FORMAT;
+use crate::model::weights::{fmt_shape, read_safetensors};
+use crate::model::{Decoder, DecoderMeta, DecoderSpec, Features};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
+use std::collections::HashMap;
+use std::path::Path;
 
 /// Mean squared error between a reconstruction and the preprocessed input, in the units
 /// `preprocess` defines (0–1 pixels for Caffe inputs).
@@ -12,29 +19,108 @@ pub fn reconstruction_loss(y: &Tensor, x: &Tensor, preprocess: Preprocess) -> Re
     Ok(y.sub(x)?.affine(preprocess.loss_scale(), 0.)?.sqr()?.mean_all()?)
 }
 
-/// A decoder with its trainable variables and AdamW state.
+/// A decoder with its trainable variables and Adam state.
 pub struct DecoderTrainer {
     pub decoder: Decoder,
-    pub varmap: VarMap,
-    opt: AdamW,
+    adam: Adam,
+    /// Optimisation steps taken.
+    pub steps: u64,
+    /// Training images seen.
+    pub images: u64,
 }
 
 impl DecoderTrainer {
     /// A freshly initialised decoder (Kaiming-normal weights).
-    pub fn new(spec: DecoderSpec, device: &Device, lr: f64) -> Result<Self> {
+    pub fn new(spec: DecoderSpec, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
         let decoder = Decoder::new(spec, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-        let params = ParamsAdamW { lr, weight_decay: 0.0, ..Default::default() };
-        let opt = AdamW::new(varmap.all_vars(), params)?;
-        Ok(Self { decoder, varmap, opt })
+        let vars = varmap.data().lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        Ok(Self { decoder, adam: Adam::new(vars)?, steps: 0, images: 0 })
     }
 
     /// Reconstruct `x` from `features` (computed without gradient from the frozen encoder),
-    /// backpropagate, update. Returns the loss before the update.
-    pub fn step(&mut self, features: &Features, x: &Tensor, preprocess: Preprocess) -> Result<f32> {
+    /// backpropagate, update with learning rate `lr`. Returns the loss before the update. A loss
+    /// that is not finite is an error and leaves the weights untouched.
+    pub fn step(&mut self, features: &Features, x: &Tensor, preprocess: Preprocess, lr: f64) -> Result<f32> {
         let y = self.decoder.forward(features)?;
         let loss = reconstruction_loss(&y, x, preprocess)?;
-        self.opt.backward_step(&loss)?;
-        Ok(loss.to_scalar::<f32>()?)
+        let value = loss.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            return Err(Error::Unavailable(format!(
+                "{} {} decoder: the loss became {value} at step {}; try a lower learning rate",
+                self.decoder.spec.layer,
+                self.decoder.spec.kind,
+                self.steps + 1
+            )));
+        }
+        let grads = loss.backward()?;
+        self.adam.step(&grads, lr)?;
+        self.steps += 1;
+        self.images += x.dim(0)? as u64;
+        Ok(value)
+    }
+
+    /// The current weights by parameter name.
+    pub fn tensors(&self) -> HashMap<String, Tensor> {
+        self.adam.state().map(|(n, w, _, _)| (n.to_string(), w.clone())).collect()
+    }
+
+    /// Whether every weight is finite (a diverged update can leave NaNs behind a finite loss).
+    pub fn weights_finite(&self) -> Result<bool> {
+        for (_, w, _, _) in self.adam.state() {
+            if !w.sqr()?.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?.is_finite() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Write weights and optimizer state (f32) with `meta`, atomically.
+    pub fn save_checkpoint(&self, path: &Path, meta: &DecoderMeta) -> Result<()> {
+        let mut out = Vec::new();
+        for (name, w, m, v) in self.adam.state() {
+            for (prefix, t) in [("param", w), ("adam_m", m), ("adam_v", v)] {
+                out.push((format!("{prefix}.{name}"), t.to_device(&Device::Cpu)?));
+            }
+        }
+        let mut header = meta.to_map_as(CHECKPOINT_FORMAT);
+        header.insert("adam_t".into(), self.adam.t.to_string());
+        let bytes = safetensors::serialize(out, Some(header)).in_file(path)?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Continue from a checkpoint written by [`Self::save_checkpoint`] for the same decoder
+    /// (`spec`) of the same encoder (`encoder` fingerprint).
+    pub fn resume(path: &Path, spec: DecoderSpec, encoder: &str, device: &Device) -> Result<(Self, DecoderMeta)> {
+        let (tensors, header) = read_safetensors(path, device)?;
+        let meta = DecoderMeta::from_map_as(path, &header, CHECKPOINT_FORMAT)?;
+        if meta.spec != spec {
+            let s = &meta.spec;
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "checkpoint is for a {} {} {} decoder of width {}, this run trains {} {} {} of width {}; use another --out folder or drop --resume",
+                    s.arch, s.layer, s.kind, s.width, spec.arch, spec.layer, spec.kind, spec.width
+                ),
+            ));
+        }
+        if meta.encoder != encoder {
+            return Err(Error::bad_file(
+                path,
+                format!("checkpoint was trained against encoder {}, the loaded model is {encoder}; use another --out folder or drop --resume", meta.encoder),
+            ));
+        }
+        let t = header.get("adam_t").and_then(|v| v.parse().ok()).ok_or_else(|| Error::bad_file(path, "checkpoint lacks the optimizer step count"))?;
+        let mut trainer = Self::new(spec, device)?;
+        trainer.adam.restore(t, |key, shape| {
+            let x = tensors.get(key).ok_or_else(|| Error::bad_file(path, format!("checkpoint lacks tensor {key}")))?;
+            if x.dims() != shape {
+                return Err(Error::bad_file(path, format!("tensor {key} has shape {}, expected {}", fmt_shape(x.dims()), fmt_shape(shape))));
+            }
+            Ok(x.to_dtype(DType::F32)?)
+        })?;
+        trainer.steps = meta.steps;
+        trainer.images = meta.images;
+        Ok((trainer, meta))
     }
 }

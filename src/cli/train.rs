@@ -1,0 +1,85 @@
+//! `layerinv train`: the trainer with a progress bar; Ctrl-C saves a checkpoint and exits.
+
+use crate::model::{Kind, ModelSource};
+use crate::train::{train, CancelToken, Event, TrainConfig};
+use anyhow::{bail, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub fn parse_kinds(kinds: &[String]) -> Result<Vec<Kind>> {
+    kinds
+        .iter()
+        .map(|k| Kind::from_name(k).ok_or_else(|| anyhow::anyhow!("unknown decoder kind {k:?}: choose sae or swwae")))
+        .collect()
+}
+
+pub fn run(cfg: TrainConfig, model: &str, device: &str) -> Result<()> {
+    let dev = crate::device::parse_device(device)?;
+    let enc = ModelSource::parse(model).load(&dev)?;
+    let about = format!("{} on {}", enc.name, crate::device::describe(&dev));
+    let cancel = CancelToken::default();
+    let token = cancel.clone();
+    ctrlc::set_handler(move || {
+        if token.is_cancelled() {
+            // Second Ctrl-C: every file on disk is complete (atomic writes), so leaving is safe.
+            std::process::exit(130);
+        }
+        token.cancel();
+    })?;
+    let cfg_steps = cfg.steps;
+    let bar = ProgressBar::new(cfg.steps);
+    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    // A hidden bar (stderr not a terminal, e.g. a log file) drops println: print lines directly.
+    let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
+    let mut sink = |e: &Event| match e {
+        Event::Started { decoders, train_images, val_images, total_steps } => {
+            let resumed: Vec<String> = decoders.iter().filter(|(_, s)| *s > 0).map(|(id, s)| format!("{id} at step {s}")).collect();
+            say(format!(
+                "{about}: {} decoders, {train_images} training images, {val_images} validation images, {total_steps} steps{}",
+                decoders.len(),
+                if resumed.is_empty() { String::new() } else { format!("; resuming {}", resumed.join(", ")) }
+            ));
+            bar.set_position(decoders.iter().map(|(_, s)| *s).min().unwrap_or(0));
+        }
+        Event::Skipped(s) => say(format!("skipped {}: {}", s.path.display(), s.error)),
+        Event::Step { step, losses, images_per_s, eta_s, .. } => {
+            let mean = losses.iter().map(|(_, l)| *l as f64).sum::<f64>() / losses.len().max(1) as f64;
+            bar.set_position(*step);
+            let msg = format!("loss {mean:.5}  {images_per_s:.1} img/s  ETA {}", fmt_secs(*eta_s));
+            if bar.is_hidden() && step % 10 == 0 {
+                eprintln!("step {step}/{}: {msg}", cfg_steps);
+            }
+            bar.set_message(msg);
+        }
+        Event::Validation { step, results } => {
+            let parts: Vec<String> = results.iter().map(|r| format!("{} {:.2} dB", r.id, r.psnr)).collect();
+            say(format!("step {step} validation PSNR: {}", parts.join(", ")));
+        }
+        Event::Checkpoint { .. } => {}
+        Event::DecoderFailed { id, error } => say(format!("{id} stopped: {error} (its last checkpoint is kept)")),
+        Event::Finished { step, cancelled } => {
+            bar.finish_and_clear();
+            if *cancelled {
+                eprintln!("interrupted at step {step}: checkpoint saved, continue with --resume");
+            }
+        }
+    };
+    let summary = train(&enc, &cfg, &mut sink, &cancel)?;
+    for p in &summary.saved {
+        println!("saved {}", p.display());
+    }
+    if !summary.failed.is_empty() {
+        bail!("{} decoder(s) failed: {}", summary.failed.len(), summary.failed.iter().map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; "));
+    }
+    Ok(())
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}

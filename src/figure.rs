@@ -1,0 +1,87 @@
+//! Labelled pictures for the CLI and the GUI's export: a comparison row (input | SAE | SWWAE)
+//! and the paper's all-layers figure. Text is drawn with the Ubuntu font egui ships.
+
+use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
+use image::{Rgb, RgbImage};
+
+const GAP: u32 = 8;
+const TEXT: u32 = 22;
+const BG: Rgb<u8> = Rgb([255, 255, 255]);
+const INK: Rgb<u8> = Rgb([20, 20, 20]);
+
+/// A picture with a caption above and one below.
+pub struct Tile<'a> {
+    pub image: &'a RgbImage,
+    pub title: String,
+    pub caption: String,
+}
+
+fn font() -> Option<FontRef<'static>> {
+    FontRef::try_from_slice(epaint_default_fonts::UBUNTU_LIGHT).ok()
+}
+
+/// Width in pixels of `text` at `px`.
+fn text_width(text: &str, px: f32) -> f32 {
+    let Some(f) = font() else { return 0.0 };
+    let sf = f.as_scaled(PxScale::from(px));
+    text.chars().map(|c| sf.h_advance(f.glyph_id(c))).sum()
+}
+
+/// Draw `text` with its top-left corner at `(x, y)`.
+pub fn draw_text(img: &mut RgbImage, text: &str, x: f32, y: f32, px: f32) {
+    let Some(f) = font() else { return };
+    let sf = f.as_scaled(PxScale::from(px));
+    let mut caret = x;
+    for c in text.chars() {
+        let id = f.glyph_id(c);
+        let glyph = id.with_scale_and_position(PxScale::from(px), ab_glyph::point(caret, y + sf.ascent()));
+        caret += sf.h_advance(id);
+        if let Some(outline) = f.outline_glyph(glyph) {
+            let b = outline.px_bounds();
+            outline.draw(|gx, gy, cov| {
+                let (px_, py_) = (b.min.x as i64 + gx as i64, b.min.y as i64 + gy as i64);
+                if px_ < 0 || py_ < 0 || px_ >= img.width() as i64 || py_ >= img.height() as i64 {
+                    return;
+                }
+                let p = img.get_pixel_mut(px_ as u32, py_ as u32);
+                for ch in 0..3 {
+                    p[ch] = (p[ch] as f32 * (1.0 - cov) + INK[ch] as f32 * cov).round() as u8;
+                }
+            });
+        }
+    }
+}
+
+fn draw_centred(img: &mut RgbImage, text: &str, cx: f32, y: f32, px: f32) {
+    draw_text(img, text, cx - text_width(text, px) / 2.0, y, px);
+}
+
+/// Tiles side by side, each with its title above and caption below.
+pub fn row(tiles: &[Tile]) -> RgbImage {
+    grid(&[], &[tiles.iter().map(Some).collect()])
+}
+
+/// A grid of tiles (`None` = empty cell) with optional row labels on the left.
+pub fn grid(row_labels: &[String], rows: &[Vec<Option<&Tile>>]) -> RgbImage {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    let cell_w = rows.iter().flatten().flatten().map(|t| t.image.width()).max().unwrap_or(1);
+    let cell_h = rows.iter().flatten().flatten().map(|t| t.image.height()).max().unwrap_or(1);
+    let label_w = if row_labels.is_empty() { 0 } else { row_labels.iter().map(|l| text_width(l, 20.0) as u32).max().unwrap_or(0) + 2 * GAP };
+    let (w, h) = (label_w + cols * (cell_w + GAP) + GAP, rows.len() as u32 * (cell_h + 2 * TEXT + GAP) + GAP);
+    let mut img = RgbImage::from_pixel(w, h, BG);
+    for (r, row) in rows.iter().enumerate() {
+        let y0 = GAP + r as u32 * (cell_h + 2 * TEXT + GAP);
+        if let Some(l) = row_labels.get(r) {
+            draw_text(&mut img, l, GAP as f32, (y0 + TEXT + cell_h / 2) as f32 - 10.0, 20.0);
+        }
+        for (c, tile) in row.iter().enumerate() {
+            let Some(t) = tile else { continue };
+            let x0 = label_w + GAP + c as u32 * (cell_w + GAP);
+            let cx = (x0 + cell_w / 2) as f32;
+            draw_centred(&mut img, &t.title, cx, (y0 + 2) as f32, 17.0);
+            image::imageops::replace(&mut img, t.image, x0 as i64, (y0 + TEXT) as i64);
+            draw_centred(&mut img, &t.caption, cx, (y0 + TEXT + cell_h + 3) as f32, 15.0);
+        }
+    }
+    img
+}

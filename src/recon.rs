@@ -1,0 +1,165 @@
+//! Reconstructions and their fidelity: a folder of decoders for one encoder, an image rebuilt from
+//! chosen layers, and the evaluation over a folder of photos.
+
+use crate::data::resize_centre_crop;
+use crate::error::{Error, Result};
+use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Kind};
+use crate::train::metrics::{mse, psnr, ssim};
+use image::RgbImage;
+use std::path::{Path, PathBuf};
+
+/// The command that would train the missing decoder(s).
+pub fn train_command(dir: &Path, layer: &str, kinds: &[Kind]) -> String {
+    let kinds: Vec<&str> = kinds.iter().map(Kind::name).collect();
+    format!("layerinv train --data <photos folder> --layers {layer} --kinds {} --out {}", kinds.join(","), dir.display())
+}
+
+/// Every decoder a folder holds for an encoder, by (layer, kind); for the ones it cannot provide,
+/// the reason (one line, with the command that makes it when it is missing).
+pub struct DecoderSet {
+    pub dir: PathBuf,
+    entries: Vec<(String, Kind, std::result::Result<(Decoder, DecoderMeta), String>)>,
+}
+
+impl DecoderSet {
+    /// Look in `dir` for a decoder of every tap the encoder serves, both kinds.
+    pub fn load(dir: &Path, enc: &Encoder) -> Self {
+        let mut entries = Vec::new();
+        for layer in enc.arch.taps() {
+            for kind in Kind::ALL {
+                let entry = if let Some(why) = enc.unavailable_reason(layer) {
+                    Err(why)
+                } else {
+                    let path = decoder_path(dir, enc.arch, layer, kind);
+                    if path.exists() {
+                        load_decoder(&path, enc, layer, kind).map_err(|e| e.to_string())
+                    } else {
+                        Err(format!(
+                            "no {layer} {kind} decoder in {} ({} is missing); make it with `{}`",
+                            dir.display(),
+                            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                            train_command(dir, layer, &[kind])
+                        ))
+                    }
+                };
+                entries.push((layer.to_string(), kind, entry));
+            }
+        }
+        Self { dir: dir.to_path_buf(), entries }
+    }
+
+    /// The decoder for `layer`/`kind`, or why there is none.
+    pub fn get(&self, layer: &str, kind: Kind) -> Result<&Decoder> {
+        match self.entries.iter().find(|(l, k, _)| l == layer && *k == kind) {
+            Some((_, _, Ok((d, _)))) => Ok(d),
+            Some((_, _, Err(why))) => Err(Error::Unavailable(why.clone())),
+            None => Err(Error::Unavailable(format!("{layer} is not a layer of this model"))),
+        }
+    }
+
+    pub fn meta(&self, layer: &str, kind: Kind) -> Option<&DecoderMeta> {
+        self.entries.iter().find(|(l, k, _)| l == layer && *k == kind).and_then(|(_, _, e)| e.as_ref().ok().map(|(_, m)| m))
+    }
+
+    /// Layers for which both kinds are loaded, in the encoder's order.
+    pub fn complete_layers(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (l, _, _) in &self.entries {
+            if !out.contains(l) && Kind::ALL.iter().all(|&k| self.get(l, k).is_ok()) {
+                out.push(l.clone());
+            }
+        }
+        out
+    }
+
+    /// Why `layer` cannot be shown with both kinds, or `None` when it can.
+    pub fn unavailable_reason(&self, layer: &str) -> Option<String> {
+        let reasons: Vec<String> = Kind::ALL.iter().filter_map(|&k| self.get(layer, k).err().map(|e| e.to_string())).collect();
+        match reasons.len() {
+            0 => None,
+            2 if reasons[0].starts_with(&format!("no {layer} ")) && reasons[1].starts_with(&format!("no {layer} ")) => Some(format!(
+                "no {layer} decoders in {}; make them with `{}`",
+                self.dir.display(),
+                train_command(&self.dir, layer, &Kind::ALL)
+            )),
+            _ => Some(reasons[0].clone()),
+        }
+    }
+}
+
+/// One image rebuilt from one layer by one decoder, with its fidelity to the input.
+#[derive(Clone)]
+pub struct Reconstruction {
+    pub layer: String,
+    pub kind: Kind,
+    pub image: RgbImage,
+    /// dB; infinite for an exact copy.
+    pub psnr: f64,
+    pub ssim: f64,
+}
+
+/// The model-size input the reconstructions are compared with (shorter side resized to the
+/// model's input size, centre crop).
+pub fn model_input(enc: &Encoder, img: &RgbImage) -> RgbImage {
+    resize_centre_crop(img, enc.arch.input_size() as u32)
+}
+
+/// Rebuild `input` (already model-size, see [`model_input`]) from each of `layers` with each of
+/// `kinds`, from one encoder pass.
+pub fn reconstruct(enc: &Encoder, set: &DecoderSet, input: &RgbImage, layers: &[String], kinds: &[Kind]) -> Result<Vec<Reconstruction>> {
+    let mut decoders = Vec::new();
+    for l in layers {
+        for &k in kinds {
+            decoders.push((l.clone(), k, set.get(l, k)?));
+        }
+    }
+    let Some(deepest) = layers.iter().max_by_key(|l| enc.arch.tap_index(l).unwrap_or(0)) else { return Ok(Vec::new()) };
+    let n = enc.arch.input_size();
+    let x = enc.preprocess.to_tensor(input, n, enc.device())?.unsqueeze(0)?;
+    let features = enc.forward_to(&x, deepest)?;
+    decoders
+        .into_iter()
+        .map(|(layer, kind, d)| {
+            let y = d.forward(&features)?.squeeze(0)?;
+            let image = enc.preprocess.to_image(&y)?;
+            let m = mse(&image, input);
+            Ok(Reconstruction { layer, kind, psnr: psnr(m), ssim: ssim(&image, input), image })
+        })
+        .collect()
+}
+
+/// Mean fidelity of one decoder over a set of images.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvalRow {
+    pub layer: String,
+    pub kind: String,
+    /// Mean squared error in 0–1 pixel units.
+    pub mse: f64,
+    /// Mean PSNR in dB over the images (infinite when a reconstruction is exact; `null` in JSON).
+    pub psnr: f64,
+    pub ssim: f64,
+}
+
+/// Evaluate every complete layer of `set` on `images` (each brought to the model's size).
+/// `progress(i, n)` is called after each image.
+pub fn evaluate(enc: &Encoder, set: &DecoderSet, images: &[RgbImage], mut progress: impl FnMut(usize, usize)) -> Result<Vec<EvalRow>> {
+    let layers = set.complete_layers();
+    let mut sums = vec![(0.0, 0.0, 0.0); layers.len() * 2];
+    for (i, img) in images.iter().enumerate() {
+        let input = model_input(enc, img);
+        let recs = reconstruct(enc, set, &input, &layers, &Kind::ALL)?;
+        for (s, r) in sums.iter_mut().zip(&recs) {
+            s.0 += mse(&r.image, &input);
+            s.1 += r.psnr;
+            s.2 += r.ssim;
+        }
+        progress(i + 1, images.len());
+    }
+    let n = images.len().max(1) as f64;
+    Ok(layers
+        .iter()
+        .flat_map(|l| Kind::ALL.map(|k| (l.clone(), k)))
+        .zip(sums)
+        .map(|((layer, kind), (m, p, s))| EvalRow { layer, kind: kind.name().into(), mse: m / n, psnr: p / n, ssim: s / n })
+        .collect())
+}

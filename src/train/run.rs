@@ -1,0 +1,362 @@
+//! The training loop shared by the CLI and the GUI: several decoders (layers × kinds) fitted to
+//! one frozen encoder from one shared encoder pass per batch, reporting through an [`EventSink`]
+//! and stoppable through a [`CancelToken`].
+
+use super::data::{list_images, load_centre_crops, BatchLoader, CropSpec, Loaded, Skipped};
+use super::step::DecoderTrainer;
+use crate::error::{Error, Result};
+use crate::model::{decoder_path, save_decoder, DecoderMeta, DecoderSpec, Encoder, Kind};
+use candle_core::{DType, Tensor};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What to train and how.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Folder of training images (searched recursively).
+    pub data: PathBuf,
+    /// Folder of validation images; `None` holds out every 10th training image instead.
+    pub val: Option<PathBuf>,
+    pub layers: Vec<String>,
+    pub kinds: Vec<Kind>,
+    /// Total optimisation steps per decoder (a resumed decoder continues up to this).
+    pub steps: u64,
+    pub batch: usize,
+    /// Side of the square training crops; `None` = the model's input size.
+    pub crop: Option<usize>,
+    /// Peak learning rate (short warm-up, then cosine decay to a tenth of it).
+    pub lr: f64,
+    /// Decoder channel width (1.0 = full mirror of the encoder).
+    pub width: f64,
+    /// Where decoders and checkpoints go.
+    pub out: PathBuf,
+    pub resume: bool,
+    pub checkpoint_every: u64,
+    pub val_every: u64,
+    /// At most this many validation images.
+    pub val_images: usize,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// Defaults for everything but the data, the decoders and the output folder.
+    pub fn new(data: PathBuf, layers: Vec<String>, kinds: Vec<Kind>, out: PathBuf) -> Self {
+        Self {
+            data,
+            val: None,
+            layers,
+            kinds,
+            steps: 1000,
+            batch: 8,
+            crop: None,
+            lr: 1e-3,
+            width: 1.0,
+            out,
+            resume: false,
+            checkpoint_every: 100,
+            val_every: 200,
+            val_images: 16,
+            seed: 0,
+        }
+    }
+}
+
+/// Which decoder an event is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderId {
+    pub layer: String,
+    pub kind: Kind,
+}
+
+impl std::fmt::Display for DecoderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.layer, self.kind)
+    }
+}
+
+/// Validation result of one decoder.
+#[derive(Debug, Clone)]
+pub struct ValResult {
+    pub id: DecoderId,
+    /// Mean squared error in 0–1 pixel units.
+    pub loss: f64,
+    /// Mean PSNR over the validation images, dB (0–255 images, after undoing preprocessing).
+    pub psnr: f64,
+}
+
+/// Progress of a training run.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started { decoders: Vec<(DecoderId, u64)>, train_images: usize, val_images: usize, total_steps: u64 },
+    /// A file the loader skipped (unreadable or not an image).
+    Skipped(Skipped),
+    /// One batch done: the step just taken (the furthest decoder's), losses of active decoders.
+    Step { step: u64, total: u64, losses: Vec<(DecoderId, f32)>, images_per_s: f64, eta_s: f64 },
+    Validation { step: u64, results: Vec<ValResult> },
+    Checkpoint { step: u64, paths: Vec<PathBuf> },
+    /// A decoder stopped (its last good checkpoint stays); the others go on.
+    DecoderFailed { id: DecoderId, error: String },
+    Finished { step: u64, cancelled: bool },
+}
+
+/// Receives events as training goes. Called on the training thread.
+pub trait EventSink {
+    fn event(&mut self, event: &Event);
+}
+
+impl<F: FnMut(&Event)> EventSink for F {
+    fn event(&mut self, event: &Event) {
+        self(event)
+    }
+}
+
+/// Shared flag asking a run to stop at the next step (it then saves a checkpoint).
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst)
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What a run ended with.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub cancelled: bool,
+    pub saved: Vec<PathBuf>,
+    pub failed: Vec<(DecoderId, String)>,
+    pub last_validation: Vec<ValResult>,
+}
+
+/// The checkpoint kept beside a decoder file (`…_sae.ckpt` for `…_sae.safetensors`).
+pub fn checkpoint_path(out: &Path, spec: &DecoderSpec) -> PathBuf {
+    decoder_path(out, spec.arch, &spec.layer, spec.kind).with_extension("ckpt")
+}
+
+/// Learning rate at `step` (0-based) of `total`: linear warm-up over the first 50 steps, then
+/// cosine decay from `peak` to `peak / 10`.
+pub fn learning_rate(peak: f64, step: u64, total: u64) -> f64 {
+    let warm = ((step + 1) as f64 / 50.0).min(1.0);
+    let t = (step as f64 / total.max(1) as f64).min(1.0);
+    peak * warm * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+}
+
+struct Slot {
+    id: DecoderId,
+    trainer: DecoderTrainer,
+    failed: bool,
+    val: Option<ValResult>,
+}
+
+/// Train the decoders `cfg` asks for. Returns when every decoder reached `cfg.steps`, failed, or
+/// `cancel` was set; decoders and checkpoints are saved in `cfg.out` along the way and at the end.
+pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel: &CancelToken) -> Result<TrainSummary> {
+    let n = enc.arch.input_size();
+    let crop = cfg.crop.unwrap_or(n);
+    for l in &cfg.layers {
+        if let Some(why) = enc.unavailable_reason(l) {
+            return Err(Error::Unavailable(why));
+        }
+        let fc = enc.arch.tap_index(l).is_some_and(|i| i >= enc.arch.stages().len());
+        if fc && crop != n {
+            return Err(Error::Unavailable(format!("{l} needs the full {n}×{n} input: drop --crop or train conv layers separately")));
+        }
+    }
+    if cfg.layers.is_empty() || cfg.kinds.is_empty() {
+        return Err(Error::Unavailable("nothing to train: give at least one layer and one kind".into()));
+    }
+    if crop < 32 || crop > 4 * n {
+        return Err(Error::Unavailable(format!("crop must be between 32 and {} pixels, got {crop}", 4 * n)));
+    }
+    if cfg.batch == 0 || cfg.steps == 0 {
+        return Err(Error::Unavailable("batch and steps must be at least 1".into()));
+    }
+
+    // Files: training list, validation list (a folder, or every 10th training image).
+    let mut files = list_images(&cfg.data)?;
+    let val_files = match &cfg.val {
+        Some(dir) => list_images(dir)?,
+        None if files.len() >= 10 => {
+            let val: Vec<PathBuf> = files.iter().step_by(10).cloned().collect();
+            files = files.into_iter().enumerate().filter(|(i, _)| i % 10 != 0).map(|(_, f)| f).collect();
+            val
+        }
+        None => Vec::new(),
+    };
+    if files.is_empty() {
+        return Err(Error::bad_file(&cfg.data, format!("no training images ({}) in this folder", super::data::IMAGE_EXTENSIONS.join(", "))));
+    }
+    let spec = CropSpec::for_model(n, crop);
+    let (val_imgs, val_skipped) = load_centre_crops(&val_files[..val_files.len().min(cfg.val_images)], spec);
+    for s in val_skipped {
+        sink.event(&Event::Skipped(s));
+    }
+
+    // Decoders, fresh or from their checkpoints.
+    let dev = enc.device().clone();
+    let mut slots = Vec::new();
+    for layer in &cfg.layers {
+        for &kind in &cfg.kinds {
+            let dspec = DecoderSpec::new(enc.arch, layer, kind, cfg.width)?;
+            let ckpt = checkpoint_path(&cfg.out, &dspec);
+            let trainer = if cfg.resume && ckpt.exists() {
+                DecoderTrainer::resume(&ckpt, dspec, &enc.fingerprint, &dev)?.0
+            } else {
+                DecoderTrainer::new(dspec, &dev)?
+            };
+            slots.push(Slot { id: DecoderId { layer: layer.clone(), kind }, trainer, failed: false, val: None });
+        }
+    }
+    let deepest = cfg
+        .layers
+        .iter()
+        .max_by_key(|l| enc.arch.tap_index(l).unwrap_or(0))
+        .cloned()
+        .unwrap_or_else(|| "pool1".into());
+    sink.event(&Event::Started {
+        decoders: slots.iter().map(|s| (s.id.clone(), s.trainer.steps)).collect(),
+        train_images: files.len(),
+        val_images: val_imgs.len(),
+        total_steps: cfg.steps,
+    });
+
+    // Validation inputs and their features are fixed for the run: compute them once.
+    let val_x = if val_imgs.is_empty() {
+        None
+    } else {
+        let ts = val_imgs.iter().map(|(_, img)| enc.preprocess.to_tensor(img, crop, &dev)).collect::<candle_core::Result<Vec<_>>>()?;
+        Some(Tensor::stack(&ts, 0)?)
+    };
+    let val_features = match &val_x {
+        Some(x) => Some(enc.forward_to(x, &deepest)?),
+        None => None,
+    };
+    let validate = |slots: &mut Vec<Slot>| -> Result<Vec<ValResult>> {
+        let (Some(x), Some(f)) = (&val_x, &val_features) else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for s in slots.iter_mut().filter(|s| !s.failed) {
+            let y = s.trainer.decoder.forward(f)?;
+            let (loss, psnr) = batch_mse_psnr(&y, x, enc)?;
+            let r = ValResult { id: s.id.clone(), loss, psnr };
+            s.val = Some(r.clone());
+            out.push(r);
+        }
+        Ok(out)
+    };
+    let save = |slots: &[Slot]| -> Result<Vec<PathBuf>> {
+        let mut paths = Vec::new();
+        for s in slots.iter().filter(|s| !s.failed && s.trainer.steps > 0) {
+            if !s.trainer.weights_finite()? {
+                continue;
+            }
+            let meta = DecoderMeta {
+                spec: s.trainer.decoder.spec.clone(),
+                encoder: enc.fingerprint.clone(),
+                steps: s.trainer.steps,
+                images: s.trainer.images,
+                val_loss: s.val.as_ref().map(|v| v.loss),
+                val_psnr: s.val.as_ref().map(|v| v.psnr),
+            };
+            let dspec = &s.trainer.decoder.spec;
+            s.trainer.save_checkpoint(&checkpoint_path(&cfg.out, dspec), &meta)?;
+            let path = decoder_path(&cfg.out, dspec.arch, &dspec.layer, dspec.kind);
+            save_decoder(&path, &meta, &s.trainer.tensors(), DType::F16)?;
+            paths.push(path);
+        }
+        Ok(paths)
+    };
+
+    let start_step = slots.iter().map(|s| s.trainer.steps).min().unwrap_or(0);
+    let loader = BatchLoader::new(files, cfg.batch, spec, enc.preprocess, cfg.seed.wrapping_add(start_step));
+    let mut failed = Vec::new();
+    let started = Instant::now();
+    let mut images_done = 0u64;
+    let mut cancelled = false;
+    let mut step = start_step;
+    loop {
+        let active = |s: &Slot| !s.failed && s.trainer.steps < cfg.steps;
+        if !slots.iter().any(active) {
+            break;
+        }
+        if cancel.is_cancelled() {
+            cancelled = true;
+            break;
+        }
+        let x = match loader.next() {
+            Some(Loaded::Batch(x)) => x.to_device(&dev)?,
+            Some(Loaded::Skipped(s)) => {
+                sink.event(&Event::Skipped(s));
+                continue;
+            }
+            Some(Loaded::Exhausted) | None => {
+                return Err(Error::bad_file(&cfg.data, "none of the images in this folder could be read"));
+            }
+        };
+        let features = enc.forward_to(&x, &deepest)?;
+        let mut losses = Vec::new();
+        for s in slots.iter_mut().filter(|s| active(s)) {
+            let lr = learning_rate(cfg.lr, s.trainer.steps, cfg.steps);
+            match s.trainer.step(&features, &x, enc.preprocess, lr) {
+                Ok(loss) => losses.push((s.id.clone(), loss)),
+                Err(e) => {
+                    s.failed = true;
+                    let msg = e.to_string();
+                    sink.event(&Event::DecoderFailed { id: s.id.clone(), error: msg.clone() });
+                    failed.push((s.id.clone(), msg));
+                }
+            }
+        }
+        step = slots.iter().filter(|s| !s.failed).map(|s| s.trainer.steps).max().unwrap_or(step);
+        images_done += x.dim(0)? as u64;
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let rate = images_done as f64 / secs;
+        let left = slots.iter().filter(|s| active(s)).map(|s| cfg.steps - s.trainer.steps).max().unwrap_or(0);
+        let eta_s = left as f64 * cfg.batch as f64 / rate.max(1e-9);
+        sink.event(&Event::Step { step, total: cfg.steps, losses, images_per_s: rate, eta_s });
+        let done = !slots.iter().any(active);
+        if cfg.val_every > 0 && (step % cfg.val_every == 0 || done) && val_x.is_some() {
+            let results = validate(&mut slots)?;
+            sink.event(&Event::Validation { step, results });
+        }
+        if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && !done {
+            let paths = save(&slots)?;
+            sink.event(&Event::Checkpoint { step, paths });
+        }
+    }
+    if slots.iter().all(|s| s.failed) {
+        return Err(Error::Unavailable(format!(
+            "every decoder failed: {}",
+            failed.iter().map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; ")
+        )));
+    }
+    if slots.iter().any(|s| s.val.is_none() && !s.failed) && val_x.is_some() && !cancelled {
+        let results = validate(&mut slots)?;
+        sink.event(&Event::Validation { step, results });
+    }
+    let saved = save(&slots)?;
+    sink.event(&Event::Checkpoint { step, paths: saved.clone() });
+    sink.event(&Event::Finished { step, cancelled });
+    Ok(TrainSummary { cancelled, saved, failed, last_validation: slots.iter().filter_map(|s| s.val.clone()).collect() })
+}
+
+/// Mean MSE (0–1 pixel units) and mean per-image PSNR (dB, 0–255 images after undoing the
+/// preprocessing, reconstruction clamped to the valid range) of a batch of reconstructions.
+pub fn batch_mse_psnr(y: &Tensor, x: &Tensor, enc: &Encoder) -> Result<(f64, f64)> {
+    let b = x.dim(0)?;
+    let mut mse_sum = 0.0;
+    let mut psnr_sum = 0.0;
+    for i in 0..b {
+        let a = enc.preprocess.to_image(&y.get(i)?)?;
+        let r = enc.preprocess.to_image(&x.get(i)?)?;
+        let m = super::metrics::mse(&a, &r);
+        mse_sum += m;
+        psnr_sum += super::metrics::psnr(m);
+    }
+    Ok((mse_sum / b as f64, psnr_sum / b as f64))
+}

@@ -1,0 +1,221 @@
+//! The trainer on the bundled VGG-16 trunk, tiny runs on CPU: loss goes down, cancel and resume,
+//! broken inputs and checkpoints, NaN handling; the CLI's Ctrl-C.
+mod common;
+
+use common::{assert_clean_failure, layerinv, repo_path};
+use layerinv::model::decoder_file::read_decoder_meta;
+use layerinv::model::{Encoder, Kind, ModelSource};
+use layerinv::train::{checkpoint_path, train, CancelToken, Event, TrainConfig};
+use std::path::Path;
+
+fn bundled() -> Encoder {
+    ModelSource::parse("bundled").load(&candle_core::Device::Cpu).unwrap()
+}
+
+/// A folder with the three demo photos and, when `broken`, a file that is not an image.
+fn photo_dir(broken: bool) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for f in ["chelsea.png", "coffee.png", "rocket.jpg"] {
+        std::fs::create_dir_all(d.path().join("sub")).unwrap();
+        std::fs::copy(repo_path("assets").join(f), d.path().join("sub").join(f)).unwrap();
+    }
+    if broken {
+        std::fs::write(d.path().join("notes.jpg"), b"this is not a jpeg").unwrap();
+    }
+    d
+}
+
+fn tiny(data: &Path, out: &Path, steps: u64) -> TrainConfig {
+    let mut cfg = TrainConfig::new(data.to_path_buf(), vec!["pool1".into()], vec![Kind::Sae, Kind::Swwae], out.to_path_buf());
+    cfg.val = Some(data.to_path_buf());
+    cfg.steps = steps;
+    cfg.batch = 2;
+    cfg.crop = Some(32);
+    cfg.width = 0.25;
+    cfg.lr = 3e-3;
+    cfg.checkpoint_every = 5;
+    cfg.val_every = 0;
+    cfg
+}
+
+#[test]
+fn a_few_steps_lower_the_loss_and_broken_files_are_skipped() {
+    let enc = bundled();
+    let data = photo_dir(true);
+    let out = tempfile::tempdir().unwrap();
+    let mut losses: Vec<Vec<f32>> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut sink = |e: &Event| match e {
+        Event::Step { losses: l, .. } => losses.push(l.iter().map(|(_, v)| *v).collect()),
+        Event::Skipped(s) => skipped.push(s.path.clone()),
+        _ => {}
+    };
+    let mut cfg = tiny(data.path(), out.path(), 40);
+    cfg.val = None;
+    let summary = train(&enc, &cfg, &mut sink, &CancelToken::default()).unwrap();
+    assert!(!summary.cancelled);
+    assert_eq!(losses.len(), 40);
+    for k in 0..2 {
+        let first = losses[0][k];
+        let last: f32 = losses[35..].iter().map(|l| l[k]).sum::<f32>() / 5.0;
+        assert!(last < 0.5 * first, "decoder {k}: loss {first} → {last}");
+    }
+    assert!(skipped.iter().any(|p| p.ends_with("notes.jpg")), "{skipped:?}");
+    for kind in Kind::ALL {
+        let meta = read_decoder_meta(&out.path().join(format!("vgg16_pool1_{kind}.safetensors"))).unwrap();
+        assert_eq!(meta.steps, 40);
+        assert_eq!(meta.images, 80);
+    }
+}
+
+#[test]
+fn cancel_then_resume_reaches_the_step_count() {
+    let enc = bundled();
+    let data = photo_dir(false);
+    let out = tempfile::tempdir().unwrap();
+    let cancel = CancelToken::default();
+    let c2 = cancel.clone();
+    let mut sink = |e: &Event| {
+        if let Event::Step { step: 7, .. } = e {
+            c2.cancel();
+        }
+    };
+    let cfg = tiny(data.path(), out.path(), 12);
+    let s = train(&enc, &cfg, &mut sink, &cancel).unwrap();
+    assert!(s.cancelled);
+    let spec = layerinv::model::DecoderSpec::new(enc.arch, "pool1", Kind::Swwae, 0.25).unwrap();
+    let ckpt = checkpoint_path(out.path(), &spec);
+    let (_, meta) = layerinv::train::DecoderTrainer::resume(&ckpt, spec.clone(), &enc.fingerprint, enc.device()).unwrap();
+    assert_eq!(meta.steps, 7, "the cancelled run saves where it stopped");
+
+    let mut resumed_from = Vec::new();
+    let mut steps_seen = Vec::new();
+    let mut sink = |e: &Event| match e {
+        Event::Started { decoders, .. } => resumed_from = decoders.iter().map(|(_, s)| *s).collect(),
+        Event::Step { step, .. } => steps_seen.push(*step),
+        _ => {}
+    };
+    let mut cfg = cfg;
+    cfg.resume = true;
+    let s = train(&enc, &cfg, &mut sink, &CancelToken::default()).unwrap();
+    assert!(!s.cancelled);
+    assert_eq!(resumed_from, vec![7, 7]);
+    assert_eq!(steps_seen, vec![8, 9, 10, 11, 12]);
+    let (dec, meta) = layerinv::model::load_decoder(&out.path().join("vgg16_pool1_swwae.safetensors"), &enc, "pool1", Kind::Swwae).unwrap();
+    assert_eq!(meta.steps, 12);
+    assert_eq!(dec.spec, spec);
+    assert!(meta.val_psnr.is_some_and(|p| p.is_finite()));
+}
+
+#[test]
+fn a_corrupted_checkpoint_is_refused_by_name() {
+    let enc = bundled();
+    let data = photo_dir(false);
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(data.path(), out.path(), 2);
+    train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
+    let spec = layerinv::model::DecoderSpec::new(enc.arch, "pool1", Kind::Sae, 0.25).unwrap();
+    let ckpt = checkpoint_path(out.path(), &spec);
+    let bytes = std::fs::read(&ckpt).unwrap();
+    std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
+    cfg.resume = true;
+    cfg.steps = 4;
+    let err = train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap_err().to_string();
+    assert!(err.contains("vgg16_pool1_sae.ckpt") && err.contains("truncated or corrupt"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+
+    // A checkpoint of another width is refused too, with what it is and what was asked.
+    std::fs::write(&ckpt, &bytes).unwrap();
+    cfg.width = 0.5;
+    let err = train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap_err().to_string();
+    assert!(err.contains("width 0.25") && err.contains("width 0.5"), "{err}");
+}
+
+#[test]
+fn a_nan_loss_stops_that_decoder_and_keeps_its_checkpoint() {
+    let enc = bundled();
+    let data = photo_dir(false);
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(data.path(), out.path(), 5);
+    cfg.kinds = vec![Kind::Sae];
+    train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
+    let dec_file = out.path().join("vgg16_pool1_sae.safetensors");
+    let before = std::fs::read(&dec_file).unwrap();
+    cfg.resume = true;
+    cfg.steps = 10;
+    cfg.lr = f64::NAN;
+    let mut failures = Vec::new();
+    let err = train(&enc, &cfg, &mut |e: &Event| {
+        if let Event::DecoderFailed { error, .. } = e {
+            failures.push(error.clone())
+        }
+    }, &CancelToken::default())
+    .unwrap_err()
+    .to_string();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].contains("NaN") && failures[0].contains("pool1 sae"), "{}", failures[0]);
+    assert!(err.contains("every decoder failed"), "{err}");
+    assert_eq!(std::fs::read(&dec_file).unwrap(), before, "the last good decoder file stays");
+    assert_eq!(read_decoder_meta(&dec_file).unwrap().steps, 5);
+}
+
+#[test]
+fn cli_train_ctrl_c_saves_and_resume_finishes() {
+    let data = photo_dir(false);
+    let out = tempfile::tempdir().unwrap();
+    let (d, o) = (data.path().to_str().unwrap(), out.path().to_str().unwrap());
+    let args = ["train", "--data", d, "--layers", "pool1", "--kinds", "swwae", "--steps", "100000", "--batch", "1", "--crop", "32", "--width", "0.25", "--out", o, "--checkpoint-every", "1000000", "--device", "cpu"];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_layerinv"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Without a terminal the trainer logs every 10th step: once it is training, press Ctrl-C.
+    use std::io::BufRead;
+    let mut err = String::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("step 10/") {
+            send_sigint(child.id());
+        }
+        err.push_str(&line);
+        err.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("interrupted at step") && err.contains("--resume"), "{err}");
+    let file = out.path().join("vgg16_pool1_swwae.safetensors");
+    let steps = read_decoder_meta(&file).unwrap().steps;
+    assert!(steps > 0 && steps < 100000, "{steps}");
+    let leftovers: Vec<_> = std::fs::read_dir(out.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+    assert!(leftovers.is_empty());
+
+    let target = (steps + 3).to_string();
+    let mut args2 = args.to_vec();
+    args2[8] = &target;
+    args2.push("--resume");
+    let out2 = layerinv(&args2);
+    assert!(out2.status.success(), "{}", String::from_utf8_lossy(&out2.stderr));
+    assert_eq!(read_decoder_meta(&file).unwrap().steps, steps + 3);
+}
+
+fn send_sigint(pid: u32) {
+    let status = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn cli_train_errors_are_one_line() {
+    let data = photo_dir(false);
+    let d = data.path().to_str().unwrap();
+    let out = layerinv(&["train", "--data", "/no/such/folder", "--layers", "pool1"]);
+    assert_clean_failure(&out, &["/no/such/folder"]);
+    let out = layerinv(&["train", "--data", d, "--layers", "fc7"]);
+    assert_clean_failure(&out, &["fc7 is not available"]);
+    let empty = tempfile::tempdir().unwrap();
+    let out = layerinv(&["train", "--data", empty.path().to_str().unwrap(), "--layers", "pool1"]);
+    assert_clean_failure(&out, &["no training images"]);
+    let out = layerinv(&["train", "--data", d, "--kinds", "vae"]);
+    assert_clean_failure(&out, &["unknown decoder kind \"vae\""]);
+}
