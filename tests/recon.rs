@@ -1,0 +1,125 @@
+//! Reconstruction, evaluation and their metrics; `reconstruct` and `eval` from the command line.
+mod common;
+
+use common::{assert_clean_failure, layerinv, repo_path};
+use image::RgbImage;
+use layerinv::recon::EvalRow;
+use layerinv::train::metrics::{mse, psnr, ssim};
+
+fn photo() -> RgbImage {
+    image::open(repo_path("tests/data/chelsea_224.png")).unwrap().to_rgb8()
+}
+
+#[test]
+fn perfect_reconstruction_scores_infinite_psnr_and_ssim_one() {
+    let a = photo();
+    assert_eq!(mse(&a, &a), 0.0);
+    assert_eq!(psnr(mse(&a, &a)), f64::INFINITY);
+    assert!((ssim(&a, &a) - 1.0).abs() < 1e-12);
+    // JSON has no infinity: eval writes null for it.
+    let row = EvalRow { layer: "pool1".into(), kind: "sae".into(), mse: 0.0, psnr: f64::INFINITY, ssim: 1.0 };
+    let v = serde_json::to_value(&row).unwrap();
+    assert!(v["psnr"].is_null() && v["ssim"] == 1.0);
+}
+
+#[test]
+fn metrics_match_hand_computed_values() {
+    let a = photo();
+    // Every channel one level brighter (none saturates in this photo's range? clamp where it does).
+    let mut b = a.clone();
+    let mut changed = 0usize;
+    for p in b.pixels_mut() {
+        for c in 0..3 {
+            if p[c] < 255 {
+                p[c] += 1;
+                changed += 1;
+            }
+        }
+    }
+    let expect = changed as f64 / (a.as_raw().len() as f64) / (255.0 * 255.0);
+    assert!((mse(&a, &b) - expect).abs() < 1e-15);
+    if changed == a.as_raw().len() {
+        assert!((psnr(mse(&a, &b)) - 48.1308036).abs() < 1e-6);
+    }
+    // A constant shift keeps structure: SSIM stays near 1; noise lowers it; a flat grey image is far
+    // (smooth fur keeps its contrast term high, so "far" is below one half).
+    assert!(ssim(&a, &b) > 0.99);
+    let grey = RgbImage::from_pixel(224, 224, image::Rgb([128, 128, 128]));
+    assert!(ssim(&a, &grey) < 0.5, "{}", ssim(&a, &grey));
+    let mut noisy = a.clone();
+    for (i, p) in noisy.pixels_mut().enumerate() {
+        let d = if i % 2 == 0 { 20 } else { -20 };
+        for c in 0..3 {
+            p[c] = (p[c] as i32 + d).clamp(0, 255) as u8;
+        }
+    }
+    let s = ssim(&a, &noisy);
+    assert!(s > 0.2 && s < 0.9, "{s}");
+    assert!(psnr(mse(&a, &noisy)) < 23.0);
+}
+
+/// Train tiny pool1 decoders (a few steps, for plumbing only) into a temp folder.
+fn tiny_decoders() -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let data = repo_path("assets");
+    let o = layerinv(&[
+        "train", "--data", data.to_str().unwrap(), "--val", data.to_str().unwrap(), "--layers", "pool1", "--steps", "3", "--batch", "1",
+        "--crop", "32", "--width", "0.25", "--out", out.path().to_str().unwrap(), "--device", "cpu",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+#[test]
+fn reconstruct_and_eval_from_the_command_line() {
+    let dec = tiny_decoders();
+    let d = dec.path().to_str().unwrap();
+    let img = repo_path("assets/coffee.png");
+    let tmp = tempfile::tempdir().unwrap();
+    let row = tmp.path().join("row.png");
+    let o = layerinv(&["reconstruct", img.to_str().unwrap(), "--layer", "pool1", "--decoders", d, "--out", row.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pic = image::open(&row).unwrap();
+    assert!(pic.width() >= 3 * 224 && pic.height() >= 224, "{:?}", (pic.width(), pic.height()));
+
+    let grid = tmp.path().join("grid.png");
+    let o = layerinv(&["reconstruct", img.to_str().unwrap(), "--all-layers", "--decoders", d, "--out", grid.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pic = image::open(&grid).unwrap();
+    assert!(pic.width() >= 2 * 224 && pic.height() >= 2 * 224);
+
+    // A layer without decoders: one line with the command that makes them.
+    let o = layerinv(&["reconstruct", img.to_str().unwrap(), "--layer", "pool3", "--decoders", d, "--out", row.to_str().unwrap()]);
+    assert_clean_failure(&o, &["no pool3 decoders", "layerinv train", "--layers pool3", d]);
+
+    let o = layerinv(&["eval", "--data", repo_path("assets").to_str().unwrap(), "--decoders", d, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(text.trim().lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["images"], 3);
+    assert!(v["model"].as_str().unwrap().contains("VGG-16"));
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for (r, kind) in results.iter().zip(["sae", "swwae"]) {
+        assert_eq!(r["layer"], "pool1");
+        assert_eq!(r["kind"], kind);
+        let (m, p, s) = (r["mse"].as_f64().unwrap(), r["psnr"].as_f64().unwrap(), r["ssim"].as_f64().unwrap());
+        assert!(m > 0.0 && p > 0.0 && p < 60.0 && s > -1.0 && s < 1.0, "{r}");
+    }
+}
+
+#[test]
+fn decoders_of_another_model_are_refused() {
+    let dec = tiny_decoders();
+    // Bundled decoders are for the bundled trunk; a random-weights file is another encoder.
+    let tensors = common::random_tensors(layerinv::model::Arch::Vgg16, false, 1.0);
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("other.safetensors");
+    candle_core::safetensors::save(&tensors, &model).unwrap();
+    let o = layerinv(&[
+        "reconstruct", repo_path("assets/coffee.png").to_str().unwrap(), "--layer", "pool1", "--decoders", dec.path().to_str().unwrap(),
+        "--model", model.to_str().unwrap(), "--out", tmp.path().join("x.png").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["vgg16_pool1_sae.safetensors", "trained for encoder"]);
+}
