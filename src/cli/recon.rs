@@ -1,11 +1,10 @@
 //! `layerinv reconstruct` and `layerinv eval`.
 
-use crate::data::load_image;
+use crate::data::{list_images, load_image};
 use crate::figure::{grid, row, Tile};
 use crate::fsutil::write_atomic_with;
 use crate::model::{Kind, ModelSource};
 use crate::recon::{evaluate, model_input, reconstruct, DecoderSet};
-use crate::train::data::list_images;
 use crate::Error;
 use anyhow::{bail, Result};
 use serde_json::json;

@@ -1,7 +1,6 @@
 //! Fitting decoders to the frozen encoder, and measuring how well they reconstruct.
 
 mod adam;
-pub mod data;
 pub mod metrics;
 mod run;
 mod step;

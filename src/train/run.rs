@@ -2,7 +2,7 @@
 //! one frozen encoder from one shared encoder pass per batch, reporting through an [`EventSink`]
 //! and stoppable through a [`CancelToken`].
 
-use super::data::{list_images, load_centre_crops, BatchLoader, CropSpec, Loaded, Skipped};
+use crate::data::{list_images, load_centre_crops, BatchLoader, CropSpec, Loaded, Skipped, IMAGE_EXTENSIONS};
 use super::step::DecoderTrainer;
 use crate::error::{Error, Result};
 use crate::model::{decoder_path, save_decoder, DecoderMeta, DecoderSpec, Encoder, Kind};
@@ -190,7 +190,7 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
         None => Vec::new(),
     };
     if files.is_empty() {
-        return Err(Error::bad_file(&cfg.data, format!("no training images ({}) in this folder", super::data::IMAGE_EXTENSIONS.join(", "))));
+        return Err(Error::bad_file(&cfg.data, format!("no training images ({}) in this folder", IMAGE_EXTENSIONS.join(", "))));
     }
     let spec = CropSpec::for_model(n, crop);
     let (val_imgs, val_skipped) = load_centre_crops(&val_files[..val_files.len().min(cfg.val_images)], spec);

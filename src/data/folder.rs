@@ -1,7 +1,7 @@
 //! Training images: folders scanned recursively, random crops and flips, batches assembled on a
 //! background thread so the encoder never waits for the disk.
 
-use crate::data::{load_image, resize_shorter_side, Preprocess};
+use super::{load_image, resize_shorter_side, Preprocess};
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
