@@ -4,6 +4,8 @@
 //! trained decoders rebuild the image from one layer, either guessing where each maximum came
 //! from (SAE) or told by the switches (SWWAE).
 
+#[cfg(feature = "gui")]
+pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod data;

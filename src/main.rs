@@ -7,8 +7,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = layerinv::cli::Cli::parse();
-    if let Err(e) = layerinv::cli::run(cli) {
-        eprintln!("error: {}", layerinv::error::one_line(&format!("{e:#}")));
-        std::process::exit(1);
+    match layerinv::cli::run(cli) {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {}", layerinv::error::one_line(&format!("{e:#}")));
+            std::process::exit(1);
+        }
     }
 }

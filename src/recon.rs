@@ -3,6 +3,7 @@
 
 use crate::data::resize_centre_crop;
 use crate::error::{Error, Result};
+use crate::model::decoder_file::decoder_file_name;
 use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Kind};
 use crate::train::metrics::{mse, psnr, ssim};
 use image::RgbImage;
@@ -24,28 +25,35 @@ pub struct DecoderSet {
 impl DecoderSet {
     /// Look in `dir` for a decoder of every tap the encoder serves, both kinds.
     pub fn load(dir: &Path, enc: &Encoder) -> Self {
+        Self::load_from(&[dir.to_path_buf()], enc)
+    }
+
+    /// Like [`Self::load`] over several folders: for each decoder the first folder holding its
+    /// file wins (e.g. the user's trained decoders, then the bundled ones). Missing decoders are
+    /// to be trained into the first folder.
+    pub fn load_from(dirs: &[PathBuf], enc: &Encoder) -> Self {
+        let first = dirs.first().cloned().unwrap_or_default();
         let mut entries = Vec::new();
         for layer in enc.arch.taps() {
             for kind in Kind::ALL {
                 let entry = if let Some(why) = enc.unavailable_reason(layer) {
                     Err(why)
                 } else {
-                    let path = decoder_path(dir, enc.arch, layer, kind);
-                    if path.exists() {
-                        load_decoder(&path, enc, layer, kind).map_err(|e| e.to_string())
-                    } else {
-                        Err(format!(
+                    let found = dirs.iter().map(|d| decoder_path(d, enc.arch, layer, kind)).find(|p| p.exists());
+                    match found {
+                        Some(path) => load_decoder(&path, enc, layer, kind).map_err(|e| e.to_string()),
+                        None => Err(format!(
                             "no {layer} {kind} decoder in {} ({} is missing); make it with `{}`",
-                            dir.display(),
-                            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                            train_command(dir, layer, &[kind])
-                        ))
+                            first.display(),
+                            decoder_file_name(enc.arch, layer, kind),
+                            train_command(&first, layer, &[kind])
+                        )),
                     }
                 };
                 entries.push((layer.to_string(), kind, entry));
             }
         }
-        Self { dir: dir.to_path_buf(), entries }
+        Self { dir: first, entries }
     }
 
     /// The decoder for `layer`/`kind`, or why there is none.

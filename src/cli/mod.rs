@@ -15,6 +15,24 @@ pub struct Cli {
     /// Cap the CPU threads used (default: all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// App: open this photo.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// App: start at this layer (pool1 … fc8).
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// App: once the reconstructions are on screen, save a screenshot of the window here and exit.
+    #[arg(long)]
+    pub screenshot: Option<PathBuf>,
+    /// App: `bundled` (default), `vgg16`/`vgg19` (downloaded), or a weights file.
+    #[arg(long, default_value = "bundled")]
+    pub model: String,
+    /// App: a decoders folder to use before the bundled one.
+    #[arg(long)]
+    pub decoders: Option<PathBuf>,
+    /// App: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +155,10 @@ pub enum Command {
         val_images: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Start the new decoders from this decoder file's weights (same layer and width, either
+        /// kind; e.g. SWWAE from a trained SAE).
+        #[arg(long)]
+        init_from: Option<PathBuf>,
         #[arg(long, default_value = "bundled")]
         model: String,
         /// cpu, cuda, cuda:N or auto
@@ -153,12 +175,12 @@ pub enum Command {
     },
 }
 
-/// Run a parsed command line. Errors are one line, ready to print.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Run a parsed command line; returns the exit code. Errors are one line, ready to print.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global()?;
     }
-    match cli.command {
+    let result: anyhow::Result<()> = match cli.command {
         Some(Command::Info { model, json }) => commands::info(&model, json),
         Some(Command::Features { image, layer, out, model }) => commands::features(&image, &layer, &out, &model),
         Some(Command::Fetch { model, endpoint }) => commands::fetch(&model, endpoint.as_deref()),
@@ -185,6 +207,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             val_every,
             val_images,
             seed,
+            init_from,
             model,
             device,
         }) => {
@@ -204,10 +227,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 val_every,
                 val_images,
                 seed,
+                init_from,
             };
             train::run(cfg, &model, &device)
         }
         Some(Command::ImportOnnx { input, output, name }) => commands::import_onnx(&input, &output, name.as_deref()),
-        None => anyhow::bail!("the desktop app is not built yet; use a subcommand (see --help)"),
-    }
+        #[cfg(not(feature = "gui"))]
+        None => anyhow::bail!("this layerinv was built without the desktop app (feature `gui`); use a subcommand (see --help)"),
+        #[cfg(feature = "gui")]
+        None => {
+            let opts = crate::app::AppOptions {
+                image: cli.image,
+                layer: cli.layer,
+                screenshot: cli.screenshot,
+                model: cli.model,
+                decoders: cli.decoders,
+                device: cli.device,
+            };
+            return crate::app::run(opts);
+        }
+    };
+    result.map(|()| 0)
 }

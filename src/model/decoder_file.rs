@@ -11,7 +11,9 @@ use candle_nn::VarBuilder;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-const FORMAT: &str = "layerinv-decoder/1";
+/// The `format` of decoder files.
+pub const DECODER_FORMAT: &str = "layerinv-decoder/1";
+const FORMAT: &str = DECODER_FORMAT;
 /// The `format` of training checkpoints (weights plus optimizer state, f32).
 pub const CHECKPOINT_FORMAT: &str = "layerinv-checkpoint/1";
 

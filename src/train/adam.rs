@@ -45,9 +45,23 @@ impl Adam {
         Ok(())
     }
 
+    /// The device the variables live on.
+    pub fn device(&self) -> &candle_core::Device {
+        self.slots.first().map(|(_, v, _, _)| v.as_tensor().device()).unwrap_or(&candle_core::Device::Cpu)
+    }
+
     /// `(name, weights, first moment, second moment)` of every variable.
     pub fn state(&self) -> impl Iterator<Item = (&str, &Tensor, &Tensor, &Tensor)> {
         self.slots.iter().map(|(n, var, m, v)| (n.as_str(), var.as_tensor(), m, v))
+    }
+
+    /// Set the weights (moments stay as they are); `get` returns the tensor for a parameter name.
+    pub fn set_weights(&mut self, mut get: impl FnMut(&str, &[usize]) -> Result<Tensor>) -> Result<()> {
+        for (name, var, _, _) in &mut self.slots {
+            let shape = var.as_tensor().dims().to_vec();
+            var.set(&get(name, &shape)?)?;
+        }
+        Ok(())
     }
 
     /// Restore weights and moments by name; `get` returns the saved tensor for a key like

@@ -38,6 +38,9 @@ pub struct TrainConfig {
     /// At most this many validation images.
     pub val_images: usize,
     pub seed: u64,
+    /// Start new (not resumed) decoders whose layer and width match this decoder file from its
+    /// weights.
+    pub init_from: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -59,6 +62,7 @@ impl TrainConfig {
             val_every: 200,
             val_images: 16,
             seed: 0,
+            init_from: None,
         }
     }
 }
@@ -208,7 +212,11 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
             let trainer = if cfg.resume && ckpt.exists() {
                 DecoderTrainer::resume(&ckpt, dspec, &enc.fingerprint, &dev)?.0
             } else {
-                DecoderTrainer::new(dspec, &dev)?
+                let mut t = DecoderTrainer::new(dspec, &dev)?;
+                if let Some(init) = &cfg.init_from {
+                    t.init_from(init, &enc.fingerprint)?;
+                }
+                t
             };
             slots.push(Slot { id: DecoderId { layer: layer.clone(), kind }, trainer, failed: false, val: None });
         }

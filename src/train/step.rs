@@ -89,6 +89,37 @@ impl DecoderTrainer {
         write_atomic(path, &bytes)
     }
 
+    /// Start from the weights of a saved decoder of the same layer and width (either kind: an
+    /// SAE decoder is a good start for the SWWAE one, whose unpooling only adds information).
+    pub fn init_from(&mut self, path: &Path, encoder: &str) -> Result<()> {
+        let (tensors, header) = read_safetensors(path, self.decoder_device())?;
+        let meta = DecoderMeta::from_map_as(path, &header, crate::model::decoder_file::DECODER_FORMAT)?;
+        let spec = &self.decoder.spec;
+        if (meta.spec.arch, meta.spec.layer.as_str(), meta.spec.width) != (spec.arch, spec.layer.as_str(), spec.width) {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "is a {} {} decoder of width {}, cannot start a {} {} decoder of width {} from it",
+                    meta.spec.arch, meta.spec.layer, meta.spec.width, spec.arch, spec.layer, spec.width
+                ),
+            ));
+        }
+        if meta.encoder != encoder {
+            return Err(Error::bad_file(path, format!("decoder was trained for encoder {}, the loaded model is {encoder}", meta.encoder)));
+        }
+        self.adam.set_weights(|name, shape| {
+            let x = tensors.get(name).ok_or_else(|| Error::bad_file(path, format!("missing tensor {name}")))?;
+            if x.dims() != shape {
+                return Err(Error::bad_file(path, format!("tensor {name} has shape {}, expected {}", fmt_shape(x.dims()), fmt_shape(shape))));
+            }
+            Ok(x.to_dtype(DType::F32)?)
+        })
+    }
+
+    fn decoder_device(&self) -> &Device {
+        self.adam.device()
+    }
+
     /// Continue from a checkpoint written by [`Self::save_checkpoint`] for the same decoder
     /// (`spec`) of the same encoder (`encoder` fingerprint).
     pub fn resume(path: &Path, spec: DecoderSpec, encoder: &str, device: &Device) -> Result<(Self, DecoderMeta)> {

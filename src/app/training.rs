@@ -1,0 +1,155 @@
+//! A training run started from the app: the trainer on its own thread, its events gathered into
+//! loss curves and progress for the training panel.
+
+use crate::model::ModelSource;
+use crate::train::{train, CancelToken, DecoderId, Event, TrainConfig};
+use candle_core::Device;
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver};
+use std::thread::JoinHandle;
+
+enum Msg {
+    Event(Event),
+    Done(std::result::Result<(), String>),
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    Running,
+    Finished,
+    Cancelled,
+    Failed(String),
+}
+
+/// A run in the background. Dropping it cancels the run, which saves a checkpoint, and waits.
+pub struct TrainingRun {
+    pub cfg: TrainConfig,
+    cancel: CancelToken,
+    rx: Receiver<Msg>,
+    thread: Option<JoinHandle<()>>,
+    pub state: RunState,
+    /// Training loss per decoder: `[step, loss]`.
+    pub curves: Vec<(DecoderId, Vec<[f64; 2]>)>,
+    /// Latest validation PSNR per decoder.
+    pub val_psnr: Vec<(DecoderId, f64)>,
+    pub step: u64,
+    pub images_per_s: f64,
+    pub eta_s: f64,
+    pub skipped: usize,
+    /// Set when a checkpoint was written since the last call to [`Self::take_checkpoint`].
+    checkpoint: bool,
+    pub messages: Vec<String>,
+}
+
+impl TrainingRun {
+    /// Load the model on the training thread and train; `wake` is called after each event.
+    pub fn start(cfg: TrainConfig, model: String, device: Device, wake: impl Fn() + Send + 'static) -> Self {
+        let (tx, rx) = channel();
+        let cancel = CancelToken::default();
+        let (c2, cfg2) = (cancel.clone(), cfg.clone());
+        let thread = std::thread::Builder::new()
+            .name("layerinv-trainer".into())
+            .spawn(move || {
+                let result = ModelSource::parse(&model).load(&device).and_then(|enc| {
+                    let mut sink = |e: &Event| {
+                        let _ = tx.send(Msg::Event(e.clone()));
+                        wake();
+                    };
+                    train(&enc, &cfg2, &mut sink, &c2)
+                });
+                let _ = tx.send(Msg::Done(result.map(|_| ()).map_err(|e| e.to_string())));
+                wake();
+            })
+            .ok();
+        let mut run = Self {
+            cfg,
+            cancel,
+            rx,
+            thread,
+            state: RunState::Running,
+            curves: Vec::new(),
+            val_psnr: Vec::new(),
+            step: 0,
+            images_per_s: 0.0,
+            eta_s: 0.0,
+            skipped: 0,
+            checkpoint: false,
+            messages: Vec::new(),
+        };
+        if run.thread.is_none() {
+            run.state = RunState::Failed("could not start the training thread".into());
+        }
+        run
+    }
+
+    /// Take in whatever the trainer reported since the last call.
+    pub fn poll(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Event(e) => self.apply(e),
+                Msg::Done(Ok(())) => {
+                    if self.state == RunState::Running {
+                        self.state = RunState::Finished;
+                    }
+                }
+                Msg::Done(Err(e)) => self.state = RunState::Failed(e),
+            }
+        }
+    }
+
+    fn apply(&mut self, e: Event) {
+        match e {
+            Event::Started { decoders, .. } => {
+                self.curves = decoders.into_iter().map(|(id, _)| (id, Vec::new())).collect();
+            }
+            Event::Skipped(s) => {
+                self.skipped += 1;
+                self.messages.push(format!("skipped {}: {}", s.path.display(), s.error));
+            }
+            Event::Step { step, losses, images_per_s, eta_s, .. } => {
+                self.step = step;
+                self.images_per_s = images_per_s;
+                self.eta_s = eta_s;
+                for (id, loss) in losses {
+                    if let Some((_, c)) = self.curves.iter_mut().find(|(i, _)| *i == id) {
+                        c.push([step as f64, loss as f64]);
+                    }
+                }
+            }
+            Event::Validation { results, .. } => {
+                self.val_psnr = results.into_iter().map(|r| (r.id, r.psnr)).collect();
+            }
+            Event::Checkpoint { .. } => self.checkpoint = true,
+            Event::DecoderFailed { id, error } => self.messages.push(format!("{id} stopped: {error}")),
+            Event::Finished { cancelled, .. } => {
+                self.checkpoint = true;
+                if cancelled {
+                    self.state = RunState::Cancelled;
+                }
+            }
+        }
+    }
+
+    /// Whether new decoder files were written since the last call.
+    pub fn take_checkpoint(&mut self) -> bool {
+        std::mem::take(&mut self.checkpoint)
+    }
+
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    pub fn out_dir(&self) -> PathBuf {
+        self.cfg.out.clone()
+    }
+}
+
+impl Drop for TrainingRun {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The app's compute thread: it owns the encoder and the decoders and answers jobs with replies,
+//! so the UI thread never runs a tensor op.
+
+use crate::data::load_image;
+use crate::model::{Encoder, Kind, ModelSource};
+use crate::recon::{model_input, reconstruct, DecoderSet, Reconstruction};
+use candle_core::Device;
+use image::RgbImage;
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::thread::JoinHandle;
+
+/// Work for the compute thread.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// Load a model (`bundled`, `vgg16`, `vgg19` or a weights file), then the decoders again.
+    LoadModel(String),
+    /// Use these decoder folders (first wins per decoder).
+    LoadDecoders(Vec<PathBuf>),
+    /// Decode an image file; it becomes image `id`.
+    LoadImage { id: u64, path: PathBuf },
+    /// Rebuild image `id` from `layer` with both kinds.
+    Reconstruct { id: u64, layer: String },
+}
+
+/// Per layer of the model: `None` when the app can show it, else why not.
+pub type LayerStatus = Vec<(String, Option<String>)>;
+
+/// Answers from the compute thread.
+pub enum Reply {
+    Model { name: String, arch: String, fingerprint: String, layers: LayerStatus },
+    Decoders { dirs: Vec<PathBuf>, layers: LayerStatus, loaded: usize },
+    Image { id: u64, path: PathBuf, input: RgbImage },
+    Reconstructed { id: u64, layer: String, recs: Vec<Reconstruction> },
+    /// A job failed; the message is one line naming the file or thing and the problem.
+    Failed { job: Job, error: String },
+}
+
+/// Handle to the compute thread. Dropping it closes the job channel and joins the thread.
+pub struct Worker {
+    jobs: Option<Sender<Job>>,
+    replies: Receiver<Reply>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Start the thread on `device`; `wake` is called after each reply (e.g. request a repaint).
+    pub fn spawn(device: Device, wake: impl Fn() + Send + 'static) -> Self {
+        let (job_tx, job_rx) = channel::<Job>();
+        let (reply_tx, replies) = channel();
+        let thread = std::thread::Builder::new()
+            .name("layerinv-worker".into())
+            .spawn(move || {
+                let mut state = State { device, encoder: None, decoders: None, dirs: Vec::new(), images: Vec::new() };
+                while let Ok(job) = job_rx.recv() {
+                    let reply = state.handle(job.clone()).unwrap_or_else(|error| Reply::Failed { job, error });
+                    if reply_tx.send(reply).is_err() {
+                        break;
+                    }
+                    wake();
+                }
+            })
+            .ok();
+        Self { jobs: Some(job_tx), replies, thread }
+    }
+
+    pub fn send(&self, job: Job) {
+        if let Some(tx) = &self.jobs {
+            let _ = tx.send(job);
+        }
+    }
+
+    /// The next reply, if one is waiting.
+    pub fn try_recv(&self) -> Option<Reply> {
+        self.replies.try_recv().ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct State {
+    device: Device,
+    encoder: Option<Encoder>,
+    decoders: Option<DecoderSet>,
+    dirs: Vec<PathBuf>,
+    /// Model-size inputs by image id (only the few most recent are kept).
+    images: Vec<(u64, RgbImage)>,
+}
+
+const KEEP_IMAGES: usize = 8;
+
+impl State {
+    fn handle(&mut self, job: Job) -> std::result::Result<Reply, String> {
+        match job {
+            Job::LoadModel(source) => {
+                let enc = ModelSource::parse(&source).load(&self.device).map_err(|e| e.to_string())?;
+                let layers = enc.arch.taps().iter().map(|t| (t.to_string(), enc.unavailable_reason(t))).collect();
+                let reply = Reply::Model { name: enc.name.clone(), arch: enc.arch.name().into(), fingerprint: enc.fingerprint.clone(), layers };
+                self.decoders = None;
+                self.encoder = Some(enc);
+                Ok(reply)
+            }
+            Job::LoadDecoders(dirs) => {
+                let enc = self.encoder.as_ref().ok_or("no model loaded")?;
+                let set = DecoderSet::load_from(&dirs, enc);
+                let layers: LayerStatus = enc.arch.taps().iter().map(|t| (t.to_string(), set.unavailable_reason(t))).collect();
+                let loaded = enc.arch.taps().iter().map(|t| Kind::ALL.iter().filter(|&&k| set.get(t, k).is_ok()).count()).sum();
+                self.decoders = Some(set);
+                self.dirs = dirs.clone();
+                Ok(Reply::Decoders { dirs, layers, loaded })
+            }
+            Job::LoadImage { id, path } => {
+                let enc = self.encoder.as_ref().ok_or("no model loaded")?;
+                let img = load_image(&path).map_err(|e| e.to_string())?;
+                let input = model_input(enc, &img);
+                self.images.push((id, input.clone()));
+                if self.images.len() > KEEP_IMAGES {
+                    self.images.remove(0);
+                }
+                Ok(Reply::Image { id, path, input })
+            }
+            Job::Reconstruct { id, layer } => {
+                let enc = self.encoder.as_ref().ok_or("no model loaded")?;
+                let set = self.decoders.as_ref().ok_or("no decoders loaded")?;
+                let input = self.images.iter().find(|(i, _)| *i == id).map(|(_, img)| img).ok_or("that image is no longer loaded")?;
+                let recs = reconstruct(enc, set, input, std::slice::from_ref(&layer), &Kind::ALL).map_err(|e| e.to_string())?;
+                Ok(Reply::Reconstructed { id, layer, recs })
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The desktop app under egui_kittest (no GPU, no window): it starts and shows reconstructions,
+//! the layer picker changes the view, dropped files load (bad ones keep the old image), and the
+//! Train dialog starts and cancels a tiny run on CPU.
+#![cfg(feature = "gui")]
+mod common;
+
+use common::{layerinv, repo_path};
+use eframe::egui;
+use egui_kittest::kittest::Queryable as _;
+use egui_kittest::Harness;
+use layerinv::app::training::RunState;
+use layerinv::app::{AppOptions, LayerinvApp};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicI32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Tiny pool1/pool2 decoders (a few steps, plumbing only) in a temp folder, used before the
+/// bundled ones.
+fn tiny_decoders() -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let data = repo_path("assets");
+    let o = layerinv(&[
+        "train", "--data", data.to_str().unwrap(), "--val", data.to_str().unwrap(), "--layers", "pool1,pool2", "--steps", "2", "--batch", "1",
+        "--crop", "32", "--width", "0.25", "--out", out.path().to_str().unwrap(), "--device", "cpu",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn harness(decoders: &Path, image: Option<PathBuf>, layer: &str) -> Harness<'static, LayerinvApp> {
+    let opts = AppOptions {
+        image: image.or_else(|| Some(repo_path("assets/chelsea.png"))),
+        layer: Some(layer.into()),
+        screenshot: None,
+        model: "bundled".into(),
+        decoders: Some(decoders.to_path_buf()),
+        device: "cpu".into(),
+    };
+    Harness::builder()
+        .with_size(egui::vec2(1200.0, 850.0))
+        .build_eframe(move |cc| LayerinvApp::new(&cc.egui_ctx, opts.clone(), Arc::new(AtomicI32::new(0))))
+}
+
+/// Step frames until `done` holds (the worker answers on its own thread).
+fn wait_for(h: &mut Harness<'static, LayerinvApp>, what: &str, done: impl Fn(&LayerinvApp) -> bool) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(start.elapsed() < Duration::from_secs(120), "timed out waiting for {what}; last error: {:?}", h.state().last_error);
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.step();
+}
+
+fn shows_layer(app: &LayerinvApp, layer: &str) -> bool {
+    matches!(app.panes(layer), Some(Ok(p)) if p.len() == 2) && app.layer == layer
+}
+
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn drop_file(h: &mut Harness<'static, LayerinvApp>, path: PathBuf) {
+    h.input_mut().dropped_files.push(Arc::new(Dropped(path)));
+    h.step();
+}
+
+#[test]
+fn starts_and_the_layer_picker_changes_the_view() {
+    let dec = tiny_decoders();
+    let mut h = harness(dec.path(), None, "pool2");
+    wait_for(&mut h, "pool2 reconstructions", |a| shows_layer(a, "pool2"));
+    assert!(h.query_all_by_label("SAE from pool2").count() > 0);
+    assert!(h.query_all_by_label("SWWAE from pool2").count() > 0);
+    // Layers without decoders are disabled, not hidden.
+    assert!(h.state().layer_unavailable("pool4").is_some_and(|w| w.contains("layerinv train")));
+
+    h.get_by_label("pool1").click();
+    wait_for(&mut h, "pool1 reconstructions", |a| shows_layer(a, "pool1"));
+    assert!(h.query_all_by_label("SWWAE from pool1").count() > 0);
+    assert_eq!(h.query_all_by_label("SWWAE from pool2").count(), 0);
+
+    // → steps back to pool2 (the next available layer); its result is cached, so no recompute.
+    h.key_press(egui::Key::ArrowRight);
+    h.step();
+    assert_eq!(h.state().layer, "pool2");
+    assert!(shows_layer(h.state(), "pool2"));
+}
+
+#[test]
+fn a_dropped_photo_loads_and_a_bad_one_keeps_the_old() {
+    let dec = tiny_decoders();
+    let mut h = harness(dec.path(), None, "pool1");
+    wait_for(&mut h, "the demo photo", |a| shows_layer(a, "pool1"));
+    let coffee = repo_path("assets/coffee.png");
+    drop_file(&mut h, coffee.clone());
+    wait_for(&mut h, "the dropped photo", |a| a.photo.as_ref().is_some_and(|p| p.path == coffee) && shows_layer(a, "pool1"));
+
+    let bad = repo_path("tests/data/odd/not_an_image.jpg");
+    drop_file(&mut h, bad);
+    wait_for(&mut h, "the error", |a| a.last_error.is_some() && a.loading.is_none());
+    let err = h.state().last_error.clone().unwrap();
+    assert!(err.contains("not_an_image.jpg"), "{err}");
+    assert_eq!(h.state().photo.as_ref().unwrap().path, coffee, "the previous photo stays");
+    h.get_by_label_contains("Error:");
+}
+
+#[test]
+fn the_train_dialog_starts_and_cancels_a_tiny_run() {
+    let dec = tiny_decoders();
+    let out = tempfile::tempdir().unwrap();
+    let mut h = harness(dec.path(), None, "pool1");
+    wait_for(&mut h, "the model", |a| a.model.is_some() && shows_layer(a, "pool1"));
+    h.get_by_label("Train").click();
+    h.run_steps(3);
+    h.get_by_label("Train decoders…").click();
+    h.run_steps(3);
+    {
+        let d = h.state_mut().train_dialog.as_mut().expect("the dialog is open");
+        d.data = repo_path("assets").display().to_string();
+        d.steps = 100_000;
+        d.crop = 32;
+        d.batch = 1;
+        d.width = 0.25;
+        d.device = "cpu".into();
+        d.out = out.path().display().to_string();
+    }
+    h.step();
+    h.get_by_label("Start training").click();
+    h.step();
+    wait_for(&mut h, "training steps", |a| a.training.as_ref().is_some_and(|r| r.step >= 3));
+    h.get_by_label("Cancel").click();
+    h.step();
+    wait_for(&mut h, "the cancelled run", |a| a.training.as_ref().is_some_and(|r| r.state != RunState::Running));
+    let run = h.state().training.as_ref().unwrap();
+    assert_eq!(run.state, RunState::Cancelled);
+    assert!(!run.curves.is_empty() && run.curves.iter().all(|(_, c)| !c.is_empty()));
+    assert!(out.path().join("vgg16_pool1_sae.ckpt").is_file());
+    assert!(out.path().join("vgg16_pool1_swwae.safetensors").is_file());
+}
