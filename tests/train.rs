@@ -219,3 +219,29 @@ fn cli_train_errors_are_one_line() {
     let out = layerinv(&["train", "--data", d, "--kinds", "vae"]);
     assert_clean_failure(&out, &["unknown decoder kind \"vae\""]);
 }
+
+#[test]
+fn init_from_copies_weights_of_the_same_layer_and_refuses_others() {
+    let enc = bundled();
+    let data = photo_dir(false);
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(data.path(), out.path(), 3);
+    cfg.kinds = vec![Kind::Sae];
+    train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
+    let sae_file = out.path().join("vgg16_pool1_sae.safetensors");
+
+    let spec = layerinv::model::DecoderSpec::new(enc.arch, "pool1", Kind::Swwae, 0.25).unwrap();
+    let mut t = layerinv::train::DecoderTrainer::new(spec, enc.device()).unwrap();
+    t.init_from(&sae_file, &enc.fingerprint).unwrap();
+    let (saved, _) = layerinv::model::weights::read_safetensors(&sae_file, enc.device()).unwrap();
+    for (name, w) in t.tensors() {
+        let s = saved[&name].to_dtype(candle_core::DType::F32).unwrap();
+        let diff = w.sub(&s).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(diff, 0.0, "{name}");
+    }
+
+    let other = layerinv::model::DecoderSpec::new(enc.arch, "pool2", Kind::Swwae, 0.25).unwrap();
+    let mut t = layerinv::train::DecoderTrainer::new(other, enc.device()).unwrap();
+    let err = t.init_from(&sae_file, &enc.fingerprint).unwrap_err().to_string();
+    assert!(err.contains("vgg16_pool1_sae.safetensors") && err.contains("pool1") && err.contains("pool2"), "{err}");
+}
