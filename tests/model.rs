@@ -171,3 +171,23 @@ fn decoder_files_round_trip_and_refuse_the_wrong_encoder_layer_or_shape() {
     let err = load_decoder(&bad, &enc, "pool2", Kind::Swwae).err().unwrap().to_string();
     assert!(err.contains("bad.safetensors") && err.contains("truncated or corrupt"), "{err}");
 }
+
+#[test]
+fn imagenet_top5_names_and_orders_the_largest_logits() {
+    use layerinv::model::labels::{imagenet_classes, top_k};
+    let names = imagenet_classes();
+    assert_eq!(names.len(), 1000);
+    assert_eq!(names[281], "tabby");
+    assert_eq!(names[967], "espresso");
+    let mut logits = vec![0f32; 1000];
+    logits[967] = 5.0;
+    logits[281] = 4.0;
+    logits[3] = 3.0;
+    let t = candle_core::Tensor::from_vec(logits, (1, 1000), &candle_core::Device::Cpu).unwrap();
+    let top = top_k(&t, 3).unwrap();
+    let got: Vec<&str> = top.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(got, ["espresso", "tabby", "tiger shark"]);
+    let e = [5f32.exp(), 4f32.exp(), 3f32.exp()];
+    let sum = e.iter().sum::<f32>() + 997.0;
+    assert!((top[0].1 - e[0] / sum).abs() < 1e-6);
+}

@@ -47,6 +47,8 @@ pub struct Photo {
     pub path: PathBuf,
     pub input: RgbImage,
     pub texture: egui::TextureHandle,
+    /// The classifier's top-5 (name, probability) when the model has fc8.
+    pub top5: Option<Vec<(String, f32)>>,
 }
 
 pub struct Model {
@@ -289,12 +291,12 @@ impl LayerinvApp {
                     }
                 }
             }
-            Reply::Image { id, path, input } => {
+            Reply::Image { id, path, input, top5 } => {
                 if self.loading.as_ref().is_some_and(|(i, _)| *i == id) {
                     self.loading = None;
                 }
                 let texture = self.ctx.load_texture(format!("input-{id}"), color_image(&input), egui::TextureOptions::LINEAR);
-                self.photo = Some(Photo { id, path, input, texture });
+                self.photo = Some(Photo { id, path, input, texture, top5 });
             }
             Reply::Reconstructed { id, layer, recs } => {
                 self.pending.remove(&(id, layer.clone()));

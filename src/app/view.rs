@@ -104,11 +104,18 @@ impl LayerinvApp {
         let layer = self.layer.clone();
         let input_tex = photo.texture.clone();
         let name = photo.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let top5 = photo.top5.clone();
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 ui.strong("Input");
                 ui.add(egui::Image::new(&input_tex).fit_to_exact_size(size).alt_text("input image"));
                 ui.label(name);
+                if let Some(top) = &top5 {
+                    ui.label("The classifier sees:");
+                    for (class, p) in top {
+                        ui.label(format!("{:5.1}%  {class}", 100.0 * p));
+                    }
+                }
             });
             match self.panes(&layer) {
                 Some(Ok(panes)) => {

@@ -30,7 +30,8 @@ pub type LayerStatus = Vec<(String, Option<String>)>;
 pub enum Reply {
     Model { name: String, arch: String, fingerprint: String, layers: LayerStatus },
     Decoders { dirs: Vec<PathBuf>, layers: LayerStatus, loaded: usize },
-    Image { id: u64, path: PathBuf, input: RgbImage },
+    /// `top5`: the classifier's five best guesses, when the model has fc8.
+    Image { id: u64, path: PathBuf, input: RgbImage, top5: Option<Vec<(String, f32)>> },
     Reconstructed { id: u64, layer: String, recs: Vec<Reconstruction> },
     /// A job failed; the message is one line naming the file or thing and the problem.
     Failed { job: Job, error: String },
@@ -124,7 +125,15 @@ impl State {
                 if self.images.len() > KEEP_IMAGES {
                     self.images.remove(0);
                 }
-                Ok(Reply::Image { id, path, input })
+                let top5 = if enc.has_tap("fc8") {
+                    let n = enc.arch.input_size();
+                    let x = enc.preprocess.to_tensor(&input, n, enc.device()).and_then(|t| t.unsqueeze(0)).map_err(|e| e.to_string())?;
+                    let f = enc.forward_to(&x, "fc8").map_err(|e| e.to_string())?;
+                    f.tap("fc8").map(|l| crate::model::labels::top_k(l, 5)).transpose().map_err(|e| e.to_string())?
+                } else {
+                    None
+                };
+                Ok(Reply::Image { id, path, input, top5 })
             }
             Job::Reconstruct { id, layer } => {
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;

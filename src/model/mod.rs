@@ -6,6 +6,7 @@ pub mod decoder;
 pub mod decoder_file;
 pub mod encoder;
 pub mod hub;
+pub mod labels;
 pub mod onnx;
 pub mod source;
 pub mod weights;
