@@ -4,7 +4,7 @@
 #![cfg(feature = "gui")]
 mod common;
 
-use common::{layerinv, repo_path};
+use common::repo_path;
 use eframe::egui;
 use egui_kittest::kittest::Queryable as _;
 use egui_kittest::Harness;
@@ -15,18 +15,6 @@ use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Tiny pool1/pool2 decoders (a few steps, plumbing only) in a temp folder, used before the
-/// bundled ones.
-fn tiny_decoders() -> tempfile::TempDir {
-    let out = tempfile::tempdir().unwrap();
-    let data = repo_path("assets");
-    let o = layerinv(&[
-        "train", "--data", data.to_str().unwrap(), "--val", data.to_str().unwrap(), "--layers", "pool1,pool2", "--steps", "2", "--batch", "1",
-        "--crop", "32", "--width", "0.25", "--out", out.path().to_str().unwrap(), "--device", "cpu",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    out
-}
 
 fn harness(decoders: &Path, image: Option<PathBuf>, layer: &str) -> Harness<'static, LayerinvApp> {
     let opts = AppOptions {
@@ -76,7 +64,7 @@ fn drop_file(h: &mut Harness<'static, LayerinvApp>, path: PathBuf) {
 
 #[test]
 fn starts_and_the_layer_picker_changes_the_view() {
-    let dec = tiny_decoders();
+    let dec = common::tiny_decoders("pool1,pool2");
     let mut h = harness(dec.path(), None, "pool2");
     wait_for(&mut h, "pool2 reconstructions", |a| shows_layer(a, "pool2"));
     assert!(h.query_all_by_label("SAE from pool2").count() > 0);
@@ -98,7 +86,7 @@ fn starts_and_the_layer_picker_changes_the_view() {
 
 #[test]
 fn a_dropped_photo_loads_and_a_bad_one_keeps_the_old() {
-    let dec = tiny_decoders();
+    let dec = common::tiny_decoders("pool1,pool2");
     let mut h = harness(dec.path(), None, "pool1");
     wait_for(&mut h, "the demo photo", |a| shows_layer(a, "pool1"));
     let coffee = repo_path("assets/coffee.png");
@@ -116,7 +104,7 @@ fn a_dropped_photo_loads_and_a_bad_one_keeps_the_old() {
 
 #[test]
 fn the_train_dialog_starts_and_cancels_a_tiny_run() {
-    let dec = tiny_decoders();
+    let dec = common::tiny_decoders("pool1,pool2");
     let out = tempfile::tempdir().unwrap();
     let mut h = harness(dec.path(), None, "pool1");
     wait_for(&mut h, "the model", |a| a.model.is_some() && shows_layer(a, "pool1"));

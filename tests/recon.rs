@@ -58,21 +58,10 @@ fn metrics_match_hand_computed_values() {
     assert!(psnr(mse(&a, &noisy)) < 23.0);
 }
 
-/// Train tiny pool1 decoders (a few steps, for plumbing only) into a temp folder.
-fn tiny_decoders() -> tempfile::TempDir {
-    let out = tempfile::tempdir().unwrap();
-    let data = repo_path("assets");
-    let o = layerinv(&[
-        "train", "--data", data.to_str().unwrap(), "--val", data.to_str().unwrap(), "--layers", "pool1", "--steps", "3", "--batch", "1",
-        "--crop", "32", "--width", "0.25", "--out", out.path().to_str().unwrap(), "--device", "cpu",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    out
-}
 
 #[test]
 fn reconstruct_and_eval_from_the_command_line() {
-    let dec = tiny_decoders();
+    let dec = common::tiny_decoders("pool1");
     let d = dec.path().to_str().unwrap();
     let img = repo_path("assets/coffee.png");
     let tmp = tempfile::tempdir().unwrap();
@@ -111,7 +100,7 @@ fn reconstruct_and_eval_from_the_command_line() {
 
 #[test]
 fn decoders_of_another_model_are_refused() {
-    let dec = tiny_decoders();
+    let dec = common::tiny_decoders("pool1");
     // Bundled decoders are for the bundled trunk; a random-weights file is another encoder.
     let tensors = common::random_tensors(layerinv::model::Arch::Vgg16, false, 1.0);
     let tmp = tempfile::tempdir().unwrap();

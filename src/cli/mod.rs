@@ -116,55 +116,7 @@ pub enum Command {
         json: bool,
     },
     /// Train SAE/SWWAE decoders for some layers on a folder of images.
-    Train {
-        /// Folder of training images (jpg, png, webp, bmp; searched recursively).
-        #[arg(long)]
-        data: PathBuf,
-        /// Folder of validation images (default: every 10th training image is held out).
-        #[arg(long)]
-        val: Option<PathBuf>,
-        #[arg(long, default_value = "pool1,pool2,pool3,pool4,pool5", value_delimiter = ',')]
-        layers: Vec<String>,
-        #[arg(long, default_value = "sae,swwae", value_delimiter = ',')]
-        kinds: Vec<String>,
-        /// Optimisation steps per decoder (in total, counting resumed ones).
-        #[arg(long, default_value_t = 1000)]
-        steps: u64,
-        #[arg(long, default_value_t = 8)]
-        batch: usize,
-        /// Side of the square training crops (default: the model's input size; fc layers need it).
-        #[arg(long)]
-        crop: Option<usize>,
-        /// Peak learning rate (Adam; warm-up, then cosine decay to a tenth).
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        /// Decoder channel width inside each stage (1 = full mirror of the encoder).
-        #[arg(long, default_value_t = 1.0)]
-        width: f64,
-        /// Folder for the decoders and their checkpoints.
-        #[arg(long, default_value = "decoders")]
-        out: PathBuf,
-        /// Continue from the checkpoints in --out.
-        #[arg(long)]
-        resume: bool,
-        #[arg(long, default_value_t = 100)]
-        checkpoint_every: u64,
-        #[arg(long, default_value_t = 200)]
-        val_every: u64,
-        #[arg(long, default_value_t = 16)]
-        val_images: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Start the new decoders from this decoder file's weights (same layer and width, either
-        /// kind; e.g. SWWAE from a trained SAE).
-        #[arg(long)]
-        init_from: Option<PathBuf>,
-        #[arg(long, default_value = "bundled")]
-        model: String,
-        /// cpu, cuda, cuda:N or auto
-        #[arg(long, default_value = "auto")]
-        device: String,
-    },
+    Train(train::TrainArgs),
     /// Convert the conv trunk of an ONNX model (e.g. a Keras VGG-16 export) to f16 safetensors.
     ImportOnnx {
         input: PathBuf,
@@ -191,46 +143,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             recon::reconstruct_cmd(&image, layer.as_deref(), all_layers, &recon::decoders_dir(decoders), &out, &model, &device)
         }
         Some(Command::Eval { data, decoders, model, device, json }) => recon::eval_cmd(&data, &recon::decoders_dir(decoders), &model, &device, json),
-        Some(Command::Train {
-            data,
-            val,
-            layers,
-            kinds,
-            steps,
-            batch,
-            crop,
-            lr,
-            width,
-            out,
-            resume,
-            checkpoint_every,
-            val_every,
-            val_images,
-            seed,
-            init_from,
-            model,
-            device,
-        }) => {
-            let cfg = crate::train::TrainConfig {
-                data,
-                val,
-                layers,
-                kinds: train::parse_kinds(&kinds)?,
-                steps,
-                batch,
-                crop,
-                lr,
-                width,
-                out,
-                resume,
-                checkpoint_every,
-                val_every,
-                val_images,
-                seed,
-                init_from,
-            };
-            train::run(cfg, &model, &device)
-        }
+        Some(Command::Train(args)) => train::run(args),
         Some(Command::ImportOnnx { input, output, name }) => commands::import_onnx(&input, &output, name.as_deref()),
         #[cfg(not(feature = "gui"))]
         None => anyhow::bail!("this layerinv was built without the desktop app (feature `gui`); use a subcommand (see --help)"),

@@ -4,6 +4,59 @@ use crate::model::{Kind, ModelSource};
 use crate::train::{train, CancelToken, Event, TrainConfig};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+/// `layerinv train` options.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Folder of training images (jpg, png, webp, bmp; searched recursively).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Folder of validation images (default: every 10th training image is held out).
+    #[arg(long)]
+    val: Option<PathBuf>,
+    #[arg(long, default_value = "pool1,pool2,pool3,pool4,pool5", value_delimiter = ',')]
+    layers: Vec<String>,
+    #[arg(long, default_value = "sae,swwae", value_delimiter = ',')]
+    kinds: Vec<String>,
+    /// Optimisation steps per decoder (in total, counting resumed ones).
+    #[arg(long, default_value_t = 1000)]
+    steps: u64,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Side of the square training crops (default: the model's input size; fc layers need it).
+    #[arg(long)]
+    crop: Option<usize>,
+    /// Peak learning rate (Adam; warm-up, then cosine decay to a tenth).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Decoder channel width inside each stage (1 = full mirror of the encoder).
+    #[arg(long, default_value_t = 1.0)]
+    width: f64,
+    /// Folder for the decoders and their checkpoints.
+    #[arg(long, default_value = "decoders")]
+    out: PathBuf,
+    /// Continue from the checkpoints in --out.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: u64,
+    #[arg(long, default_value_t = 200)]
+    val_every: u64,
+    #[arg(long, default_value_t = 16)]
+    val_images: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Start the new decoders from this decoder file's weights (same layer and width, either
+    /// kind; e.g. SWWAE from a trained SAE).
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    #[arg(long, default_value = "bundled")]
+    model: String,
+    /// cpu, cuda, cuda:N or auto
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
 
 pub fn parse_kinds(kinds: &[String]) -> Result<Vec<Kind>> {
     kinds
@@ -12,9 +65,33 @@ pub fn parse_kinds(kinds: &[String]) -> Result<Vec<Kind>> {
         .collect()
 }
 
-pub fn run(cfg: TrainConfig, model: &str, device: &str) -> Result<()> {
-    let dev = crate::device::parse_device(device)?;
-    let enc = ModelSource::parse(model).load(&dev)?;
+impl TrainArgs {
+    fn config(&self) -> Result<TrainConfig> {
+        Ok(TrainConfig {
+            data: self.data.clone(),
+            val: self.val.clone(),
+            layers: self.layers.clone(),
+            kinds: parse_kinds(&self.kinds)?,
+            steps: self.steps,
+            batch: self.batch,
+            crop: self.crop,
+            lr: self.lr,
+            width: self.width,
+            out: self.out.clone(),
+            resume: self.resume,
+            checkpoint_every: self.checkpoint_every,
+            val_every: self.val_every,
+            val_images: self.val_images,
+            seed: self.seed,
+            init_from: self.init_from.clone(),
+        })
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let cfg = args.config()?;
+    let dev = crate::device::parse_device(&args.device)?;
+    let enc = ModelSource::parse(&args.model).load(&dev)?;
     let about = format!("{} on {}", enc.name, crate::device::describe(&dev));
     let cancel = CancelToken::default();
     let token = cancel.clone();

@@ -126,3 +126,16 @@ pub fn write_pth(path: &std::path::Path, tensors: &[(String, Tensor)]) {
     zip.write_all(b"3\n").unwrap();
     zip.finish().unwrap();
 }
+
+/// Tiny decoders for `layers` (a few training steps on the demo photos: plumbing only, never
+/// passed off as trained) in a temp folder.
+pub fn tiny_decoders(layers: &str) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let data = repo_path("assets");
+    let o = layerinv(&[
+        "train", "--data", data.to_str().unwrap(), "--val", data.to_str().unwrap(), "--layers", layers, "--steps", "2", "--batch", "1",
+        "--crop", "32", "--width", "0.25", "--out", out.path().to_str().unwrap(), "--device", "cpu",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
