@@ -245,3 +245,33 @@ fn init_from_copies_weights_of_the_same_layer_and_refuses_others() {
     let err = t.init_from(&sae_file, &enc.fingerprint).unwrap_err().to_string();
     assert!(err.contains("vgg16_pool1_sae.safetensors") && err.contains("pool1") && err.contains("pool2"), "{err}");
 }
+
+#[test]
+fn decoders_at_different_steps_share_a_run_without_extra_validations() {
+    let enc = bundled();
+    let data = photo_dir(false);
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(data.path(), out.path(), 6);
+    cfg.kinds = vec![Kind::Sae];
+    train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
+    // SAE resumes at 6 and is done after 2 batches; SWWAE starts at 0 and needs all 8.
+    cfg.kinds = vec![Kind::Sae, Kind::Swwae];
+    cfg.resume = true;
+    cfg.steps = 8;
+    cfg.val_every = 4;
+    cfg.checkpoint_every = 4;
+    let (mut steps, mut vals, mut ckpts) = (Vec::new(), 0, 0);
+    train(&enc, &cfg, &mut |e: &Event| match e {
+        Event::Step { step, .. } => steps.push(*step),
+        Event::Validation { .. } => vals += 1,
+        Event::Checkpoint { .. } => ckpts += 1,
+        _ => {}
+    }, &CancelToken::default())
+    .unwrap();
+    assert_eq!(steps, (1..=8).collect::<Vec<u64>>());
+    assert_eq!(vals, 2, "validation after batches 4 and 8 only");
+    assert_eq!(ckpts, 2, "a checkpoint after batch 4 and the final save");
+    for kind in Kind::ALL {
+        assert_eq!(read_decoder_meta(&out.path().join(format!("vgg16_pool1_{kind}.safetensors"))).unwrap().steps, 8);
+    }
+}

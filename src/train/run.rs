@@ -96,7 +96,8 @@ pub enum Event {
     Started { decoders: Vec<(DecoderId, u64)>, train_images: usize, val_images: usize, total_steps: u64 },
     /// A file the loader skipped (unreadable or not an image).
     Skipped(Skipped),
-    /// One batch done: the step just taken (the furthest decoder's), losses of active decoders.
+    /// One batch done: the step just taken (by the slowest decoder that trained on it), and the
+    /// losses of the decoders that trained on it.
     Step { step: u64, total: u64, losses: Vec<(DecoderId, f32)>, images_per_s: f64, eta_s: f64 },
     Validation { step: u64, results: Vec<ValResult> },
     Checkpoint { step: u64, paths: Vec<PathBuf> },
@@ -287,6 +288,8 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
     let mut images_done = 0u64;
     let mut cancelled = false;
     let mut step = start_step;
+    // Batches of this run: validation and checkpoints are scheduled on them.
+    let mut batches = 0u64;
     loop {
         let active = |s: &Slot| !s.failed && s.trainer.steps < cfg.steps;
         if !slots.iter().any(active) {
@@ -320,7 +323,14 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
                 }
             }
         }
-        step = slots.iter().filter(|s| !s.failed).map(|s| s.trainer.steps).max().unwrap_or(step);
+        // Progress is the slowest decoder that trained on this batch: it reaches `total` last.
+        step = slots
+            .iter()
+            .filter(|s| losses.iter().any(|(id, _)| *id == s.id))
+            .map(|s| s.trainer.steps)
+            .min()
+            .unwrap_or(step);
+        batches += 1;
         images_done += x.dim(0)? as u64;
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         let rate = images_done as f64 / secs;
@@ -328,11 +338,11 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
         let eta_s = left as f64 * cfg.batch as f64 / rate.max(1e-9);
         sink.event(&Event::Step { step, total: cfg.steps, losses, images_per_s: rate, eta_s });
         let done = !slots.iter().any(active);
-        if cfg.val_every > 0 && (step % cfg.val_every == 0 || done) && val_x.is_some() {
+        if cfg.val_every > 0 && (batches % cfg.val_every == 0 || done) && val_x.is_some() {
             let results = validate(&mut slots)?;
             sink.event(&Event::Validation { step, results });
         }
-        if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && !done {
+        if cfg.checkpoint_every > 0 && batches % cfg.checkpoint_every == 0 && !done {
             let paths = save(&slots)?;
             sink.event(&Event::Checkpoint { step, paths });
         }
