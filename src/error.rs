@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// (Not marked as the error's source: the message already includes it, and a printed cause
+    /// chain would repeat it.)
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     /// A file was read but its content is unusable (not an image, truncated weights, ...).
     #[error("{}: {msg}", path.display())]
     BadFile { path: PathBuf, msg: String },
@@ -26,7 +28,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_path_buf(), source }
+        Error::Io { path: path.to_path_buf(), err: source }
     }
 
     pub fn bad_file(path: &Path, msg: impl Into<String>) -> Self {
