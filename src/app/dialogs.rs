@@ -110,18 +110,40 @@ impl Download {
     }
 }
 
+/// Why no system file dialog can open here, if we can tell: on Linux, rfd asks the XDG desktop
+/// portal over the D-Bus session bus, and without a session bus nothing would appear at all.
+fn no_file_dialog() -> Option<String> {
+    if cfg!(target_os = "linux") && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+        Some("no file dialog here (no D-Bus session for the desktop portal): drag files onto the window, or use --image/--model/--decoders".into())
+    } else {
+        None
+    }
+}
+
 impl LayerinvApp {
+    /// A file dialog, or `None` (with the reason in the status bar) when none can open.
+    fn file_dialog(&mut self) -> Option<rfd::FileDialog> {
+        match no_file_dialog() {
+            Some(why) => {
+                self.last_error = Some(why);
+                None
+            }
+            None => Some(rfd::FileDialog::new()),
+        }
+    }
+
     pub(super) fn menu_bar(&mut self, ui: &mut egui::Ui) {
         ui.menu_button("File", |ui| {
             if ui.button("Open image…").clicked() {
                 ui.close();
-                if let Some(p) = rfd::FileDialog::new().add_filter("images", &["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]).pick_file() {
+                if let Some(p) = self.file_dialog().and_then(|d| d.add_filter("images", &["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]).pick_file()) {
                     self.open_image(&p);
                 }
             }
             if ui.button("Export comparison PNG…").clicked() {
                 ui.close();
-                if let Some(p) = rfd::FileDialog::new().set_file_name(format!("layerinv_{}.png", self.layer)).save_file() {
+                let name = format!("layerinv_{}.png", self.layer);
+                if let Some(p) = self.file_dialog().and_then(|d| d.set_file_name(name).save_file()) {
                     if let Err(e) = self.export_comparison(&p) {
                         self.last_error = Some(e);
                     }
@@ -146,13 +168,13 @@ impl LayerinvApp {
             }
             if ui.button("Open weights file…").clicked() {
                 ui.close();
-                if let Some(p) = rfd::FileDialog::new().add_filter("weights", &["safetensors", "pth", "pt", "onnx"]).pick_file() {
+                if let Some(p) = self.file_dialog().and_then(|d| d.add_filter("weights", &["safetensors", "pth", "pt", "onnx"]).pick_file()) {
                     self.load_model(p.display().to_string());
                 }
             }
             if ui.button("Open decoders folder…").clicked() {
                 ui.close();
-                if let Some(p) = rfd::FileDialog::new().pick_folder() {
+                if let Some(p) = self.file_dialog().and_then(|d| d.pick_folder()) {
                     self.use_decoders_dir(p);
                 }
             }
@@ -210,8 +232,13 @@ impl LayerinvApp {
                     ui.horizontal(|ui| {
                         ui.add(egui::TextEdit::singleline(&mut d.data).hint_text("folder of jpg/png photos")).labelled_by(l.id);
                         if ui.button("Browse…").clicked() {
-                            if let Some(p) = rfd::FileDialog::new().pick_folder() {
-                                d.data = p.display().to_string();
+                            match no_file_dialog() {
+                                Some(why) => d.error = Some(why),
+                                None => {
+                                    if let Some(p) = rfd::FileDialog::new().pick_folder() {
+                                        d.data = p.display().to_string();
+                                    }
+                                }
                             }
                         }
                     });
