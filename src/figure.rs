@@ -9,6 +9,12 @@ const TEXT: u32 = 22;
 const BG: Rgb<u8> = Rgb([255, 255, 255]);
 const INK: Rgb<u8> = Rgb([20, 20, 20]);
 
+/// The caption under a reconstruction: PSNR (∞ for an exact copy) and SSIM.
+pub fn caption(psnr: f64, ssim: f64) -> String {
+    let p = if psnr.is_finite() { format!("{psnr:.1} dB") } else { "∞ dB".into() };
+    format!("PSNR {p} · SSIM {ssim:.3}")
+}
+
 /// A picture with a caption above and one below.
 pub struct Tile<'a> {
     pub image: &'a RgbImage,

@@ -445,7 +445,7 @@ impl LayerinvApp {
             tiles.push(crate::figure::Tile {
                 image: &p.image,
                 title: format!("{} from {}", p.kind.name().to_uppercase(), self.layer),
-                caption: format!("PSNR {:.1} dB · SSIM {:.3}", p.psnr, p.ssim),
+                caption: crate::figure::caption(p.psnr, p.ssim),
             });
         }
         let pic = crate::figure::row(&tiles);

@@ -1,7 +1,7 @@
 //! `layerinv reconstruct` and `layerinv eval`.
 
 use crate::data::{list_images, load_image};
-use crate::figure::{grid, row, Tile};
+use crate::figure::{caption, grid, row, Tile};
 use crate::fsutil::write_atomic_with;
 use crate::model::{Kind, ModelSource};
 use crate::recon::{evaluate, model_input, reconstruct, DecoderSet};
@@ -13,11 +13,6 @@ use std::path::{Path, PathBuf};
 /// `--decoders` default: the bundled decoders beside the bundled model.
 pub fn decoders_dir(arg: Option<PathBuf>) -> PathBuf {
     arg.unwrap_or_else(crate::model::source::weights_dir)
-}
-
-fn caption(psnr: f64, ssim: f64) -> String {
-    let p = if psnr.is_finite() { format!("{psnr:.1} dB") } else { "∞ dB".into() };
-    format!("PSNR {p} · SSIM {ssim:.3}")
 }
 
 pub fn reconstruct_cmd(image: &Path, layer: Option<&str>, all_layers: bool, decoders: &Path, out: &Path, model: &str, device: &str) -> Result<()> {
