@@ -7,7 +7,8 @@ use candle_core::Device;
 pub fn parse_device(s: &str) -> Result<Device> {
     match s {
         "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
+        "auto" if candle_core::utils::cuda_is_available() => Ok(parse_device("cuda").unwrap_or(Device::Cpu)),
+        "auto" => Ok(Device::Cpu),
         _ => {
             let Some(rest) = s.strip_prefix("cuda") else {
                 return Err(Error::Unavailable(format!("unknown device {s:?}: use cpu, cuda, cuda:N or auto")));
@@ -22,7 +23,15 @@ pub fn parse_device(s: &str) -> Result<Device> {
                     "{s}: this layerinv was built without CUDA; rebuild with `cargo build --release --features cuda`"
                 )));
             }
-            Device::new_cuda(ordinal).map_err(|e| Error::Unavailable(format!("{s}: no usable GPU ({e})")))
+            let dev = Device::new_cuda(ordinal).map_err(|e| Error::Unavailable(format!("{s}: no usable GPU ({e})")))?;
+            // One stream per device, shared by every thread: stream order already keeps reads,
+            // writes and frees in sequence, so candle's per-use CUDA events are pure overhead.
+            #[cfg(feature = "cuda")]
+            if let Device::Cuda(d) = &dev {
+                // SAFETY: nothing here creates a second stream (see above).
+                unsafe { d.disable_event_tracking() };
+            }
+            Ok(dev)
         }
     }
 }

@@ -1,7 +1,13 @@
-//! The fast CPU convolution against candle's, forward and backward, for the shapes we use.
+//! The fast convolution (our CPU kernels; cuDNN in CUDA builds) against candle's on the CPU,
+//! forward and backward, for the shapes we use. On CUDA run with `NVIDIA_TF32_OVERRIDE=0`, so that
+//! cuDNN computes in full f32 and the same tolerances hold (scripts/gpu-check.sh does).
+
+mod common;
 
 use candle_core::{Device, Tensor, Var};
+use common::devices;
 use layerinv::ops::{conv2d, conv2d_ref};
+
 
 fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
     let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
@@ -25,30 +31,36 @@ fn inputs(c: (usize, usize, usize, usize, usize, usize, usize)) -> (Tensor, Tens
 
 #[test]
 fn forward_matches_candle() {
-    for (c, relu) in CASES.into_iter().flat_map(|c| [(c, false), (c, true)]) {
-        let (x, w, b) = inputs(c);
-        let fast = conv2d(&x, &w, &b, c.6, relu).unwrap();
-        let slow = conv2d_ref(&x, &w, &b, c.6, relu).unwrap();
-        assert_eq!(fast.dims(), slow.dims(), "{c:?}");
-        assert!(max_rel_diff(&fast, &slow) < 1e-5, "{c:?}: {}", max_rel_diff(&fast, &slow));
+    for dev in devices() {
+        for (c, relu) in CASES.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+            let (x, w, b) = inputs(c);
+            let on = |t: &Tensor| t.to_device(&dev).unwrap();
+            let fast = conv2d(&on(&x), &on(&w), &on(&b), c.6, relu).unwrap().to_device(&Device::Cpu).unwrap();
+            let slow = conv2d_ref(&x, &w, &b, c.6, relu).unwrap();
+            assert_eq!(fast.dims(), slow.dims(), "{c:?}");
+            assert!(max_rel_diff(&fast, &slow) < 1e-5, "{dev:?} {c:?}: {}", max_rel_diff(&fast, &slow));
+        }
     }
 }
 
 #[test]
 fn gradients_match_candle_autodiff() {
-    for (c, relu) in CASES.into_iter().flat_map(|c| [(c, false), (c, true)]) {
-        let (x, w, b) = inputs(c);
-        let (_, _, cout, h, wd, k, p) = c;
-        let g = Tensor::randn(0f32, 1., (c.0, cout, h + 2 * p + 1 - k, wd + 2 * p + 1 - k), &Device::Cpu).unwrap();
-        let grads = |f: fn(&Tensor, &Tensor, &Tensor, usize, bool) -> candle_core::Result<Tensor>| {
-            let (xv, wv, bv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w).unwrap(), Var::from_tensor(&b).unwrap());
-            let loss = f(xv.as_tensor(), wv.as_tensor(), bv.as_tensor(), p, relu).unwrap().mul(&g).unwrap().sum_all().unwrap();
-            let gs = loss.backward().unwrap();
-            [xv, wv, bv].map(|v| gs.get(v.as_tensor()).unwrap().clone())
-        };
-        let (fast, slow) = (grads(conv2d), grads(conv2d_ref));
-        for (name, (a, b)) in ["dx", "dw", "db"].iter().zip(fast.iter().zip(slow.iter())) {
-            assert!(max_rel_diff(a, b) < 1e-4, "{c:?} relu={relu} {name}: {}", max_rel_diff(a, b));
+    for dev in devices() {
+        for (c, relu) in CASES.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+            let (x, w, b) = inputs(c);
+            let (_, _, cout, h, wd, k, p) = c;
+            let g = Tensor::randn(0f32, 1., (c.0, cout, h + 2 * p + 1 - k, wd + 2 * p + 1 - k), &Device::Cpu).unwrap();
+            let grads = |f: fn(&Tensor, &Tensor, &Tensor, usize, bool) -> candle_core::Result<Tensor>, dev: &Device| {
+                let on = |t: &Tensor| Var::from_tensor(&t.to_device(dev).unwrap()).unwrap();
+                let (xv, wv, bv) = (on(&x), on(&w), on(&b));
+                let y = f(xv.as_tensor(), wv.as_tensor(), bv.as_tensor(), p, relu).unwrap();
+                let gs = y.mul(&g.to_device(dev).unwrap()).unwrap().sum_all().unwrap().backward().unwrap();
+                [xv, wv, bv].map(|v| gs.get(v.as_tensor()).unwrap().to_device(&Device::Cpu).unwrap())
+            };
+            let (fast, slow) = (grads(conv2d, &dev), grads(conv2d_ref, &Device::Cpu));
+            for (name, (a, b)) in ["dx", "dw", "db"].iter().zip(fast.iter().zip(slow.iter())) {
+                assert!(max_rel_diff(a, b) < 1e-4, "{dev:?} {c:?} relu={relu} {name}: {}", max_rel_diff(a, b));
+            }
         }
     }
 }

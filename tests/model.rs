@@ -190,3 +190,44 @@ fn imagenet_top5_names_and_orders_the_largest_logits() {
     let sum = 5f64.exp() + 4f64.exp() + 3f64.exp() + 997.0;
     assert!((top[0].1 as f64 - 5f64.exp() / sum).abs() < 1e-5, "{top:?}");
 }
+
+/// The same decoder with the same weights gives the same reconstruction and gradients on every
+/// device (on CUDA: our pooling/unpooling kernels and cuDNN; run with NVIDIA_TF32_OVERRIDE=0).
+#[test]
+fn decoders_agree_across_devices() {
+    let devs = common::devices();
+    let tensors = common::random_tensors(Arch::Vgg16, false, 1.0);
+    let x = image(2, 64);
+    let rel = |a: &Tensor, b: &Tensor| {
+        let (a, b) = (a.to_device(&Device::Cpu).unwrap(), b.to_device(&Device::Cpu).unwrap());
+        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-12);
+        a.sub(&b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
+    };
+    for kind in Kind::ALL {
+        let spec = DecoderSpec::new(Arch::Vgg16, "pool3", kind, 0.5).unwrap();
+        let mut reference: Option<(Tensor, Vec<(String, Tensor)>)> = None;
+        let init = VarMap::new();
+        Decoder::new(spec.clone(), VarBuilder::from_varmap(&init, DType::F32, &Device::Cpu)).unwrap();
+        let weights: Vec<(String, Tensor)> = init.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        for dev in &devs {
+            let enc = common::encoder_on(Arch::Vgg16, tensors.clone(), false, dev);
+            let mut vm = VarMap::new();
+            let dec = Decoder::new(spec.clone(), VarBuilder::from_varmap(&vm, DType::F32, dev)).unwrap();
+            vm.set(weights.iter().map(|(k, v)| (k.clone(), v.to_device(dev).unwrap()))).unwrap();
+            let xd = x.to_device(dev).unwrap();
+            let y = dec.forward(&enc.forward_to(&xd, "pool3").unwrap()).unwrap();
+            let grads = y.sub(&xd).unwrap().sqr().unwrap().mean_all().unwrap().backward().unwrap();
+            let mut vars = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), grads.get(v.as_tensor()).unwrap().clone())).collect::<Vec<_>>();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            match &reference {
+                None => reference = Some((y, vars)),
+                Some((y0, g0)) => {
+                    assert!(rel(&y, y0) < 1e-4, "{kind} {dev:?} output: {}", rel(&y, y0));
+                    for ((name, g), (_, g0)) in vars.iter().zip(g0) {
+                        assert!(rel(g, g0) < 1e-3, "{kind} {dev:?} d{name}: {}", rel(g, g0));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,16 +1,12 @@
 //! Fast pooling/unpooling ops against their slow twins, and their gradients against finite
 //! differences.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
+use common::devices;
 use layerinv::ops::{max_pool_with_switches, max_pool_with_switches_ref, unpool, unpool_fixed_ref, unpool_ref, PoolSwitches};
 
-fn devices() -> Vec<Device> {
-    let mut d = vec![Device::Cpu];
-    if let Ok(cuda) = Device::new_cuda(0) {
-        d.push(cuda);
-    }
-    d
-}
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     a.to_dtype(DType::F64).unwrap().sub(&b.to_dtype(DType::F64).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap()
@@ -122,16 +118,21 @@ fn unpool_gradients_match_finite_differences() {
 
 #[test]
 fn fast_and_reference_gradients_agree_in_f32() {
-    let dev = Device::Cpu;
-    let x = Tensor::randn(0f32, 1., (2, 4, 13, 13), &dev).unwrap();
-    let (p, sw) = max_pool_with_switches(&x, 3, 2).unwrap();
-    let weights = Tensor::randn(0f32, 1., (2, 4, 13, 13), &dev).unwrap();
-    let grad = |f: fn(&Tensor, &PoolSwitches) -> candle_core::Result<Tensor>| {
-        let var = Var::from_tensor(&p).unwrap();
-        let loss = f(var.as_tensor(), &sw).unwrap().mul(&weights).unwrap().sum_all().unwrap();
-        loss.backward().unwrap().get(var.as_tensor()).unwrap().clone()
-    };
-    assert!(max_abs_diff(&grad(unpool), &grad(unpool_ref)) < 1e-6);
+    for dev in devices() {
+        for (k, s) in [(3, 2), (2, 2)] {
+            let x = Tensor::randn(0f32, 1., (2, 4, 13, 13), &dev).unwrap();
+            let (p, sw) = max_pool_with_switches(&x, k, s).unwrap();
+            let weights = Tensor::randn(0f32, 1., (2, 4, 13, 13), &dev).unwrap();
+            for sw in [sw.clone(), PoolSwitches::fixed(&sw).unwrap()] {
+                let grad = |f: fn(&Tensor, &PoolSwitches) -> candle_core::Result<Tensor>| {
+                    let var = Var::from_tensor(&p).unwrap();
+                    let loss = f(var.as_tensor(), &sw).unwrap().mul(&weights).unwrap().sum_all().unwrap();
+                    loss.backward().unwrap().get(var.as_tensor()).unwrap().clone()
+                };
+                assert!(max_abs_diff(&grad(unpool), &grad(unpool_ref)) < 1e-6, "{dev:?} k={k}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -142,4 +143,39 @@ fn mismatched_switches_are_an_error_not_a_panic() {
     assert!(unpool(&wrong, &sw).is_err());
     assert!(unpool_ref(&wrong, &sw).is_err());
     assert!(max_pool_with_switches(&x, 9, 2).is_err());
+}
+
+/// The fused Adam update (in-place ops, CUDA kernels on the GPU) against Adam's formula in f64.
+#[test]
+fn adam_update_matches_the_formula() {
+    use layerinv::train::Adam;
+    for dev in devices() {
+        let var = Var::from_tensor(&Tensor::randn(0f32, 1., (3, 5), &dev).unwrap()).unwrap();
+        let mut adam = Adam::new(vec![("w".into(), var.clone())]).unwrap();
+        let read = |t: &Tensor| t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+        let mut w = read(var.as_tensor());
+        let (mut m, mut v) = (vec![0f64; 15], vec![0f64; 15]);
+        let lr = 0.01;
+        for t in 1..=4 {
+            let target = Tensor::randn(0f32, 1., (3, 5), &dev).unwrap();
+            let loss = var.as_tensor().sub(&target).unwrap().sqr().unwrap().sum_all().unwrap();
+            adam.step(&loss.backward().unwrap(), lr).unwrap();
+            let tg = read(&target);
+            for i in 0..15 {
+                let g = 2.0 * (w[i] - tg[i]);
+                m[i] = 0.9 * m[i] + 0.1 * g;
+                v[i] = 0.999 * v[i] + 0.001 * g * g;
+                let (mh, vh) = (m[i] / (1.0 - 0.9f64.powi(t)), v[i] / (1.0 - 0.999f64.powi(t)));
+                w[i] -= lr * mh / (vh.sqrt() + 1e-8);
+            }
+            let got = read(var.as_tensor());
+            for i in 0..15 {
+                assert!((got[i] - w[i]).abs() < 1e-5 * (1.0 + w[i].abs()), "{dev:?} step {t} w[{i}]: {} vs {}", got[i], w[i]);
+            }
+            w = got;
+        }
+        // The moments come back out for checkpoints in parameter shape.
+        let (_, _, m1, v1) = adam.state().next().unwrap().unwrap();
+        assert_eq!((m1.dims(), v1.dims()), (&[3usize, 5][..], &[3usize, 5][..]));
+    }
 }

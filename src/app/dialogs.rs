@@ -178,6 +178,19 @@ impl LayerinvApp {
                     self.use_decoders_dir(p);
                 }
             }
+            ui.separator();
+            ui.label("Compute on");
+            let on_cpu = self.device_name.starts_with("CPU");
+            if ui.radio(on_cpu, "CPU").clicked() && !on_cpu {
+                ui.close();
+                self.set_device("cpu");
+            }
+            let cuda = egui::RadioButton::new(!on_cpu, "CUDA GPU");
+            let why = "this layerinv was built without CUDA (README: Building with CUDA)";
+            if ui.add_enabled(candle_core::utils::cuda_is_available(), cuda).on_disabled_hover_text(why).clicked() && on_cpu {
+                ui.close();
+                self.set_device("cuda");
+            }
         });
         ui.menu_button("Train", |ui| {
             let running = self.training.as_ref().is_some_and(|r| r.state == RunState::Running);

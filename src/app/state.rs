@@ -180,6 +180,22 @@ impl LayerinvApp {
         self.worker.send(Job::LoadImage { id, path: path.to_path_buf() });
     }
 
+    /// Move the viewer's compute to `name` (cpu, cuda, cuda:N): a new worker there reloads the
+    /// model, the decoders and the photo; the old one finishes its current job in the background.
+    pub fn set_device(&mut self, name: &str) {
+        match crate::device::parse_device(name) {
+            Err(e) => self.last_error = Some(e.to_string()),
+            Ok(device) => {
+                let ctx = self.ctx.clone();
+                let old = std::mem::replace(&mut self.worker, Worker::spawn(device.clone(), move || ctx.request_repaint()));
+                let _ = std::thread::Builder::new().name("layerinv-old-worker".into()).spawn(move || drop(old));
+                self.device_name = crate::device::describe(&device);
+                self.last_error = None;
+                self.load_model(self.model_source.clone());
+            }
+        }
+    }
+
     pub fn load_model(&mut self, source: String) {
         self.model_source = source.clone();
         self.model = None;

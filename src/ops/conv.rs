@@ -17,12 +17,18 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// `conv2d(x, w) + b` (then ReLU when `relu`) for `x (B, Cin, H, W)`, `w (Cout, Cin, k, k)`,
-/// `b (Cout)`, stride 1. Fast on CPU for f32; elsewhere candle's own convolution.
+/// `b (Cout)`, stride 1. Fast on CPU for f32, through cuDNN (forward and backward) on CUDA for f32
+/// in builds with the `cudnn` feature; elsewhere candle's own convolution.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Result<Tensor> {
     let (_, cin, h, wd) = x.dims4()?;
     let (_, wcin, k, k2) = w.dims4()?;
     if cin != wcin || k != k2 || h + 2 * pad < k || wd + 2 * pad < k {
         candle_core::bail!("conv2d: input {:?} does not fit kernel {:?} with padding {pad}", x.dims(), w.dims())
+    }
+    #[cfg(feature = "cudnn")]
+    if x.device().is_cuda() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
+        let y = super::cudnn::conv2d(x, w, pad)?.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
+        return if relu { y.relu() } else { Ok(y) };
     }
     if !(x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32) {
         return conv2d_ref(x, w, b, pad, relu);

@@ -2,10 +2,15 @@
 //! switches), and a fast CPU convolution.
 //!
 //! Every fast op has a slow twin built from plain tensor ops (`*_ref`), and the tests compare them.
-//! The fast versions run on CPU for f32/f64; on other devices and dtypes the public functions use the
-//! twin, which runs anywhere candle does.
+//! The fast versions run on CPU for f32/f64 and, in CUDA builds, on CUDA for f32 (own kernels for
+//! pooling and unpooling, cuDNN for the convolution with the `cudnn` feature); on other devices and
+//! dtypes the public functions use the twin, which runs anywhere candle does.
 
 mod conv;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
+#[cfg(feature = "cudnn")]
+mod cudnn;
 mod pool;
 mod unpool;
 
@@ -16,9 +21,13 @@ pub use unpool::{unpool, unpool_fixed_ref, unpool_ref};
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 
-/// True when the fast CPU kernels can take this tensor.
+/// True when the fast kernels (CPU, or CUDA in a CUDA build) can take this tensor.
 fn fast_path(t: &Tensor) -> bool {
-    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+    match t.device() {
+        candle_core::Device::Cpu => matches!(t.dtype(), DType::F32 | DType::F64),
+        candle_core::Device::Cuda(_) => cfg!(feature = "cuda") && t.dtype() == DType::F32,
+        _ => false,
+    }
 }
 
 /// The contiguous slice behind a CPU storage, or an error for strided input.

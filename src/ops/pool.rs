@@ -150,4 +150,10 @@ impl CustomOp1 for ArgmaxPool {
         };
         Ok((CpuStorage::U32(v), shape))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &candle_core::CudaStorage, l: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (_, _, h, w) = l.shape().dims4()?;
+        super::cuda::argmax_pool(s, l, self.k, self.s, (out_size(h, self.k, self.s)?, out_size(w, self.k, self.s)?))
+    }
 }

@@ -11,7 +11,8 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDTyp
 /// switches the encoder recorded; SAE passes [`PoolSwitches::fixed`]. Differentiable w.r.t. `x`.
 pub fn unpool(x: &Tensor, sw: &PoolSwitches) -> Result<Tensor> {
     check_shapes(x, sw)?;
-    if !fast_path(x) {
+    // The CUDA kernel stores without averaging: overlapping windows (AlexNet) take the twin there.
+    if !fast_path(x) || (!x.device().is_cpu() && sw.overlapping()) {
         return unpool_ref(x, sw);
     }
     let op = Unpool { in_hw: sw.in_hw, average: sw.overlapping() };
@@ -142,6 +143,15 @@ impl CustomOp2 for Unpool {
         Ok((out, Shape::from((b, c, h, w))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s1: &candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        if self.average {
+            candle_core::bail!("unpool: overlapping windows are not supported on CUDA (use unpool_ref)")
+        }
+        let (_, _, oh, ow) = l1.shape().dims4()?;
+        super::cuda::unpool(s1, l1, s2, l2, (oh, ow), self.in_hw, false)
+    }
+
     fn bwd(&self, _x: &Tensor, idx: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let op = UnpoolGrad { pooled_hw: idx.dims4().map(|(_, _, h, w)| (h, w))?, average: self.average };
         let gx = grad.contiguous()?.apply_op2_no_bwd(idx, &op)?;
@@ -170,6 +180,15 @@ impl CustomOp2 for UnpoolGrad {
             _ => candle_core::bail!("unpool-grad: unsupported dtype {:?}", s1.dtype()),
         };
         Ok((out, Shape::from((b, c, oh, ow))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s1: &candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        if self.average {
+            candle_core::bail!("unpool-grad: overlapping windows are not supported on CUDA")
+        }
+        let (_, _, h, w) = l1.shape().dims4()?;
+        super::cuda::unpool(s1, l1, s2, l2, self.pooled_hw, (h, w), true)
     }
 }
 

@@ -6,4 +6,5 @@ mod run;
 mod step;
 
 pub use run::{batch_mse_psnr, checkpoint_path, learning_rate, train, CancelToken, DecoderId, Event, EventSink, TrainConfig, TrainSummary, ValResult};
+pub use adam::Adam;
 pub use step::{reconstruction_loss, DecoderTrainer};

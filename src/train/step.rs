@@ -40,10 +40,14 @@ impl DecoderTrainer {
 
     /// Reconstruct `x` from `features` (computed without gradient from the frozen encoder),
     /// backpropagate, update with learning rate `lr`. Returns the loss before the update. A loss
-    /// that is not finite is an error and leaves the weights untouched.
+    /// that is not finite is an error, after which the decoder must be dropped: its weights are
+    /// already updated (the loss is read only once the whole step is queued, so that a GPU never
+    /// waits for the host in the middle of a step), and no save writes non-finite weights.
     pub fn step(&mut self, features: &Features, x: &Tensor, preprocess: Preprocess, lr: f64) -> Result<f32> {
         let y = self.decoder.forward(features)?;
         let loss = reconstruction_loss(&y, x, preprocess)?;
+        let grads = loss.backward()?;
+        self.adam.step(&grads, lr)?;
         let value = loss.to_scalar::<f32>()?;
         if !value.is_finite() {
             return Err(Error::Unavailable(format!(
@@ -53,8 +57,6 @@ impl DecoderTrainer {
                 self.steps + 1
             )));
         }
-        let grads = loss.backward()?;
-        self.adam.step(&grads, lr)?;
         self.steps += 1;
         self.images += x.dim(0)? as u64;
         Ok(value)
@@ -62,12 +64,12 @@ impl DecoderTrainer {
 
     /// The current weights by parameter name.
     pub fn tensors(&self) -> HashMap<String, Tensor> {
-        self.adam.state().map(|(n, w, _, _)| (n.to_string(), w.clone())).collect()
+        self.adam.weights().map(|(n, w)| (n.to_string(), w.clone())).collect()
     }
 
     /// Whether every weight is finite (a diverged update can leave NaNs behind a finite loss).
     pub fn weights_finite(&self) -> Result<bool> {
-        for (_, w, _, _) in self.adam.state() {
+        for (_, w) in self.adam.weights() {
             if !w.sqr()?.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?.is_finite() {
                 return Ok(false);
             }
@@ -78,8 +80,9 @@ impl DecoderTrainer {
     /// Write weights and optimizer state (f32) with `meta`, atomically.
     pub fn save_checkpoint(&self, path: &Path, meta: &DecoderMeta) -> Result<()> {
         let mut out = Vec::new();
-        for (name, w, m, v) in self.adam.state() {
-            for (prefix, t) in [("param", w), ("adam_m", m), ("adam_v", v)] {
+        for slot in self.adam.state() {
+            let (name, w, m, v) = slot?;
+            for (prefix, t) in [("param", w.clone()), ("adam_m", m), ("adam_v", v)] {
                 out.push((format!("{prefix}.{name}"), t.to_device(&Device::Cpu)?));
             }
         }

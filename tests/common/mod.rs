@@ -28,8 +28,24 @@ pub fn random_tensors(arch: Arch, with_fc: bool, seed_scale: f64) -> HashMap<Str
     t
 }
 
+/// The CPU, and the first GPU when this build has CUDA and one answers: the op and decoder tests
+/// run on each (scripts/gpu-check.sh runs them on the lent GPU).
+pub fn devices() -> Vec<Device> {
+    let mut d = vec![Device::Cpu];
+    if let Ok(cuda) = Device::new_cuda(0) {
+        d.push(cuda);
+    }
+    d
+}
+
 pub fn random_encoder(arch: Arch, with_fc: bool) -> Encoder {
-    let tensors = random_tensors(arch, with_fc, 1.0);
+    encoder_on(arch, random_tensors(arch, with_fc, 1.0), with_fc, &Device::Cpu)
+}
+
+/// An encoder with these canonical `tensors`, moved to `dev` (one set of random weights on two
+/// devices).
+pub fn encoder_on(arch: Arch, tensors: HashMap<String, Tensor>, with_fc: bool, dev: &Device) -> Encoder {
+    let tensors: HashMap<String, Tensor> = tensors.into_iter().map(|(k, v)| (k, v.to_device(dev).unwrap())).collect();
     let fingerprint = layerinv::model::weights::fingerprint(&tensors).unwrap();
     Encoder::new(ModelWeights {
         arch,
