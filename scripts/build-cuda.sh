@@ -84,7 +84,8 @@ nvcc --version | tail -2
 echo "== cargo build --release --features cudnn ${cargo_args[*]:-}"
 cargo build --release --features cudnn "${cargo_args[@]}"
 if [ $build_tests = 1 ]; then
-    cargo test --release --features cudnn "${cargo_args[@]}" --no-run --test ops --test conv --test model 2>&1 |
+    # With the default features: the test-only dependencies (egui_kittest) expect the app's.
+    cargo test --release --features cudnn --no-run --test ops --test conv --test model 2>&1 |
         tee "$CARGO_TARGET_DIR/test-binaries.txt"
 fi
 echo "== built $CARGO_TARGET_DIR/release/layerinv"

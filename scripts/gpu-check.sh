@@ -5,6 +5,7 @@
 #   scripts/gpu-check.sh run    # there, from the repo root with .gpu/ copied along:
 #                               #   op + decoder tests on CUDA, then `layerinv bench --device cuda`
 #                               #   and torch_ref.py on the same card, results in $OUT (or .gpu/out)
+#   PROFILE=1 scripts/gpu-check.sh run   # also per-kernel GPU times: ours (ncu), PyTorch's (profiler)
 #
 # The tests run with NVIDIA_TF32_OVERRIDE=0 so that cuDNN computes in full f32 and the CPU
 # tolerances hold; the benchmarks run with TF32 allowed for convolutions, as PyTorch's default.
@@ -17,7 +18,7 @@ bench_args=${BENCH_ARGS:---batch 8 --steps 20}
 case "${1:-}" in
 pack)
     set -e
-    scripts/build-cuda.sh --no-default-features --tests
+    scripts/build-cuda.sh --tests   # the app build: its test binaries need the default features anyway
     rm -rf .gpu && mkdir -p .gpu/bin
     cp target/cuda/release/layerinv .gpu/bin/
     for t in ops conv model; do
@@ -26,11 +27,14 @@ pack)
     done
     strip .gpu/bin/*
     cp ../shared/reference/torch_ref.py .gpu/ 2>/dev/null || cp "${TORCH_REF:?set TORCH_REF to torch_ref.py}" .gpu/
-    tar -C .gpu -cf - bin | xz -9e -T2 >.gpu/bin.tar.xz
+    cp scripts/torch_prof.py scripts/ncu_summary.py .gpu/
+    # One stream with a dictionary larger than a binary: the kernels all four embed compress once.
+    tar -C .gpu -cf - bin | xz --lzma2=preset=6,dict=192MiB -T1 >.gpu/bin.tar.xz
     rm -rf .gpu/bin
     du -sh .gpu/*
     ;;
 run)
+    # Four files come back from the device tool at most: gpu.txt, tests.log, bench.txt, profile.txt.
     out=${OUT:-$here/.gpu/out}
     mkdir -p "$out"
     tar -C .gpu -xJf .gpu/bin.tar.xz
@@ -40,14 +44,37 @@ run)
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
     status=0
     for t in ops conv model; do
-        echo "== test $t (CUDA, TF32 off)"
-        NVIDIA_TF32_OVERRIDE=0 .gpu/bin/$t --test-threads 4 >"$out/test-$t.log" 2>&1 || status=1
-        grep -E "^test |test result|panicked" "$out/test-$t.log"
+        echo "== test $t (CUDA, TF32 off)" | tee -a "$out/tests.log"
+        NVIDIA_TF32_OVERRIDE=0 .gpu/bin/$t --test-threads 4 >>"$out/tests.log" 2>&1 || status=1
     done
-    echo "== bench: layerinv, torch_ref.py, layerinv again ($bench_args)"
-    .gpu/bin/layerinv bench --device cuda $bench_args --json 2>"$out/bench-err.log" | tee "$out/bench-layerinv.json" || { status=1; tail -5 "$out/bench-err.log"; }
-    python3 .gpu/torch_ref.py --device cuda $bench_args | tee "$out/bench-torch.json" || status=1
-    .gpu/bin/layerinv bench --device cuda $bench_args --json 2>>"$out/bench-err.log" | tee "$out/bench-layerinv-2.json" || status=1
+    grep -E "^== |^test |test result|panicked|Err" "$out/tests.log"
+    echo "== cuDNN's algorithm choices (bench --layers pool5 --batch 8)" | tee -a "$out/profile.txt"
+    LAYERINV_CUDNN_LOG=1 .gpu/bin/layerinv bench --device cuda --batch 8 --steps 1 --layers pool5 --json 2>&1 >/dev/null |
+        grep cudnn >>"$out/profile.txt"
+    # The README's configuration (BENCH_ARGS) twice around PyTorch's, then a large batch, where
+    # per-kernel launch costs matter less.
+    bench() { # label args...
+        local label=$1; shift
+        echo "== bench $label: $*" | tee -a "$out/bench.txt"
+        .gpu/bin/layerinv bench --device cuda "$@" --json 2>&1 | tee -a "$out/bench.txt" || status=1
+        python3 .gpu/torch_ref.py --device cuda "$@" 2>&1 | tee -a "$out/bench.txt" || status=1
+    }
+    bench main $bench_args
+    .gpu/bin/layerinv bench --device cuda $bench_args --json 2>&1 | tee -a "$out/bench.txt" || status=1
+    bench big --batch 32 --steps 10 --layers pool2,pool5
+    # Where the GPU time goes: ours per kernel (ncu, one repetition of each bench phase), PyTorch's
+    # for one training step (its profiler).
+    if [ -n "${PROFILE:-}" ] && command -v ncu >/dev/null; then
+        for l in pool5 pool1; do
+            echo "== layerinv kernels, bench --layers $l --batch 8: encoder, sae step, swwae step, inference" | tee -a "$out/profile.txt"
+            LAYERINV_CUDA_PROFILE=1 timeout 150 ncu --profile-from-start off --metrics gpu__time_duration.sum --csv \
+                --log-file "$out/ncu.csv" .gpu/bin/layerinv bench --device cuda --batch 8 --steps 2 --layers $l --json >/dev/null 2>&1
+            python3 .gpu/ncu_summary.py "$out/ncu.csv" 2>&1 | tee -a "$out/profile.txt"
+            rm -f "$out/ncu.csv"
+            echo "== PyTorch kernels, one $l swwae step, batch 8" | tee -a "$out/profile.txt"
+            python3 .gpu/torch_prof.py $l swwae 8 2>&1 | tee -a "$out/profile.txt"
+        done
+    fi
     exit $status
     ;;
 *)

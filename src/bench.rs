@@ -33,7 +33,9 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
             f()?;
         }
         sync(&dev)?;
-        Ok(t.elapsed().as_secs_f64())
+        let secs = t.elapsed().as_secs_f64();
+        crate::device::profiled(&dev, f)?;
+        Ok(secs)
     };
     let enc_s = time(&mut || enc.forward_to(&x, last).map(|_| ()), cfg.steps)?;
     let mut train = Map::new();

@@ -23,15 +23,38 @@ pub fn parse_device(s: &str) -> Result<Device> {
                     "{s}: this layerinv was built without CUDA; rebuild with `cargo build --release --features cuda`"
                 )));
             }
-            let dev = Device::new_cuda(ordinal).map_err(|e| Error::Unavailable(format!("{s}: no usable GPU ({e})")))?;
+            let dev = Device::new_cuda(ordinal).map_err(|e| {
+                // The first line: candle appends a backtrace when RUST_BACKTRACE is set.
+                let e = e.to_string();
+                Error::Unavailable(format!("{s}: no usable GPU ({})", e.lines().next().unwrap_or_default().trim()))
+            })?;
             // One stream per device, shared by every thread: stream order already keeps reads,
             // writes and frees in sequence, so candle's per-use CUDA events are pure overhead.
             #[cfg(feature = "cuda")]
             if let Device::Cuda(d) = &dev {
                 // SAFETY: nothing here creates a second stream (see above).
                 unsafe { d.disable_event_tracking() };
+                keep_freed_memory(d);
             }
             Ok(dev)
+        }
+    }
+}
+
+/// Keep freed GPU memory in the device's pool across synchronisations. CUDA's default hands it
+/// back to the driver at every sync, and a training step syncs once (to read its loss), so every
+/// step would map all its buffers afresh; PyTorch's caching allocator keeps them likewise.
+#[cfg(feature = "cuda")]
+fn keep_freed_memory(d: &candle_core::CudaDevice) {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    let ctx = d.cuda_stream().context().clone();
+    // SAFETY: the pool of a live device; the attribute takes a u64 byte count.
+    unsafe {
+        if let Ok(pool) = result::device::get_mem_pool(ctx.cu_device()) {
+            let mut threshold = u64::MAX;
+            let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+            // Failing leaves CUDA's default: slower, still correct.
+            let _ = result::mem_pool::set_attribute(pool, attr, &mut threshold as *mut u64 as *mut std::ffi::c_void);
         }
     }
 }
@@ -40,7 +63,35 @@ pub fn parse_device(s: &str) -> Result<Device> {
 pub fn describe(d: &Device) -> String {
     match d {
         Device::Cpu => format!("CPU ({} threads)", candle_core::utils::get_num_threads()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => {
+            let ctx = d.cuda_stream().context().clone();
+            format!("CUDA {} ({})", ctx.ordinal(), ctx.name().unwrap_or_else(|_| "GPU".into()))
+        }
+        #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => "CUDA".to_string(),
         Device::Metal(_) => "Metal".to_string(),
     }
+}
+
+/// With `LAYERINV_CUDA_PROFILE` set, [`profiled`] runs its closure once between
+/// `cuProfilerStart`/`cuProfilerStop`, for `ncu --profile-from-start off` (scripts/gpu-check.sh).
+pub fn profiled(dev: &Device, f: &mut dyn FnMut() -> crate::error::Result<()>) -> crate::error::Result<()> {
+    if !dev.is_cuda() || std::env::var_os("LAYERINV_CUDA_PROFILE").is_none() {
+        return Ok(());
+    }
+    dev.synchronize()?;
+    #[cfg(feature = "cuda")]
+    // SAFETY: plain profiler controls; without a profiler attached they do nothing.
+    unsafe {
+        candle_core::cuda_backend::cudarc::driver::sys::cuProfilerStart();
+    }
+    let r = f();
+    dev.synchronize()?;
+    #[cfg(feature = "cuda")]
+    // SAFETY: as above.
+    unsafe {
+        candle_core::cuda_backend::cudarc::driver::sys::cuProfilerStop();
+    }
+    r
 }

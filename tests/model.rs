@@ -5,7 +5,8 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use common::random_encoder;
-use layerinv::model::{load_decoder, save_decoder, Arch, Decoder, DecoderMeta, DecoderSpec, Encoder, Kind};
+use layerinv::model::{load_decoder, save_decoder, Arch, Decoder, DecoderMeta, DecoderSpec, Encoder, Features, Kind};
+use layerinv::ops::PoolSwitches;
 
 #[test]
 fn tap_shapes_follow_the_paper_layers() {
@@ -193,11 +194,18 @@ fn imagenet_top5_names_and_orders_the_largest_logits() {
 
 /// The same decoder with the same weights gives the same reconstruction and gradients on every
 /// device (on CUDA: our pooling/unpooling kernels and cuDNN; run with NVIDIA_TF32_OVERRIDE=0).
+/// The decoders all get the CPU encoder's features: near-ties in a pooling window may flip a switch
+/// between devices, which moves a value to another pixel. The encoder's activations are compared
+/// on their own.
 #[test]
 fn decoders_agree_across_devices() {
     let devs = common::devices();
+    if devs.len() < 2 {
+        eprintln!("no GPU in this build or machine: only the CPU pass ran, nothing to compare");
+    }
     let tensors = common::random_tensors(Arch::Vgg16, false, 1.0);
     let x = image(2, 64);
+    let features = common::encoder_on(Arch::Vgg16, tensors.clone(), false, &Device::Cpu).forward_to(&x, "pool3").unwrap();
     let rel = |a: &Tensor, b: &Tensor| {
         let (a, b) = (a.to_device(&Device::Cpu).unwrap(), b.to_device(&Device::Cpu).unwrap());
         let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-12);
@@ -211,11 +219,23 @@ fn decoders_agree_across_devices() {
         let weights: Vec<(String, Tensor)> = init.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
         for dev in &devs {
             let enc = common::encoder_on(Arch::Vgg16, tensors.clone(), false, dev);
+            let own = enc.forward_to(&x.to_device(dev).unwrap(), "pool3").unwrap();
+            for ((name, a), (_, b)) in own.taps.iter().zip(&features.taps) {
+                assert!(rel(a, b) < 1e-4, "{dev:?} encoder {name}: {}", rel(a, b));
+            }
+            let moved = Features {
+                taps: features.taps.iter().map(|(n, t)| (*n, t.to_device(dev).unwrap())).collect(),
+                switches: features
+                    .switches
+                    .iter()
+                    .map(|s| s.as_ref().map(|s| PoolSwitches { indices: s.indices.to_device(dev).unwrap(), ..s.clone() }))
+                    .collect(),
+            };
             let mut vm = VarMap::new();
             let dec = Decoder::new(spec.clone(), VarBuilder::from_varmap(&vm, DType::F32, dev)).unwrap();
             vm.set(weights.iter().map(|(k, v)| (k.clone(), v.to_device(dev).unwrap()))).unwrap();
             let xd = x.to_device(dev).unwrap();
-            let y = dec.forward(&enc.forward_to(&xd, "pool3").unwrap()).unwrap();
+            let y = dec.forward(&moved).unwrap();
             let grads = y.sub(&xd).unwrap().sqr().unwrap().mean_all().unwrap().backward().unwrap();
             let mut vars = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), grads.get(v.as_tensor()).unwrap().clone())).collect::<Vec<_>>();
             vars.sort_by(|a, b| a.0.cmp(&b.0));

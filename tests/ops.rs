@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::devices;
-use layerinv::ops::{max_pool_with_switches, max_pool_with_switches_ref, unpool, unpool_fixed_ref, unpool_ref, PoolSwitches};
+use layerinv::ops::{max_pool_with_switches, max_pool_with_switches_ref, unpool, unpool_fixed, unpool_fixed_ref, unpool_ref, PoolSwitches};
 
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -69,6 +69,7 @@ fn unpool_fast_matches_reference_and_places_values_at_switches() {
             let c = unpool(&p, &fixed).unwrap();
             let d = unpool_fixed_ref(&p, k, s, (h, w)).unwrap();
             assert_eq!(max_abs_diff(&c, &d), 0.0, "fixed k={k} {h}x{w}");
+            assert_eq!(max_abs_diff(&unpool_fixed(&p, &sw).unwrap(), &d), 0.0, "unpool_fixed k={k} {h}x{w}");
         }
     }
 }
@@ -131,6 +132,13 @@ fn fast_and_reference_gradients_agree_in_f32() {
                 };
                 assert!(max_abs_diff(&grad(unpool), &grad(unpool_ref)) < 1e-6, "{dev:?} k={k}");
             }
+            let var = Var::from_tensor(&p).unwrap();
+            let loss = unpool_fixed(var.as_tensor(), &sw).unwrap().mul(&weights).unwrap().sum_all().unwrap();
+            let g = loss.backward().unwrap().get(var.as_tensor()).unwrap().clone();
+            let var2 = Var::from_tensor(&p).unwrap();
+            let loss2 = unpool_ref(var2.as_tensor(), &PoolSwitches::fixed(&sw).unwrap()).unwrap().mul(&weights).unwrap().sum_all().unwrap();
+            let g2 = loss2.backward().unwrap().get(var2.as_tensor()).unwrap().clone();
+            assert!(max_abs_diff(&g, &g2) < 1e-6, "{dev:?} unpool_fixed k={k}");
         }
     }
 }

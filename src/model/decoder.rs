@@ -8,7 +8,7 @@
 use super::arch::Arch;
 use super::encoder::Features;
 use crate::error::{Error, Result};
-use crate::ops::{unpool, PoolSwitches};
+use crate::ops::{unpool, unpool_fixed};
 use candle_core::{Module, Tensor};
 use super::conv::Conv;
 use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, Linear, VarBuilder};
@@ -224,7 +224,7 @@ impl Decoder {
                     })?;
                     match self.spec.kind {
                         Kind::Swwae => unpool(&x, sw)?,
-                        Kind::Sae => unpool(&x, &PoolSwitches::fixed(sw)?)?,
+                        Kind::Sae => unpool_fixed(&x, sw)?,
                     }
                 }
             };

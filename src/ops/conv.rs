@@ -1,5 +1,6 @@
-//! Fast CPU convolution (stride 1, square kernel, zero padding, bias, optional fused ReLU) with its
-//! backward pass.
+//! Fast convolution (stride 1, square kernel, zero padding, bias, optional fused ReLU) with its
+//! backward pass: our own kernels on the CPU (below), cuDNN plus a bias/ReLU kernel on CUDA
+//! (`cudnn.rs`, `cuda.rs`).
 //!
 //! No im2col buffer: the input is zero-padded once into rows of width `Wp = W + 2p`, so for every
 //! kernel offset `(ky, kx)` the input pixels it meets form one contiguous slice of each padded
@@ -12,7 +13,7 @@
 //! `dY (Cout × T) · Xpad[:, shift + tile]ᵀ`, summed over tiles.
 
 use super::contiguous_slice;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -25,12 +26,8 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Res
     if cin != wcin || k != k2 || h + 2 * pad < k || wd + 2 * pad < k {
         candle_core::bail!("conv2d: input {:?} does not fit kernel {:?} with padding {pad}", x.dims(), w.dims())
     }
-    #[cfg(feature = "cudnn")]
-    if x.device().is_cuda() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
-        let y = super::cudnn::conv2d(x, w, pad)?.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
-        return if relu { y.relu() } else { Ok(y) };
-    }
-    if !(x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32) {
+    let fast_device = x.device().is_cpu() || (cfg!(feature = "cudnn") && x.device().is_cuda());
+    if !(fast_device && x.dtype() == DType::F32 && w.dtype() == DType::F32 && b.dtype() == DType::F32) {
         return conv2d_ref(x, w, b, pad, relu);
     }
     x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Conv { pad, relu })
@@ -215,17 +212,38 @@ impl CustomOp3 for Conv {
         Ok((CpuStorage::F32(y), Shape::from((bsz, cout, g.out_h(), g.out_w()))))
     }
 
+    /// cuDNN's convolution, then bias and ReLU in one more pass.
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (mut y, dev, shape) = super::cudnn::forward(s1, l1, s2, l2, self.pad)?;
+        super::cuda::bias_act(&mut y, &dev, &shape, s3, l3, self.relu)?;
+        Ok((candle_core::CudaStorage::wrap_cuda_slice(y, dev), shape))
+    }
+
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (_, _, k, _) = w.dims4()?;
         // Through the fused ReLU: the gradient passes where the output is positive.
         let dy = if self.relu { dy.contiguous()?.apply_op2_no_bwd(&y.contiguous()?, &ReluGrad)? } else { dy.contiguous()? };
+        let db = dy.apply_op1_no_bwd(&BiasGrad)?;
+        #[cfg(feature = "cudnn")]
+        if x.device().is_cuda() {
+            let (dx, dw) = super::cudnn::backward(x, w, &dy, self.pad)?;
+            return Ok((Some(dx), Some(dw), Some(db)));
+        }
         // dX = conv(dY, flip(W)ᵀ) with padding k − 1 − p.
         let rev = Tensor::from_vec((0..k as u32).rev().collect::<Vec<_>>(), k, w.device())?;
         let w_t = w.index_select(&rev, 2)?.index_select(&rev, 3)?.transpose(0, 1)?.contiguous()?;
         let zero = Tensor::zeros(w_t.dim(0)?, DType::F32, w.device())?;
         let dx = dy.apply_op3_no_bwd(&w_t, &zero, &Conv { pad: k - 1 - self.pad, relu: false })?;
         let dw = x.apply_op2_no_bwd(&dy, &ConvWeightGrad { pad: self.pad, k })?;
-        let db = dy.sum((0, 2, 3))?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }
@@ -318,5 +336,35 @@ impl CustomOp2 for ReluGrad {
             }
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s1: &candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::relu_grad(s1, l1, s2, l2)
+    }
+}
+
+/// The bias gradient: `dY (B, Cout, H, W)` summed over everything but the channel.
+struct BiasGrad;
+
+impl CustomOp1 for BiasGrad {
+    fn name(&self) -> &'static str {
+        "conv2d-bias-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = l.shape().dims4()?;
+        let dy = contiguous_slice::<f32>(s, l)?;
+        let hw = h * w;
+        let db: Vec<f32> = (0..c)
+            .into_par_iter()
+            .map(|ch| (0..b).map(|img| dy[(img * c + ch) * hw..][..hw].iter().sum::<f32>()).sum())
+            .collect();
+        Ok((CpuStorage::F32(db), Shape::from(c)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &candle_core::CudaStorage, l: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::bias_grad(s, l)
     }
 }

@@ -1,11 +1,12 @@
-//! CUDA kernels for the pooling switches, unpooling and the Adam update (f32), compiled once per
+//! CUDA kernels for the pooling switches, unpooling, the convolution's bias/ReLU (and their
+//! gradients) and the Adam update (f32), compiled once per
 //! process with NVRTC and loaded into candle's device. Same results as the CPU kernels; the twins
 //! in `pool.rs` and `unpool.rs` (and the Adam formula in the tests) are what they are compared with.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::cudarc::nvrtc;
-use candle_core::{CudaStorage, Layout, Result, Shape};
+use candle_core::{CudaDevice, CudaStorage, Layout, Result, Shape};
 use std::sync::OnceLock;
 
 const SRC: &str = r#"
@@ -41,6 +42,55 @@ extern "C" __global__ void unpool_bwd(const float* g, const unsigned int* idx, f
     if (i >= n) return;
     unsigned int j = idx[i];
     dx[i] = j < plane ? g[(size_t)(i / pooled) * plane + j] : 0.0f;
+}
+
+// SAE unpooling without switches: pooled cell (oy, ox) goes to (oy*s + off, ox*s + off) of its
+// plane (forward), and its gradient comes back from there (backward, grad != 0).
+extern "C" __global__ void unpool_fixed(const float* src, float* dst, unsigned int n, int oh, int ow,
+                                        int w, unsigned int plane, int s, int off, int grad) {
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    unsigned int p = i / (oh * ow);
+    int r = i % (oh * ow);
+    size_t j = (size_t)p * plane + ((r / ow) * s + off) * w + (r % ow) * s + off;
+    if (grad) dst[i] = src[j]; else dst[j] = src[i];
+}
+
+// y (N, C, hw) += b[c], then ReLU when relu != 0, in place.
+extern "C" __global__ void bias_act(float* y, const float* b, unsigned int n, unsigned int hw,
+                                    unsigned int c, int relu) {
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float v = y[i] + b[(i / hw) % c];
+    y[i] = (relu && !(v > 0.0f)) ? 0.0f : v;
+}
+
+extern "C" __global__ void relu_grad(const float* dy, const float* y, float* out, unsigned int n) {
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    out[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+// db[c] = sum over images and pixels of dy (N, C, hw): blockIdx.x is the channel, blockIdx.y
+// a slice of its N * hw values; block sums are added atomically into the zeroed db.
+extern "C" __global__ void bias_grad(const float* dy, float* db, unsigned int nimg,
+                                     unsigned int c, unsigned int hw) {
+    __shared__ float part[256];
+    unsigned int ch = blockIdx.x;
+    unsigned long long total = (unsigned long long)nimg * hw;
+    float s = 0.0f;
+    for (unsigned long long k = (unsigned long long)blockIdx.y * blockDim.x + threadIdx.x; k < total;
+         k += (unsigned long long)gridDim.y * blockDim.x) {
+        unsigned long long img = k / hw, j = k % hw;
+        s += dy[(img * c + ch) * hw + j];
+    }
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (unsigned int o = blockDim.x / 2; o > 0; o >>= 1) {
+        if (threadIdx.x < o) part[threadIdx.x] += part[threadIdx.x + o];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) atomicAdd(&db[ch], part[0]);
 }
 
 // mv = [m; v] (2n values), updated in place from the gradient.
@@ -179,4 +229,89 @@ fn adam_launch(name: &str, dst: &mut CudaStorage, ld: &Layout, src: &CudaStorage
     // SAFETY: argument types match the kernel's signature; sizes were checked above.
     unsafe { a.launch(LaunchConfig::for_num_elems(n.max(1))) }.map_err(candle_core::Error::wrap)?;
     Ok(())
+}
+
+/// `y (N, C, H, W) += b[c]`, then ReLU when `relu`, in place on a fresh convolution output.
+pub fn bias_act(y: &mut CudaSlice<f32>, dev: &CudaDevice, shape: &Shape, b: &CudaStorage, lb: &Layout, relu: bool) -> Result<()> {
+    let (_, c, h, w) = shape.dims4()?;
+    let bias = view(b, lb, "conv bias")?;
+    if bias.len() != c {
+        candle_core::bail!("conv bias: {} values for {c} channels", bias.len())
+    }
+    let n = u32_of(shape.elem_count(), "conv")?;
+    let (hw, c, relu) = (u32_of(h * w, "conv")?, c as u32, relu as i32);
+    let f = dev.get_or_load_custom_func("bias_act", MODULE, ptx()?)?;
+    let mut a = f.builder();
+    a.arg(y).arg(&bias).arg(&n).arg(&hw).arg(&c).arg(&relu);
+    // SAFETY: argument types match the kernel's signature; `y` holds `n` values.
+    unsafe { a.launch(LaunchConfig::for_num_elems(n.max(1))) }.map_err(candle_core::Error::wrap)?;
+    Ok(())
+}
+
+/// `dy` where the ReLU output `y` is positive, else 0.
+pub fn relu_grad(dy: &CudaStorage, ldy: &Layout, y: &CudaStorage, ly: &Layout) -> Result<(CudaStorage, Shape)> {
+    let dev = dy.device().clone();
+    let (g, yv) = (view(dy, ldy, "relu-grad")?, view(y, ly, "relu-grad")?);
+    if g.len() != yv.len() {
+        candle_core::bail!("relu-grad: {} gradients for {} outputs", g.len(), yv.len())
+    }
+    let n = u32_of(g.len(), "relu-grad")?;
+    // SAFETY: every element is written by the kernel.
+    let mut out = unsafe { dev.alloc::<f32>(n as usize)? };
+    let f = dev.get_or_load_custom_func("relu_grad", MODULE, ptx()?)?;
+    let mut a = f.builder();
+    a.arg(&g).arg(&yv).arg(&mut out).arg(&n);
+    // SAFETY: argument types match the kernel's signature; all three hold `n` values.
+    unsafe { a.launch(LaunchConfig::for_num_elems(n.max(1))) }.map_err(candle_core::Error::wrap)?;
+    Ok((CudaStorage::wrap_cuda_slice(out, dev), ldy.shape().clone()))
+}
+
+/// The bias gradient: `dy (N, C, H, W)` summed over everything but the channel.
+pub fn bias_grad(dy: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+    let (n, c, h, w) = l.shape().dims4()?;
+    let dev = dy.device().clone();
+    let g = view(dy, l, "bias-grad")?;
+    let mut db = dev.alloc_zeros::<f32>(c)?;
+    let per_channel = n * h * w;
+    // Enough blocks per channel to fill the GPU, each summing at least a few thousand values.
+    let slices = (per_channel / 4096).clamp(1, 256) as u32;
+    let f = dev.get_or_load_custom_func("bias_grad", MODULE, ptx()?)?;
+    let mut a = f.builder();
+    let (n, cu, hw) = (u32_of(n, "bias-grad")?, u32_of(c, "bias-grad")?, u32_of(h * w, "bias-grad")?);
+    a.arg(&g).arg(&mut db).arg(&n).arg(&cu).arg(&hw);
+    let cfg = LaunchConfig { grid_dim: (cu.max(1), slices, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    // SAFETY: argument types match the kernel's signature; 256 threads match its shared array.
+    unsafe { a.launch(cfg) }.map_err(candle_core::Error::wrap)?;
+    Ok((CudaStorage::wrap_cuda_slice(db, dev), Shape::from(c)))
+}
+
+/// SAE unpooling (`grad`: false: `(B, C, h, w)` → zeros of `(B, C, H, W)` with each value at
+/// offset ⌊k/2⌋ of its window) or its gradient (`grad`: true: `(B, C, H, W)` → `(B, C, h, w)`).
+pub fn unpool_fixed(src: &CudaStorage, l: &Layout, k: usize, stride: usize, in_hw: (usize, usize), grad: bool) -> Result<(CudaStorage, Shape)> {
+    let (b, c, h, w) = l.shape().dims4()?;
+    let (ih, iw) = in_hw;
+    let pooled = if grad { ((ih - k) / stride + 1, (iw - k) / stride + 1) } else { (h, w) };
+    if grad && (h, w) != in_hw {
+        candle_core::bail!("unpool-fixed: gradient of size {h}×{w} for a {ih}×{iw} map")
+    }
+    let n = u32_of(b * c * pooled.0 * pooled.1, "unpool-fixed")?;
+    let dev = src.device().clone();
+    let x = view(src, l, "unpool-fixed")?;
+    let (out_len, out_hw) = if grad { (n as usize, pooled) } else { (b * c * ih * iw, in_hw) };
+    // Forward: cells off the fixed positions stay 0. Backward: every element is written.
+    let mut out = if grad { unsafe { dev.alloc::<f32>(out_len)? } } else { dev.alloc_zeros::<f32>(out_len)? };
+    let f = dev.get_or_load_custom_func("unpool_fixed", MODULE, ptx()?)?;
+    let mut a = f.builder();
+    let dims = [pooled.0 as i32, pooled.1 as i32, iw as i32];
+    let plane = u32_of(ih * iw, "unpool-fixed")?;
+    let (s, off, g) = (stride as i32, (k / 2) as i32, grad as i32);
+    a.arg(&x).arg(&mut out).arg(&n);
+    for d in &dims {
+        a.arg(d);
+    }
+    a.arg(&plane).arg(&s).arg(&off).arg(&g);
+    // SAFETY: argument types match the kernel's signature; positions stay inside each plane
+    // (floor-mode pooling: oy·s + ⌊k/2⌋ < H).
+    unsafe { a.launch(LaunchConfig::for_num_elems(n.max(1))) }.map_err(candle_core::Error::wrap)?;
+    Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((b, c, out_hw.0, out_hw.1))))
 }

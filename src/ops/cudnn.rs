@@ -1,5 +1,6 @@
-//! cuDNN convolution for f32 tensors on CUDA: forward, input gradient and weight gradient, each a
-//! candle custom op, so a decoder's whole backward pass runs in cuDNN (candle's own CUDA backward
+//! cuDNN convolution for f32 tensors on CUDA: the forward pass (called from the `Conv` op in
+//! `conv.rs`, which adds bias and ReLU in one more kernel), and the input and weight gradients as
+//! candle custom ops, so a decoder's whole backward pass runs in cuDNN (candle's own CUDA backward
 //! goes through a naive transposed-convolution kernel).
 //!
 //! As PyTorch with `cudnn.benchmark = True`: the first call of each geometry times every cuDNN
@@ -17,9 +18,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
 
-/// `conv2d(x, w)` (stride 1, zero padding `pad`, no bias) through cuDNN; differentiable in both.
-pub fn conv2d(x: &Tensor, w: &Tensor, pad: usize) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(&w.contiguous()?, ConvForward { pad })
+/// `(dX, dW)` of `conv2d(x, w)` (stride 1, zero padding `pad`) for the output gradient `dy`.
+pub fn backward(x: &Tensor, w: &Tensor, dy: &Tensor, pad: usize) -> Result<(Tensor, Tensor)> {
+    let (_, _, h, wd) = x.dims4()?;
+    let (_, _, k, _) = w.dims4()?;
+    let dy = dy.contiguous()?;
+    let dx = dy.apply_op2_no_bwd(&w.contiguous()?, &ConvBackwardData { pad, hw: (h, wd) })?;
+    let dw = x.contiguous()?.apply_op2_no_bwd(&dy, &ConvBackwardFilter { pad, k })?;
+    Ok((dx, dw))
 }
 
 fn ck(s: sys::cudnnStatus_t) -> Result<()> {
@@ -161,13 +167,41 @@ fn with_plan<T>(dev: &CudaDevice, g: Geom, f: impl FnOnce(sys::cudnnHandle_t, &m
     })
 }
 
-/// The best of `cudnnFind*`'s results (they come sorted by time), skipping failed algorithms.
-fn best<A: Copy>(results: &[(A, sys::cudnnStatus_t, sys::cudnnMathType_t, usize)], what: &str) -> Result<Choice<A>> {
-    results
-        .iter()
-        .find(|r| r.1 == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS)
-        .map(|r| Choice { algo: r.0, math: r.2, workspace: r.3 })
-        .ok_or_else(|| candle_core::Error::Msg(format!("cuDNN found no {what} algorithm")))
+/// One row of cuDNN's algorithm list: (algorithm, status, math type, workspace bytes).
+type Row<A> = (A, sys::cudnnStatus_t, sys::cudnnMathType_t, usize);
+
+/// Choose the algorithm for one direction of one geometry: the fastest that ran in `find`
+/// (`cudnnFind*`, which times them all; rows come sorted by time), else the first that cuDNN's
+/// heuristics (`*_v7`) offer. Tensor-core math (TF32 for f32) is allowed in both, as in PyTorch.
+/// `LAYERINV_CUDNN_LOG=1` prints each choice to stderr.
+fn choose<A: Copy + std::fmt::Debug>(
+    what: &str,
+    g: &Geom,
+    conv: sys::cudnnConvolutionDescriptor_t,
+    find: impl FnOnce() -> Result<Vec<Row<A>>>,
+    heuristic: impl FnOnce() -> Result<Vec<Row<A>>>,
+) -> Result<Choice<A>> {
+    // SAFETY: sets one field of a live descriptor (the last launch may have left another).
+    unsafe { ck(sys::cudnnSetConvolutionMathType(conv, sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH))? };
+    let ok = |rows: &[Row<A>]| {
+        rows.iter().find(|r| r.1 == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS).map(|r| Choice { algo: r.0, math: r.2, workspace: r.3 })
+    };
+    let timed = find()?;
+    let (choice, how) = match ok(&timed) {
+        Some(c) => (c, "timed"),
+        None => match ok(&heuristic()?) {
+            Some(c) => (c, "heuristic"),
+            None => {
+                let tried: Vec<_> = timed.iter().map(|r| format!("{:?}: {:?}", r.0, r.1)).collect();
+                candle_core::bail!("cuDNN has no {what} algorithm for {g:?} (timed: {})", tried.join(", "))
+            }
+        },
+    };
+    if std::env::var_os("LAYERINV_CUDNN_LOG").is_some() {
+        let tried: Vec<_> = timed.iter().map(|r| format!("{:?}={:?}", r.0, r.1)).collect();
+        eprintln!("cudnn {what} {g:?}: {how} {:?} {:?} workspace {} [{}]", choice.algo, choice.math, choice.workspace, tried.join(" "));
+    }
+    Ok(choice)
 }
 
 fn workspace(dev: &CudaDevice, bytes: usize) -> Result<Option<CudaSlice<u8>>> {
@@ -230,55 +264,42 @@ macro_rules! find {
     }};
 }
 
-struct ConvForward {
-    pad: usize,
-}
-
-impl CustomOp2 for ConvForward {
-    fn name(&self) -> &'static str {
-        "cudnn-conv2d"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("cudnn-conv2d runs on CUDA tensors only")
-    }
-
-    fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout, ws: &CudaStorage, wl: &Layout) -> Result<(CudaStorage, Shape)> {
-        let (n, cin, h, w) = xl.shape().dims4()?;
-        let (cout, _, k, _) = wl.shape().dims4()?;
-        let g = Geom { n, cin, h, w, cout, k, pad: self.pad };
-        let dev = xs.device().clone();
-        let stream = dev.cuda_stream();
-        let (x, wt) = (view(xs, xl, g.x_len(), "input")?, view(ws, wl, g.w_len(), "kernel")?);
-        // SAFETY: fully written (beta = 0) by the convolution below.
-        let mut y = unsafe { dev.alloc::<f32>(g.y_len())? };
-        {
-            let ((xp, _g1), (wp, _g2), (yp, _g3)) = (x.device_ptr(&stream), wt.device_ptr(&stream), y.device_ptr_mut(&stream));
-            let pick = |handle, p: &mut Plan| match p.fwd {
-                Some(c) => Ok(c),
-                None => {
-                    let r = find!(sys::cudnnConvolutionFwdAlgoPerf_t, 8, |res, got| sys::cudnnFindConvolutionForwardAlgorithm(
+/// `conv2d(x, w)` (stride 1, zero padding `pad`, no bias) on contiguous f32 storages: the output
+/// buffer, its device and shape `(N, Cout, H', W')`.
+pub fn forward(xs: &CudaStorage, xl: &Layout, ws: &CudaStorage, wl: &Layout, pad: usize) -> Result<(CudaSlice<f32>, CudaDevice, Shape)> {
+    let (n, cin, h, w) = xl.shape().dims4()?;
+    let (cout, _, k, _) = wl.shape().dims4()?;
+    let g = Geom { n, cin, h, w, cout, k, pad };
+    let dev = xs.device().clone();
+    let stream = dev.cuda_stream();
+    let (x, wt) = (view(xs, xl, g.x_len(), "input")?, view(ws, wl, g.w_len(), "kernel")?);
+    // SAFETY: fully written (beta = 0) by the convolution below.
+    let mut y = unsafe { dev.alloc::<f32>(g.y_len())? };
+    {
+        let ((xp, _g1), (wp, _g2), (yp, _g3)) = (x.device_ptr(&stream), wt.device_ptr(&stream), y.device_ptr_mut(&stream));
+        let pick = |handle, p: &mut Plan| match p.fwd {
+            Some(c) => Ok(c),
+            None => {
+                let c = choose(
+                    "forward",
+                    &g,
+                    p.conv,
+                    || Ok(find!(sys::cudnnConvolutionFwdAlgoPerf_t, 8, |res, got| sys::cudnnFindConvolutionForwardAlgorithm(
                         handle, p.x, p.w, p.conv, p.y, 8, &mut got, res.as_mut_ptr()
-                    ));
-                    Ok(*p.fwd.insert(best(&r, "forward")?))
-                }
-            };
-            launch(&dev, g, pick, |handle, p, algo, sp, sn| unsafe {
-                sys::cudnnConvolutionForward(handle, scale(&ONE), p.x, ptr(xp), p.w, ptr(wp), p.conv, algo, sp, sn, scale(&ZERO), p.y, ptr(yp))
-            })?;
-        }
-        let (oh, ow) = g.out_hw();
-        Ok((CudaStorage::wrap_cuda_slice(y, dev), Shape::from((n, cout, oh, ow))))
+                    ))),
+                    || Ok(find!(sys::cudnnConvolutionFwdAlgoPerf_t, 8, |res, got| sys::cudnnGetConvolutionForwardAlgorithm_v7(
+                        handle, p.x, p.w, p.conv, p.y, 8, &mut got, res.as_mut_ptr()
+                    ))),
+                )?;
+                Ok(*p.fwd.insert(c))
+            }
+        };
+        launch(&dev, g, pick, |handle, p, algo, sp, sn| unsafe {
+            sys::cudnnConvolutionForward(handle, scale(&ONE), p.x, ptr(xp), p.w, ptr(wp), p.conv, algo, sp, sn, scale(&ZERO), p.y, ptr(yp))
+        })?;
     }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (_, _, h, wd) = x.dims4()?;
-        let (_, _, k, _) = w.dims4()?;
-        let dy = dy.contiguous()?;
-        let dx = dy.apply_op2_no_bwd(&w.contiguous()?, &ConvBackwardData { pad: self.pad, hw: (h, wd) })?;
-        let dw = x.contiguous()?.apply_op2_no_bwd(&dy, &ConvBackwardFilter { pad: self.pad, k })?;
-        Ok((Some(dx), Some(dw)))
-    }
+    let (oh, ow) = g.out_hw();
+    Ok((y, dev, Shape::from((n, cout, oh, ow))))
 }
 
 /// `dX` from `(dY, W)`.
@@ -310,10 +331,18 @@ impl CustomOp2 for ConvBackwardData {
             let pick = |handle, p: &mut Plan| match p.bwd_data {
                 Some(c) => Ok(c),
                 None => {
-                    let r = find!(sys::cudnnConvolutionBwdDataAlgoPerf_t, 6, |res, got| sys::cudnnFindConvolutionBackwardDataAlgorithm(
-                        handle, p.w, p.y, p.conv, p.x, 6, &mut got, res.as_mut_ptr()
-                    ));
-                    Ok(*p.bwd_data.insert(best(&r, "backward-data")?))
+                    let c = choose(
+                        "backward-data",
+                        &g,
+                        p.conv,
+                        || Ok(find!(sys::cudnnConvolutionBwdDataAlgoPerf_t, 6, |res, got| sys::cudnnFindConvolutionBackwardDataAlgorithm(
+                            handle, p.w, p.y, p.conv, p.x, 6, &mut got, res.as_mut_ptr()
+                        ))),
+                        || Ok(find!(sys::cudnnConvolutionBwdDataAlgoPerf_t, 6, |res, got| sys::cudnnGetConvolutionBackwardDataAlgorithm_v7(
+                            handle, p.w, p.y, p.conv, p.x, 6, &mut got, res.as_mut_ptr()
+                        ))),
+                    )?;
+                    Ok(*p.bwd_data.insert(c))
                 }
             };
             launch(&dev, g, pick, |handle, p, algo, sp, sn| unsafe {
@@ -353,10 +382,18 @@ impl CustomOp2 for ConvBackwardFilter {
             let pick = |handle, p: &mut Plan| match p.bwd_filter {
                 Some(c) => Ok(c),
                 None => {
-                    let r = find!(sys::cudnnConvolutionBwdFilterAlgoPerf_t, 7, |res, got| sys::cudnnFindConvolutionBackwardFilterAlgorithm(
-                        handle, p.x, p.y, p.conv, p.w, 7, &mut got, res.as_mut_ptr()
-                    ));
-                    Ok(*p.bwd_filter.insert(best(&r, "backward-filter")?))
+                    let c = choose(
+                        "backward-filter",
+                        &g,
+                        p.conv,
+                        || Ok(find!(sys::cudnnConvolutionBwdFilterAlgoPerf_t, 7, |res, got| sys::cudnnFindConvolutionBackwardFilterAlgorithm(
+                            handle, p.x, p.y, p.conv, p.w, 7, &mut got, res.as_mut_ptr()
+                        ))),
+                        || Ok(find!(sys::cudnnConvolutionBwdFilterAlgoPerf_t, 7, |res, got| sys::cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                            handle, p.x, p.y, p.conv, p.w, 7, &mut got, res.as_mut_ptr()
+                        ))),
+                    )?;
+                    Ok(*p.bwd_filter.insert(c))
                 }
             };
             launch(&dev, g, pick, |handle, p, algo, sp, sn| unsafe {

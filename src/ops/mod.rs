@@ -17,7 +17,7 @@ mod unpool;
 pub use conv::{candle_conv2d, conv2d, conv2d_ref};
 
 pub use pool::{max_pool_with_switches, max_pool_with_switches_ref, PoolSwitches};
-pub use unpool::{unpool, unpool_fixed_ref, unpool_ref};
+pub use unpool::{unpool, unpool_fixed, unpool_fixed_ref, unpool_ref};
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 

@@ -5,7 +5,7 @@
 use super::{contiguous_slice, fast_path, PoolSwitches};
 use candle_core::backend::BackendStorage;
 use rayon::prelude::*;
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 
 /// Unpool `x` `(B, C, h, w)` with switches of the same shape into `(B, C, H, W)`. SWWAE passes the
 /// switches the encoder recorded; SAE passes [`PoolSwitches::fixed`]. Differentiable w.r.t. `x`.
@@ -17,6 +17,47 @@ pub fn unpool(x: &Tensor, sw: &PoolSwitches) -> Result<Tensor> {
     }
     let op = Unpool { in_hw: sw.in_hw, average: sw.overlapping() };
     x.contiguous()?.apply_op2(&sw.indices.contiguous()?, op)
+}
+
+/// SAE unpooling: every value to the fixed cell of its window ([`PoolSwitches::fixed`]) of the
+/// pooling that recorded `like`. On CUDA (f32, non-overlapping windows) a kernel computes the cell
+/// itself, with no switch tensor to build and upload; elsewhere [`unpool`] with the fixed switches.
+pub fn unpool_fixed(x: &Tensor, like: &PoolSwitches) -> Result<Tensor> {
+    check_shapes(x, like)?;
+    if x.device().is_cuda() && fast_path(x) && !like.overlapping() {
+        return x.contiguous()?.apply_op1(UnpoolFixed { k: like.kernel, s: like.stride, in_hw: like.in_hw, grad: false });
+    }
+    unpool(x, &PoolSwitches::fixed(like)?)
+}
+
+/// [`unpool_fixed`]'s CUDA kernel (`grad`: false) and its gradient (`grad`: true, the input
+/// being the unpooled map's gradient and `in_hw` its size).
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+struct UnpoolFixed {
+    k: usize,
+    s: usize,
+    in_hw: (usize, usize),
+    grad: bool,
+}
+
+impl CustomOp1 for UnpoolFixed {
+    fn name(&self) -> &'static str {
+        "unpool-fixed"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        candle_core::bail!("unpool-fixed runs on CUDA only (the CPU uses unpool with fixed switches)")
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &candle_core::CudaStorage, l: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::unpool_fixed(s, l, self.k, self.s, self.in_hw, self.grad)
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&UnpoolFixed { grad: true, ..*self })?))
+    }
 }
 
 fn check_shapes(x: &Tensor, sw: &PoolSwitches) -> Result<()> {
