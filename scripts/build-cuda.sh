@@ -85,6 +85,7 @@ echo "== cargo build --release --features cudnn ${cargo_args[*]:-}"
 cargo build --release --features cudnn "${cargo_args[@]}"
 if [ $build_tests = 1 ]; then
     # With the default features: the test-only dependencies (egui_kittest) expect the app's.
+    mkdir -p "$CARGO_TARGET_DIR"
     cargo test --release --features cudnn --no-run --test ops --test conv --test model 2>&1 |
         tee "$CARGO_TARGET_DIR/test-binaries.txt"
 fi

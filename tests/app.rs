@@ -137,3 +137,27 @@ fn the_train_dialog_starts_and_cancels_a_tiny_run() {
     assert!(out.path().join("vgg16_pool1_sae.ckpt").is_file());
     assert!(out.path().join("vgg16_pool1_swwae.safetensors").is_file());
 }
+
+#[test]
+fn the_model_menu_moves_the_work_to_another_device() {
+    let dec = common::tiny_decoders("pool2");
+    let mut h = harness(dec.path(), None, "pool2");
+    wait_for(&mut h, "pool2 reconstructions", |a| shows_layer(a, "pool2"));
+    h.get_by_label("Model").click();
+    h.run_steps(3);
+    h.get_by_label("Compute on");
+    h.get_by_label("CPU");
+    h.get_by_label("CUDA GPU");
+    // A new worker on the CPU reloads model, decoders and photo, and the panes come back.
+    h.state_mut().set_device("cpu");
+    h.step();
+    wait_for(&mut h, "pool2 reconstructions after the switch", |a| shows_layer(a, "pool2"));
+    // Without CUDA in the build (or without a GPU), asking for it is an error in the status bar,
+    // and the CPU worker stays.
+    if !candle_core::utils::cuda_is_available() {
+        h.state_mut().set_device("cuda");
+        h.step();
+        h.get_by_label_contains("built without CUDA");
+        assert!(shows_layer(h.state(), "pool2"));
+    }
+}
