@@ -20,7 +20,7 @@ pub fn parse_device(s: &str) -> Result<Device> {
             };
             if !candle_core::utils::cuda_is_available() {
                 return Err(Error::Unavailable(format!(
-                    "{s}: this layerinv was built without CUDA; rebuild with `cargo build --release --features cuda`"
+                    "{s}: this layerinv was built without CUDA; rebuild with `cargo build --release --features cudnn` or scripts/build-cuda.sh (README: Building with CUDA)"
                 )));
             }
             let dev = Device::new_cuda(ordinal).map_err(|e| {
