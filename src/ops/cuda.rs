@@ -6,6 +6,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::cudarc::nvrtc;
+use candle_core::cuda_backend::CudaDType;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result, Shape};
 use std::sync::OnceLock;
 
@@ -117,20 +118,14 @@ fn ptx() -> Result<&'static str> {
     static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
     PTX.get_or_init(|| nvrtc::compile_ptx(SRC).map(|p| p.to_src()).map_err(|e| e.to_string()))
         .as_deref()
-        .map_err(|e| candle_core::Error::Msg(format!("compiling the pooling kernels with NVRTC: {e}")))
+        .map_err(|e| candle_core::Error::Msg(format!("compiling layerinv's CUDA kernels with NVRTC: {e}")))
 }
 
-fn view<'a>(s: &'a CudaStorage, l: &Layout, what: &str) -> Result<CudaView<'a, f32>> {
+/// The contiguous data of a storage (from its layout's offset), or an error for strided input.
+pub(super) fn view<'a, T: CudaDType>(s: &'a CudaStorage, l: &Layout, what: &str) -> Result<CudaView<'a, T>> {
     match l.contiguous_offsets() {
-        Some((a, b)) => Ok(s.as_cuda_slice::<f32>()?.slice(a..b)),
+        Some((a, b)) => Ok(s.as_cuda_slice::<T>()?.slice(a..b)),
         None => candle_core::bail!("{what}: input must be contiguous"),
-    }
-}
-
-fn view_u32<'a>(s: &'a CudaStorage, l: &Layout, what: &str) -> Result<CudaView<'a, u32>> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(s.as_cuda_slice::<u32>()?.slice(a..b)),
-        None => candle_core::bail!("{what}: switches must be contiguous"),
     }
 }
 
@@ -144,7 +139,7 @@ pub fn argmax_pool(s: &CudaStorage, l: &Layout, k: usize, stride: usize, out_hw:
     let (oh, ow) = out_hw;
     let n = u32_of(b * c * oh * ow, "argmax-pool")?;
     let dev = s.device().clone();
-    let x = view(s, l, "argmax-pool")?;
+    let x = view::<f32>(s, l, "argmax-pool")?;
     // SAFETY: every element is written by the kernel (one thread per output cell).
     let mut idx = unsafe { dev.alloc::<u32>(n as usize)? };
     let f = dev.get_or_load_custom_func("argmax_pool", MODULE, ptx()?)?;
@@ -174,8 +169,8 @@ pub fn unpool(
     let (pooled, plane) = (pooled_hw.0 * pooled_hw.1, plane_hw.0 * plane_hw.1);
     let n = u32_of(b * c * pooled, "unpool")?;
     let dev = s.device().clone();
-    let x = view(s, l, "unpool")?;
-    let idx = view_u32(si, li, "unpool")?;
+    let x = view::<f32>(s, l, "unpool")?;
+    let idx = view::<u32>(si, li, "unpool")?;
     if idx.len() != n as usize {
         candle_core::bail!("unpool: {} switches for {} values", idx.len(), n)
     }
@@ -212,7 +207,7 @@ pub fn adam_apply(w: &mut CudaStorage, lw: &Layout, mv: &CudaStorage, lm: &Layou
 /// Launch an Adam kernel `(dst, src, n, k...)` where one of the two holds `2n` values (the moments).
 fn adam_launch(name: &str, dst: &mut CudaStorage, ld: &Layout, src: &CudaStorage, ls: &Layout, k: &[f32]) -> Result<()> {
     let dev = dst.device().clone();
-    let s = view(src, ls, name)?;
+    let s = view::<f32>(src, ls, name)?;
     let mut d = view_mut(dst, ld, name)?;
     let (nd, ns) = (d.len(), s.len());
     let n = nd.min(ns);
@@ -234,7 +229,7 @@ fn adam_launch(name: &str, dst: &mut CudaStorage, ld: &Layout, src: &CudaStorage
 /// `y (N, C, H, W) += b[c]`, then ReLU when `relu`, in place on a fresh convolution output.
 pub fn bias_act(y: &mut CudaSlice<f32>, dev: &CudaDevice, shape: &Shape, b: &CudaStorage, lb: &Layout, relu: bool) -> Result<()> {
     let (_, c, h, w) = shape.dims4()?;
-    let bias = view(b, lb, "conv bias")?;
+    let bias = view::<f32>(b, lb, "conv bias")?;
     if bias.len() != c {
         candle_core::bail!("conv bias: {} values for {c} channels", bias.len())
     }
@@ -251,7 +246,7 @@ pub fn bias_act(y: &mut CudaSlice<f32>, dev: &CudaDevice, shape: &Shape, b: &Cud
 /// `dy` where the ReLU output `y` is positive, else 0.
 pub fn relu_grad(dy: &CudaStorage, ldy: &Layout, y: &CudaStorage, ly: &Layout) -> Result<(CudaStorage, Shape)> {
     let dev = dy.device().clone();
-    let (g, yv) = (view(dy, ldy, "relu-grad")?, view(y, ly, "relu-grad")?);
+    let (g, yv) = (view::<f32>(dy, ldy, "relu-grad")?, view::<f32>(y, ly, "relu-grad")?);
     if g.len() != yv.len() {
         candle_core::bail!("relu-grad: {} gradients for {} outputs", g.len(), yv.len())
     }
@@ -270,7 +265,7 @@ pub fn relu_grad(dy: &CudaStorage, ldy: &Layout, y: &CudaStorage, ly: &Layout) -
 pub fn bias_grad(dy: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
     let (n, c, h, w) = l.shape().dims4()?;
     let dev = dy.device().clone();
-    let g = view(dy, l, "bias-grad")?;
+    let g = view::<f32>(dy, l, "bias-grad")?;
     let mut db = dev.alloc_zeros::<f32>(c)?;
     let per_channel = n * h * w;
     // Enough blocks per channel to fill the GPU, each summing at least a few thousand values.
@@ -296,7 +291,7 @@ pub fn unpool_fixed(src: &CudaStorage, l: &Layout, k: usize, stride: usize, in_h
     }
     let n = u32_of(b * c * pooled.0 * pooled.1, "unpool-fixed")?;
     let dev = src.device().clone();
-    let x = view(src, l, "unpool-fixed")?;
+    let x = view::<f32>(src, l, "unpool-fixed")?;
     let (out_len, out_hw) = if grad { (n as usize, pooled) } else { (b * c * ih * iw, in_hw) };
     // Forward: cells off the fixed positions stay 0. Backward: every element is written.
     let mut out = if grad { unsafe { dev.alloc::<f32>(out_len)? } } else { dev.alloc_zeros::<f32>(out_len)? };

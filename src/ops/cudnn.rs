@@ -122,7 +122,6 @@ impl Plan {
                 sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
                 f32t,
             ))?;
-            ck(sys::cudnnSetConvolutionMathType(p.conv, sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH))?;
         }
         Ok(p)
     }
@@ -212,13 +211,13 @@ fn workspace(dev: &CudaDevice, bytes: usize) -> Result<Option<CudaSlice<u8>>> {
     Ok(Some(unsafe { dev.alloc::<u8>(bytes)? }))
 }
 
-/// The f32 data of a contiguous storage, from its layout's offset.
+/// The f32 data of a contiguous storage of `len` elements (what the descriptors describe).
 fn view<'a>(s: &'a CudaStorage, l: &Layout, len: usize, what: &str) -> Result<CudaView<'a, f32>> {
-    if !l.is_contiguous() || l.shape().elem_count() != len {
-        candle_core::bail!("cudnn conv2d: {what} must be a contiguous f32 tensor of {len} elements")
+    let v = super::cuda::view::<f32>(s, l, what)?;
+    if v.len() != len {
+        candle_core::bail!("cudnn conv2d: {what} has {} elements, the convolution needs {len}", v.len())
     }
-    let start = l.start_offset();
-    Ok(s.as_cuda_slice::<f32>()?.slice(start..start + len))
+    Ok(v)
 }
 
 const ONE: f32 = 1.0;

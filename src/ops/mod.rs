@@ -31,7 +31,7 @@ fn fast_path(t: &Tensor) -> bool {
 }
 
 /// The contiguous slice behind a CPU storage, or an error for strided input.
-fn contiguous_slice<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
+pub(crate) fn contiguous_slice<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
         None => candle_core::bail!("layerinv op: input must be contiguous"),

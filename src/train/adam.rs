@@ -5,6 +5,7 @@
 
 use crate::error::Result;
 use candle_core::backprop::GradStore;
+use crate::ops::contiguous_slice;
 use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
 use rayon::prelude::*;
 
@@ -105,23 +106,21 @@ fn betas() -> [f32; 4] {
     [BETA1 as f32, (1.0 - BETA1) as f32, BETA2 as f32, (1.0 - BETA2) as f32]
 }
 
-/// The contiguous f32 data of `s` and the element count of `other`, which must be half of it
-/// (moments against their parameter).
-fn halves<'a>(s: &'a mut CpuStorage, l: &Layout, n: usize, what: &str) -> candle_core::Result<(&'a mut [f32], &'a mut [f32])> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{what}: moments must be contiguous")))?;
-    let CpuStorage::F32(data) = s else { candle_core::bail!("{what}: only f32 parameters are supported") };
-    if b - a != 2 * n {
-        candle_core::bail!("{what}: {} moments for {n} parameters", b - a)
-    }
-    Ok(data[a..b].split_at_mut(n))
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+/// The contiguous f32 data of a storage an op writes in place.
+fn f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a mut [f32]> {
     let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{what}: input must be contiguous")))?;
     match s {
-        CpuStorage::F32(d) => Ok(&d[a..b]),
+        CpuStorage::F32(d) => Ok(&mut d[a..b]),
         _ => candle_core::bail!("{what}: only f32 parameters are supported"),
     }
+}
+
+/// Check that `moments` holds two values per parameter of `n`.
+fn check_pairs(moments: usize, n: usize, what: &str) -> candle_core::Result<()> {
+    if moments != 2 * n {
+        candle_core::bail!("{what}: {moments} moments for {n} parameters")
+    }
+    Ok(())
 }
 
 impl InplaceOp2 for AdamMoments {
@@ -130,8 +129,10 @@ impl InplaceOp2 for AdamMoments {
     }
 
     fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
-        let g = slice(s2, l2, self.name())?;
-        let (m, v) = halves(s1, l1, g.len(), self.name())?;
+        let g = contiguous_slice::<f32>(s2, l2)?;
+        let mv = f32_mut(s1, l1, self.name())?;
+        check_pairs(mv.len(), g.len(), self.name())?;
+        let (m, v) = mv.split_at_mut(g.len());
         let [b1, c1, b2, c2] = betas();
         m.par_iter_mut().zip(v.par_iter_mut()).zip(g.par_iter()).for_each(|((m, v), &g)| {
             *m = b1 * *m + c1 * g;
@@ -152,13 +153,9 @@ impl InplaceOp2 for AdamApply {
     }
 
     fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
-        let (a, b) = l1.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("adam-apply: weights must be contiguous".into()))?;
-        let CpuStorage::F32(w) = s1 else { candle_core::bail!("adam-apply: only f32 parameters are supported") };
-        let w = &mut w[a..b];
-        let mv = slice(s2, l2, self.name())?;
-        if mv.len() != 2 * w.len() {
-            candle_core::bail!("adam-apply: {} moments for {} parameters", mv.len(), w.len())
-        }
+        let w = f32_mut(s1, l1, self.name())?;
+        let mv = contiguous_slice::<f32>(s2, l2)?;
+        check_pairs(mv.len(), w.len(), self.name())?;
         let (m, v) = mv.split_at(w.len());
         w.par_iter_mut().zip(m.par_iter()).zip(v.par_iter()).for_each(|((w, &m), &v)| {
             *w -= self.lr_bc1 * m / ((v * self.inv_bc2).sqrt() + self.eps);
