@@ -65,6 +65,24 @@ fn gradients_match_candle_autodiff() {
     }
 }
 
+/// A decoder's first convolution reads the unpooled code, which needs no gradient: the op skips
+/// dX there (candle would otherwise store one) and still gives the parameters' gradients.
+#[test]
+fn no_input_gradient_for_a_constant_input() {
+    let (x, w, b) = inputs((2, 64, 32, 14, 14, 3, 1));
+    let dw_of = |f: fn(&Tensor, &Tensor, &Tensor, usize, bool) -> candle_core::Result<Tensor>, dev: &Device| {
+        let (x, wv, bv) = (x.to_device(dev).unwrap(), Var::from_tensor(&w.to_device(dev).unwrap()).unwrap(), b.to_device(dev).unwrap());
+        let grads = f(&x, wv.as_tensor(), &bv, 1, true).unwrap().sum_all().unwrap().backward().unwrap();
+        (grads.get(&x).is_some(), grads.get(wv.as_tensor()).unwrap().to_device(&Device::Cpu).unwrap())
+    };
+    let (_, slow) = dw_of(conv2d_ref, &Device::Cpu);
+    for dev in devices() {
+        let (has_dx, fast) = dw_of(conv2d, &dev);
+        assert!(!has_dx, "{dev:?}: a gradient for a constant input");
+        assert!(max_rel_diff(&fast, &slow) < 1e-4, "{dev:?}: {}", max_rel_diff(&fast, &slow));
+    }
+}
+
 #[test]
 fn weight_gradient_matches_finite_differences() {
     let (x, w, b) = inputs((2, 3, 2, 5, 6, 3, 1));

@@ -18,12 +18,13 @@ use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DevicePtr, DevicePtrM
 use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use plan::{ck, choose, launch, ptr, scale, view, Geom, Plan, ONE, ZERO};
 
-/// `(dX, dW)` of `conv2d(x, w)` (stride 1, zero padding `pad`) for the output gradient `dy`.
-pub fn backward(x: &Tensor, w: &Tensor, dy: &Tensor, pad: usize) -> Result<(Tensor, Tensor)> {
+/// `(dX, dW)` of `conv2d(x, w)` (stride 1, zero padding `pad`) for the output gradient `dy`; dX only
+/// when `need_dx`.
+pub fn backward(x: &Tensor, w: &Tensor, dy: &Tensor, pad: usize, need_dx: bool) -> Result<(Option<Tensor>, Tensor)> {
     let (_, _, h, wd) = x.dims4()?;
     let (_, _, k, _) = w.dims4()?;
     let dy = dy.contiguous()?;
-    let dx = dy.apply_op2_no_bwd(&w.contiguous()?, &ConvBackwardData { pad, hw: (h, wd) })?;
+    let dx = if need_dx { Some(dy.apply_op2_no_bwd(&w.contiguous()?, &ConvBackwardData { pad, hw: (h, wd) })?) } else { None };
     let dw = x.contiguous()?.apply_op2_no_bwd(&dy, &ConvBackwardFilter { pad, k })?;
     Ok((dx, dw))
 }
