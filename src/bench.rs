@@ -22,7 +22,6 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
     let dev = enc.device().clone();
     let n = enc.arch.input_size();
     let x = Tensor::randn(0f32, 1., (cfg.batch, 3, n, n), &dev)?;
-    let last = cfg.layers.last().map(String::as_str).unwrap_or("pool5");
     let time = |f: &mut dyn FnMut() -> Result<()>, reps: usize| -> Result<f64> {
         for _ in 0..2 {
             f()?;
@@ -37,7 +36,9 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
         crate::device::profiled(&dev, f)?;
         Ok(secs)
     };
-    let enc_s = time(&mut || enc.forward_to(&x, last).map(|_| ()), cfg.steps)?;
+    // Every tap the model has in one pass, as torch_ref.py's `enc.all` (through fc8 where the
+    // weights include the classifier; the bundled trunk-only model stops at pool5).
+    let enc_s = time(&mut || enc.forward(&x).map(|_| ()), cfg.steps)?;
     let mut train = Map::new();
     for layer in &cfg.layers {
         let mut per_kind = Map::new();
@@ -64,7 +65,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
     let reps = if dev.is_cpu() { 2 } else { 10 };
     let infer_s = time(
         &mut || {
-            let f = enc.forward_to(&x1, last)?;
+            let f = enc.forward(&x1)?;
             for d in &decoders {
                 d.decoder.forward(&f)?;
             }
