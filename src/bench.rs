@@ -1,9 +1,10 @@
 //! `layerinv bench`: the same workload as `shared/reference/torch_ref.py`, with the same JSON keys.
 
 use crate::error::Result;
-use crate::model::{DecoderSpec, Encoder, Kind};
+use crate::model::{Decoder, DecoderSpec, Encoder, Kind};
 use crate::train::DecoderTrainer;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
@@ -55,11 +56,16 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
         }
         train.insert(layer.clone(), Value::Object(per_kind));
     }
-    let decoders: Vec<DecoderTrainer> = cfg
+    // Decoders as the app holds them after loading a file: plain tensors, no autograd graph.
+    let decoders: Vec<Decoder> = cfg
         .layers
         .iter()
         .flat_map(|l| Kind::ALL.map(|k| (l.clone(), k)))
-        .map(|(l, k)| DecoderTrainer::new(DecoderSpec::new(enc.arch, &l, k, 1.0)?, &dev))
+        .map(|(l, k)| {
+            let spec = DecoderSpec::new(enc.arch, &l, k, 1.0)?;
+            let weights = DecoderTrainer::new(spec.clone(), &dev)?.tensors().into_iter().map(|(n, w)| (n, w.detach())).collect();
+            Decoder::new(spec, VarBuilder::from_tensors(weights, DType::F32, &dev))
+        })
         .collect::<Result<_>>()?;
     let x1 = x.narrow(0, 0, 1)?;
     let reps = if dev.is_cpu() { 2 } else { 10 };
@@ -67,7 +73,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
         &mut || {
             let f = enc.forward(&x1)?;
             for d in &decoders {
-                d.decoder.forward(&f)?;
+                d.forward(&f)?;
             }
             Ok(())
         },

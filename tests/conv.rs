@@ -15,9 +15,17 @@ fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 /// (batch, cin, cout, h, w, k, pad): VGG 3×3/1, AlexNet 5×5/2, 1×1, odd sizes, batch below and
-/// above the thread count (both code paths).
-const CASES: [(usize, usize, usize, usize, usize, usize, usize); 6] =
-    [(1, 3, 8, 9, 7, 3, 1), (3, 16, 4, 8, 8, 3, 1), (2, 5, 6, 13, 11, 5, 2), (1, 4, 4, 6, 6, 1, 0), (4, 8, 3, 5, 9, 3, 0), (2, 64, 32, 14, 14, 3, 1)];
+/// above the thread count (both code paths), one image of a small map with many channels.
+const CASES: [(usize, usize, usize, usize, usize, usize, usize); 8] = [
+    (1, 3, 8, 9, 7, 3, 1),
+    (3, 16, 4, 8, 8, 3, 1),
+    (2, 5, 6, 13, 11, 5, 2),
+    (1, 4, 4, 6, 6, 1, 0),
+    (4, 8, 3, 5, 9, 3, 0),
+    (2, 64, 32, 14, 14, 3, 1),
+    (1, 32, 96, 10, 12, 3, 1),
+    (1, 80, 70, 7, 9, 3, 1),
+];
 
 fn inputs(c: (usize, usize, usize, usize, usize, usize, usize)) -> (Tensor, Tensor, Tensor) {
     let (b, cin, cout, h, w, k, _) = c;
