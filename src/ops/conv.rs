@@ -121,14 +121,42 @@ fn kernel_shifts(g: &Geom, c0: usize) -> impl Iterator<Item = (usize, usize)> {
 }
 
 /// Zero-pad a batch `(B, cin, h, w)` into `(B, cin, chan_len)` rows of width `wp`.
+/// Debug builds (the tests) fill a buffer that is about to be written in full with NaN first, so
+/// that an element left unwritten shows in the results.
+fn poison(v: &mut Vec<f32>, len: usize) {
+    if cfg!(debug_assertions) {
+        v.spare_capacity_mut()[..len].iter_mut().for_each(|x| {
+            x.write(f32::NAN);
+        });
+    }
+}
+
+/// Every element is written once (no zeroing pass first: that was a whole extra pass over every
+/// activation, for each convolution and each of its gradients).
 fn pad_batch(x: &[f32], g: &Geom) -> Vec<f32> {
-    let (wp, l) = (g.wp(), g.chan_len());
-    let mut out = vec![0f32; x.len() / (g.h * g.w) * l];
-    out.par_chunks_exact_mut(l).zip(x.par_chunks_exact(g.h * g.w)).for_each(|(dst, src)| {
-        for y in 0..g.h {
-            dst[(y + g.pad) * wp + g.pad..][..g.w].copy_from_slice(&src[y * g.w..][..g.w]);
-        }
+    let (wp, l, pad, w) = (g.wp(), g.chan_len(), g.pad, g.w);
+    let len = x.len() / (g.h * w) * l;
+    let mut out = Vec::with_capacity(len);
+    poison(&mut out, len);
+    let zero = |d: &mut [std::mem::MaybeUninit<f32>]| d.iter_mut().for_each(|v| {
+        v.write(0.0);
     });
+    out.spare_capacity_mut()[..len].par_chunks_exact_mut(l).zip(x.par_chunks_exact(g.h * w)).for_each(|(dst, src)| {
+        zero(&mut dst[..pad * wp + pad]);
+        for (y, row) in src.chunks_exact(w).enumerate() {
+            let start = (y + pad) * wp + pad;
+            dst[start..start + w].iter_mut().zip(row).for_each(|(d, &s)| {
+                d.write(s);
+            });
+            // The right padding of this row and the left padding of the next.
+            zero(&mut dst[start + w..(start + wp).min(l)]);
+        }
+        zero(&mut dst[(g.h + pad) * wp + pad..]);
+    });
+    // SAFETY: the chunks cover [0, len) (one per channel of x) and each was written in full above:
+    // [0, pad·wp + pad), then per row y its w values from (y + pad)·wp + pad and the 2·pad zeros
+    // after them up to the next row's values, then the rest from (h + pad)·wp + pad.
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -197,7 +225,9 @@ fn conv_forward(x: &[f32], packed: &[f32], b: Option<&[f32]>, g: &Geom, relu: bo
     let batch = x.len() / (g.cin * g.h * g.w);
     let xp = pad_batch(x, g);
     let (oh, ow, wp, l) = (g.out_h(), g.out_w(), g.wp(), g.chan_len());
-    let mut y = vec![0f32; batch * g.cout * oh * ow];
+    let len = batch * g.cout * oh * ow;
+    let mut y = Vec::with_capacity(len);
+    poison(&mut y, len);
     let out = SharedOut(y.as_mut_ptr());
     let tiles = g.tiles();
     (0..batch * tiles).into_par_iter().for_each(|unit| {
@@ -215,16 +245,22 @@ fn conv_forward(x: &[f32], packed: &[f32], b: Option<&[f32]>, g: &Geom, relu: bo
             for r in c0 / wp..c1 / wp {
                 let src = &acc[o * width + (r * wp - c0)..][..ow];
                 let dst = ((img * g.cout + o) * oh + r) * ow;
-                // SAFETY: unit (img, t) alone writes rows [c0/wp, c1/wp) of image img.
-                let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(dst), ow) };
-                if relu {
-                    dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s.max(0.0));
-                } else {
-                    dst.copy_from_slice(src);
+                // SAFETY: unit (img, t) alone writes rows [c0/wp, c1/wp) of image img, inside the
+                // capacity `len`; raw writes, as the buffer is not initialised yet.
+                unsafe {
+                    let dst = out.ptr().add(dst);
+                    if relu {
+                        src.iter().enumerate().for_each(|(j, &s)| dst.add(j).write(s.max(0.0)));
+                    } else {
+                        std::ptr::copy_nonoverlapping(src.as_ptr(), dst, ow);
+                    }
                 }
             }
         }
     });
+    // SAFETY: the units cover every image, channel and row (tiles cover [0, out_h)), so all `len`
+    // elements were written above.
+    unsafe { y.set_len(len) };
     y
 }
 
@@ -387,12 +423,18 @@ impl CustomOp2 for ReluGrad {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (dy, y) = (contiguous_slice::<f32>(s1, l1)?, contiguous_slice::<f32>(s2, l2)?);
-        let mut out = vec![0f32; dy.len()];
-        out.par_chunks_mut(1 << 16).zip(dy.par_chunks(1 << 16).zip(y.par_chunks(1 << 16))).for_each(|(o, (d, y))| {
+        if dy.len() != y.len() {
+            candle_core::bail!("relu-grad: {} gradients for {} outputs", dy.len(), y.len())
+        }
+        let mut out = Vec::with_capacity(dy.len());
+        poison(&mut out, dy.len());
+        out.spare_capacity_mut()[..dy.len()].par_chunks_mut(1 << 16).zip(dy.par_chunks(1 << 16).zip(y.par_chunks(1 << 16))).for_each(|(o, (d, y))| {
             for ((o, &d), &y) in o.iter_mut().zip(d).zip(y) {
-                *o = if y > 0.0 { d } else { 0.0 };
+                o.write(if y > 0.0 { d } else { 0.0 });
             }
         });
+        // SAFETY: the chunks cover all dy.len() elements, each written once above.
+        unsafe { out.set_len(dy.len()) };
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
