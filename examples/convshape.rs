@@ -1,0 +1,33 @@
+//! Per-shape timing of the CPU convolution forward (VGG-16's 3×3 shapes), to compare with
+//! PyTorch's `conv2d` on the same shapes (scripts/torch_convshape.py):
+//! `cargo run --release --example convshape -- BATCH REPS`.
+use candle_core::{Device, Tensor};
+use std::time::Instant;
+
+// The app's allocator, so that buffer reuse and page faults are as in `layerinv bench`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let (b, reps) = (args.first().copied().unwrap_or(1), args.get(1).copied().unwrap_or(5));
+    let shapes = [(3, 64, 224), (64, 64, 224), (64, 3, 224), (64, 128, 112), (128, 64, 112), (128, 128, 112), (128, 256, 56), (256, 128, 56), (256, 256, 56), (256, 512, 28), (512, 256, 28), (512, 512, 28), (512, 512, 14)];
+    let dev = Device::Cpu;
+    for (ci, co, h) in shapes {
+        let x = Tensor::randn(0f32, 1., (b, ci, h, h), &dev)?;
+        let w = Tensor::randn(0f32, 1., (co, ci, 3, 3), &dev)?;
+        let bias = Tensor::randn(0f32, 1., co, &dev)?;
+        for _ in 0..2 {
+            layerinv::ops::conv2d(&x, &w, &bias, 1, true)?;
+        }
+        let mut best = f64::MAX;
+        for _ in 0..reps {
+            let t = Instant::now();
+            layerinv::ops::conv2d(&x, &w, &bias, 1, true)?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        let mac = (b * ci * co * 9 * h * h) as f64;
+        println!("{ci:4}->{co:4} {h:4}  fwd {:7.2} ms {:5.1} GMAC/s", best * 1e3, mac / best / 1e9);
+    }
+    Ok(())
+}
