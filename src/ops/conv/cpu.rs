@@ -8,28 +8,24 @@
 //!
 //! The forward convolution is an implicit GEMM with its own register-blocked micro-kernel: the
 //! kernel is packed once per call into blocks of [`MR`] output channels, ordered (input channel,
-//! kernel offset, channel in block); a micro-kernel keeps an `MR × NR` block of outputs in
-//! registers while it runs over [`KC`] input channels and all `k²` offsets, reading the input rows
-//! straight from the padded image (two 8-wide vectors per row segment) and broadcasting the
-//! kernel values. Every output is loaded and stored once per `KC` channels instead of once per
-//! offset and `gemm` call, and the kernel is never repacked per tile. The input gradient is the
-//! same convolution of the output gradient with the flipped, transposed kernel. The weight
-//! gradient is, per tile, `dY (Cout × T) · Xpad[:, shift + tile]ᵀ` through `gemm`, summed over
-//! tiles into `k²` row-major `Cout × Cin` matrices and laid back out as `(Cout, Cin, k, k)`.
+//! kernel offset, channel in block); the micro-kernel keeps an `MR × NR` block of outputs in
+//! registers while it runs over a pass of input channels and all `k²` offsets, broadcasting the
+//! kernel values against two 8-wide vectors of input, read from panels copied per pass (small
+//! maps) or straight from the padded image (large ones: see [`Plan`]). Every output is loaded and
+//! stored once per pass instead of once per offset and `gemm` call, and the kernel is never
+//! repacked per tile. The input gradient is the same convolution of the output gradient with the
+//! flipped, transposed kernel. The weight gradient is, per tile,
+//! `dY (Cout × T) · Xpad[:, shift + tile]ᵀ` through `gemm`, summed over tiles into `k²` row-major
+//! `Cout × Cin` matrices and laid back out as `(Cout, Cin, k, k)`.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// Output channels per micro-tile: each is one kernel value broadcast per step.
 const MR: usize = 6;
-/// Output columns per micro-tile: two 8-wide vectors of one input row. With `MR` this makes twelve
-/// accumulators, two input vectors and one broadcast: 15 of the 16 AVX2 registers.
+/// Output columns per micro-tile: two 8-wide vectors. With `MR` this makes twelve accumulators,
+/// two input vectors and one broadcast: 15 of the 16 AVX2 registers.
 const NR: usize = 16;
-/// Input channels per pass of the micro-kernel (with all `k²` offsets of each). Each channel of a
-/// large map lies on its own memory pages, and more than a few dozen pages per pass overflow the
-/// first-level TLB: 8 measured best of 8 / 16 / 32 / 64 on the VGG shapes (32: 5% slower in all,
-/// 64: 40%).
-const KC: usize = 8;
 
 /// Geometry of one padded image.
 #[derive(Clone, Copy)]
@@ -59,20 +55,59 @@ impl Geom {
     fn chan_len(&self) -> usize {
         (self.h + 2 * self.pad) * self.wp() + self.k - 1 + NR - 1
     }
-    /// Output rows per tile: about 512 KiB of f32 for the wider of the two matrices (measured
-    /// best of 64 KiB … 2 MiB on a 2-core EPYC with 512 KiB of L2 per core).
-    fn tile_rows(&self) -> usize {
-        let for_cache = 131_072 / (self.cin.max(self.cout) * self.wp());
+    /// Tiles of whole output rows holding at most `budget` f32 for `per_col` values per padded-row
+    /// column, and at least one tile per thread.
+    fn tiling(&self, per_col: usize, budget: usize) -> Tiling {
+        let for_cache = budget / (per_col * self.wp());
         let for_threads = self.out_h().div_ceil(rayon::current_num_threads().div_ceil(self.batch.max(1)));
-        for_cache.min(for_threads).clamp(1, self.out_h())
+        let rows = for_cache.min(for_threads).clamp(1, self.out_h());
+        Tiling { rows, count: self.out_h().div_ceil(rows), out_h: self.out_h(), wp: self.wp() }
     }
-    fn tiles(&self) -> usize {
-        self.out_h().div_ceil(self.tile_rows())
+}
+
+/// How the forward convolution runs: the micro-kernel, whether each pass copies its input into
+/// panels first (see [`accumulate_tile`]), how many input channels a pass covers, and the tiles.
+#[derive(Clone, Copy)]
+struct Plan {
+    micro: MicroKernel,
+    panels: bool,
+    /// Input channels per pass of the micro-kernel (with all `k²` offsets of each).
+    kc: usize,
+    tiling: Tiling,
+}
+
+impl Plan {
+    /// Panels for maps of 56×56 and below (a padded channel under 32 KiB) with more than one block
+    /// of output channels to read them back; the larger maps read the padded input directly, 8
+    /// channels a pass. Measured on the VGG shapes (2-core EPYC, min of 6 interleaved runs):
+    /// panels 7–12% faster at 56, 28 and 14, direct reads 5–15% faster at 112 and 224; 8 channels
+    /// the best of 8 / 16 / 32 / 64 for direct reads (32: 5% slower, 64: 40%: each channel of a
+    /// large map lies on its own memory pages, and a few dozen pages per pass overflow the TLB).
+    fn new(g: &Geom) -> Plan {
+        if g.chan_len() < 8192 && g.cout > MR {
+            // The panels of one pass (kc·k² values per column) in about 256 KiB, half the L2 of a
+            // core.
+            let kc = 32.min(g.cin);
+            Plan { micro: micro_kernel(), panels: true, kc, tiling: g.tiling(kc * g.k * g.k, 65_536) }
+        } else {
+            Plan { micro: micro_kernel(), panels: false, kc: 8, tiling: g.tiling(g.cin.max(g.cout), 131_072) }
+        }
     }
+}
+
+/// Output rows cut into tiles of `rows` rows (the last may be shorter).
+#[derive(Clone, Copy)]
+struct Tiling {
+    rows: usize,
+    count: usize,
+    out_h: usize,
+    wp: usize,
+}
+
+impl Tiling {
     /// Padded-row columns `[start, end)` of tile `t`.
-    fn tile(&self, t: usize) -> (usize, usize) {
-        let r = self.tile_rows();
-        (t * r * self.wp(), ((t + 1) * r).min(self.out_h()) * self.wp())
+    fn span(&self, t: usize) -> (usize, usize) {
+        (t * self.rows * self.wp, ((t + 1) * self.rows).min(self.out_h) * self.wp)
     }
 }
 
@@ -170,32 +205,26 @@ pub(super) fn pack_kernel(w: &[f32], g: &Geom, flip: bool) -> Vec<f32> {
     packed
 }
 
-/// `c (MR × NR, row stride ldc) += Σ_i Σ_s a[i][s] ⊗ b[i·l + offs[s] ..][..NR]` over `kc` input
-/// channels `i` and the kernel offsets `s`: `a` is the packed kernel of one block of [`MR`]
-/// output channels from its first channel on, `b` the first channel's padded input at the
-/// micro-tile's first column.
-type MicroKernel = unsafe fn(a: *const f32, b: *const f32, offs: &[usize], kc: usize, l: usize, c: *mut f32, ldc: usize);
+/// `c (MR × NR, row stride ldc) += Σ_t a[t] ⊗ b[at[t] ..][..NR]` over the steps `t < at.len()`,
+/// `a[t]` being [`MR`] kernel values (one per output channel, read one step after the other) and
+/// `b[at[t]..]` [`NR`] input values (one per column).
+type MicroKernel = unsafe fn(a: *const f32, b: *const f32, at: &[usize], c: *mut f32, ldc: usize);
 
 /// The micro-kernel in plain Rust (the compiler vectorises it for the target's baseline): the
 /// twin of [`micro_avx2`], and the kernel on CPUs without AVX2 and FMA.
 ///
 /// # Safety
-/// `a` holds `kc · offs.len() · MR` values, `b + i·l + off + NR` is in bounds for every `i < kc`
-/// and offset, and `c` addresses `MR` rows of `NR` values.
-unsafe fn micro_portable(a: *const f32, b: *const f32, offs: &[usize], kc: usize, l: usize, c: *mut f32, ldc: usize) {
+/// `a` holds `at.len() · MR` values, `b + at[t] + NR` is in bounds for every step, and `c`
+/// addresses `MR` rows of `NR` values.
+unsafe fn micro_portable(a: *const f32, b: *const f32, at: &[usize], c: *mut f32, ldc: usize) {
     let mut acc = [[0f32; NR]; MR];
     for (r, row) in acc.iter_mut().enumerate() {
         row.copy_from_slice(std::slice::from_raw_parts(c.add(r * ldc), NR));
     }
-    let mut a = a;
-    for i in 0..kc {
-        for &off in offs {
-            let x = std::slice::from_raw_parts(b.add(i * l + off), NR);
-            for (r, row) in acc.iter_mut().enumerate() {
-                let v = *a.add(r);
-                row.iter_mut().zip(x).for_each(|(o, &x)| *o += v * x);
-            }
-            a = a.add(MR);
+    for (a, &at) in std::slice::from_raw_parts(a, at.len() * MR).chunks_exact(MR).zip(at) {
+        let x = std::slice::from_raw_parts(b.add(at), NR);
+        for (row, &v) in acc.iter_mut().zip(a) {
+            row.iter_mut().zip(x).for_each(|(o, &x)| *o += v * x);
         }
     }
     for (r, row) in acc.iter().enumerate() {
@@ -209,7 +238,7 @@ unsafe fn micro_portable(a: *const f32, b: *const f32, offs: &[usize], kc: usize
 /// As [`micro_portable`], and the CPU has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn micro_avx2(a: *const f32, b: *const f32, offs: &[usize], kc: usize, l: usize, c: *mut f32, ldc: usize) {
+unsafe fn micro_avx2(a: *const f32, b: *const f32, at: &[usize], c: *mut f32, ldc: usize) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     for (r, row) in acc.iter_mut().enumerate() {
@@ -217,19 +246,14 @@ unsafe fn micro_avx2(a: *const f32, b: *const f32, offs: &[usize], kc: usize, l:
             *a = _mm256_loadu_ps(c.add(r * ldc + v * 8));
         }
     }
-    let mut a = a;
-    for i in 0..kc {
-        let bi = b.add(i * l);
-        for &off in offs {
-            let p = bi.add(off);
-            let x = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))];
-            for (r, row) in acc.iter_mut().enumerate() {
-                let v = _mm256_broadcast_ss(&*a.add(r));
-                for (acc, &x) in row.iter_mut().zip(&x) {
-                    *acc = _mm256_fmadd_ps(v, x, *acc);
-                }
+    for (t, &at) in at.iter().enumerate() {
+        let (a, p) = (a.add(t * MR), b.add(at));
+        let x = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))];
+        for (r, row) in acc.iter_mut().enumerate() {
+            let v = _mm256_broadcast_ss(&*a.add(r));
+            for (acc, &x) in row.iter_mut().zip(&x) {
+                *acc = _mm256_fmadd_ps(v, x, *acc);
             }
-            a = a.add(MR);
         }
     }
     for (r, row) in acc.iter().enumerate() {
@@ -250,23 +274,45 @@ fn micro_kernel() -> MicroKernel {
 
 /// `acc (cout rounded up to MR × tr) += Σ_k W_k · Xpad_b[:, shift_k + c0 .. shift_k + c0 + tr]`
 /// for `tr` a multiple of [`NR`], with `packed` from [`pack_kernel`].
-fn accumulate_tile(micro: MicroKernel, xp: &[f32], packed: &[f32], g: &Geom, c0: usize, tr: usize, acc: &mut [f32]) {
+///
+/// With `plan.panels`, each pass over `plan.kc` input channels first copies the input it needs
+/// into panels of [`NR`] columns, ordered (channel, kernel offset, column) as the micro-kernel
+/// reads them: one contiguous stream instead of `kc · k` rows on as many memory pages. The copy
+/// is `k²` times the pass's input, read back by every block of output channels.
+fn accumulate_tile(plan: &Plan, xp: &[f32], packed: &[f32], g: &Geom, c0: usize, tr: usize, acc: &mut [f32]) {
     let (l, kk) = (g.chan_len(), g.k * g.k);
     let offs: Vec<usize> = kernel_shifts(g, c0).map(|(_, shift)| shift).collect();
-    debug_assert!(acc.len() == g.cout.next_multiple_of(MR) * tr && tr % NR == 0);
+    debug_assert!(acc.len() == g.cout.next_multiple_of(MR) * tr && tr.is_multiple_of(NR));
     debug_assert!((g.cin - 1) * l + offs[kk - 1] + tr <= xp.len());
-    // Block by block of output channels, so that the block's rows of `acc` stay in cache while
-    // the micro-kernel runs over all input channels, KC at a time.
+    let mut panels = if plan.panels { vec![0f32; plan.kc * kk * tr] } else { Vec::new() };
+    for i0 in (0..g.cin).step_by(plan.kc) {
+        let kc = plan.kc.min(g.cin - i0);
+        let steps = kc * kk;
+        // Where step (i, s) of micro-tile j reads: panel j's row i·k² + s, or the padded input.
+        let (src, at, stride): (&[f32], Vec<usize>, usize) = if plan.panels {
+            for (j, panel) in panels.chunks_exact_mut(steps * NR).take(tr / NR).enumerate() {
+                for (i, chan) in panel.chunks_exact_mut(kk * NR).enumerate() {
+                    // Channel i0 + i < cin: offs[s] + j·NR + NR ≤ shift + tr ≤ chan_len (room
+                    // for the tr − (c1 − c0) < NR columns past the tile).
+                    let x = &xp[(i0 + i) * l + j * NR..];
+                    for (dst, &off) in chan.chunks_exact_mut(NR).zip(&offs) {
+                        dst.copy_from_slice(&x[off..off + NR]);
+                    }
+                }
+            }
+            (&panels, (0..steps).map(|t| t * NR).collect(), steps * NR)
+        } else {
+            (&xp[i0 * l..], (0..kc).flat_map(|i| offs.iter().map(move |&off| i * l + off)).collect(), NR)
+        };
     for (blk, rows) in acc.chunks_exact_mut(MR * tr).enumerate() {
-        for i0 in (0..g.cin).step_by(KC) {
-            let kc = KC.min(g.cin - i0);
-            let a = &packed[(blk * g.cin + i0) * kk * MR..][..kc * kk * MR];
-            for j in (0..tr).step_by(NR) {
-                // SAFETY: `a` is the packed kernel of this block's channels i0..i0 + kc; input
-                // channel i0 + i < cin is read at i·l + offs[s] + j + NR ≤ (cin − 1)·l + shift
-                // + tr, inside `xp` (chan_len has room for tr − (c1 − c0) < NR extra columns);
-                // `rows` holds MR rows of tr values from column j on.
-                unsafe { micro(a.as_ptr(), xp.as_ptr().add(i0 * l + j), &offs, kc, l, rows.as_mut_ptr().add(j), tr) };
+            let a = &packed[(blk * g.cin + i0) * kk * MR..][..steps * MR];
+            for j in 0..tr / NR {
+                debug_assert!(j * stride + at[steps - 1] + NR <= src.len());
+                // SAFETY: `a` holds steps · MR values (this block's kernel for channels
+                // i0..i0 + kc); every step reads NR values inside `src` (a panel, or a padded
+                // channel: see above); `rows` holds MR rows of tr values from column j·NR + NR ≤
+                // tr on.
+                unsafe { (plan.micro)(a.as_ptr(), src.as_ptr().add(j * stride), &at, rows.as_mut_ptr().add(j * NR), tr) };
             }
         }
     }
@@ -282,11 +328,12 @@ pub(super) fn conv_forward(x: &[f32], packed: &[f32], b: Option<&[f32]>, g: &Geo
     let mut y = Vec::with_capacity(len);
     poison(&mut y, len);
     let out = SharedOut(y.as_mut_ptr());
-    let tiles = g.tiles();
-    let micro = micro_kernel();
+    let plan = Plan::new(g);
+    let tiling = plan.tiling;
+    let tiles = tiling.count;
     (0..batch * tiles).into_par_iter().for_each(|unit| {
         let (img, t) = (unit / tiles, unit % tiles);
-        let (c0, c1) = g.tile(t);
+        let (c0, c1) = tiling.span(t);
         let tr = (c1 - c0).next_multiple_of(NR);
         let mut acc = vec![0f32; g.cout.next_multiple_of(MR) * tr];
         if let Some(b) = b {
@@ -294,7 +341,7 @@ pub(super) fn conv_forward(x: &[f32], packed: &[f32], b: Option<&[f32]>, g: &Geo
                 row.fill(bias);
             }
         }
-        accumulate_tile(micro, &xp[img * g.cin * l..][..g.cin * l], packed, g, c0, tr, &mut acc);
+        accumulate_tile(&plan, &xp[img * g.cin * l..][..g.cin * l], packed, g, c0, tr, &mut acc);
         for o in 0..g.cout {
             for r in c0 / wp..c1 / wp {
                 let src = &acc[o * tr + (r * wp - c0)..][..ow];
@@ -346,7 +393,10 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
     let xp = pad_batch(x, g);
     let (oh, ow, wp, l) = (g.out_h(), g.out_w(), g.wp(), g.chan_len());
     let dw_len = cout * cin * g.k * g.k;
-    let tiles = g.tiles();
+    // About 512 KiB for the wider of the two matrices (measured best of 64 KiB … 2 MiB on a
+    // 2-core EPYC with 512 KiB of L2 per core).
+    let tiling = g.tiling(cin.max(cout), 131_072);
+    let tiles = tiling.count;
     let units = g.batch * tiles;
     let workers = rayon::current_num_threads().clamp(1, units);
     let parts: Vec<Vec<f32>> = (0..workers)
@@ -355,7 +405,7 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
             let mut dw = vec![0f32; dw_len];
             for unit in (wk..units).step_by(workers) {
                 let (img, t) = (unit / tiles, unit % tiles);
-                let (c0, c1) = g.tile(t);
+                let (c0, c1) = tiling.span(t);
                 let width = c1 - c0;
                 // This tile of dY on padded rows, zeros in the extra columns.
                 let mut dyp = vec![0f32; cout * width];
@@ -410,28 +460,32 @@ pub(super) fn bias_grad(dy: &[f32], (b, c, h, w): (usize, usize, usize, usize)) 
 mod tests {
     use super::*;
 
-    /// The micro-kernel this CPU runs (AVX2 here) and its portable twin give the same tiles, for
-    /// channel counts that leave partial `MR` blocks and `KC` passes and widths that leave partial
-    /// `NR` micro-tiles (tests/conv.rs checks the whole convolution against candle).
+    /// The micro-kernel this CPU runs (AVX2 here) and its portable twin, reading panels or the
+    /// padded input, give the same tiles, for channel counts that leave partial `MR` blocks and
+    /// partial passes, and widths that leave partial `NR` micro-tiles (tests/conv.rs checks the
+    /// whole convolution against candle).
     #[test]
-    fn micro_kernels_agree() {
+    fn micro_kernels_and_plans_agree() {
         for (cin, cout, h, w, k, pad) in [(3, 7, 9, 11, 3, 1), (20, 13, 6, 5, 5, 2), (9, 6, 4, 4, 1, 0), (17, 12, 7, 30, 3, 1)] {
             let g = Geom { cin, cout, k, h, w, pad, batch: 1 };
             let x: Vec<f32> = (0..cin * h * w).map(|i| ((i * 37 % 101) as f32 - 50.) / 50.).collect();
             let wt: Vec<f32> = (0..cout * cin * k * k).map(|i| ((i * 53 % 97) as f32 - 48.) / 48.).collect();
             let (xp, packed) = (pad_batch(&x, &g), pack_kernel(&wt, &g, false));
-            for t in 0..g.tiles() {
-                let (c0, c1) = g.tile(t);
+            let tiling = g.tiling(8 * k * k, 1024);
+            for t in 0..tiling.count {
+                let (c0, c1) = tiling.span(t);
                 let tr = (c1 - c0).next_multiple_of(NR);
-                let run = |micro: MicroKernel| {
+                let run = |micro: MicroKernel, panels: bool| {
                     let mut acc = vec![0f32; cout.next_multiple_of(MR) * tr];
-                    accumulate_tile(micro, &xp, &packed, &g, c0, tr, &mut acc);
+                    accumulate_tile(&Plan { micro, panels, kc: 8, tiling }, &xp, &packed, &g, c0, tr, &mut acc);
                     acc
                 };
-                let (fast, slow) = (run(micro_kernel()), run(micro_portable));
+                let slow = run(micro_portable, false);
                 assert!(slow.iter().any(|&v| v != 0.0));
-                for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
-                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{cin}->{cout} {h}x{w} k{k}: element {i}: {a} vs {b}");
+                for (fast, what) in [(run(micro_kernel(), false), "direct"), (run(micro_kernel(), true), "panels"), (run(micro_portable, true), "portable panels")] {
+                    for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+                        assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{what}: {cin}->{cout} {h}x{w} k{k}: element {i}: {a} vs {b}");
+                    }
                 }
             }
         }
