@@ -84,14 +84,15 @@ impl Plan {
     /// the best of 8 / 16 / 32 / 64 for direct reads (32: 5% slower, 64: 40%: each channel of a
     /// large map lies on its own memory pages, and a few dozen pages per pass overflow the TLB).
     fn new(g: &Geom) -> Plan {
-        if g.chan_len() < 8192 && g.cout > MR {
+        let (panels, kc, tiling) = if g.chan_len() < 8192 && g.cout > MR {
             // The panels of one pass (kc·k² values per column) in about 256 KiB, half the L2 of a
             // core.
             let kc = 32.min(g.cin);
-            Plan { micro: micro_kernel(), panels: true, kc, tiling: g.tiling(kc * g.k * g.k, 65_536) }
+            (true, kc, g.tiling(kc * g.k * g.k, 65_536))
         } else {
-            Plan { micro: micro_kernel(), panels: false, kc: 8, tiling: g.tiling(g.cin.max(g.cout), 131_072) }
-        }
+            (false, 8, g.tiling(g.cin.max(g.cout), 131_072))
+        };
+        Plan { micro: micro_kernel(), panels, kc, tiling }
     }
 }
 
@@ -304,7 +305,7 @@ fn accumulate_tile(plan: &Plan, xp: &[f32], packed: &[f32], g: &Geom, c0: usize,
         } else {
             (&xp[i0 * l..], (0..kc).flat_map(|i| offs.iter().map(move |&off| i * l + off)).collect(), NR)
         };
-    for (blk, rows) in acc.chunks_exact_mut(MR * tr).enumerate() {
+        for (blk, rows) in acc.chunks_exact_mut(MR * tr).enumerate() {
             let a = &packed[(blk * g.cin + i0) * kk * MR..][..steps * MR];
             for j in 0..tr / NR {
                 debug_assert!(j * stride + at[steps - 1] + NR <= src.len());
@@ -366,7 +367,7 @@ pub(super) fn conv_forward(x: &[f32], packed: &[f32], b: Option<&[f32]>, g: &Geo
 }
 
 /// `dw_k += dY_tile (cout × t) · Xpad[:, shift_k + tile]ᵀ` for every kernel offset `k`, for one
-/// tile of one image; `dw` holds the `k²` row-major `cout × cin` matrices of [`pack_kernel`].
+/// tile of one image; `dw` holds `k²` row-major `cout × cin` matrices, one per offset.
 fn weight_grad_tile(xp: &[f32], dyp: &[f32], g: &Geom, c0: usize, c1: usize, dw: &mut [f32]) {
     let (l, t) = (g.chan_len(), c1 - c0);
     for (ki, shift) in kernel_shifts(g, c0) {
