@@ -1,8 +1,7 @@
 //! Where the batch-1 latency of `layerinv bench` goes: the encoder pass and each decoder alone
 //! (best of N), as scripts/torch_latency.py does for PyTorch. `cargo run --release --example latency -- N`.
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use layerinv::model::{Decoder, DecoderSpec, Kind};
+use candle_core::{Device, Tensor};
+use layerinv::model::{DecoderSpec, Kind};
 use layerinv::train::DecoderTrainer;
 use std::time::Instant;
 
@@ -30,9 +29,7 @@ fn main() -> anyhow::Result<()> {
     let mut decoders = Vec::new();
     for l in ["pool2", "pool5"] {
         for k in Kind::ALL {
-            let spec = DecoderSpec::new(enc.arch, l, k, 1.0)?;
-            let weights = DecoderTrainer::new(spec.clone(), &dev)?.tensors().into_iter().map(|(n, w)| (n, w.detach())).collect();
-            let d = Decoder::new(spec, VarBuilder::from_tensors(weights, DType::F32, &dev))?;
+            let d = DecoderTrainer::new(DecoderSpec::new(enc.arch, l, k, 1.0)?, &dev)?.frozen(&dev)?;
             println!("{l}_{} {:.1}", k.name(), best(reps, &mut || Ok(d.forward(&f).map(|_| ())?))?);
             decoders.push(d);
         }

@@ -3,8 +3,7 @@
 use crate::error::Result;
 use crate::model::{Decoder, DecoderSpec, Encoder, Kind};
 use crate::train::DecoderTrainer;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
@@ -61,11 +60,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
         .layers
         .iter()
         .flat_map(|l| Kind::ALL.map(|k| (l.clone(), k)))
-        .map(|(l, k)| {
-            let spec = DecoderSpec::new(enc.arch, &l, k, 1.0)?;
-            let weights = DecoderTrainer::new(spec.clone(), &dev)?.tensors().into_iter().map(|(n, w)| (n, w.detach())).collect();
-            Decoder::new(spec, VarBuilder::from_tensors(weights, DType::F32, &dev))
-        })
+        .map(|(l, k)| DecoderTrainer::new(DecoderSpec::new(enc.arch, &l, k, 1.0)?, &dev)?.frozen(&dev))
         .collect::<Result<_>>()?;
     let x1 = x.narrow(0, 0, 1)?;
     let reps = if dev.is_cpu() { 2 } else { 10 };

@@ -67,6 +67,13 @@ impl DecoderTrainer {
         self.adam.weights().map(|(n, w)| (n.to_string(), w.clone())).collect()
     }
 
+    /// The decoder as the app holds one loaded from a file: the current weights as plain tensors,
+    /// outside any autograd graph, on `device` (the trainer's).
+    pub fn frozen(&self, device: &Device) -> Result<Decoder> {
+        let weights = self.adam.weights().map(|(n, w)| (n.to_string(), w.detach())).collect();
+        Decoder::new(self.decoder.spec.clone(), VarBuilder::from_tensors(weights, DType::F32, device))
+    }
+
     /// Whether every weight is finite (a diverged update can leave NaNs behind a finite loss).
     pub fn weights_finite(&self) -> Result<bool> {
         for (_, w) in self.adam.weights() {
