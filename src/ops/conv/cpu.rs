@@ -13,13 +13,16 @@
 //! kernel values against two 8-wide vectors of input, read from panels copied per pass (small
 //! maps) or straight from the padded image (large ones: see [`Plan`]). Every output is loaded and
 //! stored once per pass instead of once per offset and `gemm` call, and the kernel is never
-//! repacked per tile. The input gradient is the same convolution of the output gradient with the
-//! flipped, transposed kernel. The weight gradient is, per tile,
-//! `dY (Cout × T) · Xpad[:, shift + tile]ᵀ` through `gemm`, summed over tiles into `k²` row-major
-//! `Cout × Cin` matrices and laid back out as `(Cout, Cin, k, k)`.
+//! repacked per tile (the micro-kernels are in `cpu/micro.rs`). The input gradient is the same
+//! convolution of the output gradient with the flipped, transposed kernel. The weight gradient
+//! runs through `gemm` (`cpu/weight_grad.rs`).
 
-use gemm::Parallelism;
+mod micro;
+mod weight_grad;
+
+use micro::{micro_kernel, MicroKernel};
 use rayon::prelude::*;
+pub(super) use weight_grad::weight_grad;
 
 /// Output channels per micro-tile: each is one kernel value broadcast per step.
 const MR: usize = 6;
@@ -112,18 +115,6 @@ impl Tiling {
     }
 }
 
-/// A matrix operand: pointer, column stride, row stride (in elements).
-type Operand<P> = (P, isize, isize);
-
-/// `dst (m × n) += lhs (m × k) · rhs (k × n)`, single-threaded (callers parallelise over tiles).
-///
-/// # Safety
-/// Every element addressed through the pointers and strides must be in bounds, and `dst` must not
-/// alias `lhs` or `rhs`.
-unsafe fn gemm_accumulate(m: usize, n: usize, k: usize, dst: Operand<*mut f32>, lhs: Operand<*const f32>, rhs: Operand<*const f32>) {
-    gemm::gemm(m, n, k, dst.0, dst.1, dst.2, true, lhs.0, lhs.1, lhs.2, rhs.0, rhs.1, rhs.2, 1.0, 1.0, false, false, false, Parallelism::None);
-}
-
 /// For every kernel offset `(ky, kx)`: its index `ky·k + kx` in a kernel plane, and where the
 /// input it meets starts for output column `c0` of the padded rows.
 fn kernel_shifts(g: &Geom, c0: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -204,73 +195,6 @@ pub(super) fn pack_kernel(w: &[f32], g: &Geom, flip: bool) -> Vec<f32> {
         }
     });
     packed
-}
-
-/// `c (MR × NR, row stride ldc) += Σ_t a[t] ⊗ b[at[t] ..][..NR]` over the steps `t < at.len()`,
-/// `a[t]` being [`MR`] kernel values (one per output channel, read one step after the other) and
-/// `b[at[t]..]` [`NR`] input values (one per column).
-type MicroKernel = unsafe fn(a: *const f32, b: *const f32, at: &[usize], c: *mut f32, ldc: usize);
-
-/// The micro-kernel in plain Rust (the compiler vectorises it for the target's baseline): the
-/// twin of [`micro_avx2`], and the kernel on CPUs without AVX2 and FMA.
-///
-/// # Safety
-/// `a` holds `at.len() · MR` values, `b + at[t] + NR` is in bounds for every step, and `c`
-/// addresses `MR` rows of `NR` values.
-unsafe fn micro_portable(a: *const f32, b: *const f32, at: &[usize], c: *mut f32, ldc: usize) {
-    let mut acc = [[0f32; NR]; MR];
-    for (r, row) in acc.iter_mut().enumerate() {
-        row.copy_from_slice(std::slice::from_raw_parts(c.add(r * ldc), NR));
-    }
-    for (a, &at) in std::slice::from_raw_parts(a, at.len() * MR).chunks_exact(MR).zip(at) {
-        let x = std::slice::from_raw_parts(b.add(at), NR);
-        for (row, &v) in acc.iter_mut().zip(a) {
-            row.iter_mut().zip(x).for_each(|(o, &x)| *o += v * x);
-        }
-    }
-    for (r, row) in acc.iter().enumerate() {
-        std::slice::from_raw_parts_mut(c.add(r * ldc), NR).copy_from_slice(row);
-    }
-}
-
-/// The micro-kernel with AVX2 and FMA: twelve accumulators (`MR` channels × two vectors).
-///
-/// # Safety
-/// As [`micro_portable`], and the CPU has AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn micro_avx2(a: *const f32, b: *const f32, at: &[usize], c: *mut f32, ldc: usize) {
-    use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    for (r, row) in acc.iter_mut().enumerate() {
-        for (v, a) in row.iter_mut().enumerate() {
-            *a = _mm256_loadu_ps(c.add(r * ldc + v * 8));
-        }
-    }
-    for (t, &at) in at.iter().enumerate() {
-        let (a, p) = (a.add(t * MR), b.add(at));
-        let x = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))];
-        for (r, row) in acc.iter_mut().enumerate() {
-            let v = _mm256_broadcast_ss(&*a.add(r));
-            for (acc, &x) in row.iter_mut().zip(&x) {
-                *acc = _mm256_fmadd_ps(v, x, *acc);
-            }
-        }
-    }
-    for (r, row) in acc.iter().enumerate() {
-        for (v, &a) in row.iter().enumerate() {
-            _mm256_storeu_ps(c.add(r * ldc + v * 8), a);
-        }
-    }
-}
-
-/// The fastest micro-kernel this CPU runs.
-fn micro_kernel() -> MicroKernel {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        return micro_avx2;
-    }
-    micro_portable
 }
 
 /// `acc (cout rounded up to MR × tr) += Σ_k W_k · Xpad_b[:, shift_k + c0 .. shift_k + c0 + tr]`
@@ -366,73 +290,6 @@ pub(super) fn conv_forward(x: &[f32], packed: &[f32], b: Option<&[f32]>, g: &Geo
     y
 }
 
-/// `dw_k += dY_tile (cout × t) · Xpad[:, shift_k + tile]ᵀ` for every kernel offset `k`, for one
-/// tile of one image; `dw` holds `k²` row-major `cout × cin` matrices, one per offset.
-fn weight_grad_tile(xp: &[f32], dyp: &[f32], g: &Geom, c0: usize, c1: usize, dw: &mut [f32]) {
-    let (l, t) = (g.chan_len(), c1 - c0);
-    for (ki, shift) in kernel_shifts(g, c0) {
-        // SAFETY: dst is the matrix of offset ki (cout × cin, row-major) in `dw`; lhs is the tile
-        // of dY on padded rows (cout × t, row stride t); rhs is the transposed shifted input
-        // (t × cin: row stride 1, column stride l), in bounds as in `accumulate_tile`.
-        unsafe {
-            gemm_accumulate(
-                g.cout,
-                g.cin,
-                t,
-                (dw.as_mut_ptr().add(ki * g.cout * g.cin), 1, g.cin as isize),
-                (dyp.as_ptr(), 1, t as isize),
-                (xp.as_ptr().add(shift), l as isize, 1),
-            );
-        }
-    }
-}
-
-/// `dW (cout, cin, k, k)` from the input `x` and the output gradient `dy`: one partial dW per
-/// worker over its tiles, summed at the end.
-pub(super) fn weight_grad(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
-    let (cin, cout) = (g.cin, g.cout);
-    let xp = pad_batch(x, g);
-    let (oh, ow, wp, l) = (g.out_h(), g.out_w(), g.wp(), g.chan_len());
-    let dw_len = cout * cin * g.k * g.k;
-    // About 512 KiB for the wider of the two matrices (measured best of 64 KiB … 2 MiB on a
-    // 2-core EPYC with 512 KiB of L2 per core).
-    let tiling = g.tiling(cin.max(cout), 131_072);
-    let tiles = tiling.count;
-    let units = g.batch * tiles;
-    let workers = rayon::current_num_threads().clamp(1, units);
-    let parts: Vec<Vec<f32>> = (0..workers)
-        .into_par_iter()
-        .map(|wk| {
-            let mut dw = vec![0f32; dw_len];
-            for unit in (wk..units).step_by(workers) {
-                let (img, t) = (unit / tiles, unit % tiles);
-                let (c0, c1) = tiling.span(t);
-                let width = c1 - c0;
-                // This tile of dY on padded rows, zeros in the extra columns.
-                let mut dyp = vec![0f32; cout * width];
-                for o in 0..cout {
-                    for r in c0 / wp..c1 / wp {
-                        dyp[o * width + r * wp - c0..][..ow].copy_from_slice(&dy[((img * cout + o) * oh + r) * ow..][..ow]);
-                    }
-                }
-                weight_grad_tile(&xp[img * cin * l..][..cin * l], &dyp, g, c0, c1, &mut dw);
-            }
-            dw
-        })
-        .collect();
-    // Sum the parts and lay the k² matrices (cout × cin) back out as (cout, cin, k, k).
-    let (kk, plane) = (g.k * g.k, cout * cin);
-    let mut dw = vec![0f32; dw_len];
-    dw.par_chunks_exact_mut(cin * kk).enumerate().for_each(|(o, row)| {
-        for (i, taps) in row.chunks_exact_mut(kk).enumerate() {
-            for (ki, v) in taps.iter_mut().enumerate() {
-                *v = parts.iter().map(|p| p[ki * plane + o * cin + i]).sum();
-            }
-        }
-    });
-    dw
-}
-
 /// `dy` where the ReLU output `y` is positive, else 0: one pass instead of compare, cast, multiply.
 pub(super) fn relu_grad(dy: &[f32], y: &[f32]) -> candle_core::Result<Vec<f32>> {
     if dy.len() != y.len() {
@@ -459,6 +316,7 @@ pub(super) fn bias_grad(dy: &[f32], (b, c, h, w): (usize, usize, usize, usize)) 
 
 #[cfg(test)]
 mod tests {
+    use super::micro::micro_portable;
     use super::*;
 
     /// The micro-kernel this CPU runs (AVX2 here) and its portable twin, reading panels or the
