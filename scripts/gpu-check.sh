@@ -4,7 +4,8 @@
 #   scripts/gpu-check.sh pack   # here: build (scripts/build-cuda.sh), pack .gpu/ (git-ignored)
 #   scripts/gpu-check.sh run    # there, from the repo root with .gpu/ copied along:
 #                               #   op + decoder tests on CUDA, then `layerinv bench --device cuda`
-#                               #   and torch_ref.py on the same card, results in $OUT (or .gpu/out)
+#                               #   and torch_ref.py on the same card (f32, then bf16), results in
+#                               #   $OUT (or .gpu/out)
 #   PROFILE=1 scripts/gpu-check.sh run   # also per-kernel GPU times: ours (ncu), PyTorch's (profiler)
 #
 # The tests run with NVIDIA_TF32_OVERRIDE=0 so that cuDNN computes in full f32 and the CPU
@@ -62,6 +63,8 @@ run)
     bench main $bench_args
     .gpu/bin/layerinv bench --device cuda $bench_args --json 2>&1 | tee -a "$out/bench.txt" || status=1
     bench big --batch 32 --steps 10 --layers pool2,pool5
+    # Mixed precision, both sides (PyTorch: autocast to bf16).
+    bench bf16 $bench_args --dtype bf16
     # Where the GPU time goes: ours per kernel (ncu, one repetition of each bench phase), PyTorch's
     # for one training step (its profiler).
     if [ -n "${PROFILE:-}" ] && command -v ncu >/dev/null; then

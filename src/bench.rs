@@ -3,12 +3,15 @@
 use crate::error::Result;
 use crate::model::{Decoder, DecoderSpec, Encoder, Kind};
 use crate::train::DecoderTrainer;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
 pub struct BenchConfig {
     pub batch: usize,
+    /// The compute dtype: f32, or bf16 as PyTorch's autocast (f32 weights and optimizer, bf16
+    /// convolutions and activations, f32 loss).
+    pub dtype: DType,
     pub steps: usize,
     pub layers: Vec<String>,
 }
@@ -19,6 +22,7 @@ fn sync(dev: &Device) -> Result<()> {
 
 /// Time encoder forward, one training step per (layer, kind), and all-decoders inference.
 pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value> {
+    let enc = &enc.to_dtype(cfg.dtype)?;
     let dev = enc.device().clone();
     let n = enc.arch.input_size();
     let x = Tensor::randn(0f32, 1., (cfg.batch, 3, n, n), &dev)?;
@@ -60,7 +64,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
         .layers
         .iter()
         .flat_map(|l| Kind::ALL.map(|k| (l.clone(), k)))
-        .map(|(l, k)| DecoderTrainer::new(DecoderSpec::new(enc.arch, &l, k, 1.0)?, &dev)?.frozen(&dev))
+        .map(|(l, k)| DecoderTrainer::new(DecoderSpec::new(enc.arch, &l, k, 1.0)?, &dev)?.frozen(&dev, cfg.dtype))
         .collect::<Result<_>>()?;
     let x1 = x.narrow(0, 0, 1)?;
     let reps = if dev.is_cpu() { 2 } else { 10 };
@@ -78,7 +82,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
         "device": device_name,
         "threads": candle_core::utils::get_num_threads(),
         "batch": cfg.batch,
-        "dtype": "fp32",
+        "dtype": crate::device::dtype_name(cfg.dtype),
         "encoder_fwd_ms_per_img": round(enc_s / (cfg.steps * cfg.batch) as f64 * 1000., 3),
         "train_img_per_s": train,
         "infer_all_ms": round(infer_s / reps as f64 * 1000., 1),

@@ -1,4 +1,4 @@
-//! Choosing the compute device: `cpu`, `cuda[:N]` or `auto`.
+//! Choosing the compute device (`cpu`, `cuda[:N]` or `auto`) and precision (`fp32` or `bf16`).
 
 use crate::error::{Error, Result};
 use candle_core::Device;
@@ -94,4 +94,22 @@ pub fn profiled(dev: &Device, f: &mut dyn FnMut() -> crate::error::Result<()>) -
         candle_core::cuda_backend::cudarc::driver::sys::cuProfilerStop();
     }
     r
+}
+
+/// `fp32` / `bf16`, as `--dtype` and torch_ref.py spell them.
+pub fn dtype_name(d: candle_core::DType) -> &'static str {
+    match d {
+        candle_core::DType::BF16 => "bf16",
+        _ => "fp32",
+    }
+}
+
+/// Parse `--dtype`: `fp32`, or `bf16` for mixed precision as PyTorch's autocast (bf16
+/// convolutions and activations; f32 weights, optimizer and loss).
+pub fn parse_dtype(s: &str) -> crate::error::Result<candle_core::DType> {
+    match s {
+        "fp32" => Ok(candle_core::DType::F32),
+        "bf16" => Ok(candle_core::DType::BF16),
+        _ => Err(crate::error::Error::Unavailable(format!("--dtype {s}: expected fp32 or bf16"))),
+    }
 }

@@ -73,6 +73,37 @@ fn gradients_match_candle_autodiff() {
     }
 }
 
+/// bf16 convolutions (our CPU kernels compute in f32 and round the result; cuDNN keeps bf16 data
+/// and f32 arithmetic) against f32 on the same bf16-rounded inputs: forward and all three
+/// gradients within bf16's rounding of the result.
+#[test]
+fn bf16_matches_f32_to_bf16_precision() {
+    use candle_core::DType;
+    let round = |t: &Tensor| t.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap();
+    for dev in devices() {
+        for (c, relu) in CASES.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+            let (x, w, b) = inputs(c);
+            let (x, w, b) = (round(&x), round(&w), round(&b));
+            let (_, _, cout, h, wd, k, p) = c;
+            let g = round(&Tensor::randn(0f32, 1., (c.0, cout, h + 2 * p + 1 - k, wd + 2 * p + 1 - k), &Device::Cpu).unwrap());
+            let run = |dtype: DType| {
+                let on = |t: &Tensor| Var::from_tensor(&t.to_device(&dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
+                let (xv, wv, bv) = (on(&x), on(&w), on(&b));
+                let y = conv2d(xv.as_tensor(), wv.as_tensor(), bv.as_tensor(), p, relu).unwrap();
+                assert_eq!(y.dtype(), dtype);
+                let gs = y.mul(&g.to_device(&dev).unwrap().to_dtype(dtype).unwrap()).unwrap().sum_all().unwrap().backward().unwrap();
+                let back = |t: &Tensor| t.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
+                [back(&y), back(gs.get(xv.as_tensor()).unwrap()), back(gs.get(wv.as_tensor()).unwrap()), back(gs.get(bv.as_tensor()).unwrap())]
+            };
+            let (full, half) = (run(DType::F32), run(DType::BF16));
+            for (name, (a, b)) in ["y", "dx", "dw", "db"].iter().zip(half.iter().zip(full.iter())) {
+                // bf16 keeps 8 significant bits: a relative rounding error of at most 2^-8 per value.
+                assert!(max_rel_diff(a, b) < 1e-2, "{dev:?} {c:?} relu={relu} {name}: {}", max_rel_diff(a, b));
+            }
+        }
+    }
+}
+
 /// A decoder's first convolution reads the unpooled code, which needs no gradient: the op skips
 /// dX there (candle would otherwise store one) and still gives the parameters' gradients.
 #[test]

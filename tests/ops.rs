@@ -143,6 +143,42 @@ fn fast_and_reference_gradients_agree_in_f32() {
     }
 }
 
+/// bf16 pooling and unpooling (forward and backward) move values without arithmetic, so on values
+/// that bf16 holds exactly they give f32's results exactly, switches included. Overlapping windows
+/// average the cells several switches share: there within bf16's rounding.
+#[test]
+fn bf16_pooling_and_unpooling_match_f32_exactly() {
+    let bf16 = |t: &Tensor| t.to_dtype(DType::BF16).unwrap();
+    for dev in devices() {
+        for (k, s, h, w) in CASES {
+            // Values bf16 holds exactly, non-negative as after a ReLU.
+            let x = bf16(&Tensor::randn(0f32, 1., (2, 3, h, w), &dev).unwrap().abs().unwrap()).to_dtype(DType::F32).unwrap();
+            let (p32, sw32) = max_pool_with_switches(&x, k, s).unwrap();
+            let (p16, sw16) = max_pool_with_switches(&bf16(&x), k, s).unwrap();
+            assert_eq!(p16.dtype(), DType::BF16);
+            assert_eq!(max_abs_diff(&p16, &p32), 0.0, "{dev:?} pooled values k={k} {h}x{w}");
+            let idx = |sw: &PoolSwitches| sw.indices.flatten_all().unwrap().to_vec1::<u32>().unwrap();
+            assert_eq!(idx(&sw16), idx(&sw32), "{dev:?} switches k={k} {h}x{w}");
+            let g = bf16(&Tensor::randn(0f32, 1., (2, 3, h, w), &dev).unwrap());
+            for f in [unpool, unpool_fixed] {
+                let (v32, v16) = (Var::from_tensor(&p32).unwrap(), Var::from_tensor(&p16).unwrap());
+                let (u32_, u16_) = (f(v32.as_tensor(), &sw32).unwrap(), f(v16.as_tensor(), &sw16).unwrap());
+                assert_eq!(u16_.dtype(), DType::BF16);
+                // bf16 keeps 8 significant bits: averaged cells round to within 2^-8 relative.
+                let tolerance = |t: &Tensor| if k == s { 0.0 } else { t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64 / 256.0 };
+                assert!(max_abs_diff(&u16_, &u32_) <= tolerance(&u32_), "{dev:?} unpooled k={k} {h}x{w}");
+                let grad = |v: &Var, u: &Tensor| {
+                    let loss = u.mul(&g.to_dtype(u.dtype()).unwrap()).unwrap().sum_all().unwrap();
+                    loss.backward().unwrap().get(v.as_tensor()).unwrap().clone()
+                };
+                let (g32, g16) = (grad(&v32, &u32_), grad(&v16, &u16_));
+                assert_eq!(g16.dtype(), DType::BF16);
+                assert!(max_abs_diff(&g16, &g32) <= tolerance(&g32), "{dev:?} unpooling gradient k={k} {h}x{w}");
+            }
+        }
+    }
+}
+
 #[test]
 fn mismatched_switches_are_an_error_not_a_panic() {
     let x = Tensor::randn(0f32, 1., (1, 2, 8, 8), &Device::Cpu).unwrap();

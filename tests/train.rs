@@ -68,6 +68,39 @@ fn a_few_steps_lower_the_loss_and_broken_files_are_skipped() {
     }
 }
 
+/// Mixed precision (`--dtype bf16`): the same run learns as well, validates (bf16
+/// reconstructions measured in f32) and saves decoders with f32 master weights behind them.
+#[test]
+fn bf16_mixed_precision_lowers_the_loss_too() {
+    let enc = bundled();
+    let data = photo_dir(false);
+    let out = tempfile::tempdir().unwrap();
+    let mut losses: Vec<Vec<f32>> = Vec::new();
+    let mut psnrs = Vec::new();
+    let mut sink = |e: &Event| match e {
+        Event::Step { losses: l, .. } => losses.push(l.iter().map(|(_, v)| *v).collect()),
+        Event::Validation { results, .. } => psnrs.extend(results.iter().map(|r| r.psnr)),
+        _ => {}
+    };
+    let mut cfg = tiny(data.path(), out.path(), 40);
+    cfg.dtype = candle_core::DType::BF16;
+    cfg.val_every = 20;
+    train(&enc, &cfg, &mut sink, &CancelToken::default()).unwrap();
+    assert_eq!(losses.len(), 40);
+    for k in 0..2 {
+        let first = losses[0][k];
+        let last: f32 = losses[35..].iter().map(|l| l[k]).sum::<f32>() / 5.0;
+        assert!(last < 0.5 * first, "decoder {k}: loss {first} → {last}");
+    }
+    assert!(!psnrs.is_empty() && psnrs.iter().all(|p| p.is_finite() && *p > 5.0), "{psnrs:?}");
+    for kind in Kind::ALL {
+        let path = checkpoint_path(out.path(), &layerinv::model::DecoderSpec::new(enc.arch, "pool1", kind, 0.25).unwrap());
+        let bytes = std::fs::read(&path).unwrap();
+        let t = safetensors::SafeTensors::deserialize(&bytes).unwrap().tensors();
+        assert!(t.iter().all(|(_, v)| v.dtype() == safetensors::Dtype::F32), "{}", path.display());
+    }
+}
+
 #[test]
 fn cancel_then_resume_reaches_the_step_count() {
     let enc = bundled();

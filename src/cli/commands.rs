@@ -109,9 +109,7 @@ pub fn import_onnx(input: &Path, output: &Path, name: Option<&str>) -> Result<()
 }
 
 pub fn bench(device: &str, batch: usize, steps: usize, layers: Vec<String>, dtype: &str, model: &str, as_json: bool) -> Result<()> {
-    if dtype != "fp32" {
-        bail!("--dtype {dtype}: only fp32 is implemented");
-    }
+    let dtype = crate::device::parse_dtype(dtype)?;
     if batch == 0 || steps == 0 {
         bail!("--batch and --steps must be at least 1");
     }
@@ -126,7 +124,7 @@ pub fn bench(device: &str, batch: usize, steps: usize, layers: Vec<String>, dtyp
         Device::Cpu => "cpu".to_string(),
         _ => crate::device::describe(&dev),
     };
-    let v = crate::bench::run(&enc, &crate::bench::BenchConfig { batch, steps, layers }, &name)?;
+    let v = crate::bench::run(&enc, &crate::bench::BenchConfig { batch, dtype, steps, layers }, &name)?;
     if as_json {
         println!("{v}");
     } else {

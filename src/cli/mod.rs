@@ -75,7 +75,8 @@ pub enum Command {
         steps: usize,
         #[arg(long, default_value = "pool1,pool2,pool3,pool4,pool5", value_delimiter = ',')]
         layers: Vec<String>,
-        /// fp32 (bf16 is not implemented yet)
+        /// fp32, or bf16: mixed precision as PyTorch's autocast (bf16 convolutions and activations,
+        /// f32 weights, optimizer and loss)
         #[arg(long, default_value = "fp32")]
         dtype: String,
         #[arg(long, default_value = "bundled")]

@@ -56,6 +56,10 @@ pub struct TrainArgs {
     /// cpu, cuda, cuda:N or auto
     #[arg(long, default_value = "auto")]
     device: String,
+    /// fp32, or bf16: mixed precision as PyTorch's autocast (bf16 convolutions and activations,
+    /// f32 weights, optimizer and loss); pays off on GPUs with bf16 tensor cores
+    #[arg(long, default_value = "fp32")]
+    dtype: String,
 }
 
 pub fn parse_kinds(kinds: &[String]) -> Result<Vec<Kind>> {
@@ -84,6 +88,7 @@ impl TrainArgs {
             val_images: self.val_images,
             seed: self.seed,
             init_from: self.init_from.clone(),
+            dtype: crate::device::parse_dtype(&self.dtype)?,
         })
     }
 }
@@ -92,7 +97,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let cfg = args.config()?;
     let dev = crate::device::parse_device(&args.device)?;
     let enc = ModelSource::parse(&args.model).load(&dev)?;
-    let about = format!("{} on {}", enc.name, crate::device::describe(&dev));
+    let precision = if cfg.dtype == candle_core::DType::BF16 { ", bf16 mixed precision" } else { "" };
+    let about = format!("{} on {}{precision}", enc.name, crate::device::describe(&dev));
     let cancel = CancelToken::default();
     let token = cancel.clone();
     ctrlc::set_handler(move || {

@@ -10,8 +10,8 @@ use super::encoder::Features;
 use crate::error::{Error, Result};
 use crate::ops::{unpool, unpool_fixed};
 use candle_core::{Module, Tensor};
-use super::conv::Conv;
-use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, Linear, VarBuilder};
+use super::layers::{Conv, Dense};
+use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
 use std::fmt;
 
 /// Which unpooling the decoder uses.
@@ -167,7 +167,7 @@ impl DecoderSpec {
 
 /// A built layer. `bool`: ReLU after it (every weighted layer but the last).
 enum Layer {
-    Linear(Linear, bool),
+    Linear(Dense, bool),
     Reshape(usize, usize, usize),
     Unpool(usize),
     Conv(Conv),
@@ -192,7 +192,7 @@ impl Decoder {
             .map(|(i, op)| {
                 let relu = i != last;
                 Ok(match op {
-                    DecOp::Linear { name, din, dout } => Layer::Linear(candle_nn::linear(din, dout, vb.pp(name))?, relu),
+                    DecOp::Linear { name, din, dout } => Layer::Linear(Dense::from_vb(din, dout, vb.pp(name))?, relu),
                     DecOp::Reshape { c, h, w } => Layer::Reshape(c, h, w),
                     DecOp::Unpool { stage } => Layer::Unpool(stage),
                     DecOp::Conv { name, cin, cout, k, pad } => Layer::Conv(Conv::from_vb(cin, cout, k, pad, relu, vb.pp(name))?),
@@ -216,7 +216,11 @@ impl Decoder {
             x = match l {
                 Layer::Linear(m, relu) => relu_if(m.forward(&x)?, *relu)?,
                 Layer::Conv(m) => m.forward(&x)?,
-                Layer::Deconv(m, relu) => relu_if(m.forward(&x)?, *relu)?,
+                Layer::Deconv(m, relu) => {
+                    // In the input's dtype, as the other layers (the cast is differentiable).
+                    let b = m.bias().map(|b| b.to_dtype(x.dtype())).transpose()?;
+                    relu_if(ConvTranspose2d::new(m.weight().to_dtype(x.dtype())?, b, *m.config()).forward(&x)?, *relu)?
+                }
                 Layer::Reshape(c, h, w) => x.reshape(((), *c, *h, *w))?,
                 Layer::Unpool(stage) => {
                     let sw = f.switches.get(*stage).and_then(|s| s.as_ref()).ok_or_else(|| {
@@ -232,3 +236,4 @@ impl Decoder {
         Ok(x)
     }
 }
+

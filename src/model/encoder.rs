@@ -5,9 +5,8 @@ use super::weights::ModelWeights;
 use crate::data::Preprocess;
 use crate::error::{Error, Result};
 use crate::ops::{max_pool_with_switches, PoolSwitches};
-use candle_core::{Device, Module, Tensor};
-use super::conv::Conv;
-use candle_nn::Linear;
+use candle_core::{DType, Device, Module, Tensor};
+use super::layers::{Conv, Dense};
 
 struct EncoderStage {
     tap: &'static str,
@@ -23,7 +22,7 @@ pub struct Encoder {
     pub name: String,
     pub fingerprint: String,
     stages: Vec<EncoderStage>,
-    fcs: Vec<(FcSpec, Linear)>,
+    fcs: Vec<(FcSpec, Dense)>,
     device: Device,
 }
 
@@ -61,7 +60,7 @@ impl Encoder {
             .collect::<Result<Vec<_>>>()?;
         let fcs = w.arch.fcs()[..w.fc_available]
             .iter()
-            .map(|fc| Ok((*fc, Linear::new(get(format!("{}.weight", fc.tap))?, Some(get(format!("{}.bias", fc.tap))?)))))
+            .map(|fc| Ok((*fc, Dense::new(get(format!("{}.weight", fc.tap))?, get(format!("{}.bias", fc.tap))?))))
             .collect::<Result<Vec<_>>>()?;
         let device = w.tensors.values().next().map(|t| t.device().clone()).unwrap_or(Device::Cpu);
         Ok(Self { arch: w.arch, preprocess: w.preprocess, name: w.name, fingerprint: w.fingerprint, stages, fcs, device })
@@ -69,6 +68,35 @@ impl Encoder {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The dtype the encoder computes in (its weights'): f32, or bf16 after [`Self::to_dtype`].
+    pub fn dtype(&self) -> DType {
+        self.fcs.first().map(|(_, l)| l.dtype()).or(self.stages.first().and_then(|s| s.convs.first()).map(|c| c.dtype())).unwrap_or(DType::F32)
+    }
+
+    /// The same encoder computing in `dtype` (bf16 for mixed-precision training): weights
+    /// converted once, inputs converted on the way in, features and switches in that dtype.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        let stages = self
+            .stages
+            .iter()
+            .map(|s| Ok(EncoderStage { tap: s.tap, convs: s.convs.iter().map(|c| c.to_dtype(dtype)).collect::<candle_core::Result<_>>()?, pool: s.pool }))
+            .collect::<Result<Vec<_>>>()?;
+        let fcs = self
+            .fcs
+            .iter()
+            .map(|(f, l)| Ok((*f, l.to_dtype(dtype)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            arch: self.arch,
+            preprocess: self.preprocess,
+            name: self.name.clone(),
+            fingerprint: self.fingerprint.clone(),
+            stages,
+            fcs,
+            device: self.device.clone(),
+        })
     }
 
     /// Whether this model's weights provide `tap` (the conv trunk always does; fc taps only when
@@ -110,7 +138,7 @@ impl Encoder {
         }
         let mut taps = Vec::new();
         let mut switches = Vec::new();
-        let mut x = x.to_device(&self.device)?;
+        let mut x = x.to_device(&self.device)?.to_dtype(self.dtype())?;
         for st in &self.stages {
             for conv in &st.convs {
                 x = conv.forward(&x)?;

@@ -1,12 +1,12 @@
 //! Models: architecture tables, the frozen encoder, decoders, and where weights come from.
 
 pub mod arch;
-pub mod conv;
 pub mod decoder;
 pub mod decoder_file;
 pub mod encoder;
 pub mod hub;
 pub mod labels;
+pub mod layers;
 pub mod onnx;
 pub mod source;
 pub mod weights;

@@ -6,12 +6,16 @@
 mod cpu;
 
 use super::contiguous_slice;
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use cpu::{conv_forward, pack_kernel, Geom};
+use half::bf16;
+use std::borrow::Cow;
 
 /// `conv2d(x, w) + b` (then ReLU when `relu`) for `x (B, Cin, H, W)`, `w (Cout, Cin, k, k)`,
-/// `b (Cout)`, stride 1. Fast on CPU for f32, through cuDNN (forward and backward) on CUDA for f32
-/// in builds with the `cudnn` feature; elsewhere candle's own convolution.
+/// `b (Cout)`, stride 1. Fast on CPU, through cuDNN (forward and backward) on CUDA in builds with
+/// the `cudnn` feature, for f32 and bf16 (bf16 storage, f32 arithmetic, the result rounded to
+/// bf16, as cuDNN does); elsewhere candle's own convolution.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Result<Tensor> {
     let (_, cin, h, wd) = x.dims4()?;
     let (_, wcin, k, k2) = w.dims4()?;
@@ -19,7 +23,8 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Res
         candle_core::bail!("conv2d: input {:?} does not fit kernel {:?} with padding {pad}", x.dims(), w.dims())
     }
     let fast_device = x.device().is_cpu() || (cfg!(feature = "cudnn") && x.device().is_cuda());
-    if !(fast_device && x.dtype() == DType::F32 && w.dtype() == DType::F32 && b.dtype() == DType::F32) {
+    let dtype_ok = matches!(x.dtype(), DType::F32 | DType::BF16) && w.dtype() == x.dtype() && b.dtype() == x.dtype();
+    if !(fast_device && dtype_ok) {
         return conv2d_ref(x, w, b, pad, relu);
     }
     x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Conv { pad, relu })
@@ -55,9 +60,9 @@ impl CustomOp3 for Conv {
         let (bsz, cin, h, w) = l1.shape().dims4()?;
         let (cout, _, k, _) = l2.shape().dims4()?;
         let g = Geom { cin, cout, k, h, w, pad: self.pad, batch: bsz };
-        let (x, wt, b) = (contiguous_slice::<f32>(s1, l1)?, contiguous_slice::<f32>(s2, l2)?, contiguous_slice::<f32>(s3, l3)?);
-        let y = conv_forward(x, &pack_kernel(wt, &g, false), Some(b), &g, self.relu);
-        Ok((CpuStorage::F32(y), Shape::from((bsz, cout, g.out_h(), g.out_w()))))
+        let (x, wt, b) = (f32_values(s1, l1)?, f32_values(s2, l2)?, f32_values(s3, l3)?);
+        let y = conv_forward(&x, &pack_kernel(&wt, &g, false), Some(&b), &g, self.relu);
+        Ok((storage_as(s1.dtype(), y), Shape::from((bsz, cout, g.out_h(), g.out_w()))))
     }
 
     /// cuDNN's convolution, then bias and ReLU in one more pass.
@@ -71,9 +76,9 @@ impl CustomOp3 for Conv {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (mut y, dev, shape) = super::cudnn::forward(s1, l1, s2, l2, self.pad)?;
-        super::cuda::bias_act(&mut y, &dev, &shape, s3, l3, self.relu)?;
-        Ok((candle_core::CudaStorage::wrap_cuda_slice(y, dev), shape))
+        let (mut y, shape) = super::cudnn::forward(s1, l1, s2, l2, self.pad)?;
+        super::cuda::bias_act(&mut y, &shape, s3, l3, self.relu)?;
+        Ok((y, shape))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -111,9 +116,9 @@ impl CustomOp2 for ConvInputGrad {
         let (_, cin, _, _) = l2.shape().dims4()?;
         // The convolution of dY (cout channels) into cin channels.
         let g = Geom { cin: cout, cout: cin, k: self.k, h, w, pad: self.k - 1 - self.pad, batch: bsz };
-        let (dy, wt) = (contiguous_slice::<f32>(s1, l1)?, contiguous_slice::<f32>(s2, l2)?);
-        let dx = conv_forward(dy, &pack_kernel(wt, &g, true), None, &g, false);
-        Ok((CpuStorage::F32(dx), Shape::from((bsz, cin, g.out_h(), g.out_w()))))
+        let (dy, wt) = (f32_values(s1, l1)?, f32_values(s2, l2)?);
+        let dx = conv_forward(&dy, &pack_kernel(&wt, &g, true), None, &g, false);
+        Ok((storage_as(s1.dtype(), dx), Shape::from((bsz, cin, g.out_h(), g.out_w()))))
     }
 }
 
@@ -132,9 +137,9 @@ impl CustomOp2 for ConvWeightGrad {
         let (bsz, cin, h, w) = l1.shape().dims4()?;
         let (_, cout, _, _) = l2.shape().dims4()?;
         let g = Geom { cin, cout, k: self.k, h, w, pad: self.pad, batch: bsz };
-        let (x, dy) = (contiguous_slice::<f32>(s1, l1)?, contiguous_slice::<f32>(s2, l2)?);
-        let dw = cpu::weight_grad(x, dy, &g);
-        Ok((CpuStorage::F32(dw), Shape::from((cout, cin, self.k, self.k))))
+        let (x, dy) = (f32_values(s1, l1)?, f32_values(s2, l2)?);
+        let dw = cpu::weight_grad(&x, &dy, &g);
+        Ok((storage_as(s1.dtype(), dw), Shape::from((cout, cin, self.k, self.k))))
     }
 }
 
@@ -147,9 +152,9 @@ impl CustomOp2 for ReluGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (dy, y) = (contiguous_slice::<f32>(s1, l1)?, contiguous_slice::<f32>(s2, l2)?);
-        let out = cpu::relu_grad(dy, y)?;
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        let (dy, y) = (f32_values(s1, l1)?, f32_values(s2, l2)?);
+        let out = cpu::relu_grad(&dy, &y)?;
+        Ok((storage_as(s1.dtype(), out), l1.shape().clone()))
     }
 
     #[cfg(feature = "cuda")]
@@ -168,13 +173,30 @@ impl CustomOp1 for BiasGrad {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l.shape().dims4()?;
-        let dy = contiguous_slice::<f32>(s, l)?;
-        let db = cpu::bias_grad(dy, (b, c, h, w));
-        Ok((CpuStorage::F32(db), Shape::from(c)))
+        let dy = f32_values(s, l)?;
+        let db = cpu::bias_grad(&dy, (b, c, h, w));
+        Ok((storage_as(s.dtype(), db), Shape::from(c)))
     }
 
     #[cfg(feature = "cuda")]
     fn cuda_fwd(&self, s: &candle_core::CudaStorage, l: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
         super::cuda::bias_grad(s, l)
+    }
+}
+
+/// The values of a contiguous f32 or bf16 CPU storage as f32: borrowed, or converted from bf16
+/// (the CPU kernels compute in f32 either way).
+fn f32_values<'a>(s: &'a CpuStorage, l: &Layout) -> Result<Cow<'a, [f32]>> {
+    match s {
+        CpuStorage::BF16(_) => Ok(Cow::Owned(contiguous_slice::<bf16>(s, l)?.iter().map(|v| v.to_f32()).collect())),
+        _ => Ok(Cow::Borrowed(contiguous_slice::<f32>(s, l)?)),
+    }
+}
+
+/// A kernel's f32 result as a storage of the inputs' dtype (rounded for bf16).
+fn storage_as(dtype: DType, v: Vec<f32>) -> CpuStorage {
+    match dtype {
+        DType::BF16 => CpuStorage::BF16(v.into_iter().map(bf16::from_f32).collect()),
+        _ => CpuStorage::F32(v),
     }
 }

@@ -1,35 +1,51 @@
 //! CUDA kernels for the pooling switches, unpooling, the convolution's bias/ReLU (and their
-//! gradients) and the Adam update (f32), compiled once per
-//! process with NVRTC and loaded into candle's device. Same results as the CPU kernels; the twins
+//! gradients), for f32 and bf16 tensors, and the Adam update (f32), compiled once per process with
+//! NVRTC and loaded into candle's device. Same results as the CPU kernels; the twins
 //! in `pool.rs` and `unpool.rs` (and the Adam formula in the tests) are what they are compared with.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
 use candle_core::cuda_backend::cudarc::nvrtc;
 use candle_core::cuda_backend::CudaDType;
-use candle_core::{CudaDevice, CudaStorage, Layout, Result, Shape};
+use candle_core::{CudaDevice, CudaStorage, DType, Layout, Result, Shape};
 use std::sync::OnceLock;
 
-const SRC: &str = r#"
-extern "C" __global__ void argmax_pool(const float* x, unsigned int* idx, unsigned int n,
+/// Element access for f32 and bf16 (raw bits: no CUDA header needed under NVRTC). Loads widen
+/// to f32; stores round to nearest even, as PyTorch's bf16 conversions do.
+const SRC_COMMON: &str = r#"
+typedef unsigned short bf16_t;
+__device__ __forceinline__ float ld(const float* p, size_t i) { return p[i]; }
+__device__ __forceinline__ float ld(const bf16_t* p, size_t i) { return __uint_as_float(((unsigned int)p[i]) << 16); }
+__device__ __forceinline__ void st(float* p, size_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void st(bf16_t* p, size_t i, float v) {
+    unsigned int u = __float_as_uint(v);
+    p[i] = (v != v) ? (bf16_t)0x7fc0 : (bf16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+"#;
+
+/// The kernels over tensor elements, written once with `$T` (element type) and `$S` (name
+/// suffix) and compiled for `float`/`_f32` and `bf16_t`/`_bf16`. Arithmetic is in f32.
+const SRC_TYPED: &str = r#"
+extern "C" __global__ void argmax_pool$S(const $T* x, unsigned int* idx, unsigned int n,
                                        int h, int w, int oh, int ow, int k, int s) {
     unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     unsigned int plane = i / (oh * ow);
     int r = i % (oh * ow), y0 = (r / ow) * s, x0 = (r % ow) * s;
-    const float* p = x + (size_t)plane * h * w;
+    const $T* p = x + (size_t)plane * h * w;
     int best_i = y0 * w + x0;
-    float best = p[best_i];
+    float best = ld(p, best_i);
     for (int y = y0; y < y0 + k; ++y)
         for (int xx = x0; xx < x0 + k; ++xx) {
             int j = y * w + xx;
-            if (p[j] > best) { best = p[j]; best_i = j; }
+            float v = ld(p, j);
+            if (v > best) { best = v; best_i = j; }
         }
     idx[i] = best_i;
 }
 
 // Non-overlapping windows: every switch names a different cell, so plain stores suffice.
-extern "C" __global__ void unpool_fwd(const float* x, const unsigned int* idx, float* out,
+extern "C" __global__ void unpool_fwd$S(const $T* x, const unsigned int* idx, $T* out,
                                       unsigned int n, unsigned int pooled, unsigned int plane) {
     unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
@@ -37,17 +53,17 @@ extern "C" __global__ void unpool_fwd(const float* x, const unsigned int* idx, f
     if (j < plane) out[(size_t)(i / pooled) * plane + j] = x[i];
 }
 
-extern "C" __global__ void unpool_bwd(const float* g, const unsigned int* idx, float* dx,
+extern "C" __global__ void unpool_bwd$S(const $T* g, const unsigned int* idx, $T* dx,
                                       unsigned int n, unsigned int pooled, unsigned int plane) {
     unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     unsigned int j = idx[i];
-    dx[i] = j < plane ? g[(size_t)(i / pooled) * plane + j] : 0.0f;
+    if (j < plane) dx[i] = g[(size_t)(i / pooled) * plane + j]; else st(dx, i, 0.0f);
 }
 
 // SAE unpooling without switches: pooled cell (oy, ox) goes to (oy*s + off, ox*s + off) of its
 // plane (forward), and its gradient comes back from there (backward, grad != 0).
-extern "C" __global__ void unpool_fixed(const float* src, float* dst, unsigned int n, int oh, int ow,
+extern "C" __global__ void unpool_fixed$S(const $T* src, $T* dst, unsigned int n, int oh, int ow,
                                         int w, unsigned int plane, int s, int off, int grad) {
     unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
@@ -58,23 +74,23 @@ extern "C" __global__ void unpool_fixed(const float* src, float* dst, unsigned i
 }
 
 // y (N, C, hw) += b[c], then ReLU when relu != 0, in place.
-extern "C" __global__ void bias_act(float* y, const float* b, unsigned int n, unsigned int hw,
+extern "C" __global__ void bias_act$S($T* y, const $T* b, unsigned int n, unsigned int hw,
                                     unsigned int c, int relu) {
     unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float v = y[i] + b[(i / hw) % c];
-    y[i] = (relu && !(v > 0.0f)) ? 0.0f : v;
+    float v = ld(y, i) + ld(b, (i / hw) % c);
+    st(y, i, (relu && !(v > 0.0f)) ? 0.0f : v);
 }
 
-extern "C" __global__ void relu_grad(const float* dy, const float* y, float* out, unsigned int n) {
+extern "C" __global__ void relu_grad$S(const $T* dy, const $T* y, $T* out, unsigned int n) {
     unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    out[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    if (ld(y, i) > 0.0f) out[i] = dy[i]; else st(out, i, 0.0f);
 }
 
-// db[c] = sum over images and pixels of dy (N, C, hw): blockIdx.x is the channel, blockIdx.y
-// a slice of its N * hw values; block sums are added atomically into the zeroed db.
-extern "C" __global__ void bias_grad(const float* dy, float* db, unsigned int nimg,
+// db[c] = sum over images and pixels of dy (N, C, hw), in f32: blockIdx.x is the channel,
+// blockIdx.y a slice of its N * hw values; block sums are added atomically into the zeroed db.
+extern "C" __global__ void bias_grad$S(const $T* dy, float* db, unsigned int nimg,
                                      unsigned int c, unsigned int hw) {
     __shared__ float part[256];
     unsigned int ch = blockIdx.x;
@@ -83,7 +99,7 @@ extern "C" __global__ void bias_grad(const float* dy, float* db, unsigned int ni
     for (unsigned long long k = (unsigned long long)blockIdx.y * blockDim.x + threadIdx.x; k < total;
          k += (unsigned long long)gridDim.y * blockDim.x) {
         unsigned long long img = k / hw, j = k % hw;
-        s += dy[(img * c + ch) * hw + j];
+        s += ld(dy, (img * c + ch) * hw + j);
     }
     part[threadIdx.x] = s;
     __syncthreads();
@@ -93,7 +109,10 @@ extern "C" __global__ void bias_grad(const float* dy, float* db, unsigned int ni
     }
     if (threadIdx.x == 0) atomicAdd(&db[ch], part[0]);
 }
+"#;
 
+/// The Adam update: on the f32 master weights and moments only.
+const SRC_ADAM: &str = r#"
 // mv = [m; v] (2n values), updated in place from the gradient.
 extern "C" __global__ void adam_moments(float* mv, const float* g, unsigned int n,
                                         float b1, float c1, float b2, float c2) {
@@ -116,7 +135,11 @@ const MODULE: &str = "layerinv_ops";
 
 fn ptx() -> Result<&'static str> {
     static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-    PTX.get_or_init(|| nvrtc::compile_ptx(SRC).map(|p| p.to_src()).map_err(|e| e.to_string()))
+    PTX.get_or_init(|| {
+        let typed = |t: &str, suffix: &str| SRC_TYPED.replace("$T", t).replace("$S", suffix);
+        let src = [SRC_COMMON.to_string(), typed("float", "_f32"), typed("bf16_t", "_bf16"), SRC_ADAM.to_string()].concat();
+        nvrtc::compile_ptx(src).map(|p| p.to_src()).map_err(|e| e.to_string())
+    })
         .as_deref()
         .map_err(|e| candle_core::Error::Msg(format!("compiling layerinv's CUDA kernels with NVRTC: {e}")))
 }
@@ -133,17 +156,52 @@ fn u32_of(v: usize, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("{what}: tensor too large for the CUDA kernel")))
 }
 
+/// Element types the kernels are compiled for, with their kernel-name suffix.
+pub(super) trait Elem: CudaDType + DeviceRepr + ValidAsZeroBits {
+    const SUFFIX: &'static str;
+}
+
+impl Elem for f32 {
+    const SUFFIX: &'static str = "_f32";
+}
+
+impl Elem for half::bf16 {
+    const SUFFIX: &'static str = "_bf16";
+}
+
+/// Call `$f::<T>(args)` with `T` the element type of `$dtype` (f32 or bf16).
+macro_rules! by_dtype {
+    ($dtype:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $dtype {
+            candle_core::DType::F32 => $f::<f32>($($arg),*),
+            candle_core::DType::BF16 => $f::<half::bf16>($($arg),*),
+            d => candle_core::bail!("layerinv's CUDA kernels take f32 or bf16, not {d:?}"),
+        }
+    };
+}
+pub(super) use by_dtype;
+
+/// The kernel `name` compiled for `T`, to launch on the device's stream.
+fn func<T: Elem>(dev: &CudaDevice, name: &str) -> Result<CudaFunction> {
+    Ok(dev.get_or_load_custom_func(&format!("{name}{}", T::SUFFIX), MODULE, ptx()?)?.into_cuda_function())
+}
+
 /// The argmax switch of every `k × k` / stride `s` window of `x (B, C, H, W)`.
 pub fn argmax_pool(s: &CudaStorage, l: &Layout, k: usize, stride: usize, out_hw: (usize, usize)) -> Result<(CudaStorage, Shape)> {
+    by_dtype!(s.dtype(), argmax_pool_t(s, l, k, stride, out_hw))
+}
+
+fn argmax_pool_t<T: Elem>(s: &CudaStorage, l: &Layout, k: usize, stride: usize, out_hw: (usize, usize)) -> Result<(CudaStorage, Shape)> {
     let (b, c, h, w) = l.shape().dims4()?;
     let (oh, ow) = out_hw;
     let n = u32_of(b * c * oh * ow, "argmax-pool")?;
     let dev = s.device().clone();
-    let x = view::<f32>(s, l, "argmax-pool")?;
+    let x = view::<T>(s, l, "argmax-pool")?;
     // SAFETY: every element is written by the kernel (one thread per output cell).
     let mut idx = unsafe { dev.alloc::<u32>(n as usize)? };
-    let f = dev.get_or_load_custom_func("argmax_pool", MODULE, ptx()?)?;
-    let mut a = f.builder();
+    let f = func::<T>(&dev, "argmax_pool")?;
+    let stream = dev.cuda_stream();
+    let mut a = stream.launch_builder(&f);
     let dims = [h as i32, w as i32, oh as i32, ow as i32, k as i32, stride as i32];
     a.arg(&x).arg(&mut idx).arg(&n);
     for d in &dims {
@@ -165,20 +223,33 @@ pub fn unpool(
     plane_hw: (usize, usize),
     grad: bool,
 ) -> Result<(CudaStorage, Shape)> {
+    by_dtype!(s.dtype(), unpool_t(s, l, si, li, pooled_hw, plane_hw, grad))
+}
+
+fn unpool_t<T: Elem>(
+    s: &CudaStorage,
+    l: &Layout,
+    si: &CudaStorage,
+    li: &Layout,
+    pooled_hw: (usize, usize),
+    plane_hw: (usize, usize),
+    grad: bool,
+) -> Result<(CudaStorage, Shape)> {
     let (b, c, _, _) = l.shape().dims4()?;
     let (pooled, plane) = (pooled_hw.0 * pooled_hw.1, plane_hw.0 * plane_hw.1);
     let n = u32_of(b * c * pooled, "unpool")?;
     let dev = s.device().clone();
-    let x = view::<f32>(s, l, "unpool")?;
+    let x = view::<T>(s, l, "unpool")?;
     let idx = view::<u32>(si, li, "unpool")?;
     if idx.len() != n as usize {
         candle_core::bail!("unpool: {} switches for {} values", idx.len(), n)
     }
     let (name, out_len, out_hw) = if grad { ("unpool_bwd", n as usize, pooled_hw) } else { ("unpool_fwd", b * c * plane, plane_hw) };
     // Forward: the cells no switch names stay 0. Backward: every element is written.
-    let mut out = if grad { unsafe { dev.alloc::<f32>(out_len)? } } else { dev.alloc_zeros::<f32>(out_len)? };
-    let f = dev.get_or_load_custom_func(name, MODULE, ptx()?)?;
-    let mut a = f.builder();
+    let mut out = if grad { unsafe { dev.alloc::<T>(out_len)? } } else { dev.alloc_zeros::<T>(out_len)? };
+    let f = func::<T>(&dev, name)?;
+    let stream = dev.cuda_stream();
+    let mut a = stream.launch_builder(&f);
     let (pooled, plane) = (u32_of(pooled, "unpool")?, u32_of(plane, "unpool")?);
     a.arg(&x).arg(&idx).arg(&mut out).arg(&n).arg(&pooled).arg(&plane);
     // SAFETY: argument types match the kernel's signature; out-of-plane switches are skipped.
@@ -215,8 +286,9 @@ fn adam_launch(name: &str, dst: &mut CudaStorage, ld: &Layout, src: &CudaStorage
         candle_core::bail!("{name}: {nd} and {ns} values do not pair parameters with their moments")
     }
     let n = u32_of(n, name)?;
-    let f = dev.get_or_load_custom_func(name, MODULE, ptx()?)?;
-    let mut a = f.builder();
+    let f = dev.get_or_load_custom_func(name, MODULE, ptx()?)?.into_cuda_function();
+    let stream = dev.cuda_stream();
+    let mut a = stream.launch_builder(&f);
     a.arg(&mut d).arg(&s).arg(&n);
     for v in k {
         a.arg(v);
@@ -227,16 +299,26 @@ fn adam_launch(name: &str, dst: &mut CudaStorage, ld: &Layout, src: &CudaStorage
 }
 
 /// `y (N, C, H, W) += b[c]`, then ReLU when `relu`, in place on a fresh convolution output.
-pub fn bias_act(y: &mut CudaSlice<f32>, dev: &CudaDevice, shape: &Shape, b: &CudaStorage, lb: &Layout, relu: bool) -> Result<()> {
+pub fn bias_act(y: &mut CudaStorage, shape: &Shape, b: &CudaStorage, lb: &Layout, relu: bool) -> Result<()> {
+    by_dtype!(y.dtype(), bias_act_t(y, shape, b, lb, relu))
+}
+
+fn bias_act_t<T: Elem>(y: &mut CudaStorage, shape: &Shape, b: &CudaStorage, lb: &Layout, relu: bool) -> Result<()> {
     let (_, c, h, w) = shape.dims4()?;
-    let bias = view::<f32>(b, lb, "conv bias")?;
+    let dev = y.device().clone();
+    let bias = view::<T>(b, lb, "conv bias")?;
     if bias.len() != c {
         candle_core::bail!("conv bias: {} values for {c} channels", bias.len())
     }
+    let y = y.as_cuda_slice_mut::<T>()?;
+    if y.len() != shape.elem_count() {
+        candle_core::bail!("conv: {} outputs for shape {shape:?}", y.len())
+    }
     let n = u32_of(shape.elem_count(), "conv")?;
     let (hw, c, relu) = (u32_of(h * w, "conv")?, c as u32, relu as i32);
-    let f = dev.get_or_load_custom_func("bias_act", MODULE, ptx()?)?;
-    let mut a = f.builder();
+    let f = func::<T>(&dev, "bias_act")?;
+    let stream = dev.cuda_stream();
+    let mut a = stream.launch_builder(&f);
     a.arg(y).arg(&bias).arg(&n).arg(&hw).arg(&c).arg(&relu);
     // SAFETY: argument types match the kernel's signature; `y` holds `n` values.
     unsafe { a.launch(LaunchConfig::for_num_elems(n.max(1))) }.map_err(candle_core::Error::wrap)?;
@@ -245,44 +327,61 @@ pub fn bias_act(y: &mut CudaSlice<f32>, dev: &CudaDevice, shape: &Shape, b: &Cud
 
 /// `dy` where the ReLU output `y` is positive, else 0.
 pub fn relu_grad(dy: &CudaStorage, ldy: &Layout, y: &CudaStorage, ly: &Layout) -> Result<(CudaStorage, Shape)> {
+    by_dtype!(dy.dtype(), relu_grad_t(dy, ldy, y, ly))
+}
+
+fn relu_grad_t<T: Elem>(dy: &CudaStorage, ldy: &Layout, y: &CudaStorage, ly: &Layout) -> Result<(CudaStorage, Shape)> {
     let dev = dy.device().clone();
-    let (g, yv) = (view::<f32>(dy, ldy, "relu-grad")?, view::<f32>(y, ly, "relu-grad")?);
+    let (g, yv) = (view::<T>(dy, ldy, "relu-grad")?, view::<T>(y, ly, "relu-grad")?);
     if g.len() != yv.len() {
         candle_core::bail!("relu-grad: {} gradients for {} outputs", g.len(), yv.len())
     }
     let n = u32_of(g.len(), "relu-grad")?;
     // SAFETY: every element is written by the kernel.
-    let mut out = unsafe { dev.alloc::<f32>(n as usize)? };
-    let f = dev.get_or_load_custom_func("relu_grad", MODULE, ptx()?)?;
-    let mut a = f.builder();
+    let mut out = unsafe { dev.alloc::<T>(n as usize)? };
+    let f = func::<T>(&dev, "relu_grad")?;
+    let stream = dev.cuda_stream();
+    let mut a = stream.launch_builder(&f);
     a.arg(&g).arg(&yv).arg(&mut out).arg(&n);
     // SAFETY: argument types match the kernel's signature; all three hold `n` values.
     unsafe { a.launch(LaunchConfig::for_num_elems(n.max(1))) }.map_err(candle_core::Error::wrap)?;
     Ok((CudaStorage::wrap_cuda_slice(out, dev), ldy.shape().clone()))
 }
 
-/// The bias gradient: `dy (N, C, H, W)` summed over everything but the channel.
+/// The bias gradient: `dy (N, C, H, W)` summed over everything but the channel, in f32, returned
+/// in `dy`'s dtype.
 pub fn bias_grad(dy: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+    by_dtype!(dy.dtype(), bias_grad_t(dy, l))
+}
+
+fn bias_grad_t<T: Elem>(dy: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
     let (n, c, h, w) = l.shape().dims4()?;
     let dev = dy.device().clone();
-    let g = view::<f32>(dy, l, "bias-grad")?;
+    let g = view::<T>(dy, l, "bias-grad")?;
     let mut db = dev.alloc_zeros::<f32>(c)?;
     let per_channel = n * h * w;
     // Enough blocks per channel to fill the GPU, each summing at least a few thousand values.
     let slices = (per_channel / 4096).clamp(1, 256) as u32;
-    let f = dev.get_or_load_custom_func("bias_grad", MODULE, ptx()?)?;
-    let mut a = f.builder();
+    let f = func::<T>(&dev, "bias_grad")?;
+    let stream = dev.cuda_stream();
+    let mut a = stream.launch_builder(&f);
     let (n, cu, hw) = (u32_of(n, "bias-grad")?, u32_of(c, "bias-grad")?, u32_of(h * w, "bias-grad")?);
     a.arg(&g).arg(&mut db).arg(&n).arg(&cu).arg(&hw);
     let cfg = LaunchConfig { grid_dim: (cu.max(1), slices, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
     // SAFETY: argument types match the kernel's signature; 256 threads match its shared array.
     unsafe { a.launch(cfg) }.map_err(candle_core::Error::wrap)?;
-    Ok((CudaStorage::wrap_cuda_slice(db, dev), Shape::from(c)))
+    let db = CudaStorage::wrap_cuda_slice(db, dev);
+    let db = if dy.dtype() == DType::F32 { db } else { db.to_dtype(&Layout::contiguous(c), dy.dtype())? };
+    Ok((db, Shape::from(c)))
 }
 
 /// SAE unpooling (`grad`: false: `(B, C, h, w)` → zeros of `(B, C, H, W)` with each value at
 /// offset ⌊k/2⌋ of its window) or its gradient (`grad`: true: `(B, C, H, W)` → `(B, C, h, w)`).
 pub fn unpool_fixed(src: &CudaStorage, l: &Layout, k: usize, stride: usize, in_hw: (usize, usize), grad: bool) -> Result<(CudaStorage, Shape)> {
+    by_dtype!(src.dtype(), unpool_fixed_t(src, l, k, stride, in_hw, grad))
+}
+
+fn unpool_fixed_t<T: Elem>(src: &CudaStorage, l: &Layout, k: usize, stride: usize, in_hw: (usize, usize), grad: bool) -> Result<(CudaStorage, Shape)> {
     let (b, c, h, w) = l.shape().dims4()?;
     let (ih, iw) = in_hw;
     let pooled = if grad { ((ih - k) / stride + 1, (iw - k) / stride + 1) } else { (h, w) };
@@ -291,12 +390,13 @@ pub fn unpool_fixed(src: &CudaStorage, l: &Layout, k: usize, stride: usize, in_h
     }
     let n = u32_of(b * c * pooled.0 * pooled.1, "unpool-fixed")?;
     let dev = src.device().clone();
-    let x = view::<f32>(src, l, "unpool-fixed")?;
+    let x = view::<T>(src, l, "unpool-fixed")?;
     let (out_len, out_hw) = if grad { (n as usize, pooled) } else { (b * c * ih * iw, in_hw) };
     // Forward: cells off the fixed positions stay 0. Backward: every element is written.
-    let mut out = if grad { unsafe { dev.alloc::<f32>(out_len)? } } else { dev.alloc_zeros::<f32>(out_len)? };
-    let f = dev.get_or_load_custom_func("unpool_fixed", MODULE, ptx()?)?;
-    let mut a = f.builder();
+    let mut out = if grad { unsafe { dev.alloc::<T>(out_len)? } } else { dev.alloc_zeros::<T>(out_len)? };
+    let f = func::<T>(&dev, "unpool_fixed")?;
+    let stream = dev.cuda_stream();
+    let mut a = stream.launch_builder(&f);
     let dims = [pooled.0 as i32, pooled.1 as i32, iw as i32];
     let plane = u32_of(ih * iw, "unpool-fixed")?;
     let (s, off, g) = (stride as i32, (k / 2) as i32, grad as i32);

@@ -2,7 +2,7 @@
 //! switches), and a fast CPU convolution.
 //!
 //! Every fast op has a slow twin built from plain tensor ops (`*_ref`), and the tests compare them.
-//! The fast versions run on CPU for f32/f64 and, in CUDA builds, on CUDA for f32 (own kernels for
+//! The fast versions run on CPU for f32/f64/bf16 and, in CUDA builds, on CUDA for f32/bf16 (own kernels for
 //! pooling and unpooling, cuDNN for the convolution with the `cudnn` feature); on other devices and
 //! dtypes the public functions use the twin, which runs anywhere candle does.
 
@@ -24,8 +24,8 @@ use candle_core::{CpuStorage, DType, Layout, Tensor};
 /// True when the fast kernels (CPU, or CUDA in a CUDA build) can take this tensor.
 fn fast_path(t: &Tensor) -> bool {
     match t.device() {
-        candle_core::Device::Cpu => matches!(t.dtype(), DType::F32 | DType::F64),
-        candle_core::Device::Cuda(_) => cfg!(feature = "cuda") && t.dtype() == DType::F32,
+        candle_core::Device::Cpu => matches!(t.dtype(), DType::F32 | DType::F64 | DType::BF16),
+        candle_core::Device::Cuda(_) => cfg!(feature = "cuda") && matches!(t.dtype(), DType::F32 | DType::BF16),
         _ => false,
     }
 }

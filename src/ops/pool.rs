@@ -146,6 +146,7 @@ impl CustomOp1 for ArgmaxPool {
         let (v, shape) = match s {
             CpuStorage::F32(_) => self.run(contiguous_slice::<f32>(s, l)?, shape)?,
             CpuStorage::F64(_) => self.run(contiguous_slice::<f64>(s, l)?, shape)?,
+            CpuStorage::BF16(_) => self.run(contiguous_slice::<half::bf16>(s, l)?, shape)?,
             _ => candle_core::bail!("argmax-pool: unsupported dtype {:?}", s.dtype()),
         };
         Ok((CpuStorage::U32(v), shape))

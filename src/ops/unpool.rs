@@ -179,6 +179,7 @@ impl CustomOp2 for Unpool {
         let out = match s1 {
             CpuStorage::F32(_) => CpuStorage::F32(unpool_fwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?),
             CpuStorage::F64(_) => CpuStorage::F64(unpool_fwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?),
+            CpuStorage::BF16(_) => CpuStorage::BF16(unpool_fwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?),
             _ => candle_core::bail!("unpool: unsupported dtype {:?}", s1.dtype()),
         };
         Ok((out, Shape::from((b, c, h, w))))
@@ -218,6 +219,7 @@ impl CustomOp2 for UnpoolGrad {
         let out = match s1 {
             CpuStorage::F32(_) => CpuStorage::F32(unpool_bwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?),
             CpuStorage::F64(_) => CpuStorage::F64(unpool_bwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?),
+            CpuStorage::BF16(_) => CpuStorage::BF16(unpool_bwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?),
             _ => candle_core::bail!("unpool-grad: unsupported dtype {:?}", s1.dtype()),
         };
         Ok((out, Shape::from((b, c, oh, ow))))

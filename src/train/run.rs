@@ -41,6 +41,9 @@ pub struct TrainConfig {
     /// Start new (not resumed) decoders whose layer and width match this decoder file from its
     /// weights.
     pub init_from: Option<PathBuf>,
+    /// Compute dtype: f32, or bf16 for mixed precision (f32 weights, Adam and loss; encoder,
+    /// activations and convolutions in bf16, as PyTorch's autocast).
+    pub dtype: DType,
 }
 
 impl TrainConfig {
@@ -63,6 +66,7 @@ impl TrainConfig {
             val_images: 16,
             seed: 0,
             init_from: None,
+            dtype: DType::F32,
         }
     }
 }
@@ -162,6 +166,7 @@ struct Slot {
 /// Train the decoders `cfg` asks for. Returns when every decoder reached `cfg.steps`, failed, or
 /// `cancel` was set; decoders and checkpoints are saved in `cfg.out` along the way and at the end.
 pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel: &CancelToken) -> Result<TrainSummary> {
+    let enc = &enc.to_dtype(cfg.dtype)?;
     let n = enc.arch.input_size();
     let crop = cfg.crop.unwrap_or(n);
     for l in &cfg.layers {

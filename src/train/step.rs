@@ -14,9 +14,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Mean squared error between a reconstruction and the preprocessed input, in the units
-/// `preprocess` defines (0–1 pixels for Caffe inputs).
+/// `preprocess` defines (0–1 pixels for Caffe inputs), in f32 whatever `y`'s dtype (as
+/// torch_ref.py's `mse_loss(y.float(), x)`).
 pub fn reconstruction_loss(y: &Tensor, x: &Tensor, preprocess: Preprocess) -> Result<Tensor> {
-    Ok(y.sub(x)?.affine(preprocess.loss_scale(), 0.)?.sqr()?.mean_all()?)
+    Ok(y.to_dtype(DType::F32)?.sub(x)?.affine(preprocess.loss_scale(), 0.)?.sqr()?.mean_all()?)
 }
 
 /// A decoder with its trainable variables and Adam state.
@@ -68,10 +69,10 @@ impl DecoderTrainer {
     }
 
     /// The decoder as the app holds one loaded from a file: the current weights as plain tensors,
-    /// outside any autograd graph, on `device` (the trainer's).
-    pub fn frozen(&self, device: &Device) -> Result<Decoder> {
+    /// outside any autograd graph, on `device` (the trainer's), converted to `dtype`.
+    pub fn frozen(&self, device: &Device, dtype: DType) -> Result<Decoder> {
         let weights = self.adam.weights().map(|(n, w)| (n.to_string(), w.detach())).collect();
-        Decoder::new(self.decoder.spec.clone(), VarBuilder::from_tensors(weights, DType::F32, device))
+        Decoder::new(self.decoder.spec.clone(), VarBuilder::from_tensors(weights, dtype, device))
     }
 
     /// Whether every weight is finite (a diverged update can leave NaNs behind a finite loss).

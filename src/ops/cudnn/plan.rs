@@ -4,8 +4,8 @@
 
 use candle_core::cuda_backend::cudarc::cudnn::sys;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, DevicePtrMut};
-use candle_core::cuda_backend::DeviceId;
-use candle_core::{CudaDevice, CudaStorage, Layout, Result};
+use candle_core::cuda_backend::{CudaDType, DeviceId};
+use candle_core::{CudaDevice, CudaStorage, DType, Layout, Result};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -32,6 +32,8 @@ pub(super) struct Geom {
     pub(super) cout: usize,
     pub(super) k: usize,
     pub(super) pad: usize,
+    /// f32 or bf16 (for input, kernel and output alike; the arithmetic is f32 either way).
+    pub(super) dtype: DType,
 }
 
 impl Geom {
@@ -74,7 +76,13 @@ impl Plan {
     fn new(g: &Geom) -> Result<Self> {
         let i = |v: usize| v as i32;
         let (oh, ow) = g.out_hw();
-        let (nchw, f32t) = (sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, sys::cudnnDataType_t::CUDNN_DATA_FLOAT);
+        let nchw = sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW;
+        let f32t = sys::cudnnDataType_t::CUDNN_DATA_FLOAT;
+        let data = match g.dtype {
+            DType::F32 => f32t,
+            DType::BF16 => sys::cudnnDataType_t::CUDNN_DATA_BFLOAT16,
+            d => candle_core::bail!("cudnn conv2d: unsupported dtype {d:?}"),
+        };
         let mut p = Plan {
             x: std::ptr::null_mut(),
             y: std::ptr::null_mut(),
@@ -87,11 +95,11 @@ impl Plan {
         // SAFETY: plain descriptor set-up; every out-pointer is a live field of `p`.
         unsafe {
             ck(sys::cudnnCreateTensorDescriptor(&mut p.x))?;
-            ck(sys::cudnnSetTensor4dDescriptor(p.x, nchw, f32t, i(g.n), i(g.cin), i(g.h), i(g.w)))?;
+            ck(sys::cudnnSetTensor4dDescriptor(p.x, nchw, data, i(g.n), i(g.cin), i(g.h), i(g.w)))?;
             ck(sys::cudnnCreateTensorDescriptor(&mut p.y))?;
-            ck(sys::cudnnSetTensor4dDescriptor(p.y, nchw, f32t, i(g.n), i(g.cout), i(oh), i(ow)))?;
+            ck(sys::cudnnSetTensor4dDescriptor(p.y, nchw, data, i(g.n), i(g.cout), i(oh), i(ow)))?;
             ck(sys::cudnnCreateFilterDescriptor(&mut p.w))?;
-            ck(sys::cudnnSetFilter4dDescriptor(p.w, f32t, nchw, i(g.cout), i(g.cin), i(g.k), i(g.k)))?;
+            ck(sys::cudnnSetFilter4dDescriptor(p.w, data, nchw, i(g.cout), i(g.cin), i(g.k), i(g.k)))?;
             ck(sys::cudnnCreateConvolutionDescriptor(&mut p.conv))?;
             ck(sys::cudnnSetConvolution2dDescriptor(
                 p.conv,
@@ -193,9 +201,9 @@ fn workspace(dev: &CudaDevice, bytes: usize) -> Result<Option<CudaSlice<u8>>> {
     Ok(Some(unsafe { dev.alloc::<u8>(bytes)? }))
 }
 
-/// The f32 data of a contiguous storage of `len` elements (what the descriptors describe).
-pub(super) fn view<'a>(s: &'a CudaStorage, l: &Layout, len: usize, what: &str) -> Result<CudaView<'a, f32>> {
-    let v = crate::ops::cuda::view::<f32>(s, l, what)?;
+/// The data of a contiguous storage of `len` elements (what the descriptors describe).
+pub(super) fn view<'a, T: CudaDType>(s: &'a CudaStorage, l: &Layout, len: usize, what: &str) -> Result<CudaView<'a, T>> {
+    let v = crate::ops::cuda::view::<T>(s, l, what)?;
     if v.len() != len {
         candle_core::bail!("cudnn conv2d: {what} has {} elements, the convolution needs {len}", v.len())
     }
