@@ -22,6 +22,8 @@ pub struct TrainDialog {
     pub width: f64,
     pub lr: f64,
     pub device: String,
+    /// `fp32`, or `bf16` for mixed precision (worth it on GPUs with bf16 tensor cores).
+    pub dtype: String,
     pub out: String,
     pub error: Option<String>,
 }
@@ -39,6 +41,7 @@ impl TrainDialog {
             width: 0.5,
             lr: 1e-3,
             device: "auto".into(),
+            dtype: "fp32".into(),
             out: user_decoders_dir().display().to_string(),
             error: None,
         }
@@ -61,6 +64,7 @@ impl TrainDialog {
         cfg.crop = if fc { None } else { Some(self.crop) };
         cfg.width = self.width;
         cfg.lr = self.lr;
+        cfg.dtype = crate::device::parse_dtype(&self.dtype).map_err(|e| e.to_string())?;
         cfg.checkpoint_every = 20;
         cfg.val_every = 50;
         cfg.resume = true;
@@ -291,6 +295,15 @@ impl LayerinvApp {
                         }
                     });
                     ui.end_row();
+                    ui.label("Precision");
+                    egui::ComboBox::from_id_salt("train-dtype").selected_text(d.dtype.as_str()).show_ui(ui, |ui| {
+                        for dt in ["fp32", "bf16"] {
+                            ui.selectable_value(&mut d.dtype, dt.to_string(), dt);
+                        }
+                    })
+                    .response
+                    .on_hover_text("bf16: mixed precision (bf16 activations and convolutions, f32 weights); faster on GPUs with bf16 tensor cores, not on the CPU");
+                    ui.end_row();
                     let l = ui.label("Save to");
                     ui.add(egui::TextEdit::singleline(&mut d.out)).labelled_by(l.id);
                     ui.end_row();
@@ -331,10 +344,11 @@ impl LayerinvApp {
             ui.strong("Training");
             let state = match &run.state {
                 RunState::Running => format!(
-                    "step {}/{} · {:.1} img/s · ETA {}",
+                    "step {}/{} · {:.1} img/s · {} · ETA {}",
                     run.step,
                     run.cfg.steps,
                     run.images_per_s,
+                    crate::device::dtype_name(run.cfg.dtype),
                     fmt_secs(run.eta_s)
                 ),
                 RunState::Finished => format!("finished at step {}: decoders saved in {} and in use", run.step, run.cfg.out.display()),
