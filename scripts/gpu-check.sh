@@ -6,7 +6,8 @@
 #                               #   op + decoder tests on CUDA, then `layerinv bench --device cuda`
 #                               #   and torch_ref.py on the same card (f32, then bf16), results in
 #                               #   $OUT (or .gpu/out)
-#   PROFILE=1 scripts/gpu-check.sh run   # also per-kernel GPU times: ours (ncu), PyTorch's (profiler)
+#   PROFILE=1 scripts/gpu-check.sh run   # also per-kernel GPU times: ours (ncu), PyTorch's (profiler),
+#                                        # and CUDA API host time for both (nsys, where installed)
 #
 # The tests run with NVIDIA_TF32_OVERRIDE=0 so that cuDNN computes in full f32 and the CPU
 # tolerances hold; the benchmarks run with TF32 allowed for convolutions, as PyTorch's default.
@@ -76,6 +77,17 @@ run)
             rm -f "$out/ncu.csv"
             echo "== PyTorch kernels, one $l swwae step, batch 8" | tee -a "$out/profile.txt"
             python3 .gpu/torch_prof.py $l swwae 8 2>&1 | tee -a "$out/profile.txt"
+        done
+    fi
+    # Host side (batch-1 latency is bound by per-launch costs): CUDA API time per call, ours and
+    # PyTorch's, from Nsight Systems where the machine has it.
+    if [ -n "${PROFILE:-}" ] && command -v nsys >/dev/null; then
+        for who in layerinv torch; do
+            echo "== $who: CUDA API and kernel summary (nsys), bench --layers pool1,pool5 --batch 8 --steps 5" | tee -a "$out/profile.txt"
+            if [ $who = layerinv ]; then cmd=(.gpu/bin/layerinv bench --device cuda --json); else cmd=(python3 .gpu/torch_ref.py --device cuda); fi
+            timeout 150 nsys profile -o "$out/$who" --force-overwrite true --trace cuda "${cmd[@]}" --batch 8 --steps 5 --layers pool1,pool5 >/dev/null 2>&1
+            nsys stats --report cuda_api_sum,cuda_gpu_kern_sum --format csv "$out/$who.nsys-rep" 2>/dev/null | head -60 >>"$out/profile.txt"
+            rm -f "$out/$who.nsys-rep" "$out/$who.sqlite"
         done
     fi
     exit $status
