@@ -179,6 +179,35 @@ fn bf16_pooling_and_unpooling_match_f32_exactly() {
     }
 }
 
+/// The fused reconstruction loss against the same formula from tensor ops: value and gradient,
+/// with a scale (Caffe's 1/255) and an upstream gradient other than 1, for f32 and bf16
+/// reconstructions (the gradient in the reconstruction's dtype).
+#[test]
+fn mse_loss_matches_its_twin() {
+    use layerinv::ops::{mse_loss, mse_loss_ref};
+    for dev in devices() {
+        let x = Tensor::randn(0f32, 1., (2, 3, 17, 19), &dev).unwrap();
+        let y = Tensor::randn(0f32, 1., (2, 3, 17, 19), &dev).unwrap();
+        for (dtype, tol) in [(DType::F32, 1e-6), (DType::BF16, 1e-2)] {
+            for scale in [1.0, 1.0 / 255.0] {
+                let run = |f: fn(&Tensor, &Tensor, f64) -> candle_core::Result<Tensor>| {
+                    let v = Var::from_tensor(&y.to_dtype(dtype).unwrap()).unwrap();
+                    let loss = f(v.as_tensor(), &x, scale).unwrap();
+                    assert_eq!(loss.dtype(), DType::F32);
+                    let g = loss.affine(3.0, 0.0).unwrap().backward().unwrap().get(v.as_tensor()).unwrap().clone();
+                    assert_eq!(g.dtype(), dtype);
+                    (loss.to_scalar::<f32>().unwrap() as f64, g)
+                };
+                let ((l1, g1), (l2, g2)) = (run(mse_loss), run(mse_loss_ref));
+                assert!((l1 - l2).abs() <= 1e-6 * l2.abs(), "{dev:?} {dtype:?} scale {scale}: loss {l1} vs {l2}");
+                let gmax = g2.abs().unwrap().to_dtype(DType::F64).unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+                assert!(max_abs_diff(&g1, &g2) <= tol * gmax, "{dev:?} {dtype:?} scale {scale}: gradient {}", max_abs_diff(&g1, &g2));
+            }
+        }
+        assert!(mse_loss(&y, &x.narrow(3, 0, 5).unwrap(), 1.0).is_err());
+    }
+}
+
 #[test]
 fn mismatched_switches_are_an_error_not_a_panic() {
     let x = Tensor::randn(0f32, 1., (1, 2, 8, 8), &Device::Cpu).unwrap();

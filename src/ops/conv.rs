@@ -5,12 +5,10 @@
 
 mod cpu;
 
-use super::contiguous_slice;
+use super::{f32_values, storage_as};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use cpu::{conv_forward, pack_kernel, Geom};
-use half::bf16;
-use std::borrow::Cow;
 
 /// `conv2d(x, w) + b` (then ReLU when `relu`) for `x (B, Cin, H, W)`, `w (Cout, Cin, k, k)`,
 /// `b (Cout)`, stride 1. Fast on CPU, through cuDNN (forward and backward) on CUDA in builds with
@@ -184,19 +182,3 @@ impl CustomOp1 for BiasGrad {
     }
 }
 
-/// The values of a contiguous f32 or bf16 CPU storage as f32: borrowed, or converted from bf16
-/// (the CPU kernels compute in f32 either way).
-fn f32_values<'a>(s: &'a CpuStorage, l: &Layout) -> Result<Cow<'a, [f32]>> {
-    match s {
-        CpuStorage::BF16(_) => Ok(Cow::Owned(contiguous_slice::<bf16>(s, l)?.iter().map(|v| v.to_f32()).collect())),
-        _ => Ok(Cow::Borrowed(contiguous_slice::<f32>(s, l)?)),
-    }
-}
-
-/// A kernel's f32 result as a storage of the inputs' dtype (rounded for bf16).
-fn storage_as(dtype: DType, v: Vec<f32>) -> CpuStorage {
-    match dtype {
-        DType::BF16 => CpuStorage::BF16(v.into_iter().map(bf16::from_f32).collect()),
-        _ => CpuStorage::F32(v),
-    }
-}

@@ -1,5 +1,5 @@
 //! CUDA kernels for the pooling switches, unpooling, the convolution's bias/ReLU (and their
-//! gradients), for f32 and bf16 tensors, and the Adam update (f32), compiled once per process with
+//! gradients) and the reconstruction loss, for f32 and bf16 tensors, and the Adam update (f32), compiled once per process with
 //! NVRTC and loaded into candle's device. Same results as the CPU kernels; the twins
 //! in `pool.rs` and `unpool.rs` (and the Adam formula in the tests) are what they are compared with.
 
@@ -108,6 +108,31 @@ extern "C" __global__ void bias_grad$S(const $T* dy, float* db, unsigned int nim
         __syncthreads();
     }
     if (threadIdx.x == 0) atomicAdd(&db[ch], part[0]);
+}
+
+// out[0] += factor * sum of (y - x)^2 (out zeroed; factor = scale^2 / n gives the mean), in f32.
+extern "C" __global__ void mse$S(const $T* y, const float* x, float* out, unsigned int n, float factor) {
+    __shared__ float part[256];
+    float s = 0.0f;
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        float d = ld(y, i) - x[i];
+        s += d * d;
+    }
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (unsigned int o = blockDim.x / 2; o > 0; o >>= 1) {
+        if (threadIdx.x < o) part[threadIdx.x] += part[threadIdx.x + o];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) atomicAdd(out, part[0] * factor);
+}
+
+// dy = g[0] * factor * (y - x), with the loss gradient g read on the device (no host sync).
+extern "C" __global__ void mse_grad$S(const $T* y, const float* x, const float* g, $T* dy,
+                                    unsigned int n, float factor) {
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    st(dy, i, g[0] * factor * (ld(y, i) - x[i]));
 }
 "#;
 
@@ -409,4 +434,52 @@ fn unpool_fixed_t<T: Elem>(src: &CudaStorage, l: &Layout, k: usize, stride: usiz
     // (floor-mode pooling: oy·s + ⌊k/2⌋ < H).
     unsafe { a.launch(LaunchConfig::for_num_elems(n.max(1))) }.map_err(candle_core::Error::wrap)?;
     Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((b, c, out_hw.0, out_hw.1))))
+}
+
+/// `factor · Σ (y − x)²` as an f32 scalar (`factor` = scale² / n gives the mean squared error).
+pub fn mse_loss(y: &CudaStorage, ly: &Layout, x: &CudaStorage, lx: &Layout, factor: f32) -> Result<(CudaStorage, Shape)> {
+    by_dtype!(y.dtype(), mse_loss_t(y, ly, x, lx, factor))
+}
+
+fn mse_loss_t<T: Elem>(y: &CudaStorage, ly: &Layout, x: &CudaStorage, lx: &Layout, factor: f32) -> Result<(CudaStorage, Shape)> {
+    let dev = y.device().clone();
+    let (yv, xv) = (view::<T>(y, ly, "mse loss")?, view::<f32>(x, lx, "mse loss")?);
+    if yv.len() != xv.len() {
+        candle_core::bail!("mse loss: {} values against {} targets", yv.len(), xv.len())
+    }
+    let n = u32_of(yv.len(), "mse loss")?;
+    let mut out = dev.alloc_zeros::<f32>(1)?;
+    let f = func::<T>(&dev, "mse")?;
+    let stream = dev.cuda_stream();
+    let mut a = stream.launch_builder(&f);
+    a.arg(&yv).arg(&xv).arg(&mut out).arg(&n).arg(&factor);
+    // A grid-stride loop: enough blocks to fill the GPU, each summing many values.
+    let blocks = n.div_ceil(256).clamp(1, 1024);
+    let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    // SAFETY: argument types match the kernel's signature; 256 threads match its shared array.
+    unsafe { a.launch(cfg) }.map_err(candle_core::Error::wrap)?;
+    Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(())))
+}
+
+/// `g · factor · (y − x)` in `y`'s dtype, for the scalar loss gradient `g` (f32, on the device).
+pub fn mse_grad(y: &CudaStorage, ly: &Layout, x: &CudaStorage, lx: &Layout, g: &CudaStorage, lg: &Layout, factor: f32) -> Result<(CudaStorage, Shape)> {
+    by_dtype!(y.dtype(), mse_grad_t(y, ly, x, lx, g, lg, factor))
+}
+
+fn mse_grad_t<T: Elem>(y: &CudaStorage, ly: &Layout, x: &CudaStorage, lx: &Layout, g: &CudaStorage, lg: &Layout, factor: f32) -> Result<(CudaStorage, Shape)> {
+    let dev = y.device().clone();
+    let (yv, xv, gv) = (view::<T>(y, ly, "mse loss grad")?, view::<f32>(x, lx, "mse loss grad")?, view::<f32>(g, lg, "mse loss grad")?);
+    if yv.len() != xv.len() || gv.len() != 1 {
+        candle_core::bail!("mse loss grad: {} values, {} targets, {} loss gradients", yv.len(), xv.len(), gv.len())
+    }
+    let n = u32_of(yv.len(), "mse loss grad")?;
+    // SAFETY: every element is written by the kernel.
+    let mut dy = unsafe { dev.alloc::<T>(n as usize)? };
+    let f = func::<T>(&dev, "mse_grad")?;
+    let stream = dev.cuda_stream();
+    let mut a = stream.launch_builder(&f);
+    a.arg(&yv).arg(&xv).arg(&gv).arg(&mut dy).arg(&n).arg(&factor);
+    // SAFETY: argument types match the kernel's signature; `y`, `x` and `dy` hold `n` values.
+    unsafe { a.launch(LaunchConfig::for_num_elems(n.max(1))) }.map_err(candle_core::Error::wrap)?;
+    Ok((CudaStorage::wrap_cuda_slice(dy, dev), ly.shape().clone()))
 }

@@ -7,6 +7,7 @@
 //! dtypes the public functions use the twin, which runs anywhere candle does.
 
 mod conv;
+mod loss;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda;
 #[cfg(feature = "cudnn")]
@@ -15,6 +16,7 @@ mod pool;
 mod unpool;
 
 pub use conv::{candle_conv2d, conv2d, conv2d_ref};
+pub use loss::{mse_loss, mse_loss_ref};
 
 pub use pool::{max_pool_with_switches, max_pool_with_switches_ref, PoolSwitches};
 pub use unpool::{unpool, unpool_fixed, unpool_fixed_ref, unpool_ref};
@@ -35,5 +37,22 @@ pub(crate) fn contiguous_slice<'a, T: candle_core::WithDType>(s: &'a CpuStorage,
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
         None => candle_core::bail!("layerinv op: input must be contiguous"),
+    }
+}
+
+/// The values of a contiguous f32 or bf16 CPU storage as f32: borrowed, or converted from bf16
+/// (the CPU kernels compute in f32 either way).
+pub(crate) fn f32_values<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<std::borrow::Cow<'a, [f32]>> {
+    match s {
+        CpuStorage::BF16(_) => Ok(std::borrow::Cow::Owned(contiguous_slice::<half::bf16>(s, l)?.iter().map(|v| v.to_f32()).collect())),
+        _ => Ok(std::borrow::Cow::Borrowed(contiguous_slice::<f32>(s, l)?)),
+    }
+}
+
+/// A kernel's f32 result as a storage of the inputs' dtype (rounded for bf16).
+pub(crate) fn storage_as(dtype: DType, v: Vec<f32>) -> CpuStorage {
+    match dtype {
+        DType::BF16 => CpuStorage::BF16(v.into_iter().map(half::bf16::from_f32).collect()),
+        _ => CpuStorage::F32(v),
     }
 }

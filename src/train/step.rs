@@ -17,7 +17,7 @@ use std::path::Path;
 /// `preprocess` defines (0–1 pixels for Caffe inputs), in f32 whatever `y`'s dtype (as
 /// torch_ref.py's `mse_loss(y.float(), x)`).
 pub fn reconstruction_loss(y: &Tensor, x: &Tensor, preprocess: Preprocess) -> Result<Tensor> {
-    Ok(y.to_dtype(DType::F32)?.sub(x)?.affine(preprocess.loss_scale(), 0.)?.sqr()?.mean_all()?)
+    Ok(crate::ops::mse_loss(y, x, preprocess.loss_scale())?)
 }
 
 /// A decoder with its trainable variables and Adam state.
