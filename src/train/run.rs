@@ -315,10 +315,21 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
             }
         };
         let features = enc.forward_to(&x, &deepest)?;
+        // Every decoder's step is queued before the first loss is read, so a GPU works through
+        // all of them without waiting for the host in between.
+        let queued: Vec<(usize, Result<Tensor>)> = slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, s)| active(s))
+            .map(|(i, s)| {
+                let lr = learning_rate(cfg.lr, s.trainer.steps, cfg.steps);
+                (i, s.trainer.queue_step(&features, &x, enc.preprocess, lr))
+            })
+            .collect();
         let mut losses = Vec::new();
-        for s in slots.iter_mut().filter(|s| active(s)) {
-            let lr = learning_rate(cfg.lr, s.trainer.steps, cfg.steps);
-            match s.trainer.step(&features, &x, enc.preprocess, lr) {
+        for (i, loss) in queued {
+            let s = &mut slots[i];
+            match loss.and_then(|l| s.trainer.finish_step(&l, x.dim(0)?)) {
                 Ok(loss) => losses.push((s.id.clone(), loss)),
                 Err(e) => {
                     s.failed = true;

@@ -42,13 +42,28 @@ impl DecoderTrainer {
     /// Reconstruct `x` from `features` (computed without gradient from the frozen encoder),
     /// backpropagate, update with learning rate `lr`. Returns the loss before the update. A loss
     /// that is not finite is an error, after which the decoder must be dropped: its weights are
-    /// already updated (the loss is read only once the whole step is queued, so that a GPU never
-    /// waits for the host in the middle of a step), and no save writes non-finite weights.
+    /// already updated, and no save writes non-finite weights. [`Self::queue_step`] and
+    /// [`Self::finish_step`] in two halves.
     pub fn step(&mut self, features: &Features, x: &Tensor, preprocess: Preprocess, lr: f64) -> Result<f32> {
+        let loss = self.queue_step(features, x, preprocess, lr)?;
+        self.finish_step(&loss, x.dim(0)?)
+    }
+
+    /// The whole step without reading its result: on a GPU this only queues work, so the trainer
+    /// queues the steps of all its decoders for a batch before it waits for the first loss.
+    /// Returns the loss (a scalar on the device) for [`Self::finish_step`].
+    pub fn queue_step(&mut self, features: &Features, x: &Tensor, preprocess: Preprocess, lr: f64) -> Result<Tensor> {
         let y = self.decoder.forward(features)?;
         let loss = reconstruction_loss(&y, x, preprocess)?;
         let grads = loss.backward()?;
         self.adam.step(&grads, lr)?;
+        // Detached: the value only, not the graph of activations behind it.
+        Ok(loss.detach())
+    }
+
+    /// Read the loss a [`Self::queue_step`] returned (waiting for the device), check it and count
+    /// the step and its `images`.
+    pub fn finish_step(&mut self, loss: &Tensor, images: usize) -> Result<f32> {
         let value = loss.to_scalar::<f32>()?;
         if !value.is_finite() {
             return Err(Error::Unavailable(format!(
@@ -59,7 +74,7 @@ impl DecoderTrainer {
             )));
         }
         self.steps += 1;
-        self.images += x.dim(0)? as u64;
+        self.images += images as u64;
         Ok(value)
     }
 
