@@ -48,13 +48,20 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
         let mut per_kind = Map::new();
         for kind in Kind::ALL {
             let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, layer, kind, 1.0)?, &dev)?;
+            // As torch_ref.py, which never reads its losses: the steps are queued and their losses
+            // read (and checked) after the timing.
+            let mut losses = Vec::new();
             let secs = time(
                 &mut || {
                     let f = enc.forward_to(&x, layer)?;
-                    t.step(&f, &x, enc.preprocess, 1e-4).map(|_| ())
+                    losses.push(t.queue_step(&f, &x, enc.preprocess, 1e-4)?);
+                    Ok(())
                 },
                 cfg.steps,
             )?;
+            for loss in &losses {
+                t.finish_step(loss, cfg.batch)?;
+            }
             per_kind.insert(kind.name().into(), json!(round((cfg.batch * cfg.steps) as f64 / secs, 2)));
         }
         train.insert(layer.clone(), Value::Object(per_kind));
