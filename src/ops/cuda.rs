@@ -4,11 +4,11 @@
 //! in `pool.rs` and `unpool.rs` (and the Adam formula in the tests) are what they are compared with.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
+use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaStream, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
 use candle_core::cuda_backend::cudarc::nvrtc;
 use candle_core::cuda_backend::CudaDType;
 use candle_core::{CudaDevice, CudaStorage, DType, Layout, Result, Shape};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Element access for f32 and bf16 (raw bits: no CUDA header needed under NVRTC). Loads widen
 /// to f32; stores round to nearest even, as PyTorch's bf16 conversions do.
@@ -206,9 +206,14 @@ macro_rules! by_dtype {
 }
 pub(super) use by_dtype;
 
-/// The kernel `name` compiled for `T`, to launch on the device's stream.
-fn func<T: Elem>(dev: &CudaDevice, name: &str) -> Result<CudaFunction> {
-    Ok(dev.get_or_load_custom_func(&format!("{name}{}", T::SUFFIX), MODULE, ptx()?)?.into_cuda_function())
+/// The kernel `name` compiled for `T`, and the device's stream to launch it on.
+fn func<T: Elem>(dev: &CudaDevice, name: &str) -> Result<(CudaFunction, Arc<CudaStream>)> {
+    kernel(dev, &format!("{name}{}", T::SUFFIX))
+}
+
+/// The kernel `name` (as the source spells it), and the device's stream to launch it on.
+fn kernel(dev: &CudaDevice, name: &str) -> Result<(CudaFunction, Arc<CudaStream>)> {
+    Ok((dev.get_or_load_custom_func(name, MODULE, ptx()?)?.into_cuda_function(), dev.cuda_stream()))
 }
 
 /// The argmax switch of every `k × k` / stride `s` window of `x (B, C, H, W)`.
@@ -224,8 +229,7 @@ fn argmax_pool_t<T: Elem>(s: &CudaStorage, l: &Layout, k: usize, stride: usize, 
     let x = view::<T>(s, l, "argmax-pool")?;
     // SAFETY: every element is written by the kernel (one thread per output cell).
     let mut idx = unsafe { dev.alloc::<u32>(n as usize)? };
-    let f = func::<T>(&dev, "argmax_pool")?;
-    let stream = dev.cuda_stream();
+    let (f, stream) = func::<T>(&dev, "argmax_pool")?;
     let mut a = stream.launch_builder(&f);
     let dims = [h as i32, w as i32, oh as i32, ow as i32, k as i32, stride as i32];
     a.arg(&x).arg(&mut idx).arg(&n);
@@ -272,8 +276,7 @@ fn unpool_t<T: Elem>(
     let (name, out_len, out_hw) = if grad { ("unpool_bwd", n as usize, pooled_hw) } else { ("unpool_fwd", b * c * plane, plane_hw) };
     // Forward: the cells no switch names stay 0. Backward: every element is written.
     let mut out = if grad { unsafe { dev.alloc::<T>(out_len)? } } else { dev.alloc_zeros::<T>(out_len)? };
-    let f = func::<T>(&dev, name)?;
-    let stream = dev.cuda_stream();
+    let (f, stream) = func::<T>(&dev, name)?;
     let mut a = stream.launch_builder(&f);
     let (pooled, plane) = (u32_of(pooled, "unpool")?, u32_of(plane, "unpool")?);
     a.arg(&x).arg(&idx).arg(&mut out).arg(&n).arg(&pooled).arg(&plane);
@@ -311,8 +314,7 @@ fn adam_launch(name: &str, dst: &mut CudaStorage, ld: &Layout, src: &CudaStorage
         candle_core::bail!("{name}: {nd} and {ns} values do not pair parameters with their moments")
     }
     let n = u32_of(n, name)?;
-    let f = dev.get_or_load_custom_func(name, MODULE, ptx()?)?.into_cuda_function();
-    let stream = dev.cuda_stream();
+    let (f, stream) = kernel(&dev, name)?;
     let mut a = stream.launch_builder(&f);
     a.arg(&mut d).arg(&s).arg(&n);
     for v in k {
@@ -341,8 +343,7 @@ fn bias_act_t<T: Elem>(y: &mut CudaStorage, shape: &Shape, b: &CudaStorage, lb: 
     }
     let n = u32_of(shape.elem_count(), "conv")?;
     let (hw, c, relu) = (u32_of(h * w, "conv")?, c as u32, relu as i32);
-    let f = func::<T>(&dev, "bias_act")?;
-    let stream = dev.cuda_stream();
+    let (f, stream) = func::<T>(&dev, "bias_act")?;
     let mut a = stream.launch_builder(&f);
     a.arg(y).arg(&bias).arg(&n).arg(&hw).arg(&c).arg(&relu);
     // SAFETY: argument types match the kernel's signature; `y` holds `n` values.
@@ -364,8 +365,7 @@ fn relu_grad_t<T: Elem>(dy: &CudaStorage, ldy: &Layout, y: &CudaStorage, ly: &La
     let n = u32_of(g.len(), "relu-grad")?;
     // SAFETY: every element is written by the kernel.
     let mut out = unsafe { dev.alloc::<T>(n as usize)? };
-    let f = func::<T>(&dev, "relu_grad")?;
-    let stream = dev.cuda_stream();
+    let (f, stream) = func::<T>(&dev, "relu_grad")?;
     let mut a = stream.launch_builder(&f);
     a.arg(&g).arg(&yv).arg(&mut out).arg(&n);
     // SAFETY: argument types match the kernel's signature; all three hold `n` values.
@@ -387,8 +387,7 @@ fn bias_grad_t<T: Elem>(dy: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Sh
     let per_channel = n * h * w;
     // Enough blocks per channel to fill the GPU, each summing at least a few thousand values.
     let slices = (per_channel / 4096).clamp(1, 256) as u32;
-    let f = func::<T>(&dev, "bias_grad")?;
-    let stream = dev.cuda_stream();
+    let (f, stream) = func::<T>(&dev, "bias_grad")?;
     let mut a = stream.launch_builder(&f);
     let (n, cu, hw) = (u32_of(n, "bias-grad")?, u32_of(c, "bias-grad")?, u32_of(h * w, "bias-grad")?);
     a.arg(&g).arg(&mut db).arg(&n).arg(&cu).arg(&hw);
@@ -419,8 +418,7 @@ fn unpool_fixed_t<T: Elem>(src: &CudaStorage, l: &Layout, k: usize, stride: usiz
     let (out_len, out_hw) = if grad { (n as usize, pooled) } else { (b * c * ih * iw, in_hw) };
     // Forward: cells off the fixed positions stay 0. Backward: every element is written.
     let mut out = if grad { unsafe { dev.alloc::<T>(out_len)? } } else { dev.alloc_zeros::<T>(out_len)? };
-    let f = func::<T>(&dev, "unpool_fixed")?;
-    let stream = dev.cuda_stream();
+    let (f, stream) = func::<T>(&dev, "unpool_fixed")?;
     let mut a = stream.launch_builder(&f);
     let dims = [pooled.0 as i32, pooled.1 as i32, iw as i32];
     let plane = u32_of(ih * iw, "unpool-fixed")?;
@@ -449,8 +447,7 @@ fn mse_loss_t<T: Elem>(y: &CudaStorage, ly: &Layout, x: &CudaStorage, lx: &Layou
     }
     let n = u32_of(yv.len(), "mse loss")?;
     let mut out = dev.alloc_zeros::<f32>(1)?;
-    let f = func::<T>(&dev, "mse")?;
-    let stream = dev.cuda_stream();
+    let (f, stream) = func::<T>(&dev, "mse")?;
     let mut a = stream.launch_builder(&f);
     a.arg(&yv).arg(&xv).arg(&mut out).arg(&n).arg(&factor);
     // A grid-stride loop: enough blocks to fill the GPU, each summing many values.
@@ -475,8 +472,7 @@ fn mse_grad_t<T: Elem>(y: &CudaStorage, ly: &Layout, x: &CudaStorage, lx: &Layou
     let n = u32_of(yv.len(), "mse loss grad")?;
     // SAFETY: every element is written by the kernel.
     let mut dy = unsafe { dev.alloc::<T>(n as usize)? };
-    let f = func::<T>(&dev, "mse_grad")?;
-    let stream = dev.cuda_stream();
+    let (f, stream) = func::<T>(&dev, "mse_grad")?;
     let mut a = stream.launch_builder(&f);
     a.arg(&yv).arg(&xv).arg(&gv).arg(&mut dy).arg(&n).arg(&factor);
     // SAFETY: argument types match the kernel's signature; `y`, `x` and `dy` hold `n` values.
