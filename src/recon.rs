@@ -4,7 +4,8 @@
 use crate::data::resize_centre_crop;
 use crate::error::{Error, Result};
 use crate::model::decoder_file::decoder_file_name;
-use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Kind};
+use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Features, Kind};
+use candle_core::Tensor;
 use crate::train::metrics::{mse, psnr, ssim};
 use image::RgbImage;
 use std::path::{Path, PathBuf};
@@ -109,22 +110,36 @@ pub fn model_input(enc: &Encoder, img: &RgbImage) -> RgbImage {
 }
 
 /// Rebuild `input` (already model-size, see [`model_input`]) from each of `layers` with each of
-/// `kinds`, from one encoder pass.
+/// `kinds`, from one encoder pass (up to the deepest of `layers`).
 pub fn reconstruct(enc: &Encoder, set: &DecoderSet, input: &RgbImage, layers: &[String], kinds: &[Kind]) -> Result<Vec<Reconstruction>> {
+    let Some(deepest) = layers.iter().max_by_key(|l| enc.arch.tap_index(l).unwrap_or(0)) else { return Ok(Vec::new()) };
+    let features = enc.forward_to(&input_tensor(enc, input)?, deepest)?;
+    reconstruct_from(enc, set, &features, input, layers, kinds)
+}
+
+/// Every tap of `input` (model-size) from one encoder pass, to reconstruct any layer from later
+/// ([`reconstruct_from`]) without running the encoder again.
+pub fn features_of(enc: &Encoder, input: &RgbImage) -> Result<Features> {
+    enc.forward(&input_tensor(enc, input)?)
+}
+
+fn input_tensor(enc: &Encoder, input: &RgbImage) -> Result<Tensor> {
+    let n = enc.arch.input_size();
+    Ok(enc.preprocess.to_tensor(input, n, enc.device())?.unsqueeze(0)?)
+}
+
+/// [`reconstruct`] from `features` the encoder computed for `input` (covering `layers`).
+pub fn reconstruct_from(enc: &Encoder, set: &DecoderSet, features: &Features, input: &RgbImage, layers: &[String], kinds: &[Kind]) -> Result<Vec<Reconstruction>> {
     let mut decoders = Vec::new();
     for l in layers {
         for &k in kinds {
             decoders.push((l.clone(), k, set.get(l, k)?));
         }
     }
-    let Some(deepest) = layers.iter().max_by_key(|l| enc.arch.tap_index(l).unwrap_or(0)) else { return Ok(Vec::new()) };
-    let n = enc.arch.input_size();
-    let x = enc.preprocess.to_tensor(input, n, enc.device())?.unsqueeze(0)?;
-    let features = enc.forward_to(&x, deepest)?;
     decoders
         .into_iter()
         .map(|(layer, kind, d)| {
-            let y = d.forward(&features)?.squeeze(0)?;
+            let y = d.forward(features)?.squeeze(0)?;
             let image = enc.preprocess.to_image(&y)?;
             let m = mse(&image, input);
             Ok(Reconstruction { layer, kind, psnr: psnr(m), ssim: ssim(&image, input), image })

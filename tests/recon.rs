@@ -112,3 +112,25 @@ fn decoders_of_another_model_are_refused() {
     ]);
     assert_clean_failure(&o, &["vgg16_pool1_sae.safetensors", "trained for encoder"]);
 }
+
+/// The app keeps one encoder pass per photo (every tap) and rebuilds any layer from it: the same
+/// reconstructions as a pass up to that layer, with the bundled model and decoders.
+#[test]
+fn reconstructions_from_kept_features_equal_a_fresh_pass() {
+    use layerinv::model::{Kind, ModelSource};
+    use layerinv::recon::{features_of, reconstruct, reconstruct_from, DecoderSet};
+    let enc = ModelSource::parse("bundled").load(&candle_core::Device::Cpu).unwrap();
+    let set = DecoderSet::load(&repo_path("weights"), &enc);
+    let input = photo();
+    let kept = features_of(&enc, &input).unwrap();
+    for layer in ["pool1", "pool4"] {
+        let layers = [layer.to_string()];
+        let fresh = reconstruct(&enc, &set, &input, &layers, &Kind::ALL).unwrap();
+        let again = reconstruct_from(&enc, &set, &kept, &input, &layers, &Kind::ALL).unwrap();
+        assert_eq!(fresh.len(), 2);
+        for (a, b) in fresh.iter().zip(&again) {
+            assert_eq!((a.layer.as_str(), a.kind), (b.layer.as_str(), b.kind));
+            assert_eq!(a.image, b.image, "{layer} {}", a.kind);
+        }
+    }
+}

@@ -2,8 +2,8 @@
 //! so the UI thread never runs a tensor op.
 
 use crate::data::load_image;
-use crate::model::{Encoder, Kind, ModelSource};
-use crate::recon::{model_input, reconstruct, DecoderSet, Reconstruction};
+use crate::model::{Encoder, Features, Kind, ModelSource};
+use crate::recon::{features_of, model_input, reconstruct_from, DecoderSet, Reconstruction};
 use candle_core::Device;
 use image::RgbImage;
 use std::path::PathBuf;
@@ -91,10 +91,18 @@ struct State {
     encoder: Option<Encoder>,
     decoders: Option<DecoderSet>,
     dirs: Vec<PathBuf>,
-    /// Model-size inputs by image id (only the few most recent are kept).
-    images: Vec<(u64, RgbImage)>,
+    /// The few most recent photos, so that changing the layer runs only the decoders.
+    images: Vec<Kept>,
 }
 
+/// A loaded photo: its model-size input and, once computed for the current model, every tap.
+struct Kept {
+    id: u64,
+    input: RgbImage,
+    features: Option<Features>,
+}
+
+/// Photos kept with their features (about 12 MB each for VGG-16 at 224×224).
 const KEEP_IMAGES: usize = 8;
 
 impl State {
@@ -106,6 +114,10 @@ impl State {
                 let reply = Reply::Model { name: enc.name.clone(), arch: enc.arch.name().into(), fingerprint: enc.fingerprint.clone(), layers };
                 self.decoders = None;
                 self.encoder = Some(enc);
+                // The kept photos' features came from the previous model.
+                for kept in &mut self.images {
+                    kept.features = None;
+                }
                 Ok(reply)
             }
             Job::LoadDecoders(dirs) => {
@@ -121,25 +133,24 @@ impl State {
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;
                 let img = load_image(&path).map_err(|e| e.to_string())?;
                 let input = model_input(enc, &img);
-                self.images.push((id, input.clone()));
+                // One encoder pass for every layer (and the top-5 where the model has fc8).
+                let features = features_of(enc, &input).map_err(|e| e.to_string())?;
+                let top5 = features.tap("fc8").map(|l| crate::model::labels::top_k(l, 5)).transpose().map_err(|e| e.to_string())?;
+                self.images.push(Kept { id, input: input.clone(), features: Some(features) });
                 if self.images.len() > KEEP_IMAGES {
                     self.images.remove(0);
                 }
-                let top5 = if enc.has_tap("fc8") {
-                    let n = enc.arch.input_size();
-                    let x = enc.preprocess.to_tensor(&input, n, enc.device()).and_then(|t| t.unsqueeze(0)).map_err(|e| e.to_string())?;
-                    let f = enc.forward_to(&x, "fc8").map_err(|e| e.to_string())?;
-                    f.tap("fc8").map(|l| crate::model::labels::top_k(l, 5)).transpose().map_err(|e| e.to_string())?
-                } else {
-                    None
-                };
                 Ok(Reply::Image { id, path, input, top5 })
             }
             Job::Reconstruct { id, layer } => {
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;
                 let set = self.decoders.as_ref().ok_or("no decoders loaded")?;
-                let input = self.images.iter().find(|(i, _)| *i == id).map(|(_, img)| img).ok_or("that image is no longer loaded")?;
-                let recs = reconstruct(enc, set, input, std::slice::from_ref(&layer), &Kind::ALL).map_err(|e| e.to_string())?;
+                let kept = self.images.iter_mut().find(|k| k.id == id).ok_or("that image is no longer loaded")?;
+                let features = match &mut kept.features {
+                    Some(f) => f,
+                    none => none.insert(features_of(enc, &kept.input).map_err(|e| e.to_string())?),
+                };
+                let recs = reconstruct_from(enc, set, features, &kept.input, std::slice::from_ref(&layer), &Kind::ALL).map_err(|e| e.to_string())?;
                 Ok(Reply::Reconstructed { id, layer, recs })
             }
         }
