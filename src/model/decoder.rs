@@ -10,7 +10,7 @@ use super::encoder::Features;
 use crate::error::{Error, Result};
 use crate::ops::{unpool, unpool_fixed};
 use candle_core::{Module, Tensor};
-use super::layers::{Conv, Dense};
+use super::layers::{candle_dtype, Conv, Dense};
 use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
 use std::fmt;
 
@@ -217,9 +217,11 @@ impl Decoder {
                 Layer::Linear(m, relu) => relu_if(m.forward(&x)?, *relu)?,
                 Layer::Conv(m) => m.forward(&x)?,
                 Layer::Deconv(m, relu) => {
-                    // In the input's dtype, as the other layers (the cast is differentiable).
-                    let b = m.bias().map(|b| b.to_dtype(x.dtype())).transpose()?;
-                    relu_if(ConvTranspose2d::new(m.weight().to_dtype(x.dtype())?, b, *m.config()).forward(&x)?, *relu)?
+                    // In the input's dtype as the other layers (the casts are differentiable).
+                    let compute = candle_dtype(&x);
+                    let b = m.bias().map(|b| b.to_dtype(compute)).transpose()?;
+                    let y = ConvTranspose2d::new(m.weight().to_dtype(compute)?, b, *m.config()).forward(&x.to_dtype(compute)?)?;
+                    relu_if(y.to_dtype(x.dtype())?, *relu)?
                 }
                 Layer::Reshape(c, h, w) => x.reshape(((), *c, *h, *w))?,
                 Layer::Unpool(stage) => {

@@ -40,18 +40,30 @@ impl Module for Conv {
     /// Computes in the input's dtype, as PyTorch's autocast does: f32 weights meet bf16
     /// activations as bf16 (the cast is differentiable, so their gradients come back in f32).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (w, b) = (self.weight.to_dtype(x.dtype())?, self.bias.to_dtype(x.dtype())?);
         if self.stride == 1 {
+            let (w, b) = (self.weight.to_dtype(x.dtype())?, self.bias.to_dtype(x.dtype())?);
             conv2d(x, &w, &b, self.pad, self.relu)
         } else {
-            candle_conv2d(x, &w, &b, self.pad, self.stride, self.relu)
+            let compute = candle_dtype(x);
+            let (w, b) = (self.weight.to_dtype(compute)?, self.bias.to_dtype(compute)?);
+            candle_conv2d(&x.to_dtype(compute)?, &w, &b, self.pad, self.stride, self.relu)?.to_dtype(x.dtype())
         }
     }
 }
 
+/// The dtype candle's own layers compute in for input `x`: `x`'s, except bf16 on the CPU, where
+/// candle's matmul (also behind its convolutions) has no kernel: there f32, the result rounded
+/// back to bf16 (bf16 storage, f32 arithmetic, as our CPU convolution).
+pub fn candle_dtype(x: &Tensor) -> DType {
+    if x.dtype() == DType::BF16 && x.device().is_cpu() {
+        DType::F32
+    } else {
+        x.dtype()
+    }
+}
+
 /// A fully connected layer `x Wᵀ + b` for `x (B, din)`, `W (dout, din)`, in the input's dtype as
-/// [`Conv`]. Candle's CPU matmul has no bf16 kernel, so there bf16 input is multiplied in f32 and
-/// the result rounded back (bf16 storage, f32 arithmetic, as our CPU convolution).
+/// [`Conv`] (through [`candle_dtype`]).
 pub struct Dense {
     weight: Tensor,
     bias: Tensor,
@@ -81,9 +93,8 @@ impl Dense {
 
 impl Module for Dense {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let compute = if dtype == DType::BF16 && x.device().is_cpu() { DType::F32 } else { dtype };
+        let compute = candle_dtype(x);
         let (w, b) = (self.weight.to_dtype(compute)?, self.bias.to_dtype(compute)?);
-        x.to_dtype(compute)?.matmul(&w.t()?)?.broadcast_add(&b)?.to_dtype(dtype)
+        x.to_dtype(compute)?.matmul(&w.t()?)?.broadcast_add(&b)?.to_dtype(x.dtype())
     }
 }
