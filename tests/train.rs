@@ -251,6 +251,10 @@ fn cli_train_errors_are_one_line() {
     assert_clean_failure(&out, &["no training images"]);
     let out = layerinv(&["train", "--data", d, "--kinds", "vae"]);
     assert_clean_failure(&out, &["unknown decoder kind \"vae\""]);
+    let out = layerinv(&["train", "--data", d, "--dtype", "fp16"]);
+    assert_clean_failure(&out, &["--dtype fp16", "fp32 or bf16"]);
+    let out = layerinv(&["bench", "--device", "cpu", "--dtype", "half"]);
+    assert_clean_failure(&out, &["--dtype half", "fp32 or bf16"]);
 }
 
 #[test]
