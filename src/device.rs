@@ -1,7 +1,7 @@
 //! Choosing the compute device (`cpu`, `cuda[:N]` or `auto`) and precision (`fp32` or `bf16`).
 
 use crate::error::{Error, Result};
-use candle_core::Device;
+use candle_core::{DType, Device};
 
 /// Parse a device name. `auto` picks CUDA when this build has it and a GPU answers, else CPU.
 pub fn parse_device(s: &str) -> Result<Device> {
@@ -97,19 +97,19 @@ pub fn profiled(dev: &Device, f: &mut dyn FnMut() -> crate::error::Result<()>) -
 }
 
 /// `fp32` / `bf16`, as `--dtype` and torch_ref.py spell them.
-pub fn dtype_name(d: candle_core::DType) -> &'static str {
+pub fn dtype_name(d: DType) -> &'static str {
     match d {
-        candle_core::DType::BF16 => "bf16",
+        DType::BF16 => "bf16",
         _ => "fp32",
     }
 }
 
 /// Parse `--dtype`: `fp32`, or `bf16` for mixed precision as PyTorch's autocast (bf16
 /// convolutions and activations; f32 weights, optimizer and loss).
-pub fn parse_dtype(s: &str) -> crate::error::Result<candle_core::DType> {
+pub fn parse_dtype(s: &str) -> Result<DType> {
     match s {
-        "fp32" => Ok(candle_core::DType::F32),
-        "bf16" => Ok(candle_core::DType::BF16),
-        _ => Err(crate::error::Error::Unavailable(format!("--dtype {s}: expected fp32 or bf16"))),
+        "fp32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        _ => Err(Error::Unavailable(format!("--dtype {s}: expected fp32 or bf16"))),
     }
 }

@@ -181,4 +181,3 @@ impl CustomOp1 for BiasGrad {
         super::cuda::bias_grad(s, l)
     }
 }
-

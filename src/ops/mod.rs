@@ -2,9 +2,9 @@
 //! switches), and a fast CPU convolution.
 //!
 //! Every fast op has a slow twin built from plain tensor ops (`*_ref`), and the tests compare them.
-//! The fast versions run on CPU for f32/f64/bf16 and, in CUDA builds, on CUDA for f32/bf16 (own kernels for
-//! pooling and unpooling, cuDNN for the convolution with the `cudnn` feature); on other devices and
-//! dtypes the public functions use the twin, which runs anywhere candle does.
+//! The fast versions run on CPU for f32/f64/bf16 and, in CUDA builds, on CUDA for f32/bf16 (own
+//! kernels for pooling and unpooling, cuDNN for the convolution with the `cudnn` feature); on other
+//! devices and dtypes the public functions use the twin, which runs anywhere candle does.
 
 mod conv;
 mod loss;
