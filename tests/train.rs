@@ -312,3 +312,39 @@ fn decoders_at_different_steps_share_a_run_without_extra_validations() {
         assert_eq!(read_decoder_meta(&out.path().join(format!("vgg16_pool1_{kind}.safetensors"))).unwrap().steps, 8);
     }
 }
+
+/// A fresh decoder starts as PyTorch's layers do: every weight and bias uniform in ±1/√fan_in
+/// (fan_in = cin·k² for a convolution, cout·k² for a transposed one, din for a fully connected
+/// layer). Candle's Kaiming-normal default trained VGG-16 pool1 ten times worse in 300 steps.
+#[test]
+fn fresh_decoders_start_uniform_within_one_over_root_fan_in() {
+    use layerinv::model::decoder::DecOp;
+    use layerinv::model::{Arch, DecoderSpec};
+    let dev = candle_core::Device::Cpu;
+    let (mut convs, mut deconvs, mut linears) = (0, 0, 0);
+    for (arch, layer) in [(Arch::AlexNet, "pool1"), (Arch::Vgg11, "fc7")] {
+        let spec = DecoderSpec::new(arch, layer, Kind::Sae, 0.25).unwrap();
+        let t = layerinv::train::DecoderTrainer::new(spec.clone(), &dev).unwrap();
+        let tensors = t.tensors();
+        for op in spec.plan() {
+            let fan_in = match &op {
+                DecOp::Conv { cin, k, .. } => (convs += 1, cin * k * k).1,
+                DecOp::Deconv { cout, k, .. } => (deconvs += 1, cout * k * k).1,
+                DecOp::Linear { din, .. } => (linears += 1, *din).1,
+                DecOp::Reshape { .. } | DecOp::Unpool { .. } => continue,
+            };
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            for (name, _) in op.params() {
+                let v = tensors[&name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let max = v.iter().fold(0f64, |m, x| m.max(x.abs() as f64));
+                assert!(max <= bound * (1.0 + 1e-6), "{arch} {layer} {name}: |value| up to {max}, bound {bound}");
+                if v.len() >= 1000 {
+                    let std = (v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+                    let want = bound / 3f64.sqrt();
+                    assert!((std / want - 1.0).abs() < 0.1, "{arch} {layer} {name}: spread {std}, uniform's {want}");
+                }
+            }
+        }
+    }
+    assert!(convs > 0 && deconvs > 0 && linears > 0, "covered {convs} conv, {deconvs} deconv, {linears} fc layers");
+}

@@ -10,7 +10,7 @@ use super::encoder::Features;
 use crate::error::{Error, Result};
 use crate::ops::{unpool, unpool_fixed};
 use candle_core::{Module, Tensor};
-use super::layers::{candle_dtype, Conv, Dense};
+use super::layers::{candle_dtype, fresh_init, Conv, Dense};
 use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
 use std::fmt;
 
@@ -198,7 +198,9 @@ impl Decoder {
                     DecOp::Conv { name, cin, cout, k, pad } => Layer::Conv(Conv::from_vb(cin, cout, k, pad, relu, vb.pp(name))?),
                     DecOp::Deconv { name, cin, cout, k, stride, pad, out_pad } => {
                         let cfg = ConvTranspose2dConfig { padding: pad, output_padding: out_pad, stride, dilation: 1 };
-                        Layer::Deconv(candle_nn::conv_transpose2d(cin, cout, k, cfg, vb.pp(name))?, relu)
+                        let (vb, init) = (vb.pp(name), fresh_init(cout * k * k));
+                        let weight = vb.get_with_hints((cin, cout, k, k), "weight", init)?;
+                        Layer::Deconv(ConvTranspose2d::new(weight, Some(vb.get_with_hints(cout, "bias", init)?), cfg), relu)
                     }
                 })
             })

@@ -3,7 +3,7 @@
 
 use crate::ops::{candle_conv2d, conv2d};
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Conv2dConfig, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 
 pub struct Conv {
     weight: Tensor,
@@ -19,11 +19,13 @@ impl Conv {
         Self { weight, bias, pad, stride, relu }
     }
 
-    /// A trainable layer (Kaiming-normal weights) named `vb`'s prefix: `weight`, `bias`.
+    /// A trainable layer named `vb`'s prefix: `weight (cout, cin, k, k)`, `bias`, initialised as
+    /// [`fresh_init`] says.
     pub fn from_vb(cin: usize, cout: usize, k: usize, pad: usize, relu: bool, vb: VarBuilder) -> Result<Self> {
-        let c = candle_nn::conv2d(cin, cout, k, Conv2dConfig { padding: pad, ..Default::default() }, vb)?;
-        let bias = c.bias().cloned().ok_or_else(|| candle_core::Error::Msg("conv without bias".into()))?;
-        Ok(Self::new(c.weight().clone(), bias, pad, 1, relu))
+        let init = fresh_init(cin * k * k);
+        let weight = vb.get_with_hints((cout, cin, k, k), "weight", init)?;
+        let bias = vb.get_with_hints(cout, "bias", init)?;
+        Ok(Self::new(weight, bias, pad, 1, relu))
     }
 
     pub fn dtype(&self) -> DType {
@@ -51,6 +53,18 @@ impl Module for Conv {
     }
 }
 
+/// How a fresh decoder's weights and biases are drawn: uniform in ±1/√fan_in, with fan_in `cin·k²`
+/// for a convolution, `din` for a fully connected layer and, by PyTorch's convention for transposed
+/// convolutions (the weight's second dimension times k²), `cout·k²`. PyTorch's default. Candle's default (Kaiming-normal weights,
+/// 2.4× the spread) starts a decoder whose output, in the 0–255 units of Caffe preprocessing, is
+/// far off the image, and Adam never recovers: VGG-16 pool1 SAE after 300 steps (crop 64, batch
+/// 8, lr 1e-3) reached a training loss of 0.011 and 20.6 dB on held-out photos that way, against
+/// 0.0012 and 30.7 dB with this init, in PyTorch and in layerinv alike.
+pub fn fresh_init(fan_in: usize) -> Init {
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+    Init::Uniform { lo: -bound, up: bound }
+}
+
 /// The dtype candle's own layers compute in for input `x`: `x`'s, except bf16 on the CPU, where
 /// candle's matmul (also behind its convolutions) has no kernel: there f32, the result rounded
 /// back to bf16 (bf16 storage, f32 arithmetic, as our CPU convolution).
@@ -74,11 +88,11 @@ impl Dense {
         Self { weight, bias }
     }
 
-    /// A trainable layer (candle's default initialisation) named `vb`'s prefix: `weight`, `bias`.
+    /// A trainable layer named `vb`'s prefix: `weight (dout, din)`, `bias`, initialised as
+    /// [`fresh_init`] says.
     pub fn from_vb(din: usize, dout: usize, vb: VarBuilder) -> Result<Self> {
-        let l = candle_nn::linear(din, dout, vb)?;
-        let bias = l.bias().cloned().ok_or_else(|| candle_core::Error::Msg("linear layer without bias".into()))?;
-        Ok(Self::new(l.weight().clone(), bias))
+        let init = fresh_init(din);
+        Ok(Self::new(vb.get_with_hints((dout, din), "weight", init)?, vb.get_with_hints(dout, "bias", init)?))
     }
 
     pub fn dtype(&self) -> DType {

@@ -31,7 +31,7 @@ pub struct DecoderTrainer {
 }
 
 impl DecoderTrainer {
-    /// A freshly initialised decoder (Kaiming-normal weights).
+    /// A freshly initialised decoder ([`crate::model::layers::fresh_init`]).
     pub fn new(spec: DecoderSpec, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
         let decoder = Decoder::new(spec, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
