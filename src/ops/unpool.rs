@@ -138,14 +138,18 @@ fn unpool_fwd<T: WithDType>(x: &[T], idx: &[u32], pooled: usize, plane: usize, a
     let mut out = vec![T::zero(); x.len() / pooled * plane];
     let planes = x.par_chunks_exact(pooled).zip(idx.par_chunks_exact(pooled)).zip(out.par_chunks_exact_mut(plane));
     planes.try_for_each(|((src, sw), dst)| {
-        for (&v, &i) in src.iter().zip(sw) {
-            dst[check_index(i, plane)?] += v;
-        }
         if average {
-            for (d, n) in dst.iter_mut().zip(counts(sw, plane)) {
-                if n > 1 {
-                    *d /= T::from_f64(n as f64);
-                }
+            // Summed in f64 and rounded once, so bf16 gets f32's average to its own rounding.
+            let mut sum = vec![0f64; plane];
+            for (&v, &i) in src.iter().zip(sw) {
+                sum[check_index(i, plane)?] += v.to_f64();
+            }
+            for ((d, s), n) in dst.iter_mut().zip(sum).zip(counts(sw, plane)) {
+                *d = T::from_f64(s / n.max(1) as f64);
+            }
+        } else {
+            for (&v, &i) in src.iter().zip(sw) {
+                dst[check_index(i, plane)?] += v;
             }
         }
         Ok::<(), candle_core::Error>(())
