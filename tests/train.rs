@@ -38,13 +38,16 @@ fn tiny(data: &Path, out: &Path, steps: u64) -> TrainConfig {
     cfg
 }
 
-/// Both decoders' mean loss over the last 5 of 40 steps is under half their first loss.
-fn assert_losses_halve(losses: &[Vec<f32>]) {
-    assert_eq!(losses.len(), 40);
+/// Both decoders' validation loss (the same held-out crops each time) at the end of the run is
+/// under half of what it was at the first validation, step 20 of 80, while the learning rate was
+/// still warming up. (Per-batch training losses of 2 random crops swing by 3× with the crops'
+/// content, so they are no measure of learning over a run this short.)
+fn assert_validation_halves(vals: &[(u64, Vec<f64>)]) {
+    assert_eq!(vals.iter().map(|v| v.0).collect::<Vec<_>>(), [20, 40, 60, 80]);
+    let (first, last) = (&vals[0].1, &vals[3].1);
+    assert_eq!((first.len(), last.len()), (2, 2));
     for k in 0..2 {
-        let first = losses[0][k];
-        let last: f32 = losses[35..].iter().map(|l| l[k]).sum::<f32>() / 5.0;
-        assert!(last < 0.5 * first, "decoder {k}: loss {first} → {last}");
+        assert!(last[k] < 0.5 * first[k], "decoder {k}: validation loss {} at step 20 → {} at step 80", first[k], last[k]);
     }
 }
 
@@ -53,23 +56,25 @@ fn a_few_steps_lower_the_loss_and_broken_files_are_skipped() {
     let enc = bundled();
     let data = photo_dir(true);
     let out = tempfile::tempdir().unwrap();
-    let mut losses: Vec<Vec<f32>> = Vec::new();
+    let mut vals = Vec::new();
     let mut skipped = Vec::new();
     let mut sink = |e: &Event| match e {
-        Event::Step { losses: l, .. } => losses.push(l.iter().map(|(_, v)| *v).collect()),
+        Event::Validation { step, results } => vals.push((*step, results.iter().map(|r| r.loss).collect())),
         Event::Skipped(s) => skipped.push(s.path.clone()),
         _ => {}
     };
-    let mut cfg = tiny(data.path(), out.path(), 40);
-    cfg.val = None;
+    let val = photo_dir(false);
+    let mut cfg = tiny(data.path(), out.path(), 80);
+    cfg.val = Some(val.path().to_path_buf());
+    cfg.val_every = 20;
     let summary = train(&enc, &cfg, &mut sink, &CancelToken::default()).unwrap();
     assert!(!summary.cancelled);
-    assert_losses_halve(&losses);
+    assert_validation_halves(&vals);
     assert!(skipped.iter().any(|p| p.ends_with("notes.jpg")), "{skipped:?}");
     for kind in Kind::ALL {
         let meta = read_decoder_meta(&out.path().join(format!("vgg16_pool1_{kind}.safetensors"))).unwrap();
-        assert_eq!(meta.steps, 40);
-        assert_eq!(meta.images, 80);
+        assert_eq!(meta.steps, 80);
+        assert_eq!(meta.images, 160);
     }
 }
 
@@ -80,18 +85,18 @@ fn bf16_mixed_precision_lowers_the_loss_too() {
     let enc = bundled();
     let data = photo_dir(false);
     let out = tempfile::tempdir().unwrap();
-    let mut losses: Vec<Vec<f32>> = Vec::new();
-    let mut psnrs = Vec::new();
-    let mut sink = |e: &Event| match e {
-        Event::Step { losses: l, .. } => losses.push(l.iter().map(|(_, v)| *v).collect()),
-        Event::Validation { results, .. } => psnrs.extend(results.iter().map(|r| r.psnr)),
-        _ => {}
+    let (mut vals, mut psnrs) = (Vec::new(), Vec::new());
+    let mut sink = |e: &Event| {
+        if let Event::Validation { step, results } = e {
+            vals.push((*step, results.iter().map(|r| r.loss).collect()));
+            psnrs.extend(results.iter().map(|r| r.psnr));
+        }
     };
-    let mut cfg = tiny(data.path(), out.path(), 40);
+    let mut cfg = tiny(data.path(), out.path(), 80);
     cfg.dtype = candle_core::DType::BF16;
     cfg.val_every = 20;
     train(&enc, &cfg, &mut sink, &CancelToken::default()).unwrap();
-    assert_losses_halve(&losses);
+    assert_validation_halves(&vals);
     assert!(!psnrs.is_empty() && psnrs.iter().all(|p| p.is_finite() && *p > 5.0), "{psnrs:?}");
     for kind in Kind::ALL {
         let path = checkpoint_path(out.path(), &layerinv::model::DecoderSpec::new(enc.arch, "pool1", kind, 0.25).unwrap());
