@@ -16,4 +16,5 @@ common=(--data "$photos/train" --val "$photos/val" --out "$out" "$@")
 "$bin" train "${common[@]}" --layers pool3 --width 0.5  --crop 64 --batch 8 --steps 1500
 "$bin" train "${common[@]}" --layers pool4 --width 0.25 --crop 96 --batch 4 --steps 1500
 "$bin" train "${common[@]}" --layers pool5 --width 0.25 --crop 96 --batch 4 --steps 1500
+"$bin" train "${common[@]}" --layers pool4,pool5 --width 0.25 --crop 96 --batch 4 --steps 3000 --resume
 echo "decoders in $out; score them with: $bin eval --data $photos/val --decoders $out"

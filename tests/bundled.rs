@@ -86,7 +86,7 @@ fn features_of_an_fc_layer_say_why_it_is_unavailable() {
 /// is given the pooling switches (SWWAE) beats the one that must guess them (SAE) by a clear
 /// margin. Guards the shipped weights (a wrong file, a broken load, a regression in the decoder
 /// path). Measured when they were trained (PSNR dB, SAE / SWWAE): pool1 35.4 / 31.0, pool2
-/// 30.0 / 29.6, pool3 22.2 / 25.0, pool4 15.8 / 21.0, pool5 13.0 / 18.7.
+/// 30.0 / 29.6, pool3 22.2 / 25.0, pool4 16.1 / 22.1, pool5 13.1 / 19.7.
 #[test]
 fn bundled_decoders_show_the_papers_finding_on_held_out_photos() {
     let (assets, weights) = (repo_path("assets"), repo_path("weights"));
