@@ -12,6 +12,15 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// An error about the temporary file `tmp`, reworded to name `path`, the file the user asked for.
+fn name_target(e: Error, tmp: &Path, path: &Path) -> Error {
+    match e {
+        Error::Io { path: p, err } if p == tmp => Error::Io { path: path.to_path_buf(), err },
+        Error::BadFile { path: p, msg } if p == tmp => Error::BadFile { path: path.to_path_buf(), msg },
+        other => other,
+    }
+}
+
 /// Atomically replace `path` with `bytes`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |tmp| {
@@ -32,9 +41,9 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     });
-    if result.is_err() {
+    if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return result;
+        return Err(name_target(e, &tmp, path));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         // Persist the rename itself; not every platform can open a directory, so this is best effort.

@@ -35,6 +35,35 @@ fn broken_images_fail_with_one_line_naming_the_file() {
     }
 }
 
+/// What is not a regular file, and a file over the size limit, are refused before they are read:
+/// `/dev/zero` once grew the process to 14.8 GB, a 4 GB video to 4.3 GB. The 4 GB file here is
+/// sparse (no disk used).
+#[test]
+fn devices_and_huge_files_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.npy");
+    let video = dir.path().join("holiday.mp4");
+    std::fs::File::create(&video).unwrap().set_len(4 << 30).unwrap();
+    for (path, problem) in [("/dev/zero", "not a regular file"), (video.to_str().unwrap(), "over the 256 MB limit")] {
+        assert_clean_failure(&features_of(path, &out), &[path, problem]);
+        let err = load_image(Path::new(path)).err().unwrap().to_string();
+        assert!(err.contains(problem), "{err}");
+    }
+    // A folder, and a file whose first bytes are no image format's (read no further).
+    assert_clean_failure(&features_of(dir.path().to_str().unwrap(), &out), &["not a regular file"]);
+    let text = dir.path().join("notes.png");
+    std::fs::write(&text, vec![b'x'; 1 << 20]).unwrap();
+    assert_clean_failure(&features_of(text.to_str().unwrap(), &out), &["notes.png", "not an image"]);
+}
+
+/// A failed write names the file the user asked for, not the temporary file beside it.
+#[test]
+fn a_failed_write_names_the_users_path() {
+    let o = features_of(&repo_path("assets/coffee.png").to_string_lossy(), Path::new("/proc/nope.npy"));
+    assert_clean_failure(&o, &["/proc/nope.npy"]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains(".tmp"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn a_20000_pixel_image_is_refused_before_decoding() {
     let dir = tempfile::tempdir().unwrap();
