@@ -4,7 +4,8 @@
 Sources (downloaded with their normal clients, nothing from the open web):
   - Debian `opencv-doc`: the example data and the photos in the tutorials' HTML pages
   - Debian `ukui-wallpapers`, `lomiri-wallpapers-20.04`: photographic wallpapers
-  - PyPI `scikit-image` 0.26.0 and `scikit-learn` wheels: their sample photos
+  - PyPI `scikit-image` 0.25.2 and `scikit-learn` 1.7.2 wheels (versions the registry serves for
+    manylinux x86-64, Python 3.12): their sample photos
 
 Only colour JPEG/PNG photos at least 160 px on the shorter side are kept; flat-background
 figures (one colour covering more than 15% of the image) and grey images are dropped, exact
@@ -27,7 +28,7 @@ import zipfile
 
 CACHE = os.path.abspath(os.path.expanduser(sys.argv[1] if len(sys.argv) > 1 else "~/.cache/layerinv/photos"))
 DEBS = ["opencv-doc", "ukui-wallpapers", "lomiri-wallpapers-20.04"]
-WHEELS = ["scikit-image==0.26.0", "scikit-learn==1.7.2"]
+WHEELS = ["scikit-image==0.25.2", "scikit-learn==1.7.2"]
 HELD_OUT = {"astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png"}
 MAX_SIDE = 512
 
