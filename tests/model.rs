@@ -125,6 +125,8 @@ fn meta(enc: &Encoder, layer: &str, kind: Kind, width: f64) -> DecoderMeta {
         images: 80,
         val_loss: Some(0.5),
         val_psnr: Some(20.25),
+        objective: layerinv::model::Objective::All,
+        scales: [(layer.to_string(), 123.5), ("pool1".to_string(), 7.25)].into_iter().collect(),
     }
 }
 
@@ -132,10 +134,11 @@ fn meta(enc: &Encoder, layer: &str, kind: Kind, width: f64) -> DecoderMeta {
 fn decoder_files_round_trip_and_refuse_the_wrong_encoder_layer_or_shape() {
     let dir = tempfile::tempdir().unwrap();
     let enc = random_encoder(Arch::Vgg13, false);
-    let (dec, vm) = random_decoder(&enc, "pool2", Kind::Swwae, 0.5);
+    let (mut dec, vm) = random_decoder(&enc, "pool2", Kind::Swwae, 0.5);
     let tensors = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
     let path = dir.path().join("d.safetensors");
     let m = meta(&enc, "pool2", Kind::Swwae, 0.5);
+    dec.scales = m.scales.clone();
     save_decoder(&path, &m, &tensors, DType::F32).unwrap();
 
     let (loaded, lm) = load_decoder(&path, &enc, "pool2", Kind::Swwae).unwrap();

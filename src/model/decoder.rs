@@ -1,188 +1,113 @@
-//! Decoders: the mirror of the encoder from a tap down to the image (the official code's layout).
-//!
-//! fc taps: Linear layers mirroring fc8 → fc7 → fc6, reshape to the trunk's `C × h × w`, then as
-//! from the last pooling stage. Per stage, going down: unpool (SAE: fixed switch, SWWAE: the
-//! encoder's switches), then one conv per encoder conv in reverse order mapping its out → in
-//! channels. ReLU after every layer but the last, which outputs 3 channels linearly.
+//! A decoder with its weights: the plan of [`DecoderSpec::plan`] built into layers, run as a
+//! whole (reconstruction), stage by stage (the `layerwise` objective), with the output at every
+//! mark (the `all` objective), or step by step with a look at every pre-activation
+//! (data-dependent initialisation, dead-unit counts).
 
-use super::arch::Arch;
+use super::decoder_spec::{DecOp, DecoderSpec, Kind};
 use super::encoder::Features;
+use super::layers::{candle_dtype, fresh_init, Conv, Dense};
 use crate::error::{Error, Result};
 use crate::ops::{unpool, unpool_fixed};
 use candle_core::{Module, Tensor};
-use super::layers::{candle_dtype, fresh_init, Conv, Dense};
 use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
-use std::fmt;
+use std::collections::BTreeMap;
+use std::ops::Range;
 
-/// Which unpooling the decoder uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// Stacked autoencoder: fixed switches, the decoder must guess where each max came from.
-    Sae,
-    /// Stacked what-where autoencoder: the switches the encoder recorded for this image.
-    Swwae,
+/// The computation of a layer with weights.
+enum Op {
+    Linear(Dense),
+    /// Built without its ReLU; [`Weighted::forward`] fuses it where the layer has one.
+    Conv(Conv),
+    Deconv(ConvTranspose2d),
 }
 
-impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Sae, Kind::Swwae];
+/// A layer with weights: `name` prefixes its parameters; `relu` after it (all but the last).
+struct Weighted {
+    name: String,
+    op: Op,
+    relu: bool,
+}
 
-    pub fn name(&self) -> &'static str {
-        match self {
-            Kind::Sae => "sae",
-            Kind::Swwae => "swwae",
+impl Weighted {
+    /// The output before the ReLU.
+    fn pre(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match &self.op {
+            Op::Linear(m) => m.forward(x)?,
+            Op::Conv(m) => m.forward_with(x, false)?,
+            Op::Deconv(m) => {
+                // In the input's dtype as the other layers (the casts are differentiable).
+                let compute = candle_dtype(x);
+                let b = m.bias().map(|b| b.to_dtype(compute)).transpose()?;
+                ConvTranspose2d::new(m.weight().to_dtype(compute)?, b, *m.config()).forward(&x.to_dtype(compute)?)?.to_dtype(x.dtype())?
+            }
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.op {
+            Op::Conv(m) => Ok(m.forward_with(x, self.relu)?),
+            _ if self.relu => Ok(self.pre(x)?.relu()?),
+            _ => self.pre(x),
         }
     }
 
-    pub fn from_name(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == s.to_ascii_lowercase())
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// One step of a decoder plan. Layers with weights carry the name of their parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DecOp {
-    Linear { name: String, din: usize, dout: usize },
-    Reshape { c: usize, h: usize, w: usize },
-    Unpool { stage: usize },
-    Conv { name: String, cin: usize, cout: usize, k: usize, pad: usize },
-    Deconv { name: String, cin: usize, cout: usize, k: usize, stride: usize, pad: usize, out_pad: usize },
-}
-
-impl DecOp {
-    /// `(name, shape)` of each parameter tensor.
-    pub fn params(&self) -> Vec<(String, Vec<usize>)> {
-        match self {
-            DecOp::Linear { name, din, dout } => vec![(format!("{name}.weight"), vec![*dout, *din]), (format!("{name}.bias"), vec![*dout])],
-            DecOp::Conv { name, cin, cout, k, .. } => {
-                vec![(format!("{name}.weight"), vec![*cout, *cin, *k, *k]), (format!("{name}.bias"), vec![*cout])]
-            }
-            // conv_transpose2d weights are (in, out, k, k).
-            DecOp::Deconv { name, cin, cout, k, .. } => {
-                vec![(format!("{name}.weight"), vec![*cin, *cout, *k, *k]), (format!("{name}.bias"), vec![*cout])]
-            }
-            DecOp::Reshape { .. } | DecOp::Unpool { .. } => vec![],
+    /// The dimension of the weight that indexes output channels.
+    fn out_axis(&self) -> usize {
+        match self.op {
+            Op::Deconv(_) => 1,
+            _ => 0,
         }
     }
 }
 
-/// What a decoder is: for which architecture, tap and kind, at which channel width.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecoderSpec {
-    pub arch: Arch,
-    pub layer: String,
-    pub kind: Kind,
-    /// Multiplier on the hidden channel counts inside each stage (1.0 = the full mirror of the
-    /// encoder). Stage boundaries keep the encoder's width so the switches fit.
-    pub width: f64,
-}
-
-impl DecoderSpec {
-    pub fn new(arch: Arch, layer: &str, kind: Kind, width: f64) -> Result<Self> {
-        if arch.tap_index(layer).is_none() {
-            return Err(Error::Unavailable(format!("{layer} is not a layer of {arch} (its layers: {})", arch.taps().join(", "))));
-        }
-        if !(width > 0.0 && width <= 4.0) {
-            return Err(Error::Unavailable(format!("decoder width must be in (0, 4], got {width}")));
-        }
-        Ok(Self { arch, layer: layer.to_string(), kind, width })
-    }
-
-    fn scaled(&self, c: usize) -> usize {
-        ((c as f64 * self.width).round() as usize).max(1)
-    }
-
-    /// The decoder's layers, top (tap) to bottom (image).
-    pub fn plan(&self) -> Vec<DecOp> {
-        let arch = self.arch;
-        let stages = arch.stages();
-        let shapes = arch.tap_shapes();
-        let mut ops = Vec::new();
-        let tap_i = arch.tap_index(&self.layer).unwrap_or(0);
-        let (mut cur, top_stage) = if tap_i >= stages.len() {
-            // fc tap: mirror fc(k) … fc6, ending at the full trunk size so the switches apply.
-            let fcs = arch.fcs();
-            let fc_i = tap_i - stages.len();
-            let trunk = &shapes[stages.len() - 1].1;
-            let mut cur = fcs[fc_i].dout;
-            for (j, fc) in fcs[..=fc_i].iter().enumerate().rev() {
-                let dout = if j == 0 { fc.din } else { self.scaled(fc.din) };
-                ops.push(DecOp::Linear { name: fc.tap.to_string(), din: cur, dout });
-                cur = dout;
-            }
-            ops.push(DecOp::Reshape { c: trunk[0], h: trunk[1], w: trunk[2] });
-            (trunk[0], stages.len() - 1)
-        } else {
-            (shapes[tap_i].1[0], tap_i)
-        };
-        for (si, st) in stages[..=top_stage].iter().enumerate().rev() {
-            if st.pool.is_some() {
-                ops.push(DecOp::Unpool { stage: si });
-            }
-            for (ci, conv) in st.convs.iter().enumerate().rev() {
-                // The stage's input width is kept: the next unpooling needs one channel per switch.
-                let target = if ci == 0 { conv.cin } else { self.scaled(conv.cin) };
-                let name = conv.key();
-                if conv.stride == 1 {
-                    ops.push(DecOp::Conv { name, cin: cur, cout: target, k: conv.k, pad: conv.pad });
-                } else {
-                    // A strided first conv (AlexNet conv1, 11×11/4) is inverted as in the official
-                    // code: conv 5×5 → 96, deconv k×k stride s → 48, deconv 5×5 → image.
-                    let n_in = arch.conv_input_size(conv.index).unwrap_or(arch.input_size());
-                    let n_out = conv.out_size(n_in);
-                    let out_pad = n_in + 2 * conv.pad - ((n_out - 1) * conv.stride + conv.k);
-                    let (c1, c2) = (self.scaled(96), self.scaled(48));
-                    ops.push(DecOp::Conv { name: format!("{name}.conv"), cin: cur, cout: c1, k: 5, pad: 2 });
-                    ops.push(DecOp::Deconv {
-                        name: format!("{name}.deconv1"),
-                        cin: c1,
-                        cout: c2,
-                        k: conv.k,
-                        stride: conv.stride,
-                        pad: conv.pad,
-                        out_pad,
-                    });
-                    ops.push(DecOp::Deconv { name: format!("{name}.deconv2"), cin: c2, cout: target, k: 5, stride: 1, pad: 2, out_pad: 0 });
-                }
-                cur = target;
-            }
-        }
-        ops
-    }
-
-    /// Every parameter `(name, shape)` of this decoder.
-    pub fn params(&self) -> Vec<(String, Vec<usize>)> {
-        self.plan().iter().flat_map(|op| op.params()).collect()
-    }
-
-    pub fn param_count(&self) -> usize {
-        self.params().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
-    }
-}
-
-/// A built layer. `bool`: ReLU after it (every weighted layer but the last).
 enum Layer {
-    Linear(Dense, bool),
+    Weighted(Weighted),
     Reshape(usize, usize, usize),
     Unpool(usize),
-    Conv(Conv),
-    Deconv(ConvTranspose2d, bool),
+    Mark(&'static str),
 }
+
+/// A run of layers between two marks: from `input` (the decoder's tap, or the encoder activation
+/// a mark mirrors) to `target` (the next mark's tap; `None`: the image).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub input: String,
+    pub target: Option<&'static str>,
+    layers: Range<usize>,
+}
+
+/// What [`Decoder::inspect`] shows its hook, layer with weights by layer with weights.
+pub struct Visit<'a> {
+    /// The layer's parameter prefix.
+    pub name: &'a str,
+    /// The layer's output before its ReLU, from the (possibly replaced) outputs before it.
+    pub pre: Tensor,
+    /// Whether a ReLU follows (false only for the last layer).
+    pub relu: bool,
+    /// The weight dimension that indexes output channels.
+    pub out_axis: usize,
+}
+
+/// The key of the output scale in [`Decoder::scales`].
+pub const OUTPUT_SCALE: &str = "output";
 
 /// A decoder with its weights.
 pub struct Decoder {
     pub spec: DecoderSpec,
     layers: Vec<Layer>,
+    /// By tap name, the constant each activation is divided by where it enters the decoder (the
+    /// code at the decoder's tap; for the `all` and `layerwise` objectives also the activations
+    /// the marks mirror), so what the decoder sees has about unit size whatever the depth; under
+    /// [`OUTPUT_SCALE`], the constant the last layer's output is multiplied by, so the last
+    /// layer's weights are of the same size as the others' (Adam moves every weight by about the
+    /// learning rate per step, so weights of very different sizes learn at very different
+    /// relative rates). A scale not listed is 1 (decoders trained before they were recorded).
+    pub scales: BTreeMap<String, f64>,
 }
 
 impl Decoder {
     /// Build from a `VarBuilder` whose names follow [`DecoderSpec::params`] (a `VarMap` for
-    /// training, a loaded file for inference).
+    /// training, a loaded file for inference). Scales start at 1.
     pub fn new(spec: DecoderSpec, vb: VarBuilder) -> Result<Self> {
         let plan = spec.plan();
         let last = plan.iter().rposition(|op| !op.params().is_empty()).unwrap_or(0);
@@ -191,52 +116,155 @@ impl Decoder {
             .enumerate()
             .map(|(i, op)| {
                 let relu = i != last;
+                let weighted = |name: String, op: Op| Layer::Weighted(Weighted { name, op, relu });
                 Ok(match op {
-                    DecOp::Linear { name, din, dout } => Layer::Linear(Dense::from_vb(din, dout, vb.pp(name))?, relu),
+                    DecOp::Linear { name, din, dout } => {
+                        let m = Dense::from_vb(din, dout, vb.pp(&name))?;
+                        weighted(name, Op::Linear(m))
+                    }
                     DecOp::Reshape { c, h, w } => Layer::Reshape(c, h, w),
                     DecOp::Unpool { stage } => Layer::Unpool(stage),
-                    DecOp::Conv { name, cin, cout, k, pad } => Layer::Conv(Conv::from_vb(cin, cout, k, pad, relu, vb.pp(name))?),
+                    DecOp::Mark { tap } => Layer::Mark(tap),
+                    DecOp::Conv { name, cin, cout, k, pad } => {
+                        let m = Conv::from_vb(cin, cout, k, pad, false, vb.pp(&name))?;
+                        weighted(name, Op::Conv(m))
+                    }
                     DecOp::Deconv { name, cin, cout, k, stride, pad, out_pad } => {
                         let cfg = ConvTranspose2dConfig { padding: pad, output_padding: out_pad, stride, dilation: 1 };
-                        let (vb, init) = (vb.pp(name), fresh_init(cout * k * k));
-                        let weight = vb.get_with_hints((cin, cout, k, k), "weight", init)?;
-                        Layer::Deconv(ConvTranspose2d::new(weight, Some(vb.get_with_hints(cout, "bias", init)?), cfg), relu)
+                        let (vbn, init) = (vb.pp(&name), fresh_init(cout * k * k));
+                        let weight = vbn.get_with_hints((cin, cout, k, k), "weight", init)?;
+                        let bias = vbn.get_with_hints(cout, "bias", init)?;
+                        weighted(name, Op::Deconv(ConvTranspose2d::new(weight, Some(bias), cfg)))
                     }
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { spec, layers })
+        Ok(Self { spec, layers, scales: BTreeMap::new() })
+    }
+
+    /// The constant the activation of `tap` is divided by where it enters this decoder.
+    pub fn scale(&self, tap: &str) -> f64 {
+        self.scales.get(tap).copied().unwrap_or(1.0)
+    }
+
+    /// The encoder's activation of `tap`, divided by its scale.
+    pub fn scaled_tap(&self, f: &Features, tap: &str) -> Result<Tensor> {
+        let t = f.tap(tap).ok_or_else(|| Error::Unavailable(format!("the features hold no {tap} activation")))?;
+        let s = self.scale(tap);
+        Ok(if s == 1.0 { t.clone() } else { t.affine(1.0 / s, 0.0)? })
     }
 
     /// Reconstruct the (preprocessed) input images `(B, 3, H, W)` from the encoder's features.
     pub fn forward(&self, f: &Features) -> Result<Tensor> {
-        let layer = self.spec.layer.as_str();
-        let code = f.tap(layer).ok_or_else(|| Error::Unavailable(format!("the features hold no {layer} activation")))?;
-        let mut x = code.clone();
-        let relu_if = |y: Tensor, relu: bool| if relu { y.relu() } else { Ok(y) };
-        for l in &self.layers {
+        self.run(self.scaled_tap(f, &self.spec.layer)?, 0..self.layers.len(), f, None)
+    }
+
+    /// [`Self::forward`], also returning the output at every mark with the mark's tap.
+    pub fn forward_marked(&self, f: &Features) -> Result<(Tensor, Vec<(&'static str, Tensor)>)> {
+        let mut marks = Vec::new();
+        let y = self.run(self.scaled_tap(f, &self.spec.layer)?, 0..self.layers.len(), f, Some(&mut marks))?;
+        Ok((y, marks))
+    }
+
+    /// The decoder cut at its marks, top to bottom.
+    pub fn segments(&self) -> Vec<Segment> {
+        let mut out = Vec::new();
+        let (mut input, mut start) = (self.spec.layer.clone(), 0);
+        for (i, l) in self.layers.iter().enumerate() {
+            if let Layer::Mark(tap) = l {
+                out.push(Segment { input: std::mem::replace(&mut input, tap.to_string()), target: Some(tap), layers: start..i });
+                start = i + 1;
+            }
+        }
+        out.push(Segment { input, target: None, layers: start..self.layers.len() });
+        out
+    }
+
+    /// Run one segment on `x` (its input, scaled), with the switches of `f`.
+    pub fn forward_segment(&self, seg: &Segment, x: Tensor, f: &Features) -> Result<Tensor> {
+        self.run(x, seg.layers.clone(), f, None)
+    }
+
+    /// The last layer's output times the output scale.
+    fn scale_output(&self, y: Tensor) -> Result<Tensor> {
+        let s = self.scale(OUTPUT_SCALE);
+        Ok(if s == 1.0 { y } else { y.affine(s, 0.0)? })
+    }
+
+    fn run(&self, mut x: Tensor, range: Range<usize>, f: &Features, mut marks: Option<&mut Vec<(&'static str, Tensor)>>) -> Result<Tensor> {
+        let last = range.end == self.layers.len();
+        for l in &self.layers[range] {
             x = match l {
-                Layer::Linear(m, relu) => relu_if(m.forward(&x)?, *relu)?,
-                Layer::Conv(m) => m.forward(&x)?,
-                Layer::Deconv(m, relu) => {
-                    // In the input's dtype as the other layers (the casts are differentiable).
-                    let compute = candle_dtype(&x);
-                    let b = m.bias().map(|b| b.to_dtype(compute)).transpose()?;
-                    let y = ConvTranspose2d::new(m.weight().to_dtype(compute)?, b, *m.config()).forward(&x.to_dtype(compute)?)?;
-                    relu_if(y.to_dtype(x.dtype())?, *relu)?
-                }
-                Layer::Reshape(c, h, w) => x.reshape(((), *c, *h, *w))?,
-                Layer::Unpool(stage) => {
-                    let sw = f.switches.get(*stage).and_then(|s| s.as_ref()).ok_or_else(|| {
-                        Error::Unavailable(format!("the features hold no pooling switches for stage {}", stage + 1))
-                    })?;
-                    match self.spec.kind {
-                        Kind::Swwae => unpool(&x, sw)?,
-                        Kind::Sae => unpool_fixed(&x, sw)?,
+                Layer::Weighted(w) => w.forward(&x)?,
+                Layer::Mark(tap) => {
+                    if let Some(m) = marks.as_deref_mut() {
+                        m.push((*tap, x.clone()));
                     }
+                    x
                 }
+                other => self.reshape_or_unpool(other, &x, f)?,
             };
         }
+        if last {
+            x = self.scale_output(x)?;
+        }
         Ok(x)
+    }
+
+    fn reshape_or_unpool(&self, l: &Layer, x: &Tensor, f: &Features) -> Result<Tensor> {
+        Ok(match l {
+            Layer::Reshape(c, h, w) => x.reshape(((), *c, *h, *w))?,
+            Layer::Unpool(stage) => {
+                let sw = f.switches.get(*stage).and_then(|s| s.as_ref()).ok_or_else(|| {
+                    Error::Unavailable(format!("the features hold no pooling switches for stage {}", stage + 1))
+                })?;
+                match self.spec.kind {
+                    Kind::Swwae => unpool(x, sw)?,
+                    Kind::Sae => unpool_fixed(x, sw)?,
+                }
+            }
+            Layer::Weighted(_) | Layer::Mark(_) => x.clone(),
+        })
+    }
+
+    /// `(weight, bias)` of every layer with weights, by the layer's parameter prefix.
+    pub fn named_weights(&self) -> std::collections::HashMap<String, (Tensor, Tensor)> {
+        let mut out = std::collections::HashMap::new();
+        for l in &self.layers {
+            if let Layer::Weighted(w) = l {
+                let (weight, bias) = match &w.op {
+                    Op::Linear(m) => (m.weight().clone(), Some(m.bias().clone())),
+                    Op::Conv(m) => (m.weight().clone(), Some(m.bias().clone())),
+                    Op::Deconv(m) => (m.weight().clone(), m.bias().cloned()),
+                };
+                if let Some(bias) = bias {
+                    out.insert(w.name.clone(), (weight, bias));
+                }
+            }
+        }
+        out
+    }
+
+    /// Run the whole decoder, showing `hook` every layer with weights before its ReLU; what the
+    /// hook returns (`Some`) replaces that layer's output, ReLU included (for the last layer:
+    /// before the output scale). Returns the output.
+    pub fn inspect(&self, f: &Features, hook: &mut dyn FnMut(Visit) -> Result<Option<Tensor>>) -> Result<Tensor> {
+        let mut x = self.scaled_tap(f, &self.spec.layer)?;
+        for l in &self.layers {
+            x = match l {
+                Layer::Weighted(w) => {
+                    let pre = w.pre(&x)?;
+                    let visit = Visit { name: &w.name, pre: pre.clone(), relu: w.relu, out_axis: w.out_axis() };
+                    match hook(visit)? {
+                        Some(y) => y,
+                        None if w.relu => pre.relu()?,
+                        None => pre,
+                    }
+                }
+                Layer::Mark(_) => x,
+                other => self.reshape_or_unpool(other, &x, f)?,
+            };
+        }
+        self.scale_output(x)
     }
 }

@@ -1,14 +1,15 @@
 //! Decoder files: safetensors plus metadata saying what the decoder was trained for.
 
 use super::arch::Arch;
-use super::decoder::{Decoder, DecoderSpec, Kind};
+use super::decoder::Decoder;
+use super::decoder_spec::{DecoderSpec, Kind, Objective};
 use super::encoder::Encoder;
 use super::weights::{fmt_shape, read_safetensors};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// The `format` of decoder files.
@@ -27,6 +28,10 @@ pub struct DecoderMeta {
     pub images: u64,
     pub val_loss: Option<f64>,
     pub val_psnr: Option<f64>,
+    /// How it was trained (absent in older files: `first`).
+    pub objective: Objective,
+    /// The decoder's input scales by tap ([`Decoder::scales`]; absent in older files: none).
+    pub scales: BTreeMap<String, f64>,
 }
 
 impl DecoderMeta {
@@ -48,6 +53,8 @@ impl DecoderMeta {
             ("images".into(), self.images.to_string()),
             ("val_loss".into(), opt(self.val_loss)),
             ("val_psnr".into(), opt(self.val_psnr)),
+            ("objective".into(), self.objective.name().into()),
+            ("scales".into(), self.scales.iter().map(|(t, s)| format!("{t}={s}")).collect::<Vec<_>>().join(",")),
         ])
     }
 
@@ -74,8 +81,28 @@ impl DecoderMeta {
             images: num("images")? as u64,
             val_loss: opt("val_loss"),
             val_psnr: opt("val_psnr"),
+            objective: match m.get("objective") {
+                None => Objective::First,
+                Some(o) => Objective::from_name(o).ok_or_else(|| Error::bad_file(path, format!("unknown training objective {o:?} in decoder metadata")))?,
+            },
+            scales: parse_scales(path, m.get("scales").map(String::as_str).unwrap_or(""))?,
         })
     }
+}
+
+/// `tap=scale,…` as written by [`DecoderMeta::to_map_as`]; every scale finite and positive.
+fn parse_scales(path: &Path, s: &str) -> Result<BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for item in s.split(',').filter(|i| !i.is_empty()) {
+        let parsed = item.split_once('=').and_then(|(t, v)| Some((t, v.parse::<f64>().ok()?)));
+        match parsed {
+            Some((t, v)) if v.is_finite() && v > 0.0 => {
+                out.insert(t.to_string(), v);
+            }
+            _ => return Err(Error::bad_file(path, format!("bad input scale {item:?} in decoder metadata"))),
+        }
+    }
+    Ok(out)
 }
 
 /// The file name a decoder is stored under in a decoders folder.
@@ -136,6 +163,7 @@ pub fn load_decoder(path: &Path, encoder: &Encoder, layer: &str, kind: Kind) -> 
         f32s.insert(name, t.to_dtype(DType::F32)?);
     }
     let vb = VarBuilder::from_tensors(f32s, DType::F32, encoder.device());
-    let dec = Decoder::new(s.clone(), vb)?;
+    let mut dec = Decoder::new(s.clone(), vb)?;
+    dec.scales = meta.scales.clone();
     Ok((dec, meta))
 }

@@ -32,24 +32,38 @@ impl Conv {
         self.weight.dtype()
     }
 
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
     /// The same layer with its weights converted to `dtype` (a bf16 encoder).
     pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
         Ok(Self { weight: self.weight.to_dtype(dtype)?, bias: self.bias.to_dtype(dtype)?, ..*self })
     }
-}
 
-impl Module for Conv {
+    /// The convolution with or without the ReLU, whatever the layer was built with (the
+    /// pre-activation, for data-dependent initialisation and dead-unit counts).
     /// Computes in the input's dtype, as PyTorch's autocast does: f32 weights meet bf16
     /// activations as bf16 (the cast is differentiable, so their gradients come back in f32).
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward_with(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         if self.stride == 1 {
             let (w, b) = (self.weight.to_dtype(x.dtype())?, self.bias.to_dtype(x.dtype())?);
-            conv2d(x, &w, &b, self.pad, self.relu)
+            conv2d(x, &w, &b, self.pad, relu)
         } else {
             let compute = candle_dtype(x);
             let (w, b) = (self.weight.to_dtype(compute)?, self.bias.to_dtype(compute)?);
-            candle_conv2d(&x.to_dtype(compute)?, &w, &b, self.pad, self.stride, self.relu)?.to_dtype(x.dtype())
+            candle_conv2d(&x.to_dtype(compute)?, &w, &b, self.pad, self.stride, relu)?.to_dtype(x.dtype())
         }
+    }
+}
+
+impl Module for Conv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, self.relu)
     }
 }
 
@@ -98,6 +112,14 @@ impl Dense {
 
     pub fn dtype(&self) -> DType {
         self.weight.dtype()
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
     }
 
     /// The same layer with its weights converted to `dtype` (a bf16 encoder).

@@ -2,6 +2,7 @@
 
 pub mod arch;
 pub mod decoder;
+pub mod decoder_spec;
 pub mod decoder_file;
 pub mod encoder;
 pub mod hub;
@@ -12,7 +13,8 @@ pub mod source;
 pub mod weights;
 
 pub use arch::Arch;
-pub use decoder::{Decoder, DecoderSpec, Kind};
+pub use decoder::{Decoder, Segment, Visit, OUTPUT_SCALE};
+pub use decoder_spec::{DecOp, DecoderSpec, Kind, Objective};
 pub use decoder_file::{decoder_path, load_decoder, save_decoder, DecoderMeta};
 pub use encoder::{Encoder, Features};
 pub use source::ModelSource;

@@ -1,0 +1,212 @@
+//! What a decoder is: the mirror of the encoder from a tap down to the image (the official
+//! code's layout), as a plan of layers.
+//!
+//! fc taps: Linear layers mirroring fc8 → fc7 → fc6, reshape to the trunk's `C × h × w`, then as
+//! from the last pooling stage. Per stage, going down: unpool (SAE: fixed switch, SWWAE: the
+//! encoder's switches), then one conv per encoder conv in reverse order mapping its out → in
+//! channels. ReLU after every layer but the last, which outputs 3 channels linearly. A mark after
+//! each stage names the encoder activation the decoder's output there mirrors (the training
+//! objectives `all` and `layerwise` compare the two).
+
+use super::arch::Arch;
+use crate::error::{Error, Result};
+use std::fmt;
+
+/// Which unpooling the decoder uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Stacked autoencoder: fixed switches, the decoder must guess where each max came from.
+    Sae,
+    /// Stacked what-where autoencoder: the switches the encoder recorded for this image.
+    Swwae,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Sae, Kind::Swwae];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Sae => "sae",
+            Kind::Swwae => "swwae",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s.to_ascii_lowercase())
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a decoder was trained to do (the paper's three decoding pathways).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Objective {
+    /// The loss on the image only.
+    #[default]
+    First,
+    /// The image loss plus, after every stage, the distance to the encoder's activation of the
+    /// same depth (each divided by that activation's size, so no depth drowns the others).
+    All,
+    /// Each stage first trained on its own to invert one encoder stage (from the encoder's
+    /// activation, not the stage above's output), then the stack fine-tuned on the image loss.
+    Layerwise,
+}
+
+impl Objective {
+    pub const ALL: [Objective; 3] = [Objective::First, Objective::All, Objective::Layerwise];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Objective::First => "first",
+            Objective::All => "all",
+            Objective::Layerwise => "layerwise",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Objective> {
+        Objective::ALL.into_iter().find(|o| o.name() == s.to_ascii_lowercase())
+    }
+}
+
+impl fmt::Display for Objective {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One step of a decoder plan. Layers with weights carry the name of their parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecOp {
+    Linear { name: String, din: usize, dout: usize },
+    Reshape { c: usize, h: usize, w: usize },
+    /// The output so far mirrors this encoder tap (no computation).
+    Mark { tap: &'static str },
+    Unpool { stage: usize },
+    Conv { name: String, cin: usize, cout: usize, k: usize, pad: usize },
+    Deconv { name: String, cin: usize, cout: usize, k: usize, stride: usize, pad: usize, out_pad: usize },
+}
+
+impl DecOp {
+    /// `(name, shape)` of each parameter tensor.
+    pub fn params(&self) -> Vec<(String, Vec<usize>)> {
+        match self {
+            DecOp::Linear { name, din, dout } => vec![(format!("{name}.weight"), vec![*dout, *din]), (format!("{name}.bias"), vec![*dout])],
+            DecOp::Conv { name, cin, cout, k, .. } => {
+                vec![(format!("{name}.weight"), vec![*cout, *cin, *k, *k]), (format!("{name}.bias"), vec![*cout])]
+            }
+            // conv_transpose2d weights are (in, out, k, k).
+            DecOp::Deconv { name, cin, cout, k, .. } => {
+                vec![(format!("{name}.weight"), vec![*cin, *cout, *k, *k]), (format!("{name}.bias"), vec![*cout])]
+            }
+            DecOp::Reshape { .. } | DecOp::Unpool { .. } | DecOp::Mark { .. } => vec![],
+        }
+    }
+}
+
+/// What a decoder is: for which architecture, tap and kind, at which channel width.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderSpec {
+    pub arch: Arch,
+    pub layer: String,
+    pub kind: Kind,
+    /// Multiplier on the hidden channel counts inside each stage (1.0 = the full mirror of the
+    /// encoder). Stage boundaries keep the encoder's width so the switches fit.
+    pub width: f64,
+}
+
+impl DecoderSpec {
+    pub fn new(arch: Arch, layer: &str, kind: Kind, width: f64) -> Result<Self> {
+        if arch.tap_index(layer).is_none() {
+            return Err(Error::Unavailable(format!("{layer} is not a layer of {arch} (its layers: {})", arch.taps().join(", "))));
+        }
+        if !(width > 0.0 && width <= 4.0) {
+            return Err(Error::Unavailable(format!("decoder width must be in (0, 4], got {width}")));
+        }
+        Ok(Self { arch, layer: layer.to_string(), kind, width })
+    }
+
+    fn scaled(&self, c: usize) -> usize {
+        ((c as f64 * self.width).round() as usize).max(1)
+    }
+
+    /// The decoder's layers, top (tap) to bottom (image), with a [`DecOp::Mark`] after each stage
+    /// but the last.
+    pub fn plan(&self) -> Vec<DecOp> {
+        let arch = self.arch;
+        let stages = arch.stages();
+        let shapes = arch.tap_shapes();
+        let mut ops = Vec::new();
+        let tap_i = arch.tap_index(&self.layer).unwrap_or(0);
+        let (mut cur, top_stage) = if tap_i >= stages.len() {
+            // fc tap: mirror fc(k) … fc6, ending at the full trunk size so the switches apply.
+            let fcs = arch.fcs();
+            let fc_i = tap_i - stages.len();
+            let trunk = &shapes[stages.len() - 1].1;
+            let mut cur = fcs[fc_i].dout;
+            for (j, fc) in fcs[..=fc_i].iter().enumerate().rev() {
+                let dout = if j == 0 { fc.din } else { self.scaled(fc.din) };
+                ops.push(DecOp::Linear { name: fc.tap.to_string(), din: cur, dout });
+                cur = dout;
+                // A narrowed fc layer (width < 1) has no encoder activation of its size to mirror.
+                if j > 0 && dout == fc.din {
+                    ops.push(DecOp::Mark { tap: fcs[j - 1].tap });
+                }
+            }
+            ops.push(DecOp::Reshape { c: trunk[0], h: trunk[1], w: trunk[2] });
+            ops.push(DecOp::Mark { tap: stages[stages.len() - 1].tap });
+            (trunk[0], stages.len() - 1)
+        } else {
+            (shapes[tap_i].1[0], tap_i)
+        };
+        for (si, st) in stages[..=top_stage].iter().enumerate().rev() {
+            if st.pool.is_some() {
+                ops.push(DecOp::Unpool { stage: si });
+            }
+            for (ci, conv) in st.convs.iter().enumerate().rev() {
+                // The stage's input width is kept: the next unpooling needs one channel per switch.
+                let target = if ci == 0 { conv.cin } else { self.scaled(conv.cin) };
+                let name = conv.key();
+                if conv.stride == 1 {
+                    ops.push(DecOp::Conv { name, cin: cur, cout: target, k: conv.k, pad: conv.pad });
+                } else {
+                    // A strided first conv (AlexNet conv1, 11×11/4) is inverted as in the official
+                    // code: conv 5×5 → 96, deconv k×k stride s → 48, deconv 5×5 → image.
+                    let n_in = arch.conv_input_size(conv.index).unwrap_or(arch.input_size());
+                    let n_out = conv.out_size(n_in);
+                    let out_pad = n_in + 2 * conv.pad - ((n_out - 1) * conv.stride + conv.k);
+                    let (c1, c2) = (self.scaled(96), self.scaled(48));
+                    ops.push(DecOp::Conv { name: format!("{name}.conv"), cin: cur, cout: c1, k: 5, pad: 2 });
+                    ops.push(DecOp::Deconv {
+                        name: format!("{name}.deconv1"),
+                        cin: c1,
+                        cout: c2,
+                        k: conv.k,
+                        stride: conv.stride,
+                        pad: conv.pad,
+                        out_pad,
+                    });
+                    ops.push(DecOp::Deconv { name: format!("{name}.deconv2"), cin: c2, cout: target, k: 5, stride: 1, pad: 2, out_pad: 0 });
+                }
+                cur = target;
+            }
+            if si > 0 {
+                ops.push(DecOp::Mark { tap: stages[si - 1].tap });
+            }
+        }
+        ops
+    }
+
+    /// Every parameter `(name, shape)` of this decoder.
+    pub fn params(&self) -> Vec<(String, Vec<usize>)> {
+        self.plan().iter().flat_map(|op| op.params()).collect()
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.params().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+    }
+}
+
