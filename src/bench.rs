@@ -54,7 +54,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
             let secs = time(
                 &mut || {
                     let f = enc.forward_to(&x, layer)?;
-                    losses.push(t.queue_step(&f, &x, enc.preprocess, 1e-4)?);
+                    losses.push(t.queue_step(&f, &x, enc.preprocess, 1e-4, crate::train::StepLoss::Image)?);
                     Ok(())
                 },
                 cfg.steps,

@@ -123,7 +123,7 @@ fn cancel_then_resume_reaches_the_step_count() {
     assert!(s.cancelled);
     let spec = layerinv::model::DecoderSpec::new(enc.arch, "pool1", Kind::Swwae, 0.25).unwrap();
     let ckpt = checkpoint_path(out.path(), &spec);
-    let (_, meta) = layerinv::train::DecoderTrainer::resume(&ckpt, spec.clone(), &enc.fingerprint, enc.device()).unwrap();
+    let (_, meta) = layerinv::train::DecoderTrainer::resume(&ckpt, spec.clone(), &enc.fingerprint, layerinv::model::Objective::First, enc.device()).unwrap();
     assert_eq!(meta.steps, 7, "the cancelled run saves where it stopped");
 
     let mut resumed_from = Vec::new();
@@ -323,7 +323,7 @@ fn decoders_at_different_steps_share_a_run_without_extra_validations() {
 /// layer). Candle's Kaiming-normal default trained VGG-16 pool1 ten times worse in 300 steps.
 #[test]
 fn fresh_decoders_start_uniform_within_one_over_root_fan_in() {
-    use layerinv::model::decoder::DecOp;
+    use layerinv::model::DecOp;
     use layerinv::model::{Arch, DecoderSpec};
     let dev = candle_core::Device::Cpu;
     let (mut convs, mut deconvs, mut linears) = (0, 0, 0);
@@ -336,7 +336,7 @@ fn fresh_decoders_start_uniform_within_one_over_root_fan_in() {
                 DecOp::Conv { cin, k, .. } => (convs += 1, cin * k * k).1,
                 DecOp::Deconv { cout, k, .. } => (deconvs += 1, cout * k * k).1,
                 DecOp::Linear { din, .. } => (linears += 1, *din).1,
-                DecOp::Reshape { .. } | DecOp::Unpool { .. } => continue,
+                DecOp::Reshape { .. } | DecOp::Unpool { .. } | DecOp::Mark { .. } => continue,
             };
             let bound = 1.0 / (fan_in as f64).sqrt();
             for (name, _) in op.params() {

@@ -1,6 +1,6 @@
 //! `layerinv train`: the trainer with a progress bar; Ctrl-C saves a checkpoint and exits.
 
-use crate::model::{Kind, ModelSource};
+use crate::model::{Kind, ModelSource, Objective};
 use crate::train::{train, CancelToken, Event, TrainConfig};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -51,6 +51,18 @@ pub struct TrainArgs {
     /// kind; e.g. SWWAE from a trained SAE).
     #[arg(long)]
     init_from: Option<PathBuf>,
+    /// What the decoders minimise: first (the image loss), all (plus every stage's distance to
+    /// the encoder's activation of its depth) or layerwise (each stage alone, then a fine-tune
+    /// of the stack on the image loss)
+    #[arg(long, default_value = "first")]
+    objective: String,
+    /// layerwise: the share of the steps, at the end, that fine-tunes the stack on the image
+    #[arg(long, default_value_t = 0.2)]
+    finetune: f64,
+    /// Start fresh decoders as PyTorch's layers (uniform in ±1/√fan_in) instead of calibrating
+    /// them on the first batch (the data-dependent initialisation)
+    #[arg(long)]
+    no_calibrate: bool,
     #[arg(long, default_value = "bundled")]
     model: String,
     /// cpu, cuda, cuda:N or auto
@@ -67,6 +79,10 @@ pub fn parse_kinds(kinds: &[String]) -> Result<Vec<Kind>> {
         .iter()
         .map(|k| Kind::from_name(k).ok_or_else(|| anyhow::anyhow!("unknown decoder kind {k:?}: choose sae or swwae")))
         .collect()
+}
+
+pub fn parse_objective(name: &str) -> Result<Objective> {
+    Objective::from_name(name).ok_or_else(|| anyhow::anyhow!("unknown training objective {name:?}: choose first, all or layerwise"))
 }
 
 impl TrainArgs {
@@ -88,6 +104,9 @@ impl TrainArgs {
             val_images: self.val_images,
             seed: self.seed,
             init_from: self.init_from.clone(),
+            objective: parse_objective(&self.objective)?,
+            finetune: if (0.0..=1.0).contains(&self.finetune) { self.finetune } else { bail!("--finetune must be between 0 and 1, got {}", self.finetune) },
+            calibrate: !self.no_calibrate,
             dtype: crate::device::parse_dtype(&self.dtype)?,
         })
     }
@@ -109,6 +128,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         token.cancel();
     })?;
     let cfg_steps = cfg.steps;
+    let objective = cfg.objective;
     let bar = ProgressBar::new(cfg.steps);
     if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
         bar.set_style(style.progress_chars("=> "));
@@ -119,7 +139,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Event::Started { decoders, train_images, val_images, total_steps } => {
             let resumed: Vec<String> = decoders.iter().filter(|(_, s)| *s > 0).map(|(id, s)| format!("{id} at step {s}")).collect();
             say(format!(
-                "{about}: {} decoders, {train_images} training images, {val_images} validation images, {total_steps} steps{}",
+                "{about}, objective {objective}: {} decoders, {train_images} training images, {val_images} validation images, {total_steps} steps{}",
                 decoders.len(),
                 if resumed.is_empty() { String::new() } else { format!("; resuming {}", resumed.join(", ")) }
             ));
@@ -139,6 +159,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             let parts: Vec<String> = results.iter().map(|r| format!("{} {:.2} dB", r.id, r.psnr)).collect();
             say(format!("step {step} validation PSNR: {}", parts.join(", ")));
         }
+        Event::Collapsed { id, why, .. } => say(format!("warning: {id} decoder {why}")),
         Event::Checkpoint { .. } => {}
         Event::DecoderFailed { id, error } => say(format!("{id} stopped: {error} (its last checkpoint is kept)")),
         Event::Finished { step, cancelled } => {

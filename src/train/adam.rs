@@ -77,6 +77,14 @@ impl Adam {
         Ok(())
     }
 
+    /// Set one variable's weights (its moments stay as they are).
+    pub fn set(&mut self, name: &str, value: &Tensor) -> Result<()> {
+        match self.slots.iter().find(|(n, _, _)| n == name) {
+            Some((_, var, _)) => Ok(var.set(&value.to_dtype(var.dtype())?)?),
+            None => Err(crate::error::Error::Unavailable(format!("no parameter {name} to set"))),
+        }
+    }
+
     /// Restore weights and moments by name; `get` returns the saved tensor for a key like
     /// `adam_m.features.0.weight`.
     pub fn restore(&mut self, t: u64, mut get: impl FnMut(&str, &[usize]) -> Result<Tensor>) -> Result<()> {

@@ -3,9 +3,11 @@
 //! and stoppable through a [`CancelToken`].
 
 use crate::data::{list_images, load_centre_crops, BatchLoader, CropSpec, Loaded, Skipped, IMAGE_EXTENSIONS};
+use super::health::{check as check_health, Health};
+use super::objective::StepLoss;
 use super::step::DecoderTrainer;
 use crate::error::{Error, Result};
-use crate::model::{decoder_path, save_decoder, DecoderMeta, DecoderSpec, Encoder, Kind};
+use crate::model::{decoder_path, save_decoder, DecoderMeta, DecoderSpec, Encoder, Kind, Objective};
 use candle_core::{DType, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +43,15 @@ pub struct TrainConfig {
     /// Start new (not resumed) decoders whose layer and width match this decoder file from its
     /// weights.
     pub init_from: Option<PathBuf>,
+    /// What the decoders minimise (the paper's three decoding pathways).
+    pub objective: Objective,
+    /// `layerwise`: the share of the steps, at the end, that fine-tunes the stacked decoder on
+    /// the image loss.
+    pub finetune: f64,
+    /// Start fresh decoders with the data-dependent initialisation of
+    /// [`super::health::calibrate`] on the first batch (else as PyTorch's layers, uniform in
+    /// ±1/√fan_in, which leaves a deep decoder's output independent of its input).
+    pub calibrate: bool,
     /// Compute dtype: f32, or bf16 for mixed precision (f32 weights, Adam and loss; encoder,
     /// activations and convolutions in bf16, as PyTorch's autocast).
     pub dtype: DType,
@@ -66,6 +77,9 @@ impl TrainConfig {
             val_images: 16,
             seed: 0,
             init_from: None,
+            objective: Objective::First,
+            finetune: 0.2,
+            calibrate: true,
             dtype: DType::F32,
         }
     }
@@ -92,6 +106,8 @@ pub struct ValResult {
     pub loss: f64,
     /// Mean PSNR over the validation images, dB (0–255 images, after undoing preprocessing).
     pub psnr: f64,
+    /// How much the output depends on the input, dead units.
+    pub health: Health,
 }
 
 /// Progress of a training run.
@@ -104,6 +120,10 @@ pub enum Event {
     /// losses of the decoders that trained on it.
     Step { step: u64, total: u64, losses: Vec<(DecoderId, f32)>, images_per_s: f64, eta_s: f64 },
     Validation { step: u64, results: Vec<ValResult> },
+    /// A validation found this decoder collapsed (its output no longer depends on its input);
+    /// `why` says how it was measured. It trains on: more steps, another objective or learning
+    /// rate may bring it back.
+    Collapsed { step: u64, id: DecoderId, why: String },
     Checkpoint { step: u64, paths: Vec<PathBuf> },
     /// A decoder stopped (its last good checkpoint stays); the others go on.
     DecoderFailed { id: DecoderId, error: String },
@@ -161,6 +181,8 @@ struct Slot {
     trainer: DecoderTrainer,
     failed: bool,
     val: Option<ValResult>,
+    /// Fresh: calibrate on the first batch before the first step.
+    calibrate: bool,
 }
 
 /// Train the decoders `cfg` asks for. Returns when every decoder reached `cfg.steps`, failed, or
@@ -215,16 +237,17 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
         for &kind in &cfg.kinds {
             let dspec = DecoderSpec::new(enc.arch, layer, kind, cfg.width)?;
             let ckpt = checkpoint_path(&cfg.out, &dspec);
-            let trainer = if cfg.resume && ckpt.exists() {
-                DecoderTrainer::resume(&ckpt, dspec, &enc.fingerprint, &dev)?.0
+            let (trainer, fresh) = if cfg.resume && ckpt.exists() {
+                (DecoderTrainer::resume(&ckpt, dspec, &enc.fingerprint, cfg.objective, &dev)?.0, false)
             } else {
                 let mut t = DecoderTrainer::new(dspec, &dev)?;
                 if let Some(init) = &cfg.init_from {
                     t.init_from(init, &enc.fingerprint)?;
                 }
-                t
+                (t, cfg.init_from.is_none())
             };
-            slots.push(Slot { id: DecoderId { layer: layer.clone(), kind }, trainer, failed: false, val: None });
+            let id = DecoderId { layer: layer.clone(), kind };
+            slots.push(Slot { id, trainer, failed: false, val: None, calibrate: fresh && cfg.calibrate });
         }
     }
     let deepest = cfg
@@ -255,9 +278,9 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
         let (Some(x), Some(f)) = (&val_x, &val_features) else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for s in slots.iter_mut().filter(|s| !s.failed) {
-            let y = s.trainer.decoder.forward(f)?;
+            let (y, health) = check_health(&s.trainer.decoder, f, x)?;
             let (loss, psnr) = batch_mse_psnr(&y, x, enc)?;
-            let r = ValResult { id: s.id.clone(), loss, psnr };
+            let r = ValResult { id: s.id.clone(), loss, psnr, health };
             s.val = Some(r.clone());
             out.push(r);
         }
@@ -276,6 +299,8 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
                 images: s.trainer.images,
                 val_loss: s.val.as_ref().map(|v| v.loss),
                 val_psnr: s.val.as_ref().map(|v| v.psnr),
+                objective: cfg.objective,
+                scales: s.trainer.decoder.scales.clone(),
             };
             let dspec = &s.trainer.decoder.spec;
             s.trainer.save_checkpoint(&checkpoint_path(&cfg.out, dspec), &meta)?;
@@ -315,6 +340,10 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
             }
         };
         let features = enc.forward_to(&x, &deepest)?;
+        for s in slots.iter_mut().filter(|s| s.calibrate) {
+            s.trainer.calibrate(&features, &x)?;
+            s.calibrate = false;
+        }
         // Every decoder's step is queued before the first loss is read, so a GPU works through
         // all of them without waiting for the host in between.
         let queued: Vec<(usize, Result<Tensor>)> = slots
@@ -323,7 +352,8 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
             .filter(|(_, s)| active(s))
             .map(|(i, s)| {
                 let lr = learning_rate(cfg.lr, s.trainer.steps, cfg.steps);
-                (i, s.trainer.queue_step(&features, &x, enc.preprocess, lr))
+                let which = StepLoss::at(cfg.objective, s.trainer.steps, cfg.steps, cfg.finetune);
+                (i, s.trainer.queue_step(&features, &x, enc.preprocess, lr, which))
             })
             .collect();
         let mut losses = Vec::new();
@@ -356,7 +386,7 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
         let done = !slots.iter().any(active);
         if cfg.val_every > 0 && (batches % cfg.val_every == 0 || done) && val_x.is_some() {
             let results = validate(&mut slots)?;
-            sink.event(&Event::Validation { step, results });
+            report_validation(sink, step, results);
         }
         if cfg.checkpoint_every > 0 && batches % cfg.checkpoint_every == 0 && !done {
             let paths = save(&slots)?;
@@ -371,12 +401,21 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
     }
     if slots.iter().any(|s| s.val.is_none() && !s.failed) && val_x.is_some() && !cancelled {
         let results = validate(&mut slots)?;
-        sink.event(&Event::Validation { step, results });
+        report_validation(sink, step, results);
     }
     let saved = save(&slots)?;
     sink.event(&Event::Checkpoint { step, paths: saved.clone() });
     sink.event(&Event::Finished { step, cancelled });
     Ok(TrainSummary { cancelled, saved, failed, last_validation: slots.iter().filter_map(|s| s.val.clone()).collect() })
+}
+
+/// The validation event, then one collapse event per collapsed decoder.
+fn report_validation(sink: &mut dyn EventSink, step: u64, results: Vec<ValResult>) {
+    let collapsed: Vec<(DecoderId, String)> = results.iter().filter_map(|r| r.health.collapse().map(|why| (r.id.clone(), why))).collect();
+    sink.event(&Event::Validation { step, results });
+    for (id, why) in collapsed {
+        sink.event(&Event::Collapsed { step, id, why });
+    }
 }
 
 /// Mean MSE (0–1 pixel units) and mean per-image PSNR (dB, 0–255 images after undoing the

@@ -7,7 +7,8 @@ use crate::error::{Context, Error, Result};
 use crate::fsutil::write_atomic;
 use crate::model::decoder_file::CHECKPOINT_FORMAT;
 use crate::model::weights::{fmt_shape, read_safetensors};
-use crate::model::{Decoder, DecoderMeta, DecoderSpec, Features};
+use super::objective::StepLoss;
+use crate::model::{Decoder, DecoderMeta, DecoderSpec, Features, Objective};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
@@ -39,22 +40,30 @@ impl DecoderTrainer {
         Ok(Self { decoder, adam: Adam::new(vars)?, steps: 0, images: 0 })
     }
 
-    /// Reconstruct `x` from `features` (computed without gradient from the frozen encoder),
-    /// backpropagate, update with learning rate `lr`. Returns the loss before the update. A loss
-    /// that is not finite is an error, after which the decoder must be dropped: its weights are
-    /// already updated, and no save writes non-finite weights. [`Self::queue_step`] and
-    /// [`Self::finish_step`] in two halves.
-    pub fn step(&mut self, features: &Features, x: &Tensor, preprocess: Preprocess, lr: f64) -> Result<f32> {
-        let loss = self.queue_step(features, x, preprocess, lr)?;
+    /// The data-dependent initialisation of [`super::health::calibrate`] on one batch (`x` and its
+    /// features): input scales, then every layer's weights and bias rescaled.
+    pub fn calibrate(&mut self, features: &Features, x: &Tensor) -> Result<()> {
+        for (name, value) in super::health::calibrate(&mut self.decoder, features, x)? {
+            self.adam.set(&name, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Minimise `which` on `x` and its `features` (computed without gradient from the frozen
+    /// encoder): backpropagate, update with learning rate `lr`. Returns the loss before the
+    /// update. A loss that is not finite is an error, after which the decoder must be dropped:
+    /// its weights are already updated, and no save writes non-finite weights.
+    /// [`Self::queue_step`] and [`Self::finish_step`] in two halves.
+    pub fn step(&mut self, features: &Features, x: &Tensor, preprocess: Preprocess, lr: f64, which: StepLoss) -> Result<f32> {
+        let loss = self.queue_step(features, x, preprocess, lr, which)?;
         self.finish_step(&loss, x.dim(0)?)
     }
 
     /// The whole step without reading its result: on a GPU this only queues work, so the trainer
     /// queues the steps of all its decoders for a batch before it waits for the first loss.
     /// Returns the loss (a scalar on the device) for [`Self::finish_step`].
-    pub fn queue_step(&mut self, features: &Features, x: &Tensor, preprocess: Preprocess, lr: f64) -> Result<Tensor> {
-        let y = self.decoder.forward(features)?;
-        let loss = reconstruction_loss(&y, x, preprocess)?;
+    pub fn queue_step(&mut self, features: &Features, x: &Tensor, preprocess: Preprocess, lr: f64, which: StepLoss) -> Result<Tensor> {
+        let loss = super::objective::loss(&self.decoder, features, x, preprocess, which)?;
         let grads = loss.backward()?;
         self.adam.step(&grads, lr)?;
         // Detached: the value only, not the graph of activations behind it.
@@ -87,7 +96,9 @@ impl DecoderTrainer {
     /// outside any autograd graph, on `device` (the trainer's), converted to `dtype`.
     pub fn frozen(&self, device: &Device, dtype: DType) -> Result<Decoder> {
         let weights = self.adam.weights().map(|(n, w)| (n.to_string(), w.detach())).collect();
-        Decoder::new(self.decoder.spec.clone(), VarBuilder::from_tensors(weights, dtype, device))
+        let mut d = Decoder::new(self.decoder.spec.clone(), VarBuilder::from_tensors(weights, dtype, device))?;
+        d.scales = self.decoder.scales.clone();
+        Ok(d)
     }
 
     /// Whether every weight is finite (a diverged update can leave NaNs behind a finite loss).
@@ -139,7 +150,9 @@ impl DecoderTrainer {
                 return Err(Error::bad_file(path, format!("tensor {name} has shape {}, expected {}", fmt_shape(x.dims()), fmt_shape(shape))));
             }
             Ok(x.to_dtype(DType::F32)?)
-        })
+        })?;
+        self.decoder.scales = meta.scales;
+        Ok(())
     }
 
     fn decoder_device(&self) -> &Device {
@@ -147,8 +160,8 @@ impl DecoderTrainer {
     }
 
     /// Continue from a checkpoint written by [`Self::save_checkpoint`] for the same decoder
-    /// (`spec`) of the same encoder (`encoder` fingerprint).
-    pub fn resume(path: &Path, spec: DecoderSpec, encoder: &str, device: &Device) -> Result<(Self, DecoderMeta)> {
+    /// (`spec`) of the same encoder (`encoder` fingerprint) trained with the same `objective`.
+    pub fn resume(path: &Path, spec: DecoderSpec, encoder: &str, objective: Objective, device: &Device) -> Result<(Self, DecoderMeta)> {
         let (tensors, header) = read_safetensors(path, device)?;
         let meta = DecoderMeta::from_map_as(path, &header, CHECKPOINT_FORMAT)?;
         if meta.spec != spec {
@@ -167,6 +180,15 @@ impl DecoderTrainer {
                 format!("checkpoint was trained against encoder {}, the loaded model is {encoder}; use another --out folder or drop --resume", meta.encoder),
             ));
         }
+        if meta.objective != objective {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "checkpoint was trained with --objective {}, this run asks for {objective}; use another --out folder or the same objective",
+                    meta.objective
+                ),
+            ));
+        }
         let t = header.get("adam_t").and_then(|v| v.parse().ok()).ok_or_else(|| Error::bad_file(path, "checkpoint lacks the optimizer step count"))?;
         let mut trainer = Self::new(spec, device)?;
         trainer.adam.restore(t, |key, shape| {
@@ -176,6 +198,7 @@ impl DecoderTrainer {
             }
             Ok(x.to_dtype(DType::F32)?)
         })?;
+        trainer.decoder.scales = meta.scales.clone();
         trainer.steps = meta.steps;
         trainer.images = meta.images;
         Ok((trainer, meta))
