@@ -159,26 +159,96 @@ pub struct EvalRow {
     pub ssim: f64,
 }
 
-/// Evaluate every complete layer of `set` on `images` (each brought to the model's size).
-/// `progress(i, n)` is called after each image.
+/// The trivial baselines every decoder is judged against, as [`EvalRow::kind`]s: the photo
+/// squeezed to the layer's own grid and blown back up, and each photo's mean colour.
+pub const THUMBNAIL: &str = "thumbnail";
+pub const FLAT: &str = "flat";
+
+/// The floor of a layer whose activation is a `grid × grid` map: `input` box-filtered down to
+/// `grid × grid` (each cell the mean of the pixels whose centres it covers) and blown back up to
+/// its own size with a bicubic (Catmull-Rom) filter. A decoder that does not beat it is not using
+/// what the layer holds.
+pub fn thumbnail(input: &RgbImage, grid: u32) -> RgbImage {
+    let (w, h) = input.dimensions();
+    let grid = grid.clamp(1, w.min(h).max(1));
+    if (grid, grid) == (w, h) {
+        return input.clone();
+    }
+    let cell = |i: u32, n: u32| ((i as u64 * n as u64 / grid as u64) as u32, (((i + 1) as u64 * n as u64).div_ceil(grid as u64) as u32).min(n));
+    let mut small = RgbImage::new(grid, grid);
+    for gy in 0..grid {
+        let (y0, y1) = cell(gy, h);
+        for gx in 0..grid {
+            let (x0, x1) = cell(gx, w);
+            let mut sum = [0u64; 3];
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    let p = input.get_pixel(x, y);
+                    for c in 0..3 {
+                        sum[c] += p[c] as u64;
+                    }
+                }
+            }
+            let n = ((y1 - y0) * (x1 - x0)).max(1) as u64;
+            small.put_pixel(gx, gy, image::Rgb(sum.map(|s| ((s + n / 2) / n) as u8)));
+        }
+    }
+    image::imageops::resize(&small, w, h, image::imageops::FilterType::CatmullRom)
+}
+
+/// The flat floor: every pixel the photo's mean colour.
+pub fn flat(input: &RgbImage) -> RgbImage {
+    thumbnail(input, 1)
+}
+
+/// The side of the square map at `layer` for a model-size input, `None` for a layer without one
+/// (fc).
+pub fn layer_grid(enc: &Encoder, layer: &str) -> Option<u32> {
+    let shapes = enc.arch.tap_shapes();
+    let (_, shape) = shapes.into_iter().find(|(t, _)| *t == layer)?;
+    (shape.len() == 3).then(|| shape[1] as u32)
+}
+
+/// Evaluate every complete layer of `set` on `images` (each brought to the model's size): for each
+/// layer a row per decoder kind and one for its [`thumbnail`] floor, then one row for the
+/// [`flat`] floor (layer `"any"`). `progress(i, n)` is called after each image.
 pub fn evaluate(enc: &Encoder, set: &DecoderSet, images: &[RgbImage], mut progress: impl FnMut(usize, usize)) -> Result<Vec<EvalRow>> {
     let layers = set.complete_layers();
-    let mut sums = vec![(0.0, 0.0, 0.0); layers.len() * 2];
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for l in &layers {
+        rows.extend(Kind::ALL.map(|k| (l.clone(), k.name().to_string())));
+        if layer_grid(enc, l).is_some() {
+            rows.push((l.clone(), THUMBNAIL.into()));
+        }
+    }
+    rows.push(("any".into(), FLAT.into()));
+    let mut sums = vec![(0.0, 0.0, 0.0); rows.len()];
     for (i, img) in images.iter().enumerate() {
         let input = model_input(enc, img);
         let recs = reconstruct(enc, set, &input, &layers, &Kind::ALL)?;
-        for (s, r) in sums.iter_mut().zip(&recs) {
-            s.0 += mse(&r.image, &input);
-            s.1 += r.psnr;
-            s.2 += r.ssim;
+        for ((layer, kind), s) in rows.iter().zip(sums.iter_mut()) {
+            let floor;
+            let image = match kind.as_str() {
+                THUMBNAIL => {
+                    floor = thumbnail(&input, layer_grid(enc, layer).unwrap_or(1));
+                    &floor
+                }
+                FLAT => {
+                    floor = flat(&input);
+                    &floor
+                }
+                _ => match recs.iter().find(|r| &r.layer == layer && r.kind.name() == kind) {
+                    Some(r) => &r.image,
+                    None => continue,
+                },
+            };
+            let m = mse(image, &input);
+            s.0 += m;
+            s.1 += psnr(m);
+            s.2 += ssim(image, &input);
         }
         progress(i + 1, images.len());
     }
     let n = images.len().max(1) as f64;
-    Ok(layers
-        .iter()
-        .flat_map(|l| Kind::ALL.map(|k| (l.clone(), k)))
-        .zip(sums)
-        .map(|((layer, kind), (m, p, s))| EvalRow { layer, kind: kind.name().into(), mse: m / n, psnr: p / n, ssim: s / n })
-        .collect())
+    Ok(rows.into_iter().zip(sums).map(|((layer, kind), (m, p, s))| EvalRow { layer, kind, mse: m / n, psnr: p / n, ssim: s / n }).collect())
 }

@@ -89,13 +89,34 @@ fn reconstruct_and_eval_from_the_command_line() {
     assert_eq!(v["images"], 3);
     assert!(v["model"].as_str().unwrap().contains("VGG-16"));
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2);
-    for (r, kind) in results.iter().zip(["sae", "swwae"]) {
-        assert_eq!(r["layer"], "pool1");
-        assert_eq!(r["kind"], kind);
+    assert_eq!(results.len(), 4, "{v}");
+    for (r, (layer, kind)) in results.iter().zip([("pool1", "sae"), ("pool1", "swwae"), ("pool1", "thumbnail"), ("any", "flat")]) {
+        assert_eq!((r["layer"].as_str().unwrap(), r["kind"].as_str().unwrap()), (layer, kind));
         let (m, p, s) = (r["mse"].as_f64().unwrap(), r["psnr"].as_f64().unwrap(), r["ssim"].as_f64().unwrap());
         assert!(m > 0.0 && p > 0.0 && p < 60.0 && s > -1.0 && s < 1.0, "{r}");
     }
+    // pool1's 112-px thumbnail keeps far more of a photo than its mean colour.
+    let psnr = |i: usize| results[i]["psnr"].as_f64().unwrap();
+    assert!(psnr(2) > psnr(3) + 8.0, "thumbnail {} dB, flat {} dB", psnr(2), psnr(3));
+}
+
+/// The floors: a flat image is its own thumbnail at any grid; the flat floor of a half-black,
+/// half-white photo is mid-grey; a thumbnail at the image's own size is the image.
+#[test]
+fn floors_are_the_squeezed_photo_and_its_mean_colour() {
+    use layerinv::recon::{flat, thumbnail};
+    let grey = RgbImage::from_pixel(224, 224, image::Rgb([90, 140, 200]));
+    for grid in [1, 7, 14, 112] {
+        assert_eq!(thumbnail(&grey, grid), grey, "grid {grid}");
+    }
+    let halves = RgbImage::from_fn(224, 224, |x, _| if x < 112 { image::Rgb([0, 0, 0]) } else { image::Rgb([255, 255, 255]) });
+    assert!(flat(&halves).pixels().all(|p| p.0 == [128, 128, 128]));
+    let p = photo();
+    let (w, _) = p.dimensions();
+    assert_eq!(thumbnail(&p, w), p);
+    // Coarser grids lose more.
+    let err = |g| layerinv::train::metrics::mse(&thumbnail(&p, g), &p);
+    assert!(err(7) > err(28) && err(28) > err(112), "{} {} {}", err(7), err(28), err(112));
 }
 
 #[test]

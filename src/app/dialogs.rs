@@ -3,7 +3,7 @@
 use super::state::{user_decoders_dir, LayerinvApp};
 use super::training::RunState;
 use crate::model::hub::HubModel;
-use crate::model::Kind;
+use crate::model::{Kind, Objective};
 use crate::train::TrainConfig;
 use eframe::egui;
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ pub struct TrainDialog {
     pub device: String,
     /// `fp32`, or `bf16` for mixed precision (worth it on GPUs with bf16 tensor cores).
     pub dtype: String,
+    pub objective: Objective,
     pub out: String,
     pub error: Option<String>,
 }
@@ -42,6 +43,7 @@ impl TrainDialog {
             lr: 1e-3,
             device: "auto".into(),
             dtype: "fp32".into(),
+            objective: Objective::First,
             out: user_decoders_dir().display().to_string(),
             error: None,
         }
@@ -65,6 +67,7 @@ impl TrainDialog {
         cfg.width = self.width;
         cfg.lr = self.lr;
         cfg.dtype = crate::device::parse_dtype(&self.dtype).map_err(|e| e.to_string())?;
+        cfg.objective = self.objective;
         cfg.checkpoint_every = 20;
         cfg.val_every = 50;
         cfg.resume = true;
@@ -304,6 +307,15 @@ impl LayerinvApp {
                     .response
                     .on_hover_text("bf16: mixed precision (bf16 activations and convolutions, f32 weights); faster on GPUs with bf16 tensor cores, not on the CPU");
                     ui.end_row();
+                    ui.label("Objective");
+                    egui::ComboBox::from_id_salt("train-objective").selected_text(d.objective.name()).show_ui(ui, |ui| {
+                        for o in Objective::ALL {
+                            ui.selectable_value(&mut d.objective, o, o.name());
+                        }
+                    })
+                    .response
+                    .on_hover_text("first: image loss only · all: plus every stage against the encoder's activation of its depth · layerwise: each stage alone, then the stack fine-tuned on the image");
+                    ui.end_row();
                     let l = ui.label("Save to");
                     ui.add(egui::TextEdit::singleline(&mut d.out)).labelled_by(l.id);
                     ui.end_row();
@@ -368,6 +380,9 @@ impl LayerinvApp {
         if !run.val_psnr.is_empty() {
             let parts: Vec<String> = run.val_psnr.iter().map(|(id, p)| format!("{id} {p:.1} dB")).collect();
             ui.label(format!("validation PSNR: {}", parts.join(" · ")));
+        }
+        for (id, why) in &run.collapsed {
+            ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {id} decoder {why}"));
         }
         if let Some(m) = run.messages.last() {
             ui.label(m.as_str());

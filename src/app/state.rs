@@ -37,6 +37,8 @@ pub struct Pane {
     pub image: RgbImage,
     pub psnr: f64,
     pub ssim: f64,
+    /// PSNR of the layer's floor for this photo (squeezed to the layer's grid and blown back up).
+    pub floor: Option<f64>,
 }
 
 /// What the main view shows.
@@ -301,7 +303,7 @@ impl LayerinvApp {
                 let texture = self.ctx.load_texture(format!("input-{id}"), color_image(&input), egui::TextureOptions::LINEAR);
                 self.photo = Some(Photo { id, path, input, texture, top5 });
             }
-            Reply::Reconstructed { id, layer, recs } => {
+            Reply::Reconstructed { id, layer, recs, floor } => {
                 self.pending.remove(&(id, layer.clone()));
                 let panes = recs
                     .into_iter()
@@ -311,6 +313,7 @@ impl LayerinvApp {
                         image: r.image,
                         psnr: r.psnr,
                         ssim: r.ssim,
+                        floor,
                     })
                     .collect();
                 self.cache.insert((id, layer), Ok(panes));

@@ -33,6 +33,8 @@ pub struct TrainingRun {
     pub curves: Vec<(DecoderId, Vec<[f64; 2]>)>,
     /// Latest validation PSNR per decoder.
     pub val_psnr: Vec<(DecoderId, f64)>,
+    /// Decoders the latest validation found collapsed, with how it was measured.
+    pub collapsed: Vec<(DecoderId, String)>,
     pub step: u64,
     pub images_per_s: f64,
     pub eta_s: f64,
@@ -70,6 +72,7 @@ impl TrainingRun {
             state: RunState::Running,
             curves: Vec::new(),
             val_psnr: Vec::new(),
+            collapsed: Vec::new(),
             step: 0,
             images_per_s: 0.0,
             eta_s: 0.0,
@@ -118,8 +121,10 @@ impl TrainingRun {
                 }
             }
             Event::Validation { results, .. } => {
+                self.collapsed.clear();
                 self.val_psnr = results.into_iter().map(|r| (r.id, r.psnr)).collect();
             }
+            Event::Collapsed { id, why, .. } => self.collapsed.push((id, why)),
             Event::Checkpoint { .. } => self.checkpoint = true,
             Event::DecoderFailed { id, error } => self.messages.push(format!("{id} stopped: {error}")),
             Event::Finished { cancelled, .. } => {

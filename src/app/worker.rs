@@ -3,7 +3,8 @@
 
 use crate::data::load_image;
 use crate::model::{Encoder, Features, Kind, ModelSource};
-use crate::recon::{features_of, model_input, reconstruct_from, DecoderSet, Reconstruction};
+use crate::recon::{features_of, layer_grid, model_input, reconstruct_from, thumbnail, DecoderSet, Reconstruction};
+use crate::train::metrics::{mse, psnr};
 use candle_core::Device;
 use image::RgbImage;
 use std::path::PathBuf;
@@ -32,7 +33,8 @@ pub enum Reply {
     Decoders { dirs: Vec<PathBuf>, layers: LayerStatus, loaded: usize },
     /// `top5`: the classifier's five best guesses, when the model has fc8.
     Image { id: u64, path: PathBuf, input: RgbImage, top5: Option<Vec<(String, f32)>> },
-    Reconstructed { id: u64, layer: String, recs: Vec<Reconstruction> },
+    /// `floor`: PSNR of the layer's thumbnail floor for this photo (`None` for fc layers).
+    Reconstructed { id: u64, layer: String, recs: Vec<Reconstruction>, floor: Option<f64> },
     /// A job failed; the message is one line naming the file or thing and the problem.
     Failed { job: Job, error: String },
 }
@@ -151,7 +153,8 @@ impl State {
                     none => none.insert(features_of(enc, &kept.input).map_err(|e| e.to_string())?),
                 };
                 let recs = reconstruct_from(enc, set, features, &kept.input, std::slice::from_ref(&layer), &Kind::ALL).map_err(|e| e.to_string())?;
-                Ok(Reply::Reconstructed { id, layer, recs })
+                let floor = layer_grid(enc, &layer).map(|g| psnr(mse(&thumbnail(&kept.input, g), &kept.input)));
+                Ok(Reply::Reconstructed { id, layer, recs, floor })
             }
         }
     }

@@ -81,9 +81,15 @@ pub fn eval_cmd(data: &Path, decoders: &Path, model: &str, device: &str, as_json
         return Ok(());
     }
     println!("{} images, {}, decoders from {}", images.len(), enc.name, decoders.display());
-    println!("{:<6} {:<6} {:>10} {:>9} {:>7}", "layer", "kind", "MSE", "PSNR dB", "SSIM");
-    for r in rows {
-        println!("{:<6} {:<6} {:>10.6} {:>9.2} {:>7.4}", r.layer, r.kind, r.mse, r.psnr, r.ssim);
+    println!("floors: thumbnail = the photo squeezed to the layer's grid and blown back up; flat = its mean colour");
+    println!("{:<6} {:<9} {:>10} {:>9} {:>7} {:>10}", "layer", "kind", "MSE", "PSNR dB", "SSIM", "vs floor");
+    for r in &rows {
+        let floor = rows.iter().find(|f| f.layer == r.layer && f.kind == crate::recon::THUMBNAIL).map(|f| f.psnr);
+        let vs = match floor {
+            Some(f) if r.kind != crate::recon::THUMBNAIL => format!("{:+.2}", r.psnr - f),
+            _ => String::new(),
+        };
+        println!("{:<6} {:<9} {:>10.6} {:>9.2} {:>7.4} {:>10}", r.layer, r.kind, r.mse, r.psnr, r.ssim, vs);
     }
     Ok(())
 }
