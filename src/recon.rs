@@ -157,6 +157,42 @@ pub struct EvalRow {
     /// Mean PSNR in dB over the images (infinite when a reconstruction is exact; `null` in JSON).
     pub psnr: f64,
     pub ssim: f64,
+    /// The variance of the pictures across the photos (per pixel and channel, averaged) over the
+    /// photos' own, as the trainer's collapse check measures it (below
+    /// [`crate::train::health::COLLAPSE_DEPENDENCE`]: collapsed); `null` for a single photo.
+    pub dependence: Option<f64>,
+}
+
+/// Sums for the variance across images of pictures of the same size: per element, and of squares.
+#[derive(Default)]
+struct Spread {
+    sum: Vec<f64>,
+    sq: f64,
+    n: usize,
+}
+
+impl Spread {
+    fn add(&mut self, img: &RgbImage) {
+        let raw = img.as_raw();
+        if self.sum.len() != raw.len() {
+            self.sum = vec![0.0; raw.len()];
+        }
+        for (s, &v) in self.sum.iter_mut().zip(raw) {
+            *s += v as f64;
+            self.sq += (v as f64) * (v as f64);
+        }
+        self.n += 1;
+    }
+
+    /// Mean over elements of the variance across images.
+    fn variance(&self) -> Option<f64> {
+        if self.n < 2 || self.sum.is_empty() {
+            return None;
+        }
+        let (n, len) = (self.n as f64, self.sum.len() as f64);
+        let mean_sq = self.sum.iter().map(|s| (s / n) * (s / n)).sum::<f64>() / len;
+        Some(self.sq / n / len - mean_sq)
+    }
 }
 
 /// The trivial baselines every decoder is judged against, as [`EvalRow::kind`]s: the photo
@@ -223,10 +259,13 @@ pub fn evaluate(enc: &Encoder, set: &DecoderSet, images: &[RgbImage], mut progre
     }
     rows.push(("any".into(), FLAT.into()));
     let mut sums = vec![(0.0, 0.0, 0.0); rows.len()];
+    let mut spreads: Vec<Spread> = rows.iter().map(|_| Spread::default()).collect();
+    let mut input_spread = Spread::default();
     for (i, img) in images.iter().enumerate() {
         let input = model_input(enc, img);
+        input_spread.add(&input);
         let recs = reconstruct(enc, set, &input, &layers, &Kind::ALL)?;
-        for ((layer, kind), s) in rows.iter().zip(sums.iter_mut()) {
+        for (((layer, kind), s), spread) in rows.iter().zip(sums.iter_mut()).zip(spreads.iter_mut()) {
             let floor;
             let image = match kind.as_str() {
                 THUMBNAIL => {
@@ -242,6 +281,7 @@ pub fn evaluate(enc: &Encoder, set: &DecoderSet, images: &[RgbImage], mut progre
                     None => continue,
                 },
             };
+            spread.add(image);
             let m = mse(image, &input);
             s.0 += m;
             s.1 += psnr(m);
@@ -250,5 +290,14 @@ pub fn evaluate(enc: &Encoder, set: &DecoderSet, images: &[RgbImage], mut progre
         progress(i + 1, images.len());
     }
     let n = images.len().max(1) as f64;
-    Ok(rows.into_iter().zip(sums).map(|((layer, kind), (m, p, s))| EvalRow { layer, kind, mse: m / n, psnr: p / n, ssim: s / n }).collect())
+    let vx = input_spread.variance().filter(|v| *v > 0.0);
+    Ok(rows
+        .into_iter()
+        .zip(sums)
+        .zip(spreads)
+        .map(|(((layer, kind), (m, p, s)), spread)| {
+            let dependence = spread.variance().zip(vx).map(|(v, vx)| v / vx);
+            EvalRow { layer, kind, mse: m / n, psnr: p / n, ssim: s / n, dependence }
+        })
+        .collect())
 }

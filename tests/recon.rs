@@ -17,7 +17,7 @@ fn perfect_reconstruction_scores_infinite_psnr_and_ssim_one() {
     assert_eq!(psnr(mse(&a, &a)), f64::INFINITY);
     assert!((ssim(&a, &a) - 1.0).abs() < 1e-12);
     // JSON has no infinity: eval writes null for it.
-    let row = EvalRow { layer: "pool1".into(), kind: "sae".into(), mse: 0.0, psnr: f64::INFINITY, ssim: 1.0 };
+    let row = EvalRow { layer: "pool1".into(), kind: "sae".into(), mse: 0.0, psnr: f64::INFINITY, ssim: 1.0, dependence: None };
     let v = serde_json::to_value(&row).unwrap();
     assert!(v["psnr"].is_null() && v["ssim"] == 1.0);
 }
@@ -98,6 +98,10 @@ fn reconstruct_and_eval_from_the_command_line() {
     // pool1's 112-px thumbnail keeps far more of a photo than its mean colour.
     let psnr = |i: usize| results[i]["psnr"].as_f64().unwrap();
     assert!(psnr(2) > psnr(3) + 8.0, "thumbnail {} dB, flat {} dB", psnr(2), psnr(3));
+    // How much each picture varies across the photos, over the photos' own variance: the pool1
+    // thumbnail nearly all of it, the mean colour much less.
+    let dep = |i: usize| results[i]["dependence"].as_f64().unwrap();
+    assert!(dep(2) > 0.8 && dep(2) < 1.05 && dep(3) < 0.8 * dep(2), "{} {}", dep(2), dep(3));
 }
 
 /// The floors: a flat image is its own thumbnail at any grid; the flat floor of a half-black,

@@ -82,14 +82,19 @@ pub fn eval_cmd(data: &Path, decoders: &Path, model: &str, device: &str, as_json
     }
     println!("{} images, {}, decoders from {}", images.len(), enc.name, decoders.display());
     println!("floors: thumbnail = the photo squeezed to the layer's grid and blown back up; flat = its mean colour");
-    println!("{:<6} {:<9} {:>10} {:>9} {:>7} {:>10}", "layer", "kind", "MSE", "PSNR dB", "SSIM", "vs floor");
+    println!("{:<6} {:<9} {:>10} {:>9} {:>7} {:>10} {:>11}", "layer", "kind", "MSE", "PSNR dB", "SSIM", "vs floor", "dependence");
     for r in &rows {
         let floor = rows.iter().find(|f| f.layer == r.layer && f.kind == crate::recon::THUMBNAIL).map(|f| f.psnr);
         let vs = match floor {
             Some(f) if r.kind != crate::recon::THUMBNAIL => format!("{:+.2}", r.psnr - f),
             _ => String::new(),
         };
-        println!("{:<6} {:<9} {:>10.6} {:>9.2} {:>7.4} {:>10}", r.layer, r.kind, r.mse, r.psnr, r.ssim, vs);
+        let dep = match r.dependence {
+            Some(d) if d < crate::train::health::COLLAPSE_DEPENDENCE && r.kind != crate::recon::FLAT => format!("{d:.3} COLLAPSED"),
+            Some(d) => format!("{d:.3}"),
+            None => String::new(),
+        };
+        println!("{:<6} {:<9} {:>10.6} {:>9.2} {:>7.4} {:>10} {:>11}", r.layer, r.kind, r.mse, r.psnr, r.ssim, vs, dep);
     }
     Ok(())
 }
