@@ -110,3 +110,29 @@ fn bundled_decoders_show_the_papers_finding_on_held_out_photos() {
     }
     assert!(psnr("pool1", "sae") > 30.0 && psnr("pool1", "swwae") > 30.0, "pool1 below 30 dB");
 }
+
+/// Every bundled decoder passes the trainer's own collapse check on the demo photos (held out):
+/// its output varies from photo to photo with the photos themselves.
+#[test]
+fn bundled_decoders_pass_the_collapse_check() {
+    use layerinv::model::{Kind, ModelSource};
+    use layerinv::recon::DecoderSet;
+    let enc = ModelSource::parse("bundled").load(&candle_core::Device::Cpu).unwrap();
+    let set = DecoderSet::load(&repo_path("weights"), &enc);
+    let photos: Vec<candle_core::Tensor> = ["chelsea.png", "coffee.png", "rocket.jpg"]
+        .iter()
+        .map(|f| {
+            let img = image::open(repo_path("assets").join(f)).unwrap().to_rgb8();
+            enc.preprocess.to_tensor(&img, 224, enc.device()).unwrap()
+        })
+        .collect();
+    let x = candle_core::Tensor::stack(&photos, 0).unwrap();
+    let f = enc.forward(&x).unwrap();
+    for layer in ["pool1", "pool2", "pool3", "pool4", "pool5"] {
+        for kind in Kind::ALL {
+            let d = set.get(layer, kind).unwrap();
+            let (_, h) = layerinv::train::check_health(d, &f, &x).unwrap();
+            assert_eq!(h.collapse(), None, "bundled {layer} {kind}: {h:?}");
+        }
+    }
+}
