@@ -4,8 +4,8 @@ use super::state::{LayerinvApp, Pane, Shown};
 use eframe::egui;
 
 const EXPLAIN: &str = "SWWAE knows where each maximum came from (the pooling switches); SAE must guess. \
-The gap between them is what max-pooling throws away, as far as these decoders have learned to use the rest; \
-hover a pane's numbers for the layer's floor (the photo squeezed to the layer's grid).";
+The gap between them is what max-pooling throws away, as far as these decoders have learned to use the rest. \
+Floor: the photo squeezed to the layer's grid and blown back up; a decoder below it is not using what the layer holds.";
 
 impl eframe::App for LayerinvApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
@@ -234,7 +234,8 @@ fn pane(ui: &mut egui::Ui, p: &Pane, layer: &str, size: egui::Vec2) {
         ui.strong(title.as_str());
         ui.add(egui::Image::new(&p.texture).fit_to_exact_size(size).alt_text(title.as_str()));
         let psnr = if p.psnr.is_finite() { format!("{:.1} dB", p.psnr) } else { "inf".into() };
-        let numbers = ui.label(format!("PSNR {psnr}   SSIM {:.3}", p.ssim));
+        let floor = p.floor.map(|f| format!("   floor {f:.1} dB")).unwrap_or_default();
+        let numbers = ui.label(format!("PSNR {psnr}   SSIM {:.3}{floor}", p.ssim));
         if let Some(floor) = p.floor {
             numbers.on_hover_text(format!(
                 "Floor for {layer}: {floor:.1} dB — this photo squeezed to {layer}'s grid and blown back up. \
