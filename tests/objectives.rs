@@ -9,7 +9,7 @@ use layerinv::model::decoder_file::read_decoder_meta;
 use layerinv::model::{save_decoder, Decoder, DecoderMeta, DecoderSpec, Encoder, Kind, ModelSource, Objective};
 use layerinv::train::health::{check, COLLAPSE_DEPENDENCE};
 use layerinv::train::objective::{loss, StepLoss};
-use layerinv::train::{checkpoint_path, train, CancelToken, DecoderTrainer, Event, TrainConfig};
+use layerinv::train::{checkpoint_path, train, CancelToken, DecoderTrainer, Event, Init, TrainConfig};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -44,7 +44,7 @@ fn calibration_makes_a_fresh_pool5_decoder_depend_on_its_input() {
         let (_, before) = check(&t.decoder, &f, &x).unwrap();
         let before = before.dependence.unwrap();
         assert!(before < 1e-3, "{kind}: a fresh decoder's output already varies with the input ({before})");
-        t.calibrate(&f, &x).unwrap();
+        t.calibrate(&f, &x, Init::Calibrated).unwrap();
         let (y, after) = check(&t.decoder, &f, &x).unwrap();
         let after = after.dependence.unwrap();
         assert!(after > 0.2, "{kind}: after calibration the output's variance across photos is {after} of theirs");
@@ -128,7 +128,7 @@ fn each_objective_lowers_its_own_loss() {
     for which in [StepLoss::Image, StepLoss::Marks, StepLoss::Stages] {
         for kind in Kind::ALL {
             let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, "pool2", kind, 0.25).unwrap(), &Device::Cpu).unwrap();
-            t.calibrate(&f, &x).unwrap();
+            t.calibrate(&f, &x, Init::Calibrated).unwrap();
             let l0 = loss(&t.decoder, &f, &x, enc.preprocess, which).unwrap().to_scalar::<f32>().unwrap();
             for _ in 0..40 {
                 t.step(&f, &x, enc.preprocess, 2e-3, which).unwrap();
@@ -139,7 +139,7 @@ fn each_objective_lowers_its_own_loss() {
     }
     // The losses differ: the marks and stages add terms to the image loss.
     let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, "pool2", Kind::Sae, 0.25).unwrap(), &Device::Cpu).unwrap();
-    t.calibrate(&f, &x).unwrap();
+    t.calibrate(&f, &x, Init::Calibrated).unwrap();
     let l = |w| loss(&t.decoder, &f, &x, enc.preprocess, w).unwrap().to_scalar::<f32>().unwrap();
     assert!(l(StepLoss::Marks) > l(StepLoss::Image) * 1.01);
     assert_ne!(l(StepLoss::Stages), l(StepLoss::Image));
@@ -193,4 +193,25 @@ fn objectives_are_recorded_and_resume() {
             assert!(meta.scales.get("pool2").is_some_and(|s| *s > 1.0) && meta.scales.contains_key("pool1"), "{:?}", meta.scales);
         }
     }
+}
+
+/// `--init uniform` changes nothing; `scales` sets the input and output scales and the last layer
+/// only (every hidden layer keeps its uniform weights); `calibrated` rescales every layer.
+#[test]
+fn the_three_starts_touch_what_they_say() {
+    use layerinv::train::health::calibrate;
+    let enc = bundled();
+    let x = demo_batch(&enc, 64);
+    let f = enc.forward_to(&x, "pool2").unwrap();
+    let spec = DecoderSpec::new(enc.arch, "pool2", Kind::Sae, 0.25).unwrap();
+    let last = spec.plan().iter().rev().find_map(|op| op.params().first().map(|p| p.0.clone())).unwrap();
+    let mut dec = DecoderTrainer::new(spec, &Device::Cpu).unwrap().decoder;
+    assert!(calibrate(&mut dec, &f, &x, Init::Uniform).unwrap().is_empty() && dec.scales.is_empty());
+    let names = |u: Vec<(String, Tensor)>| u.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    let scales = names(calibrate(&mut dec, &f, &x, Init::Scales).unwrap());
+    assert_eq!(scales.len(), 2, "{scales:?}");
+    assert!(scales.contains(&last), "{scales:?} lacks {last}");
+    assert!(dec.scale("pool2") > 1.0 && dec.scale(layerinv::model::OUTPUT_SCALE) > 1.0, "{:?}", dec.scales);
+    let all = names(calibrate(&mut dec, &f, &x, Init::Calibrated).unwrap());
+    assert_eq!(all.len(), dec.named_weights().len() * 2);
 }

@@ -1,7 +1,7 @@
 //! `layerinv train`: the trainer with a progress bar; Ctrl-C saves a checkpoint and exits.
 
 use crate::model::{Kind, ModelSource, Objective};
-use crate::train::{train, CancelToken, Event, TrainConfig};
+use crate::train::{train, CancelToken, Event, Init, TrainConfig};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -59,10 +59,11 @@ pub struct TrainArgs {
     /// layerwise: the share of the steps, at the end, that fine-tunes the stack on the image
     #[arg(long, default_value_t = 0.2)]
     finetune: f64,
-    /// Start fresh decoders as PyTorch's layers (uniform in ±1/√fan_in) instead of calibrating
-    /// them on the first batch (the data-dependent initialisation)
-    #[arg(long)]
-    no_calibrate: bool,
+    /// How fresh decoders start: uniform (±1/√fan_in, as PyTorch), scales (uniform, then input
+    /// and output scales and the last layer set on the first batch) or calibrated (scales, and
+    /// every hidden layer normalised on the first batch)
+    #[arg(long, default_value = "scales")]
+    init: String,
     #[arg(long, default_value = "bundled")]
     model: String,
     /// cpu, cuda, cuda:N or auto
@@ -106,7 +107,7 @@ impl TrainArgs {
             init_from: self.init_from.clone(),
             objective: parse_objective(&self.objective)?,
             finetune: if (0.0..=1.0).contains(&self.finetune) { self.finetune } else { bail!("--finetune must be between 0 and 1, got {}", self.finetune) },
-            calibrate: !self.no_calibrate,
+            init: Init::from_name(&self.init).ok_or_else(|| anyhow::anyhow!("unknown --init {:?}: choose uniform, scales or calibrated", self.init))?,
             dtype: crate::device::parse_dtype(&self.dtype)?,
         })
     }

@@ -3,7 +3,7 @@
 //! and stoppable through a [`CancelToken`].
 
 use crate::data::{list_images, load_centre_crops, BatchLoader, CropSpec, Loaded, Skipped, IMAGE_EXTENSIONS};
-use super::health::{check as check_health, Health};
+use super::health::{check as check_health, Health, Init};
 use super::objective::StepLoss;
 use super::step::DecoderTrainer;
 use crate::error::{Error, Result};
@@ -48,10 +48,8 @@ pub struct TrainConfig {
     /// `layerwise`: the share of the steps, at the end, that fine-tunes the stacked decoder on
     /// the image loss.
     pub finetune: f64,
-    /// Start fresh decoders with the data-dependent initialisation of
-    /// [`super::health::calibrate`] on the first batch (else as PyTorch's layers, uniform in
-    /// ±1/√fan_in, which leaves a deep decoder's output independent of its input).
-    pub calibrate: bool,
+    /// How fresh decoders start ([`super::health::calibrate`] on the first batch).
+    pub init: Init,
     /// Compute dtype: f32, or bf16 for mixed precision (f32 weights, Adam and loss; encoder,
     /// activations and convolutions in bf16, as PyTorch's autocast).
     pub dtype: DType,
@@ -79,7 +77,7 @@ impl TrainConfig {
             init_from: None,
             objective: Objective::First,
             finetune: 0.2,
-            calibrate: true,
+            init: Init::default(),
             dtype: DType::F32,
         }
     }
@@ -247,7 +245,7 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
                 (t, cfg.init_from.is_none())
             };
             let id = DecoderId { layer: layer.clone(), kind };
-            slots.push(Slot { id, trainer, failed: false, val: None, calibrate: fresh && cfg.calibrate });
+            slots.push(Slot { id, trainer, failed: false, val: None, calibrate: fresh && cfg.init != Init::Uniform });
         }
     }
     let deepest = cfg
@@ -341,7 +339,7 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
         };
         let features = enc.forward_to(&x, &deepest)?;
         for s in slots.iter_mut().filter(|s| s.calibrate) {
-            s.trainer.calibrate(&features, &x)?;
+            s.trainer.calibrate(&features, &x, cfg.init)?;
             s.calibrate = false;
         }
         // Every decoder's step is queued before the first loss is read, so a GPU works through

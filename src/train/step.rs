@@ -42,8 +42,8 @@ impl DecoderTrainer {
 
     /// The data-dependent initialisation of [`super::health::calibrate`] on one batch (`x` and its
     /// features): input scales, then every layer's weights and bias rescaled.
-    pub fn calibrate(&mut self, features: &Features, x: &Tensor) -> Result<()> {
-        for (name, value) in super::health::calibrate(&mut self.decoder, features, x)? {
+    pub fn calibrate(&mut self, features: &Features, x: &Tensor, init: super::health::Init) -> Result<()> {
+        for (name, value) in super::health::calibrate(&mut self.decoder, features, x, init)? {
             self.adam.set(&name, &value)?;
         }
         Ok(())
