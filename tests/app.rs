@@ -78,6 +78,12 @@ fn starts_and_the_layer_picker_changes_the_view() {
     wait_for(&mut h, "pool1 reconstructions", |a| shows_layer(a, "pool1"));
     assert!(h.query_all_by_label("SWWAE from pool1").count() > 0);
     assert_eq!(h.query_all_by_label("SWWAE from pool2").count(), 0);
+    // Each pane shows pool1's floor for this photo: the photo squeezed to 112 px and blown back up.
+    let photo = h.state().photo.as_ref().map(|p| p.input.clone()).unwrap();
+    let floor = layerinv::recon::thumbnail(&photo, 112);
+    let floor = layerinv::train::metrics::psnr(layerinv::train::metrics::mse(&floor, &photo));
+    let want = format!("floor {floor:.1} dB");
+    assert_eq!(h.query_all_by_label_contains(&want).count(), 2, "{want}");
 
     // → steps back to pool2 (the next available layer); its result is cached, so no recompute.
     h.key_press(egui::Key::ArrowRight);
