@@ -2,6 +2,7 @@
 //! loss curves and progress for the training panel.
 
 use crate::model::ModelSource;
+use eframe::egui;
 use crate::train::{train, CancelToken, DecoderId, Event, TrainConfig};
 use candle_core::Device;
 use std::path::PathBuf;
@@ -157,4 +158,70 @@ impl Drop for TrainingRun {
             let _ = t.join();
         }
     }
+}
+
+impl super::state::LayerinvApp {
+    /// The training panel: progress, validation PSNR, collapse warnings, loss curves, Cancel.
+    pub(super) fn training_panel(&mut self, ui: &mut egui::Ui) {
+        let Some(run) = &self.training else { return };
+        let mut cancel = false;
+        let mut dismiss = false;
+        ui.horizontal(|ui| {
+            ui.strong("Training");
+            let state = match &run.state {
+                RunState::Running => format!(
+                    "step {}/{} · {:.1} img/s · {} · ETA {}",
+                    run.step,
+                    run.cfg.steps,
+                    run.images_per_s,
+                    crate::device::dtype_name(run.cfg.dtype),
+                    fmt_secs(run.eta_s)
+                ),
+                RunState::Finished => format!("finished at step {}: decoders saved in {} and in use", run.step, run.cfg.out.display()),
+                RunState::Cancelled => format!("cancelled at step {}: checkpoint saved (start again to resume)", run.step),
+                RunState::Failed(e) => format!("failed: {e}"),
+            };
+            ui.label(state);
+            if run.state == RunState::Running {
+                ui.spinner();
+                if ui.button("Cancel").on_hover_text("Stop after this step and save a checkpoint").clicked() {
+                    cancel = true;
+                }
+            } else if ui.button("Close panel").clicked() {
+                dismiss = true;
+            }
+        });
+        if !run.val_psnr.is_empty() {
+            let parts: Vec<String> = run.val_psnr.iter().map(|(id, p)| format!("{id} {p:.1} dB")).collect();
+            ui.label(format!("validation PSNR: {}", parts.join(" · ")));
+        }
+        for (id, why) in &run.collapsed {
+            ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {id} decoder {why}"));
+        }
+        if let Some(m) = run.messages.last() {
+            ui.label(m.as_str());
+        }
+        egui_plot::Plot::new("loss-curves")
+            .legend(egui_plot::Legend::default())
+            .x_axis_label("step")
+            .y_axis_label("log10 loss")
+            .allow_scroll(false)
+            .show(ui, |plot| {
+                for (id, pts) in &run.curves {
+                    let log: Vec<[f64; 2]> = pts.iter().filter(|p| p[1] > 0.0).map(|p| [p[0], p[1].log10()]).collect();
+                    plot.line(egui_plot::Line::new(id.to_string(), log));
+                }
+            });
+        if cancel {
+            run.cancel();
+        }
+        if dismiss {
+            self.training = None;
+        }
+    }
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    format!("{}:{:02}", s / 60, s % 60)
 }

@@ -1,13 +1,15 @@
 //! Fitting decoders to the frozen encoder, and measuring how well they reconstruct.
 
 mod adam;
+mod config;
 pub mod health;
 pub mod objective;
 pub mod metrics;
 mod run;
 mod step;
 
-pub use run::{batch_mse_psnr, checkpoint_path, learning_rate, train, CancelToken, DecoderId, Event, EventSink, TrainConfig, TrainSummary, ValResult};
+pub use config::TrainConfig;
+pub use run::{batch_mse_psnr, checkpoint_path, learning_rate, train, CancelToken, DecoderId, Event, EventSink, TrainSummary, ValResult};
 pub use adam::Adam;
 pub use health::{check as check_health, Health, Init};
 pub use objective::StepLoss;
