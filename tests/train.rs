@@ -35,6 +35,10 @@ fn tiny(data: &Path, out: &Path, steps: u64) -> TrainConfig {
     cfg.lr = 3e-3;
     cfg.checkpoint_every = 5;
     cfg.val_every = 0;
+    // The start the "validation loss halves from step 20 to 80" limit was measured with (0 of 15
+    // runs failing); the default start (scales) begins nearer the images' statistics, so its
+    // step-20 loss is already lower and the ratio sits near the limit (0.54 seen once).
+    cfg.init = layerinv::train::Init::Uniform;
     cfg
 }
 
