@@ -62,8 +62,7 @@ impl Health {
         if d >= COLLAPSE_DEPENDENCE {
             return None;
         }
-        let dead: usize = self.dead.iter().map(|(_, d, _)| d).sum();
-        let units: usize = self.dead.iter().map(|(_, _, u)| u).sum();
+        let (dead, units) = self.dead_units();
         Some(format!(
             "collapsed: its output barely depends on the input (variance across images {:.3} of the photos', below {COLLAPSE_DEPENDENCE}; {dead} of {units} hidden units dead)",
             d
