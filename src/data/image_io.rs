@@ -12,39 +12,9 @@ pub const MAX_SIDE: u32 = 12_000;
 /// Largest accepted image file, in bytes. A larger file is refused before it is read.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
-/// Read an image file's bytes, refusing before reading anything but its first bytes: what is not
-/// a regular file (a device such as /dev/zero, a folder, a pipe), a file over
-/// [`MAX_FILE_BYTES`], and a file whose first bytes are no image format's.
-fn read_bounded(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::bad_file(path, "not a regular file, not an image"));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(Error::bad_file(path, format!("file is {} MB, over the {} MB limit for images", meta.len() >> 20, MAX_FILE_BYTES >> 20)));
-    }
-    if meta.len() == 0 {
-        return Err(Error::bad_file(path, "empty file, not an image"));
-    }
-    let mut head = [0u8; 32];
-    let n = file.read(&mut head).map_err(|e| Error::io(path, e))?;
-    if image::guess_format(&head[..n]).is_err() {
-        return Err(Error::bad_file(path, "not an image (unrecognised file format)"));
-    }
-    let mut bytes = head[..n].to_vec();
-    // Bounded even if the file grows while it is read.
-    file.take(MAX_FILE_BYTES + 1 - n as u64).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Error::bad_file(path, format!("file grew past the {} MB limit for images while it was read", MAX_FILE_BYTES >> 20)));
-    }
-    Ok(bytes)
-}
-
 /// Read and decode an image file into 8-bit RGB. Transparent pixels are composited over white.
 pub fn load_image(path: &Path) -> Result<RgbImage> {
-    let bytes = read_bounded(path)?;
+    let bytes = crate::fsutil::read_bounded(path, "an image", MAX_FILE_BYTES, |head| image::guess_format(head).is_ok())?;
     let reader = ImageReader::new(Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;

@@ -87,7 +87,7 @@ pub struct OnnxTrunk {
 
 pub fn read_onnx_trunk(path: &Path, device: &Device) -> Result<OnnxTrunk> {
     use prost::Message;
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::fsutil::read_bounded(path, "an ONNX model", super::weights::MAX_WEIGHTS_BYTES, |_| true)?;
     let model = ModelProto::decode(bytes.as_slice())
         .map_err(|e| Error::bad_file(path, format!("not a readable ONNX model: {e}")))?;
     let graph = model.graph.ok_or_else(|| Error::bad_file(path, "ONNX file has no graph"))?;

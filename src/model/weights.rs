@@ -5,6 +5,7 @@
 
 use super::arch::Arch;
 use super::onnx::read_onnx_trunk;
+use crate::fsutil::{open_bounded, read_bounded};
 use crate::data::Preprocess;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -31,6 +32,10 @@ pub struct ModelWeights {
     pub fingerprint: String,
 }
 
+/// Largest accepted weights, decoder or checkpoint file (VGG-19 in f32 is 0.55 GB). A larger file is
+/// refused before it is read.
+pub const MAX_WEIGHTS_BYTES: u64 = 2 << 30;
+
 /// Raw tensors and metadata read from a file, before validation.
 struct RawWeights {
     tensors: HashMap<String, Tensor>,
@@ -40,10 +45,8 @@ struct RawWeights {
 
 /// Read `(tensors, metadata)` of a safetensors file, with a one-line error for broken files.
 pub fn read_safetensors(path: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if bytes.is_empty() {
-        return Err(Error::bad_file(path, "empty file, not a safetensors file"));
-    }
+    // Eight bytes of header length, then the header's JSON object.
+    let bytes = read_bounded(path, "a safetensors file", MAX_WEIGHTS_BYTES, |h| h.len() < 9 || h[8] == b'{')?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::bad_file(path, format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
@@ -60,9 +63,8 @@ fn read_raw(path: &Path, device: &Device) -> Result<RawWeights> {
             Ok(RawWeights { tensors, metadata, preprocess_hint: Preprocess::Torch })
         }
         "pth" | "pt" | "bin" => {
-            if !path.exists() {
-                return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
-            }
+            // A zip archive (torch.save since 1.6); candle reads it from the path.
+            open_bounded(path, "a zip-format PyTorch file", MAX_WEIGHTS_BYTES, |h| h.starts_with(b"PK\x03\x04"))?;
             let read = |key| candle_core::pickle::read_all_with_key(path, key);
             // A bare state dict, or a training checkpoint holding one under "state_dict".
             let list = read(None).and_then(|l| if l.is_empty() { read(Some("state_dict")) } else { Ok(l) }).map_err(|e| {

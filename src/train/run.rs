@@ -140,6 +140,10 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
         return Err(Error::Unavailable("batch and steps must be at least 1".into()));
     }
 
+    // One run per output folder; what a killed run left half-written goes.
+    let _lock = crate::fsutil::lock_folder(&cfg.out)?;
+    crate::fsutil::remove_stale_temps(&cfg.out);
+
     // Files: training list, validation list (a folder, or every 10th training image).
     let mut files = list_images(&cfg.data)?;
     let val_files = match &cfg.val {
