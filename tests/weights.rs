@@ -3,7 +3,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::{random_tensors, write_pth};
+use common::{random_tensors, write_onnx, write_pth};
 use layerinv::model::{load_weights_file, Arch, Encoder};
 use std::collections::HashMap;
 
@@ -61,69 +61,6 @@ fn a_head_that_stops_early_makes_only_the_later_taps_unavailable() {
     assert!(enc.has_tap("fc6"));
     assert!(!enc.has_tap("fc7"));
     assert!(!enc.has_tap("fc8"), "fc8 needs fc7's output");
-}
-
-/// Minimal protobuf writer for a hand-made ONNX file.
-mod pb {
-    pub fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    pub fn bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
-        varint(out, field << 3 | 2);
-        varint(out, b.len() as u64);
-        out.extend(b);
-    }
-    pub fn int(out: &mut Vec<u8>, field: u64, v: u64) {
-        varint(out, field << 3);
-        varint(out, v);
-    }
-}
-
-/// An ONNX graph of Conv nodes with float initializers, like a tf2onnx export (NHWC input).
-fn write_onnx(path: &std::path::Path, convs: &[(Tensor, Tensor)]) {
-    let tensor = |name: &str, t: &Tensor| {
-        let mut m = Vec::new();
-        for &d in t.dims() {
-            pb::int(&mut m, 1, d as u64);
-        }
-        pb::int(&mut m, 2, 1); // FLOAT
-        pb::bytes(&mut m, 8, name.as_bytes());
-        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        pb::bytes(&mut m, 9, &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
-        m
-    };
-    let mut graph = Vec::new();
-    for (i, (w, b)) in convs.iter().enumerate() {
-        let mut node = Vec::new();
-        pb::bytes(&mut node, 1, format!("x{i}").as_bytes());
-        pb::bytes(&mut node, 1, format!("w{i}").as_bytes());
-        pb::bytes(&mut node, 1, format!("b{i}").as_bytes());
-        pb::bytes(&mut node, 4, b"Conv");
-        pb::bytes(&mut graph, 1, &node);
-        pb::bytes(&mut graph, 5, &tensor(&format!("w{i}"), w));
-        pb::bytes(&mut graph, 5, &tensor(&format!("b{i}"), b));
-    }
-    let mut shape = Vec::new();
-    for d in [1u64, 240, 240, 3] {
-        let mut dim = Vec::new();
-        pb::int(&mut dim, 1, d);
-        pb::bytes(&mut shape, 1, &dim);
-    }
-    let (mut tt, mut ty, mut input) = (Vec::new(), Vec::new(), Vec::new());
-    pb::int(&mut tt, 1, 1);
-    pb::bytes(&mut tt, 2, &shape);
-    pb::bytes(&mut ty, 1, &tt);
-    pb::bytes(&mut input, 1, b"input");
-    pb::bytes(&mut input, 2, &ty);
-    pb::bytes(&mut graph, 11, &input);
-    let mut model = Vec::new();
-    pb::int(&mut model, 1, 7); // ir_version
-    pb::bytes(&mut model, 7, &graph);
-    std::fs::write(path, model).unwrap();
 }
 
 #[test]
