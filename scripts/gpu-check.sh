@@ -28,7 +28,7 @@ pack)
         cp "$exe" ".gpu/bin/$t"
     done
     strip .gpu/bin/*
-    cp ../shared/reference/torch_ref.py .gpu/ 2>/dev/null || cp "${TORCH_REF:?set TORCH_REF to torch_ref.py}" .gpu/
+    cp scripts/torch_ref.py .gpu/
     cp scripts/torch_prof.py scripts/ncu_summary.py .gpu/
     # One stream with a dictionary larger than a binary: the kernels all four embed compress once.
     tar -C .gpu -cf - bin | xz --lzma2=preset=6,dict=192MiB -T1 >.gpu/bin.tar.xz

@@ -1,4 +1,4 @@
-//! `layerinv bench`: the same workload as `shared/reference/torch_ref.py`, with the same JSON keys.
+//! `layerinv bench`: the same workload as `scripts/torch_ref.py`, with the same JSON keys.
 
 use crate::error::Result;
 use crate::model::{Decoder, DecoderSpec, Encoder, Kind};

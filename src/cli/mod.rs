@@ -64,7 +64,7 @@ pub enum Command {
         #[arg(long)]
         endpoint: Option<String>,
     },
-    /// Time the workload of shared/reference/torch_ref.py (same JSON keys).
+    /// Time the workload of scripts/torch_ref.py (same JSON keys).
     Bench {
         /// cpu, cuda, cuda:N or auto
         #[arg(long, default_value = "auto")]
