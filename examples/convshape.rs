@@ -11,7 +11,21 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
     let (b, reps) = (args.first().copied().unwrap_or(1), args.get(1).copied().unwrap_or(5));
-    let shapes = [(3, 64, 224), (64, 64, 224), (64, 3, 224), (64, 128, 112), (128, 64, 112), (128, 128, 112), (128, 256, 56), (256, 128, 56), (256, 256, 56), (256, 512, 28), (512, 256, 28), (512, 512, 28), (512, 512, 14)];
+    let shapes = [
+        (3, 64, 224),
+        (64, 64, 224),
+        (64, 3, 224),
+        (64, 128, 112),
+        (128, 64, 112),
+        (128, 128, 112),
+        (128, 256, 56),
+        (256, 128, 56),
+        (256, 256, 56),
+        (256, 512, 28),
+        (512, 256, 28),
+        (512, 512, 28),
+        (512, 512, 14),
+    ];
     let dev = Device::Cpu;
     for (ci, co, h) in shapes {
         let x = Tensor::randn(0f32, 1., (b, ci, h, h), &dev)?;

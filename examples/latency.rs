@@ -29,7 +29,8 @@ fn main() -> anyhow::Result<()> {
     let mut decoders = Vec::new();
     for l in ["pool2", "pool5"] {
         for k in Kind::ALL {
-            let d = DecoderTrainer::new(DecoderSpec::new(enc.arch, l, k, 1.0)?, &dev)?.frozen(&dev, candle_core::DType::F32)?;
+            let d = DecoderTrainer::new(DecoderSpec::new(enc.arch, l, k, 1.0)?, &dev)?
+                .frozen(&dev, candle_core::DType::F32)?;
             println!("{l}_{} {:.1}", k.name(), best(reps, &mut || Ok(d.forward(&f).map(|_| ())?))?);
             decoders.push(d);
         }

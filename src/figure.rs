@@ -72,7 +72,11 @@ pub fn grid(row_labels: &[String], rows: &[Vec<Option<&Tile>>]) -> RgbImage {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
     let cell_w = rows.iter().flatten().flatten().map(|t| t.image.width()).max().unwrap_or(1);
     let cell_h = rows.iter().flatten().flatten().map(|t| t.image.height()).max().unwrap_or(1);
-    let label_w = if row_labels.is_empty() { 0 } else { row_labels.iter().map(|l| text_width(l, 20.0) as u32).max().unwrap_or(0) + 2 * GAP };
+    let label_w = if row_labels.is_empty() {
+        0
+    } else {
+        row_labels.iter().map(|l| text_width(l, 20.0) as u32).max().unwrap_or(0) + 2 * GAP
+    };
     let (w, h) = (label_w + cols * (cell_w + GAP) + GAP, rows.len() as u32 * (cell_h + 2 * TEXT + GAP) + GAP);
     let mut img = RgbImage::from_pixel(w, h, BG);
     for (r, row) in rows.iter().enumerate() {

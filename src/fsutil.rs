@@ -15,14 +15,22 @@ pub fn read_bounded(path: &Path, what: &str, limit: u64, looks_right: impl Fn(&[
     let head = bytes.len() as u64;
     file.take(limit + 1 - head).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     if bytes.len() as u64 > limit {
-        return Err(Error::bad_file(path, format!("file grew past the {} MB limit for {what} while it was read", mb(limit))));
+        return Err(Error::bad_file(
+            path,
+            format!("file grew past the {} MB limit for {what} while it was read", mb(limit)),
+        ));
     }
     Ok(bytes)
 }
 
 /// The checks of [`read_bounded`] without reading the rest: the open file, and its first bytes
 /// (read; the rest follows them), for readers that take a path.
-pub fn open_bounded(path: &Path, what: &str, limit: u64, looks_right: impl Fn(&[u8]) -> bool) -> Result<(std::fs::File, Vec<u8>)> {
+pub fn open_bounded(
+    path: &Path,
+    what: &str,
+    limit: u64,
+    looks_right: impl Fn(&[u8]) -> bool,
+) -> Result<(std::fs::File, Vec<u8>)> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
@@ -30,7 +38,10 @@ pub fn open_bounded(path: &Path, what: &str, limit: u64, looks_right: impl Fn(&[
         return Err(Error::bad_file(path, format!("not a regular file, not {what}")));
     }
     if meta.len() > limit {
-        return Err(Error::bad_file(path, format!("file is {} MB, over the {} MB limit for {what}", mb(meta.len()), mb(limit))));
+        return Err(Error::bad_file(
+            path,
+            format!("file is {} MB, over the {} MB limit for {what}", mb(meta.len()), mb(limit)),
+        ));
     }
     if meta.len() == 0 {
         return Err(Error::bad_file(path, format!("empty file, not {what}")));
@@ -144,7 +155,8 @@ pub fn lock_folder(dir: &Path) -> Result<FolderLock> {
     }
     // Who holds it, for the message a second run prints (the lock, not this text, is what counts).
     let pid = std::process::id().to_string();
-    let _ = file.set_len(0).and_then(|()| std::io::Seek::rewind(&mut file)).and_then(|()| file.write_all(pid.as_bytes()));
+    let _ =
+        file.set_len(0).and_then(|()| std::io::Seek::rewind(&mut file)).and_then(|()| file.write_all(pid.as_bytes()));
     Ok(FolderLock { _file: file })
 }
 

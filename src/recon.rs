@@ -5,15 +5,19 @@ use crate::data::resize_centre_crop;
 use crate::error::{Error, Result};
 use crate::model::decoder_file::decoder_file_name;
 use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Features, Kind};
-use candle_core::Tensor;
 use crate::train::metrics::{mse, psnr, ssim};
+use candle_core::Tensor;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 
 /// The command that would train the missing decoder(s).
 pub fn train_command(dir: &Path, layer: &str, kinds: &[Kind]) -> String {
     let kinds: Vec<&str> = kinds.iter().map(Kind::name).collect();
-    format!("layerinv train --data <photos folder> --layers {layer} --kinds {} --out {}", kinds.join(","), dir.display())
+    format!(
+        "layerinv train --data <photos folder> --layers {layer} --kinds {} --out {}",
+        kinds.join(","),
+        dir.display()
+    )
 }
 
 /// Every decoder a folder holds for an encoder, by (layer, kind); for the ones it cannot provide,
@@ -79,14 +83,17 @@ impl DecoderSet {
 
     /// Why `layer` cannot be shown with both kinds, or `None` when it can.
     pub fn unavailable_reason(&self, layer: &str) -> Option<String> {
-        let reasons: Vec<String> = Kind::ALL.iter().filter_map(|&k| self.get(layer, k).err().map(|e| e.to_string())).collect();
+        let reasons: Vec<String> =
+            Kind::ALL.iter().filter_map(|&k| self.get(layer, k).err().map(|e| e.to_string())).collect();
         match reasons.len() {
             0 => None,
-            2 if reasons[0].starts_with(&format!("no {layer} ")) && reasons[1].starts_with(&format!("no {layer} ")) => Some(format!(
-                "no {layer} decoders in {}; make them with `{}`",
-                self.dir.display(),
-                train_command(&self.dir, layer, &Kind::ALL)
-            )),
+            2 if reasons[0].starts_with(&format!("no {layer} ")) && reasons[1].starts_with(&format!("no {layer} ")) => {
+                Some(format!(
+                    "no {layer} decoders in {}; make them with `{}`",
+                    self.dir.display(),
+                    train_command(&self.dir, layer, &Kind::ALL)
+                ))
+            }
             _ => Some(reasons[0].clone()),
         }
     }
@@ -111,7 +118,13 @@ pub fn model_input(enc: &Encoder, img: &RgbImage) -> RgbImage {
 
 /// Rebuild `input` (already model-size, see [`model_input`]) from each of `layers` with each of
 /// `kinds`, from one encoder pass (up to the deepest of `layers`).
-pub fn reconstruct(enc: &Encoder, set: &DecoderSet, input: &RgbImage, layers: &[String], kinds: &[Kind]) -> Result<Vec<Reconstruction>> {
+pub fn reconstruct(
+    enc: &Encoder,
+    set: &DecoderSet,
+    input: &RgbImage,
+    layers: &[String],
+    kinds: &[Kind],
+) -> Result<Vec<Reconstruction>> {
     let Some(deepest) = layers.iter().max_by_key(|l| enc.arch.tap_index(l).unwrap_or(0)) else { return Ok(Vec::new()) };
     let features = enc.forward_to(&input_tensor(enc, input)?, deepest)?;
     reconstruct_from(enc, set, &features, input, layers, kinds)
@@ -129,7 +142,14 @@ fn input_tensor(enc: &Encoder, input: &RgbImage) -> Result<Tensor> {
 }
 
 /// [`reconstruct`] from `features` the encoder computed for `input` (covering `layers`).
-pub fn reconstruct_from(enc: &Encoder, set: &DecoderSet, features: &Features, input: &RgbImage, layers: &[String], kinds: &[Kind]) -> Result<Vec<Reconstruction>> {
+pub fn reconstruct_from(
+    enc: &Encoder,
+    set: &DecoderSet,
+    features: &Features,
+    input: &RgbImage,
+    layers: &[String],
+    kinds: &[Kind],
+) -> Result<Vec<Reconstruction>> {
     let mut decoders = Vec::new();
     for l in layers {
         for &k in kinds {
@@ -210,7 +230,9 @@ pub fn thumbnail(input: &RgbImage, grid: u32) -> RgbImage {
     if (grid, grid) == (w, h) {
         return input.clone();
     }
-    let cell = |i: u32, n: u32| ((i as u64 * n as u64 / grid as u64) as u32, (((i + 1) as u64 * n as u64).div_ceil(grid as u64) as u32).min(n));
+    let cell = |i: u32, n: u32| {
+        ((i as u64 * n as u64 / grid as u64) as u32, (((i + 1) as u64 * n as u64).div_ceil(grid as u64) as u32).min(n))
+    };
     let mut small = RgbImage::new(grid, grid);
     for gy in 0..grid {
         let (y0, y1) = cell(gy, h);
@@ -248,7 +270,12 @@ pub fn layer_grid(enc: &Encoder, layer: &str) -> Option<u32> {
 /// Evaluate every complete layer of `set` on `images` (each brought to the model's size): for each
 /// layer a row per decoder kind and one for its [`thumbnail`] floor, then one row for the
 /// [`flat`] floor (layer `"any"`). `progress(i, n)` is called after each image.
-pub fn evaluate(enc: &Encoder, set: &DecoderSet, images: &[RgbImage], mut progress: impl FnMut(usize, usize)) -> Result<Vec<EvalRow>> {
+pub fn evaluate(
+    enc: &Encoder,
+    set: &DecoderSet,
+    images: &[RgbImage],
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<EvalRow>> {
     let layers = set.complete_layers();
     let mut rows: Vec<(String, String)> = Vec::new();
     for l in &layers {

@@ -15,7 +15,6 @@ use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 fn harness(decoders: &Path, image: Option<PathBuf>, layer: &str) -> Harness<'static, LayerinvApp> {
     let opts = AppOptions {
         image: image.or_else(|| Some(repo_path("assets/chelsea.png"))),
@@ -34,7 +33,11 @@ fn harness(decoders: &Path, image: Option<PathBuf>, layer: &str) -> Harness<'sta
 fn wait_for(h: &mut Harness<'static, LayerinvApp>, what: &str, done: impl Fn(&LayerinvApp) -> bool) {
     let start = Instant::now();
     while !done(h.state()) {
-        assert!(start.elapsed() < Duration::from_secs(120), "timed out waiting for {what}; last error: {:?}", h.state().last_error);
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}; last error: {:?}",
+            h.state().last_error
+        );
         h.step();
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -99,7 +102,9 @@ fn a_dropped_photo_loads_and_a_bad_one_keeps_the_old() {
     wait_for(&mut h, "the demo photo", |a| shows_layer(a, "pool1"));
     let coffee = repo_path("assets/coffee.png");
     drop_file(&mut h, coffee.clone());
-    wait_for(&mut h, "the dropped photo", |a| a.photo.as_ref().is_some_and(|p| p.path == coffee) && shows_layer(a, "pool1"));
+    wait_for(&mut h, "the dropped photo", |a| {
+        a.photo.as_ref().is_some_and(|p| p.path == coffee) && shows_layer(a, "pool1")
+    });
 
     let bad = repo_path("tests/data/odd/not_an_image.jpg");
     drop_file(&mut h, bad);

@@ -91,7 +91,8 @@ fn a_20000_pixel_image_is_refused_before_decoding() {
 fn odd_but_valid_images_load_as_rgb() {
     let photo = load_image(Path::new(&odd("photo.png"))).unwrap();
     let mean_abs_diff = |a: &image::RgbImage, b: &image::RgbImage| {
-        a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>() / a.as_raw().len() as f64
+        a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>()
+            / a.as_raw().len() as f64
     };
     for name in ["grey.png", "grey16.png", "rgba.png", "cmyk.jpg"] {
         let img = load_image(Path::new(&odd(name))).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -106,7 +107,8 @@ fn odd_but_valid_images_load_as_rgb() {
     assert!(mean_abs_diff(&g8, &g16) < 2.0);
     // Half-transparent over white: brighter than the photo, and half way to white.
     let rgba = load_image(Path::new(&odd("rgba.png"))).unwrap();
-    let expected: Vec<u8> = photo.as_raw().iter().map(|&v| ((v as f64 * 128. / 255.) + 255. * (1. - 128. / 255.)).round() as u8).collect();
+    let expected: Vec<u8> =
+        photo.as_raw().iter().map(|&v| ((v as f64 * 128. / 255.) + 255. * (1. - 128. / 255.)).round() as u8).collect();
     let expected = image::RgbImage::from_raw(150, 100, expected).unwrap();
     assert!(mean_abs_diff(&rgba, &expected) < 1.0);
     // CMYK JPEG converts back to roughly the photo's colours.
@@ -157,7 +159,10 @@ fn bad_weights_fail_with_one_line_naming_the_file_and_tensor() {
     assert_clean_failure(&o, &["truncated.safetensors", "truncated or corrupt"]);
 
     std::fs::write(p("empty.safetensors"), b"").unwrap();
-    assert_clean_failure(&layerinv(&["info", "--model", p("empty.safetensors").to_str().unwrap()]), &["empty.safetensors", "empty file"]);
+    assert_clean_failure(
+        &layerinv(&["info", "--model", p("empty.safetensors").to_str().unwrap()]),
+        &["empty.safetensors", "empty file"],
+    );
 
     std::fs::write(p("old.pth"), b"\x80\x02not a zip archive at all").unwrap();
     assert_clean_failure(&layerinv(&["info", "--model", p("old.pth").to_str().unwrap()]), &["old.pth", "zip-format"]);
@@ -165,6 +170,12 @@ fn bad_weights_fail_with_one_line_naming_the_file_and_tensor() {
     std::fs::write(p("junk.onnx"), [0xffu8; 64]).unwrap();
     assert_clean_failure(&layerinv(&["info", "--model", p("junk.onnx").to_str().unwrap()]), &["junk.onnx", "ONNX"]);
 
-    assert_clean_failure(&layerinv(&["info", "--model", p("nope.safetensors").to_str().unwrap()]), &["nope.safetensors", "No such file"]);
-    assert_clean_failure(&layerinv(&["info", "--model", p("weights.txt").to_str().unwrap()]), &["weights.txt", "unknown weights format"]);
+    assert_clean_failure(
+        &layerinv(&["info", "--model", p("nope.safetensors").to_str().unwrap()]),
+        &["nope.safetensors", "No such file"],
+    );
+    assert_clean_failure(
+        &layerinv(&["info", "--model", p("weights.txt").to_str().unwrap()]),
+        &["weights.txt", "unknown weights format"],
+    );
 }

@@ -46,7 +46,9 @@ fn read_npy_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
 
 #[test]
 fn features_match_the_original_onnx_model() {
-    let reference: Value = serde_json::from_str(&std::fs::read_to_string(repo_path("tests/data/chelsea_224_onnx_pools.json")).unwrap()).unwrap();
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_path("tests/data/chelsea_224_onnx_pools.json")).unwrap())
+            .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let image = repo_path("tests/data/chelsea_224.png");
     for layer in ["pool1", "pool3", "pool5"] {
@@ -55,7 +57,8 @@ fn features_match_the_original_onnx_model() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let (dims, v) = read_npy_f32(&out);
         let r = &reference[layer];
-        let want_dims: Vec<usize> = r["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let want_dims: Vec<usize> =
+            r["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
         assert_eq!(dims, want_dims);
         let plane = dims[1] * dims[2];
         let ours: Vec<f64> = v.chunks(plane).map(|c| c.iter().map(|&x| x as f64).sum::<f64>() / plane as f64).collect();
@@ -75,9 +78,23 @@ fn features_match_the_original_onnx_model() {
 fn features_of_an_fc_layer_say_why_it_is_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fc7.npy");
-    let o = layerinv(&["features", repo_path("assets/chelsea.png").to_str().unwrap(), "--layer", "fc7", "--out", out.to_str().unwrap()]);
+    let o = layerinv(&[
+        "features",
+        repo_path("assets/chelsea.png").to_str().unwrap(),
+        "--layer",
+        "fc7",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     common::assert_clean_failure(&o, &["fc7 is not available", "conv trunk"]);
-    let o = layerinv(&["features", repo_path("assets/chelsea.png").to_str().unwrap(), "--layer", "conv9", "--out", out.to_str().unwrap()]);
+    let o = layerinv(&[
+        "features",
+        repo_path("assets/chelsea.png").to_str().unwrap(),
+        "--layer",
+        "conv9",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     common::assert_clean_failure(&o, &["conv9 is not a layer of vgg16"]);
 }
 
@@ -113,10 +130,20 @@ fn bundled_decoders_show_the_papers_finding_on_held_out_photos() {
         assert!(swwae > sae + 1.5, "{layer}: SWWAE {swwae:.2} dB, SAE {sae:.2} dB");
     }
     // Over the floor by at least (SAE, SWWAE), dB: measured margins less 0.5.
-    for (layer, margins) in [("pool1", [3.9, 1.4]), ("pool2", [3.2, 3.3]), ("pool3", [0.6, 3.3]), ("pool4", [-2.7, 1.5]), ("pool5", [-5.3, 1.2])] {
+    for (layer, margins) in [
+        ("pool1", [3.9, 1.4]),
+        ("pool2", [3.2, 3.3]),
+        ("pool3", [0.6, 3.3]),
+        ("pool4", [-2.7, 1.5]),
+        ("pool5", [-5.3, 1.2]),
+    ] {
         let floor = psnr(layer, "thumbnail");
         for (kind, margin) in ["sae", "swwae"].into_iter().zip(margins) {
-            assert!(psnr(layer, kind) >= floor + margin, "{layer} {kind}: {:.2} dB, floor {floor:.2} dB", psnr(layer, kind));
+            assert!(
+                psnr(layer, kind) >= floor + margin,
+                "{layer} {kind}: {:.2} dB, floor {floor:.2} dB",
+                psnr(layer, kind)
+            );
         }
     }
 }

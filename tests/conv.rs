@@ -8,7 +8,6 @@ use candle_core::{Device, Tensor, Var};
 use common::devices;
 use layerinv::ops::{conv2d, conv2d_ref};
 
-
 fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
     let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
     a.sub(b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
@@ -85,15 +84,28 @@ fn bf16_matches_f32_to_bf16_precision() {
             let (x, w, b) = inputs(c);
             let (x, w, b) = (round(&x), round(&w), round(&b));
             let (_, _, cout, h, wd, k, p) = c;
-            let g = round(&Tensor::randn(0f32, 1., (c.0, cout, h + 2 * p + 1 - k, wd + 2 * p + 1 - k), &Device::Cpu).unwrap());
+            let g = round(
+                &Tensor::randn(0f32, 1., (c.0, cout, h + 2 * p + 1 - k, wd + 2 * p + 1 - k), &Device::Cpu).unwrap(),
+            );
             let run = |dtype: DType| {
                 let on = |t: &Tensor| Var::from_tensor(&t.to_device(&dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
                 let (xv, wv, bv) = (on(&x), on(&w), on(&b));
                 let y = conv2d(xv.as_tensor(), wv.as_tensor(), bv.as_tensor(), p, relu).unwrap();
                 assert_eq!(y.dtype(), dtype);
-                let gs = y.mul(&g.to_device(&dev).unwrap().to_dtype(dtype).unwrap()).unwrap().sum_all().unwrap().backward().unwrap();
+                let gs = y
+                    .mul(&g.to_device(&dev).unwrap().to_dtype(dtype).unwrap())
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
                 let back = |t: &Tensor| t.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
-                [back(&y), back(gs.get(xv.as_tensor()).unwrap()), back(gs.get(wv.as_tensor()).unwrap()), back(gs.get(bv.as_tensor()).unwrap())]
+                [
+                    back(&y),
+                    back(gs.get(xv.as_tensor()).unwrap()),
+                    back(gs.get(wv.as_tensor()).unwrap()),
+                    back(gs.get(bv.as_tensor()).unwrap()),
+                ]
             };
             let (full, half) = (run(DType::F32), run(DType::BF16));
             for (name, (a, b)) in ["y", "dx", "dw", "db"].iter().zip(half.iter().zip(full.iter())) {
@@ -110,7 +122,11 @@ fn bf16_matches_f32_to_bf16_precision() {
 fn no_input_gradient_for_a_constant_input() {
     let (x, w, b) = inputs((2, 64, 32, 14, 14, 3, 1));
     let dw_of = |f: fn(&Tensor, &Tensor, &Tensor, usize, bool) -> candle_core::Result<Tensor>, dev: &Device| {
-        let (x, wv, bv) = (x.to_device(dev).unwrap(), Var::from_tensor(&w.to_device(dev).unwrap()).unwrap(), b.to_device(dev).unwrap());
+        let (x, wv, bv) = (
+            x.to_device(dev).unwrap(),
+            Var::from_tensor(&w.to_device(dev).unwrap()).unwrap(),
+            b.to_device(dev).unwrap(),
+        );
         let grads = f(&x, wv.as_tensor(), &bv, 1, true).unwrap().sum_all().unwrap().backward().unwrap();
         (grads.get(&x).is_some(), grads.get(wv.as_tensor()).unwrap().to_device(&Device::Cpu).unwrap())
     };

@@ -5,8 +5,8 @@ mod common;
 
 use common::{assert_clean_failure, layerinv, repo_path};
 use layerinv::model::decoder_file::{load_decoder, read_decoder_meta};
-use layerinv::model::{Kind, ModelSource};
 use layerinv::model::{DecoderSpec, Objective};
+use layerinv::model::{Kind, ModelSource};
 use layerinv::train::{checkpoint_path, DecoderTrainer};
 use std::io::BufRead;
 use std::path::Path;
@@ -24,14 +24,40 @@ fn photo_dir() -> tempfile::TempDir {
 /// A tiny pool1 run, `--checkpoint-every 1` so that files are being written most of the time.
 fn train_args<'a>(data: &'a str, out: &'a str, steps: &'a str) -> Vec<&'a str> {
     vec![
-        "train", "--data", data, "--layers", "pool1", "--steps", steps, "--batch", "1", "--crop", "32", "--width", "0.25", "--out", out,
-        "--checkpoint-every", "1", "--val-every", "0", "--device", "cpu", "--threads", "1",
+        "train",
+        "--data",
+        data,
+        "--layers",
+        "pool1",
+        "--steps",
+        steps,
+        "--batch",
+        "1",
+        "--crop",
+        "32",
+        "--width",
+        "0.25",
+        "--out",
+        out,
+        "--checkpoint-every",
+        "1",
+        "--val-every",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
     ]
 }
 
 /// Start a training run; return once it has logged step 10 (so its files exist).
 fn start_training(args: &[&str]) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_layerinv")).args(args).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_layerinv"))
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = String::new();
     loop {
@@ -54,7 +80,12 @@ fn kill9(child: &mut Child) {
 }
 
 fn temp_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp")).collect()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect()
 }
 
 /// A pid no process can have (above Linux's largest `pid_max`).

@@ -99,7 +99,15 @@ fn fetch_without_network_says_what_to_download_by_hand() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let o = layerinv_env(&["fetch", "vgg19", "--endpoint", &endpoint], &[("HF_HOME", home.path().to_str().unwrap())]);
-    assert_clean_failure(&o, &["could not download", "Offline?", "https://huggingface.co/timm/vgg19.tv_in1k/resolve/main/model.safetensors", "--model"]);
+    assert_clean_failure(
+        &o,
+        &[
+            "could not download",
+            "Offline?",
+            "https://huggingface.co/timm/vgg19.tv_in1k/resolve/main/model.safetensors",
+            "--model",
+        ],
+    );
 }
 
 #[test]

@@ -19,7 +19,8 @@ fn tap_shapes_follow_the_paper_layers() {
         shapes(Arch::AlexNet),
         "pool1[64, 27, 27] pool2[192, 13, 13] conv3[384, 13, 13] conv4[256, 13, 13] pool5[256, 6, 6] fc6[4096] fc7[4096] fc8[1000]"
     );
-    let n_convs: Vec<usize> = [Arch::Vgg11, Arch::Vgg13, Arch::Vgg16, Arch::Vgg19].iter().map(|a| a.convs().len()).collect();
+    let n_convs: Vec<usize> =
+        [Arch::Vgg11, Arch::Vgg13, Arch::Vgg16, Arch::Vgg19].iter().map(|a| a.convs().len()).collect();
     assert_eq!(n_convs, vec![8, 10, 13, 16]);
     // torchvision feature indices of VGG-16.
     let idx: Vec<usize> = Arch::Vgg16.convs().iter().map(|c| c.index).collect();
@@ -35,7 +36,8 @@ fn one_forward_pass_returns_every_tap_and_switch() {
     let enc = random_encoder(Arch::AlexNet, true);
     let f = enc.forward(&image(2, 224)).unwrap();
     let got: Vec<(String, Vec<usize>)> = f.taps.iter().map(|(n, t)| (n.to_string(), t.dims()[1..].to_vec())).collect();
-    let want: Vec<(String, Vec<usize>)> = Arch::AlexNet.tap_shapes().into_iter().map(|(n, s)| (n.to_string(), s)).collect();
+    let want: Vec<(String, Vec<usize>)> =
+        Arch::AlexNet.tap_shapes().into_iter().map(|(n, s)| (n.to_string(), s)).collect();
     assert_eq!(got, want);
     assert!(f.taps.iter().all(|(_, t)| t.dims()[0] == 2));
     // Switches for pooled stages only; fc8 is raw logits (has negatives), the rest post-ReLU.
@@ -93,9 +95,19 @@ fn fc_decoders_mirror_the_head_and_reach_the_image() {
     }
     // Full-width VGG-16 fc8 decoder: 1000→4096→4096→25088, then as from pool5.
     let spec = DecoderSpec::new(Arch::Vgg16, "fc8", Kind::Sae, 1.0).unwrap();
-    let lin: Vec<Vec<usize>> = spec.params().into_iter().filter(|(n, _)| n.ends_with("weight") && n.starts_with("fc")).map(|(_, s)| s).collect();
+    let lin: Vec<Vec<usize>> = spec
+        .params()
+        .into_iter()
+        .filter(|(n, _)| n.ends_with("weight") && n.starts_with("fc"))
+        .map(|(_, s)| s)
+        .collect();
     assert_eq!(lin, vec![vec![4096, 1000], vec![4096, 4096], vec![25088, 4096]]);
-    let convs: Vec<Vec<usize>> = spec.params().into_iter().filter(|(n, _)| n.starts_with("features") && n.ends_with("weight")).map(|(_, s)| s).collect();
+    let convs: Vec<Vec<usize>> = spec
+        .params()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("features") && n.ends_with("weight"))
+        .map(|(_, s)| s)
+        .collect();
     assert_eq!(convs.len(), 13);
     assert_eq!(convs[0], vec![512, 512, 3, 3]);
     assert_eq!(convs[12], vec![3, 64, 3, 3]);
@@ -149,7 +161,10 @@ fn decoder_files_round_trip_and_refuse_the_wrong_encoder_layer_or_shape() {
 
     let other = random_encoder(Arch::Vgg13, false);
     let err = load_decoder(&path, &other, "pool2", Kind::Swwae).err().unwrap().to_string();
-    assert!(err.contains("trained for encoder") && err.contains(&enc.fingerprint) && err.contains("d.safetensors"), "{err}");
+    assert!(
+        err.contains("trained for encoder") && err.contains(&enc.fingerprint) && err.contains("d.safetensors"),
+        "{err}"
+    );
     let err = load_decoder(&path, &enc, "pool3", Kind::Swwae).err().unwrap().to_string();
     assert!(err.contains("vgg13 pool2 swwae decoder, expected vgg13 pool3 swwae"), "{err}");
     let err = load_decoder(&path, &enc, "pool2", Kind::Sae).err().unwrap().to_string();
@@ -208,7 +223,8 @@ fn decoders_agree_across_devices() {
     }
     let tensors = common::random_tensors(Arch::Vgg16, false, 1.0);
     let x = image(2, 64);
-    let features = common::encoder_on(Arch::Vgg16, tensors.clone(), false, &Device::Cpu).forward_to(&x, "pool3").unwrap();
+    let features =
+        common::encoder_on(Arch::Vgg16, tensors.clone(), false, &Device::Cpu).forward_to(&x, "pool3").unwrap();
     let rel = |a: &Tensor, b: &Tensor| {
         let (a, b) = (a.to_device(&Device::Cpu).unwrap(), b.to_device(&Device::Cpu).unwrap());
         let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-12);
@@ -219,7 +235,8 @@ fn decoders_agree_across_devices() {
         let mut reference: Option<(Tensor, Vec<(String, Tensor)>)> = None;
         let init = VarMap::new();
         Decoder::new(spec.clone(), VarBuilder::from_varmap(&init, DType::F32, &Device::Cpu)).unwrap();
-        let weights: Vec<(String, Tensor)> = init.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        let weights: Vec<(String, Tensor)> =
+            init.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
         for dev in &devs {
             let enc = common::encoder_on(Arch::Vgg16, tensors.clone(), false, dev);
             let own = enc.forward_to(&x.to_device(dev).unwrap(), "pool3").unwrap();
@@ -231,7 +248,9 @@ fn decoders_agree_across_devices() {
                 switches: features
                     .switches
                     .iter()
-                    .map(|s| s.as_ref().map(|s| PoolSwitches { indices: s.indices.to_device(dev).unwrap(), ..s.clone() }))
+                    .map(|s| {
+                        s.as_ref().map(|s| PoolSwitches { indices: s.indices.to_device(dev).unwrap(), ..s.clone() })
+                    })
                     .collect(),
             };
             let mut vm = VarMap::new();
@@ -240,7 +259,13 @@ fn decoders_agree_across_devices() {
             let xd = x.to_device(dev).unwrap();
             let y = dec.forward(&moved).unwrap();
             let grads = y.sub(&xd).unwrap().sqr().unwrap().mean_all().unwrap().backward().unwrap();
-            let mut vars = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), grads.get(v.as_tensor()).unwrap().clone())).collect::<Vec<_>>();
+            let mut vars = vm
+                .data()
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), grads.get(v.as_tensor()).unwrap().clone()))
+                .collect::<Vec<_>>();
             vars.sort_by(|a, b| a.0.cmp(&b.0));
             match &reference {
                 None => reference = Some((y, vars)),
@@ -266,7 +291,10 @@ fn bf16_training_follows_f32() {
     // Relative L2 error: a pre-activation within bf16's rounding of 0 may flip its ReLU, which
     // moves single values a lot but the whole tensor little.
     let rel = |a: &Tensor, b: &Tensor| {
-        let (a, b) = (a.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap(), b.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap());
+        let (a, b) = (
+            a.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap(),
+            b.to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap(),
+        );
         let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
         norm(&a.sub(&b).unwrap()) / norm(&b).max(1e-12)
     };
@@ -278,7 +306,11 @@ fn bf16_training_follows_f32() {
     // of order 1. AlexNet pool1 adds candle's strided convolution (encoder) and
     // transposed convolutions (decoder), which have no bf16 kernels on the CPU, and overlapping
     // unpooling.
-    let cases = [(Arch::Vgg11, "pool3", 64, 0.5, 0.15), (Arch::Vgg11, "fc7", 224, 0.125, 0.3), (Arch::AlexNet, "pool1", 224, 0.25, 0.08)];
+    let cases = [
+        (Arch::Vgg11, "pool3", 64, 0.5, 0.15),
+        (Arch::Vgg11, "fc7", 224, 0.125, 0.3),
+        (Arch::AlexNet, "pool1", 224, 0.25, 0.08),
+    ];
     for dev in common::devices() {
         for (arch, layer, n, width, limit) in cases {
             let enc = common::encoder_on(arch, common::random_tensors(arch, true, 1.0), true, &dev);
@@ -304,7 +336,13 @@ fn bf16_training_follows_f32() {
                     let loss = reconstruction_loss(&y, &x, enc.preprocess).unwrap();
                     assert_eq!(loss.dtype(), DType::F32);
                     let grads = loss.backward().unwrap();
-                    let mut g: Vec<(String, Tensor)> = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), grads.get(v.as_tensor()).unwrap().clone())).collect();
+                    let mut g: Vec<(String, Tensor)> = vm
+                        .data()
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), grads.get(v.as_tensor()).unwrap().clone()))
+                        .collect();
                     g.sort_by(|a, b| a.0.cmp(&b.0));
                     (y, loss, g)
                 };

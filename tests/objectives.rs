@@ -24,7 +24,14 @@ fn demo_batch(enc: &Encoder, size: usize) -> Tensor {
         .map(|f| {
             let img = image::open(repo_path("assets").join(f)).unwrap().to_rgb8();
             let img = layerinv::data::resize_centre_crop(&img, 224);
-            let img = image::imageops::crop_imm(&img, (224 - size as u32) / 2, (224 - size as u32) / 2, size as u32, size as u32).to_image();
+            let img = image::imageops::crop_imm(
+                &img,
+                (224 - size as u32) / 2,
+                (224 - size as u32) / 2,
+                size as u32,
+                size as u32,
+            )
+            .to_image();
             enc.preprocess.to_tensor(&img, size, &Device::Cpu).unwrap()
         })
         .collect();
@@ -40,7 +47,8 @@ fn calibration_makes_a_fresh_pool5_decoder_depend_on_its_input() {
     let x = demo_batch(&enc, 96);
     let f = enc.forward_to(&x, "pool5").unwrap();
     for kind in Kind::ALL {
-        let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, "pool5", kind, 0.25).unwrap(), &Device::Cpu).unwrap();
+        let mut t =
+            DecoderTrainer::new(DecoderSpec::new(enc.arch, "pool5", kind, 0.25).unwrap(), &Device::Cpu).unwrap();
         let (_, before) = check(&t.decoder, &f, &x).unwrap();
         let before = before.dependence.unwrap();
         assert!(before < 1e-3, "{kind}: a fresh decoder's output already varies with the input ({before})");
@@ -50,7 +58,18 @@ fn calibration_makes_a_fresh_pool5_decoder_depend_on_its_input() {
         assert!(after > 0.2, "{kind}: after calibration the output's variance across photos is {after} of theirs");
         assert!(t.decoder.scale("pool5") > 1.0 && t.decoder.scale("pool5").is_finite());
         // Each output channel has the batch's mean.
-        let mean = |t: &Tensor| t.mean_keepdim(0).unwrap().mean_keepdim(2).unwrap().mean_keepdim(3).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mean = |t: &Tensor| {
+            t.mean_keepdim(0)
+                .unwrap()
+                .mean_keepdim(2)
+                .unwrap()
+                .mean_keepdim(3)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
         for (a, b) in mean(&y).iter().zip(mean(&x)) {
             assert!((a - b).abs() < 0.5, "{kind}: output channel mean {a}, images' {b}");
         }
@@ -68,7 +87,8 @@ fn a_decoder_forced_to_collapse_is_reported() {
         spec.params().into_iter().map(|(n, s)| (n, Tensor::zeros(s, DType::F32, &Device::Cpu).unwrap())).collect();
     let x = demo_batch(&enc, 64);
     let f = enc.forward_to(&x, "pool1").unwrap();
-    let dead = Decoder::new(spec.clone(), candle_nn::VarBuilder::from_tensors(zeros.clone(), DType::F32, &Device::Cpu)).unwrap();
+    let dead = Decoder::new(spec.clone(), candle_nn::VarBuilder::from_tensors(zeros.clone(), DType::F32, &Device::Cpu))
+        .unwrap();
     let (_, h) = check(&dead, &f, &x).unwrap();
     assert!(h.dependence.unwrap() < COLLAPSE_DEPENDENCE, "{h:?}");
     let why = h.collapse().expect("reported collapsed");
@@ -109,9 +129,31 @@ fn a_decoder_forced_to_collapse_is_reported() {
 
     let out2 = dir.path().join("out2");
     let o = layerinv(&[
-        "train", "--data", data.to_str().unwrap(), "--val", data.to_str().unwrap(), "--layers", "pool1", "--kinds", "sae",
-        "--steps", "4", "--batch", "2", "--crop", "32", "--width", "0.25", "--val-every", "2", "--device", "cpu",
-        "--init-from", start.to_str().unwrap(), "--out", out2.to_str().unwrap(),
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--val",
+        data.to_str().unwrap(),
+        "--layers",
+        "pool1",
+        "--kinds",
+        "sae",
+        "--steps",
+        "4",
+        "--batch",
+        "2",
+        "--crop",
+        "32",
+        "--width",
+        "0.25",
+        "--val-every",
+        "2",
+        "--device",
+        "cpu",
+        "--init-from",
+        start.to_str().unwrap(),
+        "--out",
+        out2.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -127,7 +169,8 @@ fn each_objective_lowers_its_own_loss() {
     let f = enc.forward_to(&x, "pool2").unwrap();
     for which in [StepLoss::Image, StepLoss::Marks, StepLoss::Stages] {
         for kind in Kind::ALL {
-            let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, "pool2", kind, 0.25).unwrap(), &Device::Cpu).unwrap();
+            let mut t =
+                DecoderTrainer::new(DecoderSpec::new(enc.arch, "pool2", kind, 0.25).unwrap(), &Device::Cpu).unwrap();
             t.calibrate(&f, &x, Init::Calibrated).unwrap();
             let l0 = loss(&t.decoder, &f, &x, enc.preprocess, which).unwrap().to_scalar::<f32>().unwrap();
             for _ in 0..40 {
@@ -138,7 +181,8 @@ fn each_objective_lowers_its_own_loss() {
         }
     }
     // The losses differ: the marks and stages add terms to the image loss.
-    let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, "pool2", Kind::Sae, 0.25).unwrap(), &Device::Cpu).unwrap();
+    let mut t =
+        DecoderTrainer::new(DecoderSpec::new(enc.arch, "pool2", Kind::Sae, 0.25).unwrap(), &Device::Cpu).unwrap();
     t.calibrate(&f, &x, Init::Calibrated).unwrap();
     let l = |w| loss(&t.decoder, &f, &x, enc.preprocess, w).unwrap().to_scalar::<f32>().unwrap();
     assert!(l(StepLoss::Marks) > l(StepLoss::Image) * 1.01);
@@ -154,11 +198,19 @@ fn layerwise_switches_to_the_image_loss_for_its_fine_tune() {
     assert_eq!(StepLoss::at(Objective::First, 0, 100, 0.2), StepLoss::Image);
 }
 
-fn run(enc: &Encoder, out: &Path, objective: Objective, steps: u64, cancel_at: Option<u64>, resume: bool) -> layerinv::Result<()> {
+fn run(
+    enc: &Encoder,
+    out: &Path,
+    objective: Objective,
+    steps: u64,
+    cancel_at: Option<u64>,
+    resume: bool,
+) -> layerinv::Result<()> {
     let data = repo_path("assets");
     let mut cfg = TrainConfig::new(data.clone(), vec!["pool2".into()], vec![Kind::Sae, Kind::Swwae], out.to_path_buf());
     cfg.val = Some(data);
-    (cfg.steps, cfg.batch, cfg.crop, cfg.width, cfg.val_every, cfg.checkpoint_every) = (steps, 2, Some(32), 0.25, 0, 100);
+    (cfg.steps, cfg.batch, cfg.crop, cfg.width, cfg.val_every, cfg.checkpoint_every) =
+        (steps, 2, Some(32), 0.25, 0, 100);
     (cfg.objective, cfg.resume) = (objective, resume);
     let cancel = CancelToken::default();
     let c2 = cancel.clone();
@@ -190,7 +242,11 @@ fn objectives_are_recorded_and_resume() {
             let meta = read_decoder_meta(&out.path().join(format!("vgg16_pool2_{kind}.safetensors"))).unwrap();
             assert_eq!((meta.steps, meta.objective), (10, objective));
             // The input scales travel with the decoder: the code's and pool1's (the mark).
-            assert!(meta.scales.get("pool2").is_some_and(|s| *s > 1.0) && meta.scales.contains_key("pool1"), "{:?}", meta.scales);
+            assert!(
+                meta.scales.get("pool2").is_some_and(|s| *s > 1.0) && meta.scales.contains_key("pool1"),
+                "{:?}",
+                meta.scales
+            );
         }
     }
 }

@@ -5,11 +5,22 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::devices;
-use layerinv::ops::{max_pool_with_switches, max_pool_with_switches_ref, unpool, unpool_fixed, unpool_fixed_ref, unpool_ref, PoolSwitches};
-
+use layerinv::ops::{
+    max_pool_with_switches, max_pool_with_switches_ref, unpool, unpool_fixed, unpool_fixed_ref, unpool_ref,
+    PoolSwitches,
+};
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    a.to_dtype(DType::F64).unwrap().sub(&b.to_dtype(DType::F64).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap()
+    a.to_dtype(DType::F64)
+        .unwrap()
+        .sub(&b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 /// Geometries: VGG 2×2/2 (even and odd sizes), AlexNet 3×3/2 overlapping.
@@ -24,7 +35,10 @@ fn pool_fast_matches_reference() {
             let (v2, s2) = max_pool_with_switches_ref(&x, k, s).unwrap();
             assert_eq!(max_abs_diff(&v1, &v2), 0.0, "values k={k} {h}x{w}");
             assert_eq!(s1.indices.dims(), v1.dims());
-            assert_eq!(s1.indices.flatten_all().unwrap().to_vec1::<u32>().unwrap(), s2.indices.flatten_all().unwrap().to_vec1::<u32>().unwrap());
+            assert_eq!(
+                s1.indices.flatten_all().unwrap().to_vec1::<u32>().unwrap(),
+                s2.indices.flatten_all().unwrap().to_vec1::<u32>().unwrap()
+            );
             // Values agree with candle's own max-pool.
             let mp = x.max_pool2d_with_stride(k, s).unwrap();
             assert_eq!(max_abs_diff(&v1, &mp), 0.0);
@@ -94,7 +108,9 @@ fn unpool_gradients_match_finite_differences() {
         let xin = Tensor::randn(0f64, 1., (1, 2, h, w), &dev).unwrap();
         let (p, sw) = max_pool_with_switches(&xin, k, s).unwrap();
         let weights = Tensor::randn(0f64, 1., (1, 2, h, w), &dev).unwrap();
-        for (name, f) in [("fast", unpool as fn(&Tensor, &PoolSwitches) -> candle_core::Result<Tensor>), ("ref", unpool_ref)] {
+        for (name, f) in
+            [("fast", unpool as fn(&Tensor, &PoolSwitches) -> candle_core::Result<Tensor>), ("ref", unpool_ref)]
+        {
             for sw in [sw.clone(), PoolSwitches::fixed(&sw).unwrap()] {
                 let var = Var::from_tensor(&p).unwrap();
                 let loss = f(var.as_tensor(), &sw).unwrap().mul(&weights).unwrap().sum_all().unwrap();
@@ -136,7 +152,12 @@ fn fast_and_reference_gradients_agree_in_f32() {
             let loss = unpool_fixed(var.as_tensor(), &sw).unwrap().mul(&weights).unwrap().sum_all().unwrap();
             let g = loss.backward().unwrap().get(var.as_tensor()).unwrap().clone();
             let var2 = Var::from_tensor(&p).unwrap();
-            let loss2 = unpool_ref(var2.as_tensor(), &PoolSwitches::fixed(&sw).unwrap()).unwrap().mul(&weights).unwrap().sum_all().unwrap();
+            let loss2 = unpool_ref(var2.as_tensor(), &PoolSwitches::fixed(&sw).unwrap())
+                .unwrap()
+                .mul(&weights)
+                .unwrap()
+                .sum_all()
+                .unwrap();
             let g2 = loss2.backward().unwrap().get(var2.as_tensor()).unwrap().clone();
             assert!(max_abs_diff(&g, &g2) < 1e-6, "{dev:?} unpool_fixed k={k}");
         }
@@ -152,7 +173,9 @@ fn bf16_pooling_and_unpooling_match_f32_exactly() {
     for dev in devices() {
         for (k, s, h, w) in CASES {
             // Values bf16 holds exactly, non-negative as after a ReLU.
-            let x = bf16(&Tensor::randn(0f32, 1., (2, 3, h, w), &dev).unwrap().abs().unwrap()).to_dtype(DType::F32).unwrap();
+            let x = bf16(&Tensor::randn(0f32, 1., (2, 3, h, w), &dev).unwrap().abs().unwrap())
+                .to_dtype(DType::F32)
+                .unwrap();
             let (p32, sw32) = max_pool_with_switches(&x, k, s).unwrap();
             let (p16, sw16) = max_pool_with_switches(&bf16(&x), k, s).unwrap();
             assert_eq!(p16.dtype(), DType::BF16);
@@ -165,7 +188,13 @@ fn bf16_pooling_and_unpooling_match_f32_exactly() {
                 let (u32_, u16_) = (f(v32.as_tensor(), &sw32).unwrap(), f(v16.as_tensor(), &sw16).unwrap());
                 assert_eq!(u16_.dtype(), DType::BF16);
                 // bf16 keeps 8 significant bits: averaged cells round to within 2^-8 relative.
-                let tolerance = |t: &Tensor| if k == s { 0.0 } else { t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64 / 256.0 };
+                let tolerance = |t: &Tensor| {
+                    if k == s {
+                        0.0
+                    } else {
+                        t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64 / 256.0
+                    }
+                };
                 assert!(max_abs_diff(&u16_, &u32_) <= tolerance(&u32_), "{dev:?} unpooled k={k} {h}x{w}");
                 let grad = |v: &Var, u: &Tensor| {
                     let loss = u.mul(&g.to_dtype(u.dtype()).unwrap()).unwrap().sum_all().unwrap();
@@ -200,8 +229,13 @@ fn mse_loss_matches_its_twin() {
                 };
                 let ((l1, g1), (l2, g2)) = (run(mse_loss), run(mse_loss_ref));
                 assert!((l1 - l2).abs() <= 1e-6 * l2.abs(), "{dev:?} {dtype:?} scale {scale}: loss {l1} vs {l2}");
-                let gmax = g2.abs().unwrap().to_dtype(DType::F64).unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
-                assert!(max_abs_diff(&g1, &g2) <= tol * gmax, "{dev:?} {dtype:?} scale {scale}: gradient {}", max_abs_diff(&g1, &g2));
+                let gmax =
+                    g2.abs().unwrap().to_dtype(DType::F64).unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+                assert!(
+                    max_abs_diff(&g1, &g2) <= tol * gmax,
+                    "{dev:?} {dtype:?} scale {scale}: gradient {}",
+                    max_abs_diff(&g1, &g2)
+                );
             }
         }
         assert!(mse_loss(&y, &x.narrow(3, 0, 5).unwrap(), 1.0).is_err());
@@ -243,7 +277,12 @@ fn adam_update_matches_the_formula() {
             }
             let got = read(var.as_tensor());
             for i in 0..15 {
-                assert!((got[i] - w[i]).abs() < 1e-5 * (1.0 + w[i].abs()), "{dev:?} step {t} w[{i}]: {} vs {}", got[i], w[i]);
+                assert!(
+                    (got[i] - w[i]).abs() < 1e-5 * (1.0 + w[i].abs()),
+                    "{dev:?} step {t} w[{i}]: {} vs {}",
+                    got[i],
+                    w[i]
+                );
             }
             w = got;
         }

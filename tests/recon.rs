@@ -17,7 +17,14 @@ fn perfect_reconstruction_scores_infinite_psnr_and_ssim_one() {
     assert_eq!(psnr(mse(&a, &a)), f64::INFINITY);
     assert!((ssim(&a, &a) - 1.0).abs() < 1e-12);
     // JSON has no infinity: eval writes null for it.
-    let row = EvalRow { layer: "pool1".into(), kind: "sae".into(), mse: 0.0, psnr: f64::INFINITY, ssim: 1.0, dependence: None };
+    let row = EvalRow {
+        layer: "pool1".into(),
+        kind: "sae".into(),
+        mse: 0.0,
+        psnr: f64::INFINITY,
+        ssim: 1.0,
+        dependence: None,
+    };
     let v = serde_json::to_value(&row).unwrap();
     assert!(v["psnr"].is_null() && v["ssim"] == 1.0);
 }
@@ -58,7 +65,6 @@ fn metrics_match_hand_computed_values() {
     assert!(psnr(mse(&a, &noisy)) < 23.0);
 }
 
-
 #[test]
 fn reconstruct_and_eval_from_the_command_line() {
     let dec = common::tiny_decoders("pool1");
@@ -66,19 +72,45 @@ fn reconstruct_and_eval_from_the_command_line() {
     let img = repo_path("assets/coffee.png");
     let tmp = tempfile::tempdir().unwrap();
     let row = tmp.path().join("row.png");
-    let o = layerinv(&["reconstruct", img.to_str().unwrap(), "--layer", "pool1", "--decoders", d, "--out", row.to_str().unwrap()]);
+    let o = layerinv(&[
+        "reconstruct",
+        img.to_str().unwrap(),
+        "--layer",
+        "pool1",
+        "--decoders",
+        d,
+        "--out",
+        row.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let pic = image::open(&row).unwrap();
     assert!(pic.width() >= 3 * 224 && pic.height() >= 224, "{:?}", (pic.width(), pic.height()));
 
     let grid = tmp.path().join("grid.png");
-    let o = layerinv(&["reconstruct", img.to_str().unwrap(), "--all-layers", "--decoders", d, "--out", grid.to_str().unwrap()]);
+    let o = layerinv(&[
+        "reconstruct",
+        img.to_str().unwrap(),
+        "--all-layers",
+        "--decoders",
+        d,
+        "--out",
+        grid.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let pic = image::open(&grid).unwrap();
     assert!(pic.width() >= 2 * 224 && pic.height() >= 2 * 224);
 
     // A layer without decoders: one line with the command that makes them.
-    let o = layerinv(&["reconstruct", img.to_str().unwrap(), "--layer", "pool3", "--decoders", d, "--out", row.to_str().unwrap()]);
+    let o = layerinv(&[
+        "reconstruct",
+        img.to_str().unwrap(),
+        "--layer",
+        "pool3",
+        "--decoders",
+        d,
+        "--out",
+        row.to_str().unwrap(),
+    ]);
     assert_clean_failure(&o, &["no pool3 decoders", "layerinv train", "--layers pool3", d]);
 
     let o = layerinv(&["eval", "--data", repo_path("assets").to_str().unwrap(), "--decoders", d, "--json"]);
@@ -90,7 +122,9 @@ fn reconstruct_and_eval_from_the_command_line() {
     assert!(v["model"].as_str().unwrap().contains("VGG-16"));
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 4, "{v}");
-    for (r, (layer, kind)) in results.iter().zip([("pool1", "sae"), ("pool1", "swwae"), ("pool1", "thumbnail"), ("any", "flat")]) {
+    for (r, (layer, kind)) in
+        results.iter().zip([("pool1", "sae"), ("pool1", "swwae"), ("pool1", "thumbnail"), ("any", "flat")])
+    {
         assert_eq!((r["layer"].as_str().unwrap(), r["kind"].as_str().unwrap()), (layer, kind));
         let (m, p, s) = (r["mse"].as_f64().unwrap(), r["psnr"].as_f64().unwrap(), r["ssim"].as_f64().unwrap());
         assert!(m > 0.0 && p > 0.0 && p < 60.0 && s > -1.0 && s < 1.0, "{r}");
@@ -113,7 +147,8 @@ fn floors_are_the_squeezed_photo_and_its_mean_colour() {
     for grid in [1, 7, 14, 112] {
         assert_eq!(thumbnail(&grey, grid), grey, "grid {grid}");
     }
-    let halves = RgbImage::from_fn(224, 224, |x, _| if x < 112 { image::Rgb([0, 0, 0]) } else { image::Rgb([255, 255, 255]) });
+    let halves =
+        RgbImage::from_fn(224, 224, |x, _| if x < 112 { image::Rgb([0, 0, 0]) } else { image::Rgb([255, 255, 255]) });
     assert!(flat(&halves).pixels().all(|p| p.0 == [128, 128, 128]));
     let p = photo();
     let (w, _) = p.dimensions();
@@ -132,8 +167,16 @@ fn decoders_of_another_model_are_refused() {
     let model = tmp.path().join("other.safetensors");
     candle_core::safetensors::save(&tensors, &model).unwrap();
     let o = layerinv(&[
-        "reconstruct", repo_path("assets/coffee.png").to_str().unwrap(), "--layer", "pool1", "--decoders", dec.path().to_str().unwrap(),
-        "--model", model.to_str().unwrap(), "--out", tmp.path().join("x.png").to_str().unwrap(),
+        "reconstruct",
+        repo_path("assets/coffee.png").to_str().unwrap(),
+        "--layer",
+        "pool1",
+        "--decoders",
+        dec.path().to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        tmp.path().join("x.png").to_str().unwrap(),
     ]);
     assert_clean_failure(&o, &["vgg16_pool1_sae.safetensors", "trained for encoder"]);
 }

@@ -26,7 +26,8 @@ fn photo_dir(broken: bool) -> tempfile::TempDir {
 }
 
 fn tiny(data: &Path, out: &Path, steps: u64) -> TrainConfig {
-    let mut cfg = TrainConfig::new(data.to_path_buf(), vec!["pool1".into()], vec![Kind::Sae, Kind::Swwae], out.to_path_buf());
+    let mut cfg =
+        TrainConfig::new(data.to_path_buf(), vec!["pool1".into()], vec![Kind::Sae, Kind::Swwae], out.to_path_buf());
     cfg.val = Some(data.to_path_buf());
     cfg.steps = steps;
     cfg.batch = 2;
@@ -51,7 +52,12 @@ fn assert_validation_halves(vals: &[(u64, Vec<f64>)]) {
     let (first, last) = (&vals[0].1, &vals[3].1);
     assert_eq!((first.len(), last.len()), (2, 2));
     for k in 0..2 {
-        assert!(last[k] < 0.5 * first[k], "decoder {k}: validation loss {} at step 20 → {} at step 80", first[k], last[k]);
+        assert!(
+            last[k] < 0.5 * first[k],
+            "decoder {k}: validation loss {} at step 20 → {} at step 80",
+            first[k],
+            last[k]
+        );
     }
 }
 
@@ -103,7 +109,8 @@ fn bf16_mixed_precision_lowers_the_loss_too() {
     assert_validation_halves(&vals);
     assert!(!psnrs.is_empty() && psnrs.iter().all(|p| p.is_finite() && *p > 5.0), "{psnrs:?}");
     for kind in Kind::ALL {
-        let path = checkpoint_path(out.path(), &layerinv::model::DecoderSpec::new(enc.arch, "pool1", kind, 0.25).unwrap());
+        let path =
+            checkpoint_path(out.path(), &layerinv::model::DecoderSpec::new(enc.arch, "pool1", kind, 0.25).unwrap());
         let bytes = std::fs::read(&path).unwrap();
         let t = safetensors::SafeTensors::deserialize(&bytes).unwrap().tensors();
         assert!(t.iter().all(|(_, v)| v.dtype() == safetensors::Dtype::F32), "{}", path.display());
@@ -127,7 +134,14 @@ fn cancel_then_resume_reaches_the_step_count() {
     assert!(s.cancelled);
     let spec = layerinv::model::DecoderSpec::new(enc.arch, "pool1", Kind::Swwae, 0.25).unwrap();
     let ckpt = checkpoint_path(out.path(), &spec);
-    let (_, meta) = layerinv::train::DecoderTrainer::resume(&ckpt, spec.clone(), &enc.fingerprint, layerinv::model::Objective::First, enc.device()).unwrap();
+    let (_, meta) = layerinv::train::DecoderTrainer::resume(
+        &ckpt,
+        spec.clone(),
+        &enc.fingerprint,
+        layerinv::model::Objective::First,
+        enc.device(),
+    )
+    .unwrap();
     assert_eq!(meta.steps, 7, "the cancelled run saves where it stopped");
 
     let mut resumed_from = Vec::new();
@@ -143,7 +157,9 @@ fn cancel_then_resume_reaches_the_step_count() {
     assert!(!s.cancelled);
     assert_eq!(resumed_from, vec![7, 7]);
     assert_eq!(steps_seen, vec![8, 9, 10, 11, 12]);
-    let (dec, meta) = layerinv::model::load_decoder(&out.path().join("vgg16_pool1_swwae.safetensors"), &enc, "pool1", Kind::Swwae).unwrap();
+    let (dec, meta) =
+        layerinv::model::load_decoder(&out.path().join("vgg16_pool1_swwae.safetensors"), &enc, "pool1", Kind::Swwae)
+            .unwrap();
     assert_eq!(meta.steps, 12);
     assert_eq!(dec.spec, spec);
     assert!(meta.val_psnr.is_some_and(|p| p.is_finite()));
@@ -187,11 +203,16 @@ fn a_nan_loss_stops_that_decoder_and_keeps_its_checkpoint() {
     cfg.steps = 10;
     cfg.lr = f64::NAN;
     let mut failures = Vec::new();
-    let err = train(&enc, &cfg, &mut |e: &Event| {
-        if let Event::DecoderFailed { error, .. } = e {
-            failures.push(error.clone())
-        }
-    }, &CancelToken::default())
+    let err = train(
+        &enc,
+        &cfg,
+        &mut |e: &Event| {
+            if let Event::DecoderFailed { error, .. } = e {
+                failures.push(error.clone())
+            }
+        },
+        &CancelToken::default(),
+    )
     .unwrap_err()
     .to_string();
     assert_eq!(failures.len(), 1, "{failures:?}");
@@ -206,7 +227,29 @@ fn cli_train_ctrl_c_saves_and_resume_finishes() {
     let data = photo_dir(false);
     let out = tempfile::tempdir().unwrap();
     let (d, o) = (data.path().to_str().unwrap(), out.path().to_str().unwrap());
-    let args = ["train", "--data", d, "--layers", "pool1", "--kinds", "swwae", "--steps", "100000", "--batch", "1", "--crop", "32", "--width", "0.25", "--out", o, "--checkpoint-every", "1000000", "--device", "cpu"];
+    let args = [
+        "train",
+        "--data",
+        d,
+        "--layers",
+        "pool1",
+        "--kinds",
+        "swwae",
+        "--steps",
+        "100000",
+        "--batch",
+        "1",
+        "--crop",
+        "32",
+        "--width",
+        "0.25",
+        "--out",
+        o,
+        "--checkpoint-every",
+        "1000000",
+        "--device",
+        "cpu",
+    ];
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_layerinv"))
         .args(args)
         .stderr(std::process::Stdio::piped())
@@ -230,7 +273,11 @@ fn cli_train_ctrl_c_saves_and_resume_finishes() {
     let file = out.path().join("vgg16_pool1_swwae.safetensors");
     let steps = read_decoder_meta(&file).unwrap().steps;
     assert!(steps > 0 && steps < 100000, "{steps}");
-    let leftovers: Vec<_> = std::fs::read_dir(out.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
     assert!(leftovers.is_empty());
 
     let target = (steps + 3).to_string();
@@ -307,12 +354,17 @@ fn decoders_at_different_steps_share_a_run_without_extra_validations() {
     cfg.val_every = 4;
     cfg.checkpoint_every = 4;
     let (mut steps, mut vals, mut ckpts) = (Vec::new(), 0, 0);
-    train(&enc, &cfg, &mut |e: &Event| match e {
-        Event::Step { step, .. } => steps.push(*step),
-        Event::Validation { .. } => vals += 1,
-        Event::Checkpoint { .. } => ckpts += 1,
-        _ => {}
-    }, &CancelToken::default())
+    train(
+        &enc,
+        &cfg,
+        &mut |e: &Event| match e {
+            Event::Step { step, .. } => steps.push(*step),
+            Event::Validation { .. } => vals += 1,
+            Event::Checkpoint { .. } => ckpts += 1,
+            _ => {}
+        },
+        &CancelToken::default(),
+    )
     .unwrap();
     assert_eq!(steps, (1..=8).collect::<Vec<u64>>());
     assert_eq!(vals, 2, "validation after batches 4 and 8 only");

@@ -67,8 +67,11 @@ fn a_head_that_stops_early_makes_only_the_later_taps_unavailable() {
 fn onnx_trunks_import_to_f16_safetensors_with_caffe_preprocessing() {
     let dir = tempfile::tempdir().unwrap();
     let canon = random_tensors(Arch::Vgg11, false, 1.0);
-    let convs: Vec<(Tensor, Tensor)> =
-        Arch::Vgg11.convs().iter().map(|c| (canon[&format!("{}.weight", c.key())].clone(), canon[&format!("{}.bias", c.key())].clone())).collect();
+    let convs: Vec<(Tensor, Tensor)> = Arch::Vgg11
+        .convs()
+        .iter()
+        .map(|c| (canon[&format!("{}.weight", c.key())].clone(), canon[&format!("{}.bias", c.key())].clone()))
+        .collect();
     let onnx = dir.path().join("keras_vgg11.onnx");
     write_onnx(&onnx, &convs);
     let direct = load_weights_file(&onnx, &Device::Cpu).unwrap();
@@ -80,7 +83,10 @@ fn onnx_trunks_import_to_f16_safetensors_with_caffe_preprocessing() {
     let o = common::layerinv(&["import-onnx", onnx.to_str().unwrap(), out.to_str().unwrap(), "--name", "test trunk"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let imported = load_weights_file(&out, &Device::Cpu).unwrap();
-    assert_eq!((imported.arch, imported.preprocess, imported.name.as_str()), (Arch::Vgg11, layerinv::data::Preprocess::Caffe, "test trunk"));
+    assert_eq!(
+        (imported.arch, imported.preprocess, imported.name.as_str()),
+        (Arch::Vgg11, layerinv::data::Preprocess::Caffe, "test trunk")
+    );
     // f16 storage: each weight within f16 rounding of the original.
     for (k, v) in &canon {
         let d = imported.tensors[k].sub(v).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
@@ -91,5 +97,8 @@ fn onnx_trunks_import_to_f16_safetensors_with_caffe_preprocessing() {
     let short = dir.path().join("short.onnx");
     write_onnx(&short, &convs[..3]);
     let err = load_weights_file(&short, &Device::Cpu).err().unwrap().to_string();
-    assert!(err.contains("short.onnx") && err.contains("3 convolutions") && err.contains("match no known architecture"), "{err}");
+    assert!(
+        err.contains("short.onnx") && err.contains("3 convolutions") && err.contains("match no known architecture"),
+        "{err}"
+    );
 }

@@ -55,7 +55,11 @@ impl TrainDialog {
             return Err("choose a folder of training photos".into());
         }
         let layers: Vec<String> = self.layers.iter().filter(|(_, on)| *on).map(|(l, _)| l.clone()).collect();
-        let kinds: Vec<Kind> = [(self.sae, Kind::Sae), (self.swwae, Kind::Swwae)].into_iter().filter(|(on, _)| *on).map(|(_, k)| k).collect();
+        let kinds: Vec<Kind> = [(self.sae, Kind::Sae), (self.swwae, Kind::Swwae)]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, k)| k)
+            .collect();
         if layers.is_empty() || kinds.is_empty() {
             return Err("pick at least one layer and one kind".into());
         }
@@ -143,7 +147,9 @@ impl LayerinvApp {
         ui.menu_button("File", |ui| {
             if ui.button("Open image…").clicked() {
                 ui.close();
-                if let Some(p) = self.file_dialog().and_then(|d| d.add_filter("images", &["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]).pick_file()) {
+                if let Some(p) = self.file_dialog().and_then(|d| {
+                    d.add_filter("images", &["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]).pick_file()
+                }) {
                     self.open_image(&p);
                 }
             }
@@ -168,14 +174,21 @@ impl LayerinvApp {
             for m in [HubModel::Vgg16, HubModel::Vgg19] {
                 let label = format!("Download {} (Hugging Face)", m.name().to_uppercase().replace("VGG", "VGG-"));
                 let busy = self.download.is_some();
-                if ui.add_enabled(!busy, egui::Button::new(label)).on_disabled_hover_text("a download is running").clicked() {
+                if ui
+                    .add_enabled(!busy, egui::Button::new(label))
+                    .on_disabled_hover_text("a download is running")
+                    .clicked()
+                {
                     ui.close();
                     self.download = Some(Download::start(m, ui.ctx().clone()));
                 }
             }
             if ui.button("Open weights file…").clicked() {
                 ui.close();
-                if let Some(p) = self.file_dialog().and_then(|d| d.add_filter("weights", &["safetensors", "pth", "pt", "onnx"]).pick_file()) {
+                if let Some(p) = self
+                    .file_dialog()
+                    .and_then(|d| d.add_filter("weights", &["safetensors", "pth", "pt", "onnx"]).pick_file())
+                {
                     self.load_model(p.display().to_string());
                 }
             }
@@ -194,16 +207,26 @@ impl LayerinvApp {
             }
             let cuda = egui::RadioButton::new(!on_cpu, "CUDA GPU");
             let why = "this layerinv was built without CUDA (README: Building with CUDA)";
-            if ui.add_enabled(candle_core::utils::cuda_is_available(), cuda).on_disabled_hover_text(why).clicked() && on_cpu {
+            if ui.add_enabled(candle_core::utils::cuda_is_available(), cuda).on_disabled_hover_text(why).clicked()
+                && on_cpu
+            {
                 ui.close();
                 self.set_device("cuda");
             }
         });
         ui.menu_button("Train", |ui| {
             let running = self.training.as_ref().is_some_and(|r| r.state == RunState::Running);
-            if ui.add_enabled(!running, egui::Button::new("Train decoders…")).on_disabled_hover_text("a training run is in progress").clicked() {
+            if ui
+                .add_enabled(!running, egui::Button::new("Train decoders…"))
+                .on_disabled_hover_text("a training run is in progress")
+                .clicked()
+            {
                 ui.close();
-                let layers: Vec<String> = self.model.as_ref().map(|m| m.layers.iter().filter(|(_, r)| r.is_none()).map(|(l, _)| l.clone()).collect()).unwrap_or_default();
+                let layers: Vec<String> = self
+                    .model
+                    .as_ref()
+                    .map(|m| m.layers.iter().filter(|(_, r)| r.is_none()).map(|(l, _)| l.clone()).collect())
+                    .unwrap_or_default();
                 self.train_dialog = Some(TrainDialog::new(layers, &self.layer));
             }
         });

@@ -24,7 +24,11 @@ pub fn run(opts: AppOptions) -> anyhow::Result<i32> {
     };
     let exit = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
     let exit2 = exit.clone();
-    eframe::run_native("layerinv", native, Box::new(move |cc| Ok(Box::new(LayerinvApp::new(&cc.egui_ctx, opts, exit2)))))
-        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
+    eframe::run_native(
+        "layerinv",
+        native,
+        Box::new(move |cc| Ok(Box::new(LayerinvApp::new(&cc.egui_ctx, opts, exit2)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
     Ok(exit.load(std::sync::atomic::Ordering::SeqCst))
 }

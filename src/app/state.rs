@@ -4,13 +4,13 @@
 
 mod output;
 
-use output::Screenshot;
 use super::dialogs::{Download, TrainDialog};
 use super::training::TrainingRun;
 use super::worker::{Job, LayerStatus, Reply, Worker};
 use crate::model::Kind;
 use eframe::egui;
 use image::RgbImage;
+use output::Screenshot;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI32;
@@ -176,7 +176,8 @@ impl LayerinvApp {
             Err(e) => self.last_error = Some(e.to_string()),
             Ok(device) => {
                 let ctx = self.ctx.clone();
-                let old = std::mem::replace(&mut self.worker, Worker::spawn(device.clone(), move || ctx.request_repaint()));
+                let old =
+                    std::mem::replace(&mut self.worker, Worker::spawn(device.clone(), move || ctx.request_repaint()));
                 let _ = std::thread::Builder::new().name("layerinv-old-worker".into()).spawn(move || drop(old));
                 self.device_name = crate::device::describe(&device);
                 self.last_error = None;
@@ -300,7 +301,8 @@ impl LayerinvApp {
                 if self.loading.as_ref().is_some_and(|(i, _)| *i == id) {
                     self.loading = None;
                 }
-                let texture = self.ctx.load_texture(format!("input-{id}"), color_image(&input), egui::TextureOptions::LINEAR);
+                let texture =
+                    self.ctx.load_texture(format!("input-{id}"), color_image(&input), egui::TextureOptions::LINEAR);
                 self.photo = Some(Photo { id, path, input, texture, top5 });
             }
             Reply::Reconstructed { id, layer, recs, floor } => {
@@ -309,7 +311,11 @@ impl LayerinvApp {
                     .into_iter()
                     .map(|r| Pane {
                         kind: r.kind,
-                        texture: self.ctx.load_texture(format!("{id}-{}-{}", r.layer, r.kind), color_image(&r.image), egui::TextureOptions::LINEAR),
+                        texture: self.ctx.load_texture(
+                            format!("{id}-{}-{}", r.layer, r.kind),
+                            color_image(&r.image),
+                            egui::TextureOptions::LINEAR,
+                        ),
                         image: r.image,
                         psnr: r.psnr,
                         ssim: r.ssim,
@@ -349,7 +355,10 @@ impl LayerinvApp {
         let id = photo.id;
         for layer in wanted {
             let key = (id, layer.clone());
-            if self.layer_unavailable(&layer).is_none() && !self.cache.contains_key(&key) && !self.pending.contains(&key) {
+            if self.layer_unavailable(&layer).is_none()
+                && !self.cache.contains_key(&key)
+                && !self.pending.contains(&key)
+            {
                 self.pending.insert(key);
                 self.worker.send(Job::Reconstruct { id, layer });
             }

@@ -2,9 +2,9 @@
 //! loss curves and progress for the training panel.
 
 use crate::model::ModelSource;
-use eframe::egui;
 use crate::train::{train, CancelToken, DecoderId, Event, TrainConfig};
 use candle_core::Device;
+use eframe::egui;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver};
 use std::thread::JoinHandle;
@@ -177,8 +177,12 @@ impl super::state::LayerinvApp {
                     crate::device::dtype_name(run.cfg.dtype),
                     fmt_secs(run.eta_s)
                 ),
-                RunState::Finished => format!("finished at step {}: decoders saved in {} and in use", run.step, run.cfg.out.display()),
-                RunState::Cancelled => format!("cancelled at step {}: checkpoint saved (start again to resume)", run.step),
+                RunState::Finished => {
+                    format!("finished at step {}: decoders saved in {} and in use", run.step, run.cfg.out.display())
+                }
+                RunState::Cancelled => {
+                    format!("cancelled at step {}: checkpoint saved (start again to resume)", run.step)
+                }
                 RunState::Failed(e) => format!("failed: {e}"),
             };
             ui.label(state);

@@ -40,7 +40,8 @@ impl eframe::App for LayerinvApp {
 
 impl LayerinvApp {
     fn handle_input(&mut self, ui: &mut egui::Ui) {
-        let dropped: Vec<std::path::PathBuf> = ui.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
+        let dropped: Vec<std::path::PathBuf> =
+            ui.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
         if let Some(p) = dropped.first() {
             self.open_image(p);
         }
@@ -58,10 +59,17 @@ impl LayerinvApp {
         if !ui.input(|i| !i.raw.hovered_files.is_empty()) {
             return;
         }
-        let painter = ui.ctx().layer_painter(egui::LayerId::new(egui::Order::Foreground, egui::Id::unique("drop-overlay")));
+        let painter =
+            ui.ctx().layer_painter(egui::LayerId::new(egui::Order::Foreground, egui::Id::unique("drop-overlay")));
         let rect = ui.ctx().content_rect();
         painter.rect_filled(rect, 0.0, egui::Color32::from_black_alpha(190));
-        painter.text(rect.center(), egui::Align2::CENTER_CENTER, "Drop the photo to rebuild it", egui::TextStyle::Heading.resolve(ui.style()), egui::Color32::WHITE);
+        painter.text(
+            rect.center(),
+            egui::Align2::CENTER_CENTER,
+            "Drop the photo to rebuild it",
+            egui::TextStyle::Heading.resolve(ui.style()),
+            egui::Color32::WHITE,
+        );
     }
 
     fn layer_picker(&mut self, ui: &mut egui::Ui) {
@@ -74,7 +82,9 @@ impl LayerinvApp {
                 let resp = ui.add_enabled(why.is_none(), button);
                 let resp = match &why {
                     Some(w) => resp.on_disabled_hover_text(w.as_str()),
-                    None => resp.on_hover_text(format!("Rebuild the photo from {layer} (Left/Right arrow keys step through layers)")),
+                    None => resp.on_hover_text(format!(
+                        "Rebuild the photo from {layer} (Left/Right arrow keys step through layers)"
+                    )),
                 };
                 if resp.clicked() {
                     self.select_layer(&layer);
@@ -82,7 +92,11 @@ impl LayerinvApp {
             }
             ui.separator();
             let all = self.shown == Shown::AllLayers;
-            if ui.add(egui::Button::selectable(all, "All layers")).on_hover_text("The paper's figure: a column per layer, rows SAE and SWWAE").clicked() {
+            if ui
+                .add(egui::Button::selectable(all, "All layers"))
+                .on_hover_text("The paper's figure: a column per layer, rows SAE and SWWAE")
+                .clicked()
+            {
                 self.shown = if all { Shown::Layer } else { Shown::AllLayers };
             }
             if self.loading.is_some() {
@@ -144,7 +158,11 @@ impl LayerinvApp {
         ui.add_space(8.0);
         if let Some(Ok(panes)) = self.panes(&layer) {
             if let [sae, swwae] = panes.as_slice() {
-                ui.label(format!("At {layer}, SWWAE is {:+.1} dB PSNR and {:+.3} SSIM against SAE.", swwae.psnr - sae.psnr, swwae.ssim - sae.ssim));
+                ui.label(format!(
+                    "At {layer}, SWWAE is {:+.1} dB PSNR and {:+.3} SSIM against SAE.",
+                    swwae.psnr - sae.psnr,
+                    swwae.ssim - sae.ssim
+                ));
             }
         }
         ui.label(EXPLAIN);
@@ -179,8 +197,16 @@ impl LayerinvApp {
                         Some(Ok(panes)) => match panes.get(row) {
                             Some(p) => {
                                 let resp = ui
-                                    .add(egui::Image::new(&p.texture).fit_to_exact_size(size).sense(egui::Sense::click()).alt_text(format!("{kind} {l}")))
-                                    .on_hover_text(format!("{kind} from {l}: PSNR {:.1} dB, SSIM {:.3}. Click to open this layer.", p.psnr, p.ssim));
+                                    .add(
+                                        egui::Image::new(&p.texture)
+                                            .fit_to_exact_size(size)
+                                            .sense(egui::Sense::click())
+                                            .alt_text(format!("{kind} {l}")),
+                                    )
+                                    .on_hover_text(format!(
+                                        "{kind} from {l}: PSNR {:.1} dB, SSIM {:.3}. Click to open this layer.",
+                                        p.psnr, p.ssim
+                                    ));
                                 if resp.clicked() {
                                     clicked = Some(l.clone());
                                 }
@@ -216,7 +242,8 @@ impl LayerinvApp {
             };
             ui.separator();
             let dirs: Vec<String> = self.decoder_dirs.iter().map(|d| d.display().to_string()).collect();
-            ui.label(format!("Decoders: {} loaded", self.decoders_loaded)).on_hover_text(format!("from (first wins): {}", dirs.join(", ")));
+            ui.label(format!("Decoders: {} loaded", self.decoders_loaded))
+                .on_hover_text(format!("from (first wins): {}", dirs.join(", ")));
             if let Some(e) = self.last_error.clone() {
                 ui.separator();
                 ui.colored_label(ui.visuals().error_fg_color, format!("Error: {e}"));

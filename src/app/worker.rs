@@ -29,14 +29,36 @@ pub type LayerStatus = Vec<(String, Option<String>)>;
 
 /// Answers from the compute thread.
 pub enum Reply {
-    Model { name: String, arch: String, fingerprint: String, layers: LayerStatus },
-    Decoders { dirs: Vec<PathBuf>, layers: LayerStatus, loaded: usize },
+    Model {
+        name: String,
+        arch: String,
+        fingerprint: String,
+        layers: LayerStatus,
+    },
+    Decoders {
+        dirs: Vec<PathBuf>,
+        layers: LayerStatus,
+        loaded: usize,
+    },
     /// `top5`: the classifier's five best guesses, when the model has fc8.
-    Image { id: u64, path: PathBuf, input: RgbImage, top5: Option<Vec<(String, f32)>> },
+    Image {
+        id: u64,
+        path: PathBuf,
+        input: RgbImage,
+        top5: Option<Vec<(String, f32)>>,
+    },
     /// `floor`: PSNR of the layer's thumbnail floor for this photo (`None` for fc layers).
-    Reconstructed { id: u64, layer: String, recs: Vec<Reconstruction>, floor: Option<f64> },
+    Reconstructed {
+        id: u64,
+        layer: String,
+        recs: Vec<Reconstruction>,
+        floor: Option<f64>,
+    },
     /// A job failed; the message is one line naming the file or thing and the problem.
-    Failed { job: Job, error: String },
+    Failed {
+        job: Job,
+        error: String,
+    },
 }
 
 /// Handle to the compute thread. Dropping it closes the job channel and joins the thread.
@@ -113,7 +135,12 @@ impl State {
             Job::LoadModel(source) => {
                 let enc = ModelSource::parse(&source).load(&self.device).map_err(|e| e.to_string())?;
                 let layers = enc.arch.taps().iter().map(|t| (t.to_string(), enc.unavailable_reason(t))).collect();
-                let reply = Reply::Model { name: enc.name.clone(), arch: enc.arch.name().into(), fingerprint: enc.fingerprint.clone(), layers };
+                let reply = Reply::Model {
+                    name: enc.name.clone(),
+                    arch: enc.arch.name().into(),
+                    fingerprint: enc.fingerprint.clone(),
+                    layers,
+                };
                 self.decoders = None;
                 self.encoder = Some(enc);
                 // The kept photos' features came from the previous model.
@@ -125,8 +152,10 @@ impl State {
             Job::LoadDecoders(dirs) => {
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;
                 let set = DecoderSet::load_from(&dirs, enc);
-                let layers: LayerStatus = enc.arch.taps().iter().map(|t| (t.to_string(), set.unavailable_reason(t))).collect();
-                let loaded = enc.arch.taps().iter().map(|t| Kind::ALL.iter().filter(|&&k| set.get(t, k).is_ok()).count()).sum();
+                let layers: LayerStatus =
+                    enc.arch.taps().iter().map(|t| (t.to_string(), set.unavailable_reason(t))).collect();
+                let loaded =
+                    enc.arch.taps().iter().map(|t| Kind::ALL.iter().filter(|&&k| set.get(t, k).is_ok()).count()).sum();
                 self.decoders = Some(set);
                 self.dirs = dirs.clone();
                 Ok(Reply::Decoders { dirs, layers, loaded })
@@ -137,7 +166,11 @@ impl State {
                 let input = model_input(enc, &img);
                 // One encoder pass for every layer (and the top-5 where the model has fc8).
                 let features = features_of(enc, &input).map_err(|e| e.to_string())?;
-                let top5 = features.tap("fc8").map(|l| crate::model::labels::top_k(l, 5)).transpose().map_err(|e| e.to_string())?;
+                let top5 = features
+                    .tap("fc8")
+                    .map(|l| crate::model::labels::top_k(l, 5))
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
                 self.images.push(Kept { id, input: input.clone(), features: Some(features) });
                 if self.images.len() > KEEP_IMAGES {
                     self.images.remove(0);
@@ -152,7 +185,8 @@ impl State {
                     Some(f) => f,
                     none => none.insert(features_of(enc, &kept.input).map_err(|e| e.to_string())?),
                 };
-                let recs = reconstruct_from(enc, set, features, &kept.input, std::slice::from_ref(&layer), &Kind::ALL).map_err(|e| e.to_string())?;
+                let recs = reconstruct_from(enc, set, features, &kept.input, std::slice::from_ref(&layer), &Kind::ALL)
+                    .map_err(|e| e.to_string())?;
                 let floor = layer_grid(enc, &layer).map(|g| psnr(mse(&thumbnail(&kept.input, g), &kept.input)));
                 Ok(Reply::Reconstructed { id, layer, recs, floor })
             }

@@ -34,7 +34,13 @@ pub fn info(model: &str, as_json: bool) -> Result<()> {
     for t in taps {
         let shape: Vec<String> = t["shape"].as_array().into_iter().flatten().map(|d| d.to_string()).collect();
         let avail = if t["available"] == json!(true) { "yes" } else { "no" };
-        println!("{:<6} {:>14} {:>12} {:>10}", t["name"].as_str().unwrap_or(""), shape.join("×"), t["params"].as_u64().unwrap_or(0), avail);
+        println!(
+            "{:<6} {:>14} {:>12} {:>10}",
+            t["name"].as_str().unwrap_or(""),
+            shape.join("×"),
+            t["params"].as_u64().unwrap_or(0),
+            avail
+        );
     }
     Ok(())
 }
@@ -60,7 +66,9 @@ struct Bar(Option<indicatif::ProgressBar>);
 impl hf_hub::api::Progress for Bar {
     fn init(&mut self, size: usize, filename: &str) {
         let bar = indicatif::ProgressBar::new(size as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}") {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(filename.to_string());
@@ -82,7 +90,12 @@ pub fn fetch(model: &str, endpoint: Option<&str>) -> Result<()> {
     let Some(m) = HubModel::from_name(model) else { bail!("unknown model {model:?}: choose vgg16 or vgg19") };
     let path = m.fetch(endpoint, Bar(None))?;
     let enc = Encoder::new(load_weights_file(&path, &Device::Cpu)?)?;
-    println!("{} ready at {} ({} taps available)", m.repo(), path.display(), enc.arch.taps().iter().filter(|t| enc.has_tap(t)).count());
+    println!(
+        "{} ready at {} ({} taps available)",
+        m.repo(),
+        path.display(),
+        enc.arch.taps().iter().filter(|t| enc.has_tap(t)).count()
+    );
     Ok(())
 }
 
@@ -104,11 +117,25 @@ pub fn import_onnx(input: &Path, output: &Path, name: Option<&str>) -> Result<()
     ]);
     let bytes = safetensors::serialize(tensors, Some(meta))?;
     crate::fsutil::write_atomic(output, &bytes)?;
-    println!("wrote {} ({} conv layers, {} preprocessing, f16) to {}", w.arch, w.arch.convs().len(), w.preprocess.name(), output.display());
+    println!(
+        "wrote {} ({} conv layers, {} preprocessing, f16) to {}",
+        w.arch,
+        w.arch.convs().len(),
+        w.preprocess.name(),
+        output.display()
+    );
     Ok(())
 }
 
-pub fn bench(device: &str, batch: usize, steps: usize, layers: Vec<String>, dtype: &str, model: &str, as_json: bool) -> Result<()> {
+pub fn bench(
+    device: &str,
+    batch: usize,
+    steps: usize,
+    layers: Vec<String>,
+    dtype: &str,
+    model: &str,
+    as_json: bool,
+) -> Result<()> {
     let dtype = crate::device::parse_dtype(dtype)?;
     if batch == 0 || steps == 0 {
         bail!("--batch and --steps must be at least 1");

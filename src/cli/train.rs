@@ -83,7 +83,8 @@ pub fn parse_kinds(kinds: &[String]) -> Result<Vec<Kind>> {
 }
 
 pub fn parse_objective(name: &str) -> Result<Objective> {
-    Objective::from_name(name).ok_or_else(|| anyhow::anyhow!("unknown training objective {name:?}: choose first, all or layerwise"))
+    Objective::from_name(name)
+        .ok_or_else(|| anyhow::anyhow!("unknown training objective {name:?}: choose first, all or layerwise"))
 }
 
 impl TrainArgs {
@@ -106,8 +107,14 @@ impl TrainArgs {
             seed: self.seed,
             init_from: self.init_from.clone(),
             objective: parse_objective(&self.objective)?,
-            finetune: if (0.0..=1.0).contains(&self.finetune) { self.finetune } else { bail!("--finetune must be between 0 and 1, got {}", self.finetune) },
-            init: Init::from_name(&self.init).ok_or_else(|| anyhow::anyhow!("unknown --init {:?}: choose uniform, scales or calibrated", self.init))?,
+            finetune: if (0.0..=1.0).contains(&self.finetune) {
+                self.finetune
+            } else {
+                bail!("--finetune must be between 0 and 1, got {}", self.finetune)
+            },
+            init: Init::from_name(&self.init).ok_or_else(|| {
+                anyhow::anyhow!("unknown --init {:?}: choose uniform, scales or calibrated", self.init)
+            })?,
             dtype: crate::device::parse_dtype(&self.dtype)?,
         })
     }
@@ -138,7 +145,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
     let mut sink = |e: &Event| match e {
         Event::Started { decoders, train_images, val_images, total_steps } => {
-            let resumed: Vec<String> = decoders.iter().filter(|(_, s)| *s > 0).map(|(id, s)| format!("{id} at step {s}")).collect();
+            let resumed: Vec<String> =
+                decoders.iter().filter(|(_, s)| *s > 0).map(|(id, s)| format!("{id} at step {s}")).collect();
             say(format!(
                 "{about}, objective {objective}: {} decoders, {train_images} training images, {val_images} validation images, {total_steps} steps{}",
                 decoders.len(),
@@ -175,7 +183,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!("saved {}", p.display());
     }
     if !summary.failed.is_empty() {
-        bail!("{} decoder(s) failed: {}", summary.failed.len(), summary.failed.iter().map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; "));
+        bail!(
+            "{} decoder(s) failed: {}",
+            summary.failed.len(),
+            summary.failed.iter().map(|(id, e)| format!("{id}: {e}")).collect::<Vec<_>>().join("; ")
+        );
     }
     Ok(())
 }

@@ -14,18 +14,16 @@ pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
 /// Read and decode an image file into 8-bit RGB. Transparent pixels are composited over white.
 pub fn load_image(path: &Path) -> Result<RgbImage> {
-    let bytes = crate::fsutil::read_bounded(path, "an image", MAX_FILE_BYTES, |head| image::guess_format(head).is_ok())?;
-    let reader = ImageReader::new(Cursor::new(&bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
+    let bytes =
+        crate::fsutil::read_bounded(path, "an image", MAX_FILE_BYTES, |head| image::guess_format(head).is_ok())?;
+    let reader = ImageReader::new(Cursor::new(&bytes)).with_guessed_format().map_err(|e| Error::io(path, e))?;
     let Some(format) = reader.format() else {
         return Err(Error::bad_file(path, "not an image (unrecognised file format)"));
     };
     let fmt = format!("{format:?}").to_uppercase();
     let mut reader = reader;
-    let (w, h) = reader
-        .into_dimensions()
-        .map_err(|e| Error::bad_file(path, format!("cannot read {fmt} header: {e}")))?;
+    let (w, h) =
+        reader.into_dimensions().map_err(|e| Error::bad_file(path, format!("cannot read {fmt} header: {e}")))?;
     if w > MAX_SIDE || h > MAX_SIDE {
         return Err(Error::bad_file(
             path,
@@ -36,7 +34,10 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
         return Err(Error::bad_file(path, format!("image is {w}×{h}, it has no pixels")));
     }
     if format == image::ImageFormat::Jpeg && !jpeg_has_end_marker(&bytes) {
-        return Err(Error::bad_file(path, "truncated or corrupt JPEG image: the data ends before the end-of-image marker"));
+        return Err(Error::bad_file(
+            path,
+            "truncated or corrupt JPEG image: the data ends before the end-of-image marker",
+        ));
     }
     reader = ImageReader::with_format(Cursor::new(&bytes), format);
     let mut limits = Limits::default();
@@ -44,9 +45,7 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(2 << 30);
     reader.limits(limits);
-    let img = reader
-        .decode()
-        .map_err(|e| Error::bad_file(path, format!("truncated or corrupt {fmt} image: {e}")))?;
+    let img = reader.decode().map_err(|e| Error::bad_file(path, format!("truncated or corrupt {fmt} image: {e}")))?;
     Ok(to_rgb8(img))
 }
 

@@ -38,7 +38,9 @@ impl Weighted {
                 // In the input's dtype as the other layers (the casts are differentiable).
                 let compute = candle_dtype(x);
                 let b = m.bias().map(|b| b.to_dtype(compute)).transpose()?;
-                ConvTranspose2d::new(m.weight().to_dtype(compute)?, b, *m.config()).forward(&x.to_dtype(compute)?)?.to_dtype(x.dtype())?
+                ConvTranspose2d::new(m.weight().to_dtype(compute)?, b, *m.config())
+                    .forward(&x.to_dtype(compute)?)?
+                    .to_dtype(x.dtype())?
             }
         })
     }
@@ -172,7 +174,11 @@ impl Decoder {
         let (mut input, mut start) = (self.spec.layer.clone(), 0);
         for (i, l) in self.layers.iter().enumerate() {
             if let Layer::Mark(tap) = l {
-                out.push(Segment { input: std::mem::replace(&mut input, tap.to_string()), target: Some(tap), layers: start..i });
+                out.push(Segment {
+                    input: std::mem::replace(&mut input, tap.to_string()),
+                    target: Some(tap),
+                    layers: start..i,
+                });
                 start = i + 1;
             }
         }
@@ -191,7 +197,13 @@ impl Decoder {
         Ok(if s == 1.0 { y } else { y.affine(s, 0.0)? })
     }
 
-    fn run(&self, mut x: Tensor, range: Range<usize>, f: &Features, mut marks: Option<&mut Vec<(&'static str, Tensor)>>) -> Result<Tensor> {
+    fn run(
+        &self,
+        mut x: Tensor,
+        range: Range<usize>,
+        f: &Features,
+        mut marks: Option<&mut Vec<(&'static str, Tensor)>>,
+    ) -> Result<Tensor> {
         let last = range.end == self.layers.len();
         for l in &self.layers[range] {
             x = match l {

@@ -69,11 +69,16 @@ impl DecoderMeta {
             let what = if format == FORMAT { "layerinv decoder" } else { "layerinv training checkpoint" };
             return Err(Error::bad_file(path, format!("not a {what} (metadata format is not {format})")));
         }
-        let arch = Arch::from_name(get("arch")?).ok_or_else(|| Error::bad_file(path, "unknown arch in decoder metadata"))?;
-        let kind = Kind::from_name(get("kind")?).ok_or_else(|| Error::bad_file(path, "unknown kind in decoder metadata"))?;
-        let num = |k: &str| -> Result<f64> { get(k)?.parse().map_err(|_| Error::bad_file(path, format!("bad {k} in decoder metadata"))) };
+        let arch =
+            Arch::from_name(get("arch")?).ok_or_else(|| Error::bad_file(path, "unknown arch in decoder metadata"))?;
+        let kind =
+            Kind::from_name(get("kind")?).ok_or_else(|| Error::bad_file(path, "unknown kind in decoder metadata"))?;
+        let num = |k: &str| -> Result<f64> {
+            get(k)?.parse().map_err(|_| Error::bad_file(path, format!("bad {k} in decoder metadata")))
+        };
         let opt = |k: &str| m.get(k).and_then(|v| v.parse::<f64>().ok());
-        let spec = DecoderSpec::new(arch, get("layer")?, kind, num("width")?).map_err(|e| Error::bad_file(path, e.to_string()))?;
+        let spec = DecoderSpec::new(arch, get("layer")?, kind, num("width")?)
+            .map_err(|e| Error::bad_file(path, e.to_string()))?;
         Ok(Self {
             spec,
             encoder: get("encoder")?.clone(),
@@ -83,7 +88,9 @@ impl DecoderMeta {
             val_psnr: opt("val_psnr"),
             objective: match m.get("objective") {
                 None => Objective::First,
-                Some(o) => Objective::from_name(o).ok_or_else(|| Error::bad_file(path, format!("unknown training objective {o:?} in decoder metadata")))?,
+                Some(o) => Objective::from_name(o).ok_or_else(|| {
+                    Error::bad_file(path, format!("unknown training objective {o:?} in decoder metadata"))
+                })?,
             },
             scales: parse_scales(path, m.get("scales").map(String::as_str).unwrap_or(""))?,
         })
@@ -120,7 +127,10 @@ pub fn save_decoder(path: &Path, meta: &DecoderMeta, tensors: &HashMap<String, T
     for (name, shape) in meta.spec.params() {
         let t = tensors.get(&name).ok_or_else(|| Error::Unavailable(format!("decoder has no tensor {name}")))?;
         if t.dims() != shape.as_slice() {
-            return Err(Error::Unavailable(format!("decoder tensor {name} has shape {:?}, expected {shape:?}", t.dims())));
+            return Err(Error::Unavailable(format!(
+                "decoder tensor {name} has shape {:?}, expected {shape:?}",
+                t.dims()
+            )));
         }
         out.push((name, t.to_dtype(dtype)?.to_device(&candle_core::Device::Cpu)?));
     }
@@ -156,9 +166,14 @@ pub fn load_decoder(path: &Path, encoder: &Encoder, layer: &str, kind: Kind) -> 
     }
     let mut f32s = HashMap::new();
     for (name, shape) in s.params() {
-        let t = tensors.get(&name).ok_or_else(|| Error::bad_file(path, format!("missing tensor {name} (expected {})", fmt_shape(&shape))))?;
+        let t = tensors
+            .get(&name)
+            .ok_or_else(|| Error::bad_file(path, format!("missing tensor {name} (expected {})", fmt_shape(&shape))))?;
         if t.dims() != shape.as_slice() {
-            return Err(Error::bad_file(path, format!("tensor {name} has shape {}, expected {}", fmt_shape(t.dims()), fmt_shape(&shape))));
+            return Err(Error::bad_file(
+                path,
+                format!("tensor {name} has shape {}, expected {}", fmt_shape(t.dims()), fmt_shape(&shape)),
+            ));
         }
         f32s.insert(name, t.to_dtype(DType::F32)?);
     }

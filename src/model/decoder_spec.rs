@@ -81,20 +81,48 @@ impl fmt::Display for Objective {
 /// One step of a decoder plan. Layers with weights carry the name of their parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecOp {
-    Linear { name: String, din: usize, dout: usize },
-    Reshape { c: usize, h: usize, w: usize },
+    Linear {
+        name: String,
+        din: usize,
+        dout: usize,
+    },
+    Reshape {
+        c: usize,
+        h: usize,
+        w: usize,
+    },
     /// The output so far mirrors this encoder tap (no computation).
-    Mark { tap: &'static str },
-    Unpool { stage: usize },
-    Conv { name: String, cin: usize, cout: usize, k: usize, pad: usize },
-    Deconv { name: String, cin: usize, cout: usize, k: usize, stride: usize, pad: usize, out_pad: usize },
+    Mark {
+        tap: &'static str,
+    },
+    Unpool {
+        stage: usize,
+    },
+    Conv {
+        name: String,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        pad: usize,
+    },
+    Deconv {
+        name: String,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        out_pad: usize,
+    },
 }
 
 impl DecOp {
     /// `(name, shape)` of each parameter tensor.
     pub fn params(&self) -> Vec<(String, Vec<usize>)> {
         match self {
-            DecOp::Linear { name, din, dout } => vec![(format!("{name}.weight"), vec![*dout, *din]), (format!("{name}.bias"), vec![*dout])],
+            DecOp::Linear { name, din, dout } => {
+                vec![(format!("{name}.weight"), vec![*dout, *din]), (format!("{name}.bias"), vec![*dout])]
+            }
             DecOp::Conv { name, cin, cout, k, .. } => {
                 vec![(format!("{name}.weight"), vec![*cout, *cin, *k, *k]), (format!("{name}.bias"), vec![*cout])]
             }
@@ -121,7 +149,10 @@ pub struct DecoderSpec {
 impl DecoderSpec {
     pub fn new(arch: Arch, layer: &str, kind: Kind, width: f64) -> Result<Self> {
         if arch.tap_index(layer).is_none() {
-            return Err(Error::Unavailable(format!("{layer} is not a layer of {arch} (its layers: {})", arch.taps().join(", "))));
+            return Err(Error::Unavailable(format!(
+                "{layer} is not a layer of {arch} (its layers: {})",
+                arch.taps().join(", ")
+            )));
         }
         if !(width > 0.0 && width <= 4.0) {
             return Err(Error::Unavailable(format!("decoder width must be in (0, 4], got {width}")));
@@ -189,7 +220,15 @@ impl DecoderSpec {
                         pad: conv.pad,
                         out_pad,
                     });
-                    ops.push(DecOp::Deconv { name: format!("{name}.deconv2"), cin: c2, cout: target, k: 5, stride: 1, pad: 2, out_pad: 0 });
+                    ops.push(DecOp::Deconv {
+                        name: format!("{name}.deconv2"),
+                        cin: c2,
+                        cout: target,
+                        k: 5,
+                        stride: 1,
+                        pad: 2,
+                        out_pad: 0,
+                    });
                 }
                 cur = target;
             }
@@ -209,4 +248,3 @@ impl DecoderSpec {
         self.params().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
     }
 }
-

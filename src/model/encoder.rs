@@ -1,12 +1,12 @@
 //! The frozen encoder: one forward pass returns every tap and every pooling switch.
 
 use super::arch::{Arch, FcSpec, PoolSpec, Stage};
+use super::layers::{Conv, Dense};
 use super::weights::ModelWeights;
 use crate::data::Preprocess;
 use crate::error::{Error, Result};
 use crate::ops::{max_pool_with_switches, PoolSwitches};
 use candle_core::{DType, Device, Module, Tensor};
-use super::layers::{Conv, Dense};
 
 struct EncoderStage {
     tap: &'static str,
@@ -52,7 +52,13 @@ impl Encoder {
                 let convs = convs
                     .iter()
                     .map(|c| {
-                        Ok(Conv::new(get(format!("{}.weight", c.key()))?, get(format!("{}.bias", c.key()))?, c.pad, c.stride, true))
+                        Ok(Conv::new(
+                            get(format!("{}.weight", c.key()))?,
+                            get(format!("{}.bias", c.key()))?,
+                            c.pad,
+                            c.stride,
+                            true,
+                        ))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(EncoderStage { tap, convs, pool })
@@ -63,7 +69,15 @@ impl Encoder {
             .map(|fc| Ok((*fc, Dense::new(get(format!("{}.weight", fc.tap))?, get(format!("{}.bias", fc.tap))?))))
             .collect::<Result<Vec<_>>>()?;
         let device = w.tensors.values().next().map(|t| t.device().clone()).unwrap_or(Device::Cpu);
-        Ok(Self { arch: w.arch, preprocess: w.preprocess, name: w.name, fingerprint: w.fingerprint, stages, fcs, device })
+        Ok(Self {
+            arch: w.arch,
+            preprocess: w.preprocess,
+            name: w.name,
+            fingerprint: w.fingerprint,
+            stages,
+            fcs,
+            device,
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -72,7 +86,11 @@ impl Encoder {
 
     /// The dtype the encoder computes in (its weights'): f32, or bf16 after [`Self::to_dtype`].
     pub fn dtype(&self) -> DType {
-        self.fcs.first().map(|(_, l)| l.dtype()).or(self.stages.first().and_then(|s| s.convs.first()).map(|c| c.dtype())).unwrap_or(DType::F32)
+        self.fcs
+            .first()
+            .map(|(_, l)| l.dtype())
+            .or(self.stages.first().and_then(|s| s.convs.first()).map(|c| c.dtype()))
+            .unwrap_or(DType::F32)
     }
 
     /// The same encoder computing in `dtype` (bf16 for mixed-precision training): weights
@@ -81,13 +99,15 @@ impl Encoder {
         let stages = self
             .stages
             .iter()
-            .map(|s| Ok(EncoderStage { tap: s.tap, convs: s.convs.iter().map(|c| c.to_dtype(dtype)).collect::<candle_core::Result<_>>()?, pool: s.pool }))
+            .map(|s| {
+                Ok(EncoderStage {
+                    tap: s.tap,
+                    convs: s.convs.iter().map(|c| c.to_dtype(dtype)).collect::<candle_core::Result<_>>()?,
+                    pool: s.pool,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
-        let fcs = self
-            .fcs
-            .iter()
-            .map(|(f, l)| Ok((*f, l.to_dtype(dtype)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let fcs = self.fcs.iter().map(|(f, l)| Ok((*f, l.to_dtype(dtype)?))).collect::<Result<Vec<_>>>()?;
         Ok(Self {
             arch: self.arch,
             preprocess: self.preprocess,

@@ -1,8 +1,8 @@
 //! Reading the conv trunk out of an ONNX file: just the few protobuf fields we need, decoded with
 //! `prost` (no protoc, no full ONNX runtime).
 
-use crate::error::{Error, Result};
 use crate::data::Preprocess;
+use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 use std::path::Path;
 
@@ -121,7 +121,11 @@ fn to_tensor(t: &TensorProto, device: &Device) -> std::result::Result<Tensor, St
     if t.data_type != ONNX_FLOAT {
         return Err(format!("data type {} is not float32", t.data_type));
     }
-    let dims: Vec<usize> = t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| format!("bad dim {d}"))).collect::<std::result::Result<_, _>>()?;
+    let dims: Vec<usize> = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("bad dim {d}")))
+        .collect::<std::result::Result<_, _>>()?;
     let n: usize = dims.iter().product();
     let data: Vec<f32> = if !t.raw_data.is_empty() {
         if t.raw_data.len() != 4 * n {

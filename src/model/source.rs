@@ -59,11 +59,7 @@ pub fn weights_dir() -> PathBuf {
     }
     let built_in = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights");
     let near_exe = std::env::current_exe().ok().and_then(|exe| {
-        exe.ancestors()
-            .skip(1)
-            .take(4)
-            .map(|d| d.join("weights"))
-            .find(|d| d.join(BUNDLED_MODEL_FILE).is_file())
+        exe.ancestors().skip(1).take(4).map(|d| d.join("weights")).find(|d| d.join(BUNDLED_MODEL_FILE).is_file())
     });
     near_exe.unwrap_or(built_in)
 }

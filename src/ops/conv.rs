@@ -54,7 +54,15 @@ impl CustomOp3 for Conv {
         "conv2d-s1"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (bsz, cin, h, w) = l1.shape().dims4()?;
         let (cout, _, k, _) = l2.shape().dims4()?;
         let g = Geom { cin, cout, k, h, w, pad: self.pad, batch: bsz };
@@ -79,10 +87,18 @@ impl CustomOp3 for Conv {
         Ok((y, shape))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (_, _, k, _) = w.dims4()?;
         // Through the fused ReLU: the gradient passes where the output is positive.
-        let dy = if self.relu { dy.contiguous()?.apply_op2_no_bwd(&y.contiguous()?, &ReluGrad)? } else { dy.contiguous()? };
+        let dy =
+            if self.relu { dy.contiguous()?.apply_op2_no_bwd(&y.contiguous()?, &ReluGrad)? } else { dy.contiguous()? };
         let db = dy.apply_op1_no_bwd(&BiasGrad)?;
         // Candle asks every op on the path for all its gradients; an input that is neither a
         // variable nor computed from one (a decoder's unpooled code) needs none.
@@ -92,7 +108,11 @@ impl CustomOp3 for Conv {
             let (dx, dw) = super::cudnn::backward(x, w, &dy, self.pad, need_dx)?;
             return Ok((dx, Some(dw), Some(db)));
         }
-        let dx = if need_dx { Some(dy.apply_op2_no_bwd(&w.contiguous()?, &ConvInputGrad { pad: self.pad, k })?) } else { None };
+        let dx = if need_dx {
+            Some(dy.apply_op2_no_bwd(&w.contiguous()?, &ConvInputGrad { pad: self.pad, k })?)
+        } else {
+            None
+        };
         let dw = x.apply_op2_no_bwd(&dy, &ConvWeightGrad { pad: self.pad, k })?;
         Ok((dx, Some(dw), Some(db)))
     }
@@ -156,7 +176,13 @@ impl CustomOp2 for ReluGrad {
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(&self, s1: &candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
         super::cuda::relu_grad(s1, l1, s2, l2)
     }
 }

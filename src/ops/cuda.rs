@@ -6,7 +6,9 @@
 mod source;
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaStream, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaFunction, CudaStream, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
 use candle_core::cuda_backend::CudaDType;
 use candle_core::{CudaDevice, CudaStorage, DType, Layout, Result, Shape};
 use source::{ptx, MODULE};
@@ -60,11 +62,23 @@ fn kernel(dev: &CudaDevice, name: &str) -> Result<(CudaFunction, Arc<CudaStream>
 }
 
 /// The argmax switch of every `k × k` / stride `s` window of `x (B, C, H, W)`.
-pub fn argmax_pool(s: &CudaStorage, l: &Layout, k: usize, stride: usize, out_hw: (usize, usize)) -> Result<(CudaStorage, Shape)> {
+pub fn argmax_pool(
+    s: &CudaStorage,
+    l: &Layout,
+    k: usize,
+    stride: usize,
+    out_hw: (usize, usize),
+) -> Result<(CudaStorage, Shape)> {
     by_dtype!(s.dtype(), argmax_pool_t(s, l, k, stride, out_hw))
 }
 
-fn argmax_pool_t<T: Elem>(s: &CudaStorage, l: &Layout, k: usize, stride: usize, out_hw: (usize, usize)) -> Result<(CudaStorage, Shape)> {
+fn argmax_pool_t<T: Elem>(
+    s: &CudaStorage,
+    l: &Layout,
+    k: usize,
+    stride: usize,
+    out_hw: (usize, usize),
+) -> Result<(CudaStorage, Shape)> {
     let (b, c, h, w) = l.shape().dims4()?;
     let (oh, ow) = out_hw;
     let n = u32_of(b * c * oh * ow, "argmax-pool")?;
@@ -116,7 +130,8 @@ fn unpool_t<T: Elem>(
     if idx.len() != n as usize {
         candle_core::bail!("unpool: {} switches for {} values", idx.len(), n)
     }
-    let (name, out_len, out_hw) = if grad { ("unpool_bwd", n as usize, pooled_hw) } else { ("unpool_fwd", b * c * plane, plane_hw) };
+    let (name, out_len, out_hw) =
+        if grad { ("unpool_bwd", n as usize, pooled_hw) } else { ("unpool_fwd", b * c * plane, plane_hw) };
     // Forward: the cells no switch names stay 0. Backward: every element is written.
     let mut out = if grad { unsafe { dev.alloc::<T>(out_len)? } } else { dev.alloc_zeros::<T>(out_len)? };
     let (f, stream) = func::<T>(&dev, name)?;
@@ -147,7 +162,14 @@ pub fn adam_apply(w: &mut CudaStorage, lw: &Layout, mv: &CudaStorage, lm: &Layou
 }
 
 /// Launch an Adam kernel `(dst, src, n, k...)` where one of the two holds `2n` values (the moments).
-fn adam_launch(name: &str, dst: &mut CudaStorage, ld: &Layout, src: &CudaStorage, ls: &Layout, k: &[f32]) -> Result<()> {
+fn adam_launch(
+    name: &str,
+    dst: &mut CudaStorage,
+    ld: &Layout,
+    src: &CudaStorage,
+    ls: &Layout,
+    k: &[f32],
+) -> Result<()> {
     let dev = dst.device().clone();
     let s = view::<f32>(src, ls, name)?;
     let mut d = view_mut(dst, ld, name)?;
@@ -244,11 +266,25 @@ fn bias_grad_t<T: Elem>(dy: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Sh
 
 /// SAE unpooling (`grad`: false: `(B, C, h, w)` → zeros of `(B, C, H, W)` with each value at
 /// offset ⌊k/2⌋ of its window) or its gradient (`grad`: true: `(B, C, H, W)` → `(B, C, h, w)`).
-pub fn unpool_fixed(src: &CudaStorage, l: &Layout, k: usize, stride: usize, in_hw: (usize, usize), grad: bool) -> Result<(CudaStorage, Shape)> {
+pub fn unpool_fixed(
+    src: &CudaStorage,
+    l: &Layout,
+    k: usize,
+    stride: usize,
+    in_hw: (usize, usize),
+    grad: bool,
+) -> Result<(CudaStorage, Shape)> {
     by_dtype!(src.dtype(), unpool_fixed_t(src, l, k, stride, in_hw, grad))
 }
 
-fn unpool_fixed_t<T: Elem>(src: &CudaStorage, l: &Layout, k: usize, stride: usize, in_hw: (usize, usize), grad: bool) -> Result<(CudaStorage, Shape)> {
+fn unpool_fixed_t<T: Elem>(
+    src: &CudaStorage,
+    l: &Layout,
+    k: usize,
+    stride: usize,
+    in_hw: (usize, usize),
+    grad: bool,
+) -> Result<(CudaStorage, Shape)> {
     let (b, c, h, w) = l.shape().dims4()?;
     let (ih, iw) = in_hw;
     let pooled = if grad { ((ih - k) / stride + 1, (iw - k) / stride + 1) } else { (h, w) };
@@ -278,11 +314,23 @@ fn unpool_fixed_t<T: Elem>(src: &CudaStorage, l: &Layout, k: usize, stride: usiz
 }
 
 /// `factor · Σ (y − x)²` as an f32 scalar (`factor` = scale² / n gives the mean squared error).
-pub fn mse_loss(y: &CudaStorage, ly: &Layout, x: &CudaStorage, lx: &Layout, factor: f32) -> Result<(CudaStorage, Shape)> {
+pub fn mse_loss(
+    y: &CudaStorage,
+    ly: &Layout,
+    x: &CudaStorage,
+    lx: &Layout,
+    factor: f32,
+) -> Result<(CudaStorage, Shape)> {
     by_dtype!(y.dtype(), mse_loss_t(y, ly, x, lx, factor))
 }
 
-fn mse_loss_t<T: Elem>(y: &CudaStorage, ly: &Layout, x: &CudaStorage, lx: &Layout, factor: f32) -> Result<(CudaStorage, Shape)> {
+fn mse_loss_t<T: Elem>(
+    y: &CudaStorage,
+    ly: &Layout,
+    x: &CudaStorage,
+    lx: &Layout,
+    factor: f32,
+) -> Result<(CudaStorage, Shape)> {
     let dev = y.device().clone();
     let (yv, xv) = (view::<T>(y, ly, "mse loss")?, view::<f32>(x, lx, "mse loss")?);
     if yv.len() != xv.len() {
@@ -302,13 +350,33 @@ fn mse_loss_t<T: Elem>(y: &CudaStorage, ly: &Layout, x: &CudaStorage, lx: &Layou
 }
 
 /// `g · factor · (y − x)` in `y`'s dtype, for the scalar loss gradient `g` (f32, on the device).
-pub fn mse_grad(y: &CudaStorage, ly: &Layout, x: &CudaStorage, lx: &Layout, g: &CudaStorage, lg: &Layout, factor: f32) -> Result<(CudaStorage, Shape)> {
+pub fn mse_grad(
+    y: &CudaStorage,
+    ly: &Layout,
+    x: &CudaStorage,
+    lx: &Layout,
+    g: &CudaStorage,
+    lg: &Layout,
+    factor: f32,
+) -> Result<(CudaStorage, Shape)> {
     by_dtype!(y.dtype(), mse_grad_t(y, ly, x, lx, g, lg, factor))
 }
 
-fn mse_grad_t<T: Elem>(y: &CudaStorage, ly: &Layout, x: &CudaStorage, lx: &Layout, g: &CudaStorage, lg: &Layout, factor: f32) -> Result<(CudaStorage, Shape)> {
+fn mse_grad_t<T: Elem>(
+    y: &CudaStorage,
+    ly: &Layout,
+    x: &CudaStorage,
+    lx: &Layout,
+    g: &CudaStorage,
+    lg: &Layout,
+    factor: f32,
+) -> Result<(CudaStorage, Shape)> {
     let dev = y.device().clone();
-    let (yv, xv, gv) = (view::<T>(y, ly, "mse loss grad")?, view::<f32>(x, lx, "mse loss grad")?, view::<f32>(g, lg, "mse loss grad")?);
+    let (yv, xv, gv) = (
+        view::<T>(y, ly, "mse loss grad")?,
+        view::<f32>(x, lx, "mse loss grad")?,
+        view::<f32>(g, lg, "mse loss grad")?,
+    );
     if yv.len() != xv.len() || gv.len() != 1 {
         candle_core::bail!("mse loss grad: {} values, {} targets, {} loss gradients", yv.len(), xv.len(), gv.len())
     }

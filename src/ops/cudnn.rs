@@ -12,12 +12,12 @@
 #[macro_use]
 mod plan;
 
+use super::cuda::{by_dtype, Elem};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::cudnn::sys;
-use super::cuda::{by_dtype, Elem};
 use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut};
 use candle_core::{CpuStorage, CudaStorage, CustomOp2, Layout, Result, Shape, Tensor};
-use plan::{ck, choose, launch, ptr, scale, view, Geom, Plan, ONE, ZERO};
+use plan::{choose, ck, launch, ptr, scale, view, Geom, Plan, ONE, ZERO};
 
 /// `(dX, dW)` of `conv2d(x, w)` (stride 1, zero padding `pad`) for the output gradient `dy`; dX only
 /// when `need_dx`.
@@ -25,18 +25,34 @@ pub fn backward(x: &Tensor, w: &Tensor, dy: &Tensor, pad: usize, need_dx: bool) 
     let (_, _, h, wd) = x.dims4()?;
     let (_, _, k, _) = w.dims4()?;
     let dy = dy.contiguous()?;
-    let dx = if need_dx { Some(dy.apply_op2_no_bwd(&w.contiguous()?, &ConvBackwardData { pad, hw: (h, wd) })?) } else { None };
+    let dx = if need_dx {
+        Some(dy.apply_op2_no_bwd(&w.contiguous()?, &ConvBackwardData { pad, hw: (h, wd) })?)
+    } else {
+        None
+    };
     let dw = x.contiguous()?.apply_op2_no_bwd(&dy, &ConvBackwardFilter { pad, k })?;
     Ok((dx, dw))
 }
 
 /// `conv2d(x, w)` (stride 1, zero padding `pad`, no bias) on contiguous storages of one dtype:
 /// the output and its shape `(N, Cout, H', W')`.
-pub fn forward(xs: &CudaStorage, xl: &Layout, ws: &CudaStorage, wl: &Layout, pad: usize) -> Result<(CudaStorage, Shape)> {
+pub fn forward(
+    xs: &CudaStorage,
+    xl: &Layout,
+    ws: &CudaStorage,
+    wl: &Layout,
+    pad: usize,
+) -> Result<(CudaStorage, Shape)> {
     by_dtype!(xs.dtype(), forward_t(xs, xl, ws, wl, pad))
 }
 
-fn forward_t<T: Elem>(xs: &CudaStorage, xl: &Layout, ws: &CudaStorage, wl: &Layout, pad: usize) -> Result<(CudaStorage, Shape)> {
+fn forward_t<T: Elem>(
+    xs: &CudaStorage,
+    xl: &Layout,
+    ws: &CudaStorage,
+    wl: &Layout,
+    pad: usize,
+) -> Result<(CudaStorage, Shape)> {
     let (n, cin, h, w) = xl.shape().dims4()?;
     let (cout, _, k, _) = wl.shape().dims4()?;
     let g = Geom { n, cin, h, w, cout, k, pad, dtype: xs.dtype() };
@@ -46,7 +62,8 @@ fn forward_t<T: Elem>(xs: &CudaStorage, xl: &Layout, ws: &CudaStorage, wl: &Layo
     // SAFETY: fully written (beta = 0) by the convolution below.
     let mut y = unsafe { dev.alloc::<T>(g.y_len())? };
     {
-        let ((xp, _g1), (wp, _g2), (yp, _g3)) = (x.device_ptr(&stream), wt.device_ptr(&stream), y.device_ptr_mut(&stream));
+        let ((xp, _g1), (wp, _g2), (yp, _g3)) =
+            (x.device_ptr(&stream), wt.device_ptr(&stream), y.device_ptr_mut(&stream));
         let pick = |handle, p: &mut Plan| match p.fwd {
             Some(c) => Ok(c),
             None => {
@@ -54,18 +71,54 @@ fn forward_t<T: Elem>(xs: &CudaStorage, xl: &Layout, ws: &CudaStorage, wl: &Layo
                     "forward",
                     &g,
                     p.conv,
-                    || Ok(find!(sys::cudnnConvolutionFwdAlgoPerf_t, 8, |res, got| sys::cudnnFindConvolutionForwardAlgorithm(
-                        handle, p.x, p.w, p.conv, p.y, 8, &mut got, res.as_mut_ptr()
-                    ))),
-                    || Ok(find!(sys::cudnnConvolutionFwdAlgoPerf_t, 8, |res, got| sys::cudnnGetConvolutionForwardAlgorithm_v7(
-                        handle, p.x, p.w, p.conv, p.y, 8, &mut got, res.as_mut_ptr()
-                    ))),
+                    || {
+                        Ok(find!(sys::cudnnConvolutionFwdAlgoPerf_t, 8, |res, got| {
+                            sys::cudnnFindConvolutionForwardAlgorithm(
+                                handle,
+                                p.x,
+                                p.w,
+                                p.conv,
+                                p.y,
+                                8,
+                                &mut got,
+                                res.as_mut_ptr(),
+                            )
+                        }))
+                    },
+                    || {
+                        Ok(find!(sys::cudnnConvolutionFwdAlgoPerf_t, 8, |res, got| {
+                            sys::cudnnGetConvolutionForwardAlgorithm_v7(
+                                handle,
+                                p.x,
+                                p.w,
+                                p.conv,
+                                p.y,
+                                8,
+                                &mut got,
+                                res.as_mut_ptr(),
+                            )
+                        }))
+                    },
                 )?;
                 Ok(*p.fwd.insert(c))
             }
         };
         launch(&dev, g, pick, |handle, p, algo, sp, sn| unsafe {
-            sys::cudnnConvolutionForward(handle, scale(&ONE), p.x, ptr(xp), p.w, ptr(wp), p.conv, algo, sp, sn, scale(&ZERO), p.y, ptr(yp))
+            sys::cudnnConvolutionForward(
+                handle,
+                scale(&ONE),
+                p.x,
+                ptr(xp),
+                p.w,
+                ptr(wp),
+                p.conv,
+                algo,
+                sp,
+                sn,
+                scale(&ZERO),
+                p.y,
+                ptr(yp),
+            )
         })?;
     }
     let (oh, ow) = g.out_hw();
@@ -92,7 +145,13 @@ impl CustomOp2 for ConvBackwardData {
     }
 }
 
-fn backward_data<T: Elem>(op: &ConvBackwardData, dys: &CudaStorage, dyl: &Layout, ws: &CudaStorage, wl: &Layout) -> Result<(CudaStorage, Shape)> {
+fn backward_data<T: Elem>(
+    op: &ConvBackwardData,
+    dys: &CudaStorage,
+    dyl: &Layout,
+    ws: &CudaStorage,
+    wl: &Layout,
+) -> Result<(CudaStorage, Shape)> {
     let (n, cout, _, _) = dyl.shape().dims4()?;
     let (_, cin, k, _) = wl.shape().dims4()?;
     let g = Geom { n, cin, h: op.hw.0, w: op.hw.1, cout, k, pad: op.pad, dtype: dys.dtype() };
@@ -102,7 +161,8 @@ fn backward_data<T: Elem>(op: &ConvBackwardData, dys: &CudaStorage, dyl: &Layout
     // SAFETY: fully written (beta = 0) by the call below.
     let mut dx = unsafe { dev.alloc::<T>(g.x_len())? };
     {
-        let ((dyp, _g1), (wp, _g2), (dxp, _g3)) = (dy.device_ptr(&stream), wt.device_ptr(&stream), dx.device_ptr_mut(&stream));
+        let ((dyp, _g1), (wp, _g2), (dxp, _g3)) =
+            (dy.device_ptr(&stream), wt.device_ptr(&stream), dx.device_ptr_mut(&stream));
         let pick = |handle, p: &mut Plan| match p.bwd_data {
             Some(c) => Ok(c),
             None => {
@@ -110,18 +170,54 @@ fn backward_data<T: Elem>(op: &ConvBackwardData, dys: &CudaStorage, dyl: &Layout
                     "backward-data",
                     &g,
                     p.conv,
-                    || Ok(find!(sys::cudnnConvolutionBwdDataAlgoPerf_t, 6, |res, got| sys::cudnnFindConvolutionBackwardDataAlgorithm(
-                        handle, p.w, p.y, p.conv, p.x, 6, &mut got, res.as_mut_ptr()
-                    ))),
-                    || Ok(find!(sys::cudnnConvolutionBwdDataAlgoPerf_t, 6, |res, got| sys::cudnnGetConvolutionBackwardDataAlgorithm_v7(
-                        handle, p.w, p.y, p.conv, p.x, 6, &mut got, res.as_mut_ptr()
-                    ))),
+                    || {
+                        Ok(find!(sys::cudnnConvolutionBwdDataAlgoPerf_t, 6, |res, got| {
+                            sys::cudnnFindConvolutionBackwardDataAlgorithm(
+                                handle,
+                                p.w,
+                                p.y,
+                                p.conv,
+                                p.x,
+                                6,
+                                &mut got,
+                                res.as_mut_ptr(),
+                            )
+                        }))
+                    },
+                    || {
+                        Ok(find!(sys::cudnnConvolutionBwdDataAlgoPerf_t, 6, |res, got| {
+                            sys::cudnnGetConvolutionBackwardDataAlgorithm_v7(
+                                handle,
+                                p.w,
+                                p.y,
+                                p.conv,
+                                p.x,
+                                6,
+                                &mut got,
+                                res.as_mut_ptr(),
+                            )
+                        }))
+                    },
                 )?;
                 Ok(*p.bwd_data.insert(c))
             }
         };
         launch(&dev, g, pick, |handle, p, algo, sp, sn| unsafe {
-            sys::cudnnConvolutionBackwardData(handle, scale(&ONE), p.w, ptr(wp), p.y, ptr(dyp), p.conv, algo, sp, sn, scale(&ZERO), p.x, ptr(dxp))
+            sys::cudnnConvolutionBackwardData(
+                handle,
+                scale(&ONE),
+                p.w,
+                ptr(wp),
+                p.y,
+                ptr(dyp),
+                p.conv,
+                algo,
+                sp,
+                sn,
+                scale(&ZERO),
+                p.x,
+                ptr(dxp),
+            )
         })?;
     }
     Ok((CudaStorage::wrap_cuda_slice(dx, dev), Shape::from((n, cin, g.h, g.w))))
@@ -147,7 +243,13 @@ impl CustomOp2 for ConvBackwardFilter {
     }
 }
 
-fn backward_filter<T: Elem>(op: &ConvBackwardFilter, xs: &CudaStorage, xl: &Layout, dys: &CudaStorage, dyl: &Layout) -> Result<(CudaStorage, Shape)> {
+fn backward_filter<T: Elem>(
+    op: &ConvBackwardFilter,
+    xs: &CudaStorage,
+    xl: &Layout,
+    dys: &CudaStorage,
+    dyl: &Layout,
+) -> Result<(CudaStorage, Shape)> {
     let (n, cin, h, w) = xl.shape().dims4()?;
     let (_, cout, _, _) = dyl.shape().dims4()?;
     let g = Geom { n, cin, h, w, cout, k: op.k, pad: op.pad, dtype: xs.dtype() };
@@ -157,7 +259,8 @@ fn backward_filter<T: Elem>(op: &ConvBackwardFilter, xs: &CudaStorage, xl: &Layo
     // SAFETY: fully written (beta = 0) by the call below.
     let mut dw = unsafe { dev.alloc::<T>(g.w_len())? };
     {
-        let ((xp, _g1), (dyp, _g2), (dwp, _g3)) = (x.device_ptr(&stream), dy.device_ptr(&stream), dw.device_ptr_mut(&stream));
+        let ((xp, _g1), (dyp, _g2), (dwp, _g3)) =
+            (x.device_ptr(&stream), dy.device_ptr(&stream), dw.device_ptr_mut(&stream));
         let pick = |handle, p: &mut Plan| match p.bwd_filter {
             Some(c) => Ok(c),
             None => {
@@ -165,18 +268,54 @@ fn backward_filter<T: Elem>(op: &ConvBackwardFilter, xs: &CudaStorage, xl: &Layo
                     "backward-filter",
                     &g,
                     p.conv,
-                    || Ok(find!(sys::cudnnConvolutionBwdFilterAlgoPerf_t, 7, |res, got| sys::cudnnFindConvolutionBackwardFilterAlgorithm(
-                        handle, p.x, p.y, p.conv, p.w, 7, &mut got, res.as_mut_ptr()
-                    ))),
-                    || Ok(find!(sys::cudnnConvolutionBwdFilterAlgoPerf_t, 7, |res, got| sys::cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-                        handle, p.x, p.y, p.conv, p.w, 7, &mut got, res.as_mut_ptr()
-                    ))),
+                    || {
+                        Ok(find!(sys::cudnnConvolutionBwdFilterAlgoPerf_t, 7, |res, got| {
+                            sys::cudnnFindConvolutionBackwardFilterAlgorithm(
+                                handle,
+                                p.x,
+                                p.y,
+                                p.conv,
+                                p.w,
+                                7,
+                                &mut got,
+                                res.as_mut_ptr(),
+                            )
+                        }))
+                    },
+                    || {
+                        Ok(find!(sys::cudnnConvolutionBwdFilterAlgoPerf_t, 7, |res, got| {
+                            sys::cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                                handle,
+                                p.x,
+                                p.y,
+                                p.conv,
+                                p.w,
+                                7,
+                                &mut got,
+                                res.as_mut_ptr(),
+                            )
+                        }))
+                    },
                 )?;
                 Ok(*p.bwd_filter.insert(c))
             }
         };
         launch(&dev, g, pick, |handle, p, algo, sp, sn| unsafe {
-            sys::cudnnConvolutionBackwardFilter(handle, scale(&ONE), p.x, ptr(xp), p.y, ptr(dyp), p.conv, algo, sp, sn, scale(&ZERO), p.w, ptr(dwp))
+            sys::cudnnConvolutionBackwardFilter(
+                handle,
+                scale(&ONE),
+                p.x,
+                ptr(xp),
+                p.y,
+                ptr(dyp),
+                p.conv,
+                algo,
+                sp,
+                sn,
+                scale(&ZERO),
+                p.w,
+                ptr(dwp),
+            )
         })?;
     }
     Ok((CudaStorage::wrap_cuda_slice(dw, dev), Shape::from((cout, cin, op.k, op.k))))

@@ -14,7 +14,10 @@ pub fn mse_loss(y: &Tensor, x: &Tensor, scale: f64) -> Result<Tensor> {
     if y.dims() != x.dims() {
         candle_core::bail!("mse loss: reconstruction {:?} and target {:?} differ in shape", y.dims(), x.dims())
     }
-    let fast = fast_path(y) && matches!(y.dtype(), DType::F32 | DType::BF16) && x.dtype() == DType::F32 && y.device().same_device(x.device());
+    let fast = fast_path(y)
+        && matches!(y.dtype(), DType::F32 | DType::BF16)
+        && x.dtype() == DType::F32
+        && y.device().same_device(x.device());
     if !fast || y.elem_count() == 0 {
         return mse_loss_ref(y, x, scale);
     }
@@ -38,12 +41,22 @@ impl CustomOp2 for MseLoss {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (y, x) = (f32_values(s1, l1)?, contiguous_slice::<f32>(s2, l2)?);
         // Partial sums in f64 over chunks, so the result does not depend on the thread count.
-        let sum: f64 = y.par_chunks(4096).zip(x.par_chunks(4096)).map(|(a, b)| a.iter().zip(b).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()).sum();
+        let sum: f64 = y
+            .par_chunks(4096)
+            .zip(x.par_chunks(4096))
+            .map(|(a, b)| a.iter().zip(b).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>())
+            .sum();
         Ok((CpuStorage::F32(vec![(self.scale2 * sum / y.len() as f64) as f32]), Shape::from(())))
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(&self, s1: &candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
         super::cuda::mse_loss(s1, l1, s2, l2, (self.scale2 / l1.shape().elem_count() as f64) as f32)
     }
 
@@ -64,7 +77,15 @@ impl CustomOp3 for MseGrad {
         "mse-loss-grad"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (y, x, g) = (f32_values(s1, l1)?, contiguous_slice::<f32>(s2, l2)?, contiguous_slice::<f32>(s3, l3)?);
         let k = g.first().copied().unwrap_or(0.0) * self.factor as f32;
         let dy: Vec<f32> = y.par_iter().zip(x.par_iter()).map(|(a, b)| k * (a - b)).collect();

@@ -7,11 +7,11 @@
 //! devices and dtypes the public functions use the twin, which runs anywhere candle does.
 
 mod conv;
-mod loss;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda;
 #[cfg(feature = "cudnn")]
 mod cudnn;
+mod loss;
 mod pool;
 mod unpool;
 
@@ -33,7 +33,10 @@ fn fast_path(t: &Tensor) -> bool {
 }
 
 /// The contiguous slice behind a CPU storage, or an error for strided input.
-pub(crate) fn contiguous_slice<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
+pub(crate) fn contiguous_slice<'a, T: candle_core::WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+) -> candle_core::Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
         None => candle_core::bail!("layerinv op: input must be contiguous"),
@@ -44,7 +47,9 @@ pub(crate) fn contiguous_slice<'a, T: candle_core::WithDType>(s: &'a CpuStorage,
 /// (the CPU kernels compute in f32 either way).
 pub(crate) fn f32_values<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<std::borrow::Cow<'a, [f32]>> {
     match s {
-        CpuStorage::BF16(_) => Ok(std::borrow::Cow::Owned(contiguous_slice::<half::bf16>(s, l)?.iter().map(|v| v.to_f32()).collect())),
+        CpuStorage::BF16(_) => {
+            Ok(std::borrow::Cow::Owned(contiguous_slice::<half::bf16>(s, l)?.iter().map(|v| v.to_f32()).collect()))
+        }
         _ => Ok(std::borrow::Cow::Borrowed(contiguous_slice::<f32>(s, l)?)),
     }
 }

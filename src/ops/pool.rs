@@ -2,8 +2,8 @@
 
 use super::{contiguous_slice, fast_path};
 use candle_core::backend::BackendStorage;
-use rayon::prelude::*;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor, WithDType, D};
+use rayon::prelude::*;
 
 /// Where each pooled value came from: for every output cell, the flat index `y * in_w + x` of its
 /// source inside its own `in_h × in_w` plane (PyTorch's `max_pool2d(return_indices=True)` layout).
@@ -24,9 +24,8 @@ impl PoolSwitches {
         let (b, c, oh, ow) = like.indices.dims4()?;
         let (k, s, w) = (like.kernel, like.stride, like.in_hw.1);
         let off = k / 2;
-        let plane: Vec<u32> = (0..oh)
-            .flat_map(|y| (0..ow).map(move |x| ((y * s + off) * w + x * s + off) as u32))
-            .collect();
+        let plane: Vec<u32> =
+            (0..oh).flat_map(|y| (0..ow).map(move |x| ((y * s + off) * w + x * s + off) as u32)).collect();
         let indices = Tensor::from_vec(plane, (1, 1, oh, ow), like.indices.device())?
             .broadcast_as((b, c, oh, ow))?
             .contiguous()?;
@@ -108,7 +107,11 @@ struct ArgmaxPool {
 }
 
 impl ArgmaxPool {
-    fn run<T: WithDType + PartialOrd + Sync>(&self, x: &[T], shape: (usize, usize, usize, usize)) -> Result<(Vec<u32>, Shape)> {
+    fn run<T: WithDType + PartialOrd + Sync>(
+        &self,
+        x: &[T],
+        shape: (usize, usize, usize, usize),
+    ) -> Result<(Vec<u32>, Shape)> {
         let (b, c, h, w) = shape;
         let (k, s) = (self.k, self.s);
         let (oh, ow) = (out_size(h, k, s)?, out_size(w, k, s)?);

@@ -4,8 +4,8 @@
 
 use super::{contiguous_slice, fast_path, PoolSwitches};
 use candle_core::backend::BackendStorage;
-use rayon::prelude::*;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
 
 /// Unpool `x` `(B, C, h, w)` with switches of the same shape into `(B, C, H, W)`. SWWAE passes the
 /// switches the encoder recorded; SAE passes [`PoolSwitches::fixed`]. Differentiable w.r.t. `x`.
@@ -25,7 +25,12 @@ pub fn unpool(x: &Tensor, sw: &PoolSwitches) -> Result<Tensor> {
 pub fn unpool_fixed(x: &Tensor, like: &PoolSwitches) -> Result<Tensor> {
     check_shapes(x, like)?;
     if x.device().is_cuda() && fast_path(x) && !like.overlapping() {
-        return x.contiguous()?.apply_op1(UnpoolFixed { k: like.kernel, s: like.stride, in_hw: like.in_hw, grad: false });
+        return x.contiguous()?.apply_op1(UnpoolFixed {
+            k: like.kernel,
+            s: like.stride,
+            in_hw: like.in_hw,
+            grad: false,
+        });
     }
     unpool(x, &PoolSwitches::fixed(like)?)
 }
@@ -181,16 +186,28 @@ impl CustomOp2 for Unpool {
         let (h, w) = self.in_hw;
         let idx = contiguous_slice::<u32>(s2, l2)?;
         let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(unpool_fwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?),
-            CpuStorage::F64(_) => CpuStorage::F64(unpool_fwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?),
-            CpuStorage::BF16(_) => CpuStorage::BF16(unpool_fwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?),
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(unpool_fwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?)
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(unpool_fwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?)
+            }
+            CpuStorage::BF16(_) => {
+                CpuStorage::BF16(unpool_fwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?)
+            }
             _ => candle_core::bail!("unpool: unsupported dtype {:?}", s1.dtype()),
         };
         Ok((out, Shape::from((b, c, h, w))))
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(&self, s1: &candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
         if self.average {
             candle_core::bail!("unpool: overlapping windows are not supported on CUDA (use unpool_ref)")
         }
@@ -221,16 +238,28 @@ impl CustomOp2 for UnpoolGrad {
         let (oh, ow) = self.pooled_hw;
         let idx = contiguous_slice::<u32>(s2, l2)?;
         let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(unpool_bwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?),
-            CpuStorage::F64(_) => CpuStorage::F64(unpool_bwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?),
-            CpuStorage::BF16(_) => CpuStorage::BF16(unpool_bwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?),
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(unpool_bwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?)
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(unpool_bwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?)
+            }
+            CpuStorage::BF16(_) => {
+                CpuStorage::BF16(unpool_bwd(contiguous_slice(s1, l1)?, idx, oh * ow, h * w, self.average)?)
+            }
             _ => candle_core::bail!("unpool-grad: unsupported dtype {:?}", s1.dtype()),
         };
         Ok((out, Shape::from((b, c, oh, ow))))
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(&self, s1: &candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
         if self.average {
             candle_core::bail!("unpool-grad: overlapping windows are not supported on CUDA")
         }
@@ -238,4 +267,3 @@ impl CustomOp2 for UnpoolGrad {
         super::cuda::unpool(s1, l1, s2, l2, self.pooled_hw, (h, w), true)
     }
 }
-

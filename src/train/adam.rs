@@ -4,8 +4,8 @@
 //! dozen tensor ops with their allocations: on CUDA two kernel launches, on the CPU two passes.
 
 use crate::error::Result;
-use candle_core::backprop::GradStore;
 use crate::ops::contiguous_slice;
+use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
 use rayon::prelude::*;
 
@@ -116,7 +116,8 @@ fn betas() -> [f32; 4] {
 
 /// The contiguous f32 data of a storage an op writes in place.
 fn f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a mut [f32]> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{what}: input must be contiguous")))?;
+    let (a, b) =
+        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{what}: input must be contiguous")))?;
     match s {
         CpuStorage::F32(d) => Ok(&mut d[a..b]),
         _ => candle_core::bail!("{what}: only f32 parameters are supported"),
@@ -150,7 +151,13 @@ impl InplaceOp2 for AdamMoments {
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(&self, s1: &mut candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> candle_core::Result<()> {
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
         crate::ops::cuda::adam_moments(s1, l1, s2, l2, betas())
     }
 }
@@ -172,7 +179,13 @@ impl InplaceOp2 for AdamApply {
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(&self, s1: &mut candle_core::CudaStorage, l1: &Layout, s2: &candle_core::CudaStorage, l2: &Layout) -> candle_core::Result<()> {
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
         crate::ops::cuda::adam_apply(s1, l1, s2, l2, [self.lr_bc1, self.inv_bc2, self.eps])
     }
 }

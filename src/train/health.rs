@@ -132,7 +132,8 @@ pub fn calibrate(dec: &mut Decoder, f: &Features, x: &Tensor, init: Init) -> Res
         return Ok(Vec::new());
     }
     let mut scales = BTreeMap::new();
-    let taps = std::iter::once(dec.spec.layer.clone()).chain(dec.segments().into_iter().filter_map(|s| s.target.map(str::to_string)));
+    let taps = std::iter::once(dec.spec.layer.clone())
+        .chain(dec.segments().into_iter().filter_map(|s| s.target.map(str::to_string)));
     for tap in taps {
         let t = f.tap(&tap).ok_or_else(|| Error::Unavailable(format!("the features hold no {tap} activation")))?;
         let rms = t.to_dtype(DType::F32)?.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()? as f64;
@@ -143,7 +144,8 @@ pub fn calibrate(dec: &mut Decoder, f: &Features, x: &Tensor, init: Init) -> Res
     let spread = target_std.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()? as f64;
     let out_scale = if spread.is_finite() && spread > 1e-6 { spread } else { 1.0 };
     scales.insert(OUTPUT_SCALE.to_string(), out_scale);
-    let (target_mean, target_std) = (target_mean.affine(1.0 / out_scale, 0.0)?, target_std.affine(1.0 / out_scale, 0.0)?);
+    let (target_mean, target_std) =
+        (target_mean.affine(1.0 / out_scale, 0.0)?, target_std.affine(1.0 / out_scale, 0.0)?);
     dec.scales = scales;
     let mut updates = Vec::new();
     let mut weights = dec.named_weights();
@@ -169,8 +171,14 @@ pub fn calibrate(dec: &mut Decoder, f: &Features, x: &Tensor, init: Init) -> Res
             let a = target_std.mul(&inv_std)?;
             (a.clone(), target_mean.sub(&mean.mul(&a)?)?)
         };
-        let y = v.pre.to_dtype(DType::F32)?.broadcast_mul(&along_channels(&a, rank)?)?.broadcast_add(&along_channels(&shift, rank)?)?;
-        let (w, b) = weights.remove(v.name).ok_or_else(|| Error::Unavailable(format!("decoder layer {} has no weights", v.name)))?;
+        let y = v
+            .pre
+            .to_dtype(DType::F32)?
+            .broadcast_mul(&along_channels(&a, rank)?)?
+            .broadcast_add(&along_channels(&shift, rank)?)?;
+        let (w, b) = weights
+            .remove(v.name)
+            .ok_or_else(|| Error::Unavailable(format!("decoder layer {} has no weights", v.name)))?;
         let mut wshape = vec![1; w.rank()];
         wshape[v.out_axis] = channels;
         let w = w.to_dtype(DType::F32)?.broadcast_mul(&a.reshape(wshape)?)?;

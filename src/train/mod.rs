@@ -3,14 +3,17 @@
 mod adam;
 mod config;
 pub mod health;
-pub mod objective;
 pub mod metrics;
+pub mod objective;
 mod run;
 mod step;
 
-pub use config::TrainConfig;
-pub use run::{batch_mse_psnr, checkpoint_path, learning_rate, train, CancelToken, DecoderId, Event, EventSink, TrainSummary, ValResult};
 pub use adam::Adam;
+pub use config::TrainConfig;
 pub use health::{check as check_health, Health, Init};
 pub use objective::StepLoss;
+pub use run::{
+    batch_mse_psnr, checkpoint_path, learning_rate, train, CancelToken, DecoderId, Event, EventSink, TrainSummary,
+    ValResult,
+};
 pub use step::{reconstruction_loss, DecoderTrainer};

@@ -2,11 +2,11 @@
 //! one frozen encoder from one shared encoder pass per batch, reporting through an [`EventSink`]
 //! and stoppable through a [`CancelToken`].
 
-use crate::data::{list_images, load_centre_crops, BatchLoader, CropSpec, Loaded, Skipped, IMAGE_EXTENSIONS};
 use super::config::TrainConfig;
 use super::health::{check as check_health, Health, Init};
 use super::objective::StepLoss;
 use super::step::DecoderTrainer;
+use crate::data::{list_images, load_centre_crops, BatchLoader, CropSpec, Loaded, Skipped, IMAGE_EXTENSIONS};
 use crate::error::{Error, Result};
 use crate::model::{decoder_path, save_decoder, DecoderMeta, DecoderSpec, Encoder, Kind};
 use candle_core::{DType, Tensor};
@@ -43,21 +43,48 @@ pub struct ValResult {
 /// Progress of a training run.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Started { decoders: Vec<(DecoderId, u64)>, train_images: usize, val_images: usize, total_steps: u64 },
+    Started {
+        decoders: Vec<(DecoderId, u64)>,
+        train_images: usize,
+        val_images: usize,
+        total_steps: u64,
+    },
     /// A file the loader skipped (unreadable or not an image).
     Skipped(Skipped),
     /// One batch done: the step just taken (by the slowest decoder that trained on it), and the
     /// losses of the decoders that trained on it.
-    Step { step: u64, total: u64, losses: Vec<(DecoderId, f32)>, images_per_s: f64, eta_s: f64 },
-    Validation { step: u64, results: Vec<ValResult> },
+    Step {
+        step: u64,
+        total: u64,
+        losses: Vec<(DecoderId, f32)>,
+        images_per_s: f64,
+        eta_s: f64,
+    },
+    Validation {
+        step: u64,
+        results: Vec<ValResult>,
+    },
     /// A validation found this decoder collapsed (its output no longer depends on its input);
     /// `why` says how it was measured. It trains on: more steps, another objective or learning
     /// rate may bring it back.
-    Collapsed { step: u64, id: DecoderId, why: String },
-    Checkpoint { step: u64, paths: Vec<PathBuf> },
+    Collapsed {
+        step: u64,
+        id: DecoderId,
+        why: String,
+    },
+    Checkpoint {
+        step: u64,
+        paths: Vec<PathBuf>,
+    },
     /// A decoder stopped (its last good checkpoint stays); the others go on.
-    DecoderFailed { id: DecoderId, error: String },
-    Finished { step: u64, cancelled: bool },
+    DecoderFailed {
+        id: DecoderId,
+        error: String,
+    },
+    Finished {
+        step: u64,
+        cancelled: bool,
+    },
 }
 
 /// Receives events as training goes. Called on the training thread.
@@ -127,7 +154,9 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
         }
         let fc = enc.arch.tap_index(l).is_some_and(|i| i >= enc.arch.stages().len());
         if fc && crop != n {
-            return Err(Error::Unavailable(format!("{l} needs the full {n}×{n} input: drop --crop or train conv layers separately")));
+            return Err(Error::Unavailable(format!(
+                "{l} needs the full {n}×{n} input: drop --crop or train conv layers separately"
+            )));
         }
     }
     if cfg.layers.is_empty() || cfg.kinds.is_empty() {
@@ -156,7 +185,10 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
         None => Vec::new(),
     };
     if files.is_empty() {
-        return Err(Error::bad_file(&cfg.data, format!("no training images ({}) in this folder", IMAGE_EXTENSIONS.join(", "))));
+        return Err(Error::bad_file(
+            &cfg.data,
+            format!("no training images ({}) in this folder", IMAGE_EXTENSIONS.join(", ")),
+        ));
     }
     let spec = CropSpec::for_model(n, crop);
     let (val_imgs, val_skipped) = load_centre_crops(&val_files[..val_files.len().min(cfg.val_images)], spec);
@@ -184,12 +216,8 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
             slots.push(Slot { id, trainer, failed: false, val: None, calibrate: fresh && cfg.init != Init::Uniform });
         }
     }
-    let deepest = cfg
-        .layers
-        .iter()
-        .max_by_key(|l| enc.arch.tap_index(l).unwrap_or(0))
-        .cloned()
-        .unwrap_or_else(|| "pool1".into());
+    let deepest =
+        cfg.layers.iter().max_by_key(|l| enc.arch.tap_index(l).unwrap_or(0)).cloned().unwrap_or_else(|| "pool1".into());
     sink.event(&Event::Started {
         decoders: slots.iter().map(|s| (s.id.clone(), s.trainer.steps)).collect(),
         train_images: files.len(),
@@ -201,7 +229,10 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
     let val_x = if val_imgs.is_empty() {
         None
     } else {
-        let ts = val_imgs.iter().map(|(_, img)| enc.preprocess.to_tensor(img, crop, &dev)).collect::<candle_core::Result<Vec<_>>>()?;
+        let ts = val_imgs
+            .iter()
+            .map(|(_, img)| enc.preprocess.to_tensor(img, crop, &dev))
+            .collect::<candle_core::Result<Vec<_>>>()?;
         Some(Tensor::stack(&ts, 0)?)
     };
     let val_features = match &val_x {
@@ -345,7 +376,8 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
 
 /// The validation event, then one collapse event per collapsed decoder.
 fn report_validation(sink: &mut dyn EventSink, step: u64, results: Vec<ValResult>) {
-    let collapsed: Vec<(DecoderId, String)> = results.iter().filter_map(|r| r.health.collapse().map(|why| (r.id.clone(), why))).collect();
+    let collapsed: Vec<(DecoderId, String)> =
+        results.iter().filter_map(|r| r.health.collapse().map(|why| (r.id.clone(), why))).collect();
     sink.event(&Event::Validation { step, results });
     for (id, why) in collapsed {
         sink.event(&Event::Collapsed { step, id, why });

@@ -2,12 +2,12 @@
 //! checkpoint (weights and optimizer state, so a resumed run continues exactly).
 
 use super::adam::Adam;
+use super::objective::StepLoss;
 use crate::data::Preprocess;
 use crate::error::{Context, Error, Result};
 use crate::fsutil::write_atomic;
 use crate::model::decoder_file::CHECKPOINT_FORMAT;
 use crate::model::weights::{fmt_shape, read_safetensors};
-use super::objective::StepLoss;
 use crate::model::{Decoder, DecoderMeta, DecoderSpec, Features, Objective};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -36,7 +36,8 @@ impl DecoderTrainer {
     pub fn new(spec: DecoderSpec, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
         let decoder = Decoder::new(spec, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-        let vars = varmap.data().lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        let vars =
+            varmap.data().lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
         Ok(Self { decoder, adam: Adam::new(vars)?, steps: 0, images: 0 })
     }
 
@@ -54,7 +55,14 @@ impl DecoderTrainer {
     /// update. A loss that is not finite is an error, after which the decoder must be dropped:
     /// its weights are already updated, and no save writes non-finite weights.
     /// [`Self::queue_step`] and [`Self::finish_step`] in two halves.
-    pub fn step(&mut self, features: &Features, x: &Tensor, preprocess: Preprocess, lr: f64, which: StepLoss) -> Result<f32> {
+    pub fn step(
+        &mut self,
+        features: &Features,
+        x: &Tensor,
+        preprocess: Preprocess,
+        lr: f64,
+        which: StepLoss,
+    ) -> Result<f32> {
         let loss = self.queue_step(features, x, preprocess, lr, which)?;
         self.finish_step(&loss, x.dim(0)?)
     }
@@ -62,7 +70,14 @@ impl DecoderTrainer {
     /// The whole step without reading its result: on a GPU this only queues work, so the trainer
     /// queues the steps of all its decoders for a batch before it waits for the first loss.
     /// Returns the loss (a scalar on the device) for [`Self::finish_step`].
-    pub fn queue_step(&mut self, features: &Features, x: &Tensor, preprocess: Preprocess, lr: f64, which: StepLoss) -> Result<Tensor> {
+    pub fn queue_step(
+        &mut self,
+        features: &Features,
+        x: &Tensor,
+        preprocess: Preprocess,
+        lr: f64,
+        which: StepLoss,
+    ) -> Result<Tensor> {
         let loss = super::objective::loss(&self.decoder, features, x, preprocess, which)?;
         let grads = loss.backward()?;
         self.adam.step(&grads, lr)?;
@@ -142,12 +157,18 @@ impl DecoderTrainer {
             ));
         }
         if meta.encoder != encoder {
-            return Err(Error::bad_file(path, format!("decoder was trained for encoder {}, the loaded model is {encoder}", meta.encoder)));
+            return Err(Error::bad_file(
+                path,
+                format!("decoder was trained for encoder {}, the loaded model is {encoder}", meta.encoder),
+            ));
         }
         self.adam.set_weights(|name, shape| {
             let x = tensors.get(name).ok_or_else(|| Error::bad_file(path, format!("missing tensor {name}")))?;
             if x.dims() != shape {
-                return Err(Error::bad_file(path, format!("tensor {name} has shape {}, expected {}", fmt_shape(x.dims()), fmt_shape(shape))));
+                return Err(Error::bad_file(
+                    path,
+                    format!("tensor {name} has shape {}, expected {}", fmt_shape(x.dims()), fmt_shape(shape)),
+                ));
             }
             Ok(x.to_dtype(DType::F32)?)
         })?;
@@ -161,7 +182,13 @@ impl DecoderTrainer {
 
     /// Continue from a checkpoint written by [`Self::save_checkpoint`] for the same decoder
     /// (`spec`) of the same encoder (`encoder` fingerprint) trained with the same `objective`.
-    pub fn resume(path: &Path, spec: DecoderSpec, encoder: &str, objective: Objective, device: &Device) -> Result<(Self, DecoderMeta)> {
+    pub fn resume(
+        path: &Path,
+        spec: DecoderSpec,
+        encoder: &str,
+        objective: Objective,
+        device: &Device,
+    ) -> Result<(Self, DecoderMeta)> {
         let (tensors, header) = read_safetensors(path, device)?;
         let meta = DecoderMeta::from_map_as(path, &header, CHECKPOINT_FORMAT)?;
         if meta.spec != spec {
@@ -189,12 +216,18 @@ impl DecoderTrainer {
                 ),
             ));
         }
-        let t = header.get("adam_t").and_then(|v| v.parse().ok()).ok_or_else(|| Error::bad_file(path, "checkpoint lacks the optimizer step count"))?;
+        let t = header
+            .get("adam_t")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::bad_file(path, "checkpoint lacks the optimizer step count"))?;
         let mut trainer = Self::new(spec, device)?;
         trainer.adam.restore(t, |key, shape| {
             let x = tensors.get(key).ok_or_else(|| Error::bad_file(path, format!("checkpoint lacks tensor {key}")))?;
             if x.dims() != shape {
-                return Err(Error::bad_file(path, format!("tensor {key} has shape {}, expected {}", fmt_shape(x.dims()), fmt_shape(shape))));
+                return Err(Error::bad_file(
+                    path,
+                    format!("tensor {key} has shape {}, expected {}", fmt_shape(x.dims()), fmt_shape(shape)),
+                ));
             }
             Ok(x.to_dtype(DType::F32)?)
         })?;

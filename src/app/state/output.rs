@@ -36,7 +36,8 @@ impl LayerinvApp {
                 Some(Ok(p)) => p.len() == 2,
                 _ => false,
             };
-        let failed = self.panes(&self.layer).is_some_and(|r| r.is_err()) || (self.photo.is_none() && self.loading.is_none());
+        let failed =
+            self.panes(&self.layer).is_some_and(|r| r.is_err()) || (self.photo.is_none() && self.loading.is_none());
         let Some(shot) = &mut self.screenshot else { return };
         if let Some(img) = shot.slot.lock().ok().and_then(|mut s| s.take()) {
             let [w, h] = img.size;
@@ -46,7 +47,8 @@ impl LayerinvApp {
                 .ok_or_else(|| crate::Error::Unavailable("screenshot has the wrong size".into()))
                 .and_then(|img| {
                     crate::fsutil::write_atomic_with(&path, |tmp| {
-                        img.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| crate::Error::bad_file(tmp, e.to_string()))
+                        img.save_with_format(tmp, image::ImageFormat::Png)
+                            .map_err(|e| crate::Error::bad_file(tmp, e.to_string()))
                     })
                 });
             match saved {
@@ -104,7 +106,9 @@ impl LayerinvApp {
             });
         }
         let pic = crate::figure::row(&tiles);
-        crate::fsutil::write_atomic_with(path, |tmp| pic.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| crate::Error::bad_file(tmp, e.to_string())))
-            .map_err(|e| e.to_string())
+        crate::fsutil::write_atomic_with(path, |tmp| {
+            pic.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| crate::Error::bad_file(tmp, e.to_string()))
+        })
+        .map_err(|e| e.to_string())
     }
 }

@@ -140,9 +140,11 @@ fn pad_batch(x: &[f32], g: &Geom) -> Vec<f32> {
     let len = x.len() / (g.h * w) * l;
     let mut out = Vec::with_capacity(len);
     poison(&mut out, len);
-    let zero = |d: &mut [std::mem::MaybeUninit<f32>]| d.iter_mut().for_each(|v| {
-        v.write(0.0);
-    });
+    let zero = |d: &mut [std::mem::MaybeUninit<f32>]| {
+        d.iter_mut().for_each(|v| {
+            v.write(0.0);
+        })
+    };
     out.spare_capacity_mut()[..len].par_chunks_exact_mut(l).zip(x.par_chunks_exact(g.h * w)).for_each(|(dst, src)| {
         zero(&mut dst[..pad * wp + pad]);
         for (y, row) in src.chunks_exact(w).enumerate() {
@@ -237,7 +239,9 @@ fn accumulate_tile(plan: &Plan, xp: &[f32], packed: &[f32], g: &Geom, c0: usize,
                 // i0..i0 + kc); every step reads NR values inside `src` (a panel, or a padded
                 // channel: see above); `rows` holds MR rows of tr values from column j·NR + NR ≤
                 // tr on.
-                unsafe { (plan.micro)(a.as_ptr(), src.as_ptr().add(j * stride), &at, rows.as_mut_ptr().add(j * NR), tr) };
+                unsafe {
+                    (plan.micro)(a.as_ptr(), src.as_ptr().add(j * stride), &at, rows.as_mut_ptr().add(j * NR), tr)
+                };
             }
         }
     }
@@ -297,11 +301,14 @@ pub(super) fn relu_grad(dy: &[f32], y: &[f32]) -> candle_core::Result<Vec<f32>> 
     }
     let mut out = Vec::with_capacity(dy.len());
     poison(&mut out, dy.len());
-    out.spare_capacity_mut()[..dy.len()].par_chunks_mut(1 << 16).zip(dy.par_chunks(1 << 16).zip(y.par_chunks(1 << 16))).for_each(|(o, (d, y))| {
-        for ((o, &d), &y) in o.iter_mut().zip(d).zip(y) {
-            o.write(if y > 0.0 { d } else { 0.0 });
-        }
-    });
+    out.spare_capacity_mut()[..dy.len()]
+        .par_chunks_mut(1 << 16)
+        .zip(dy.par_chunks(1 << 16).zip(y.par_chunks(1 << 16)))
+        .for_each(|(o, (d, y))| {
+            for ((o, &d), &y) in o.iter_mut().zip(d).zip(y) {
+                o.write(if y > 0.0 { d } else { 0.0 });
+            }
+        });
     // SAFETY: dy and y have the same length, so the chunks cover all dy.len() elements, each
     // written once above.
     unsafe { out.set_len(dy.len()) };
@@ -311,7 +318,10 @@ pub(super) fn relu_grad(dy: &[f32], y: &[f32]) -> candle_core::Result<Vec<f32>> 
 /// `dy (b, c, h, w)` summed over everything but the channel.
 pub(super) fn bias_grad(dy: &[f32], (b, c, h, w): (usize, usize, usize, usize)) -> Vec<f32> {
     let hw = h * w;
-    (0..c).into_par_iter().map(|ch| (0..b).map(|img| dy[(img * c + ch) * hw..][..hw].iter().sum::<f32>()).sum()).collect()
+    (0..c)
+        .into_par_iter()
+        .map(|ch| (0..b).map(|img| dy[(img * c + ch) * hw..][..hw].iter().sum::<f32>()).sum())
+        .collect()
 }
 
 #[cfg(test)]
@@ -325,7 +335,9 @@ mod tests {
     /// whole convolution against candle).
     #[test]
     fn micro_kernels_and_plans_agree() {
-        for (cin, cout, h, w, k, pad) in [(3, 7, 9, 11, 3, 1), (20, 13, 6, 5, 5, 2), (9, 6, 4, 4, 1, 0), (17, 12, 7, 30, 3, 1)] {
+        for (cin, cout, h, w, k, pad) in
+            [(3, 7, 9, 11, 3, 1), (20, 13, 6, 5, 5, 2), (9, 6, 4, 4, 1, 0), (17, 12, 7, 30, 3, 1)]
+        {
             let g = Geom { cin, cout, k, h, w, pad, batch: 1 };
             let x: Vec<f32> = (0..cin * h * w).map(|i| ((i * 37 % 101) as f32 - 50.) / 50.).collect();
             let wt: Vec<f32> = (0..cout * cin * k * k).map(|i| ((i * 53 % 97) as f32 - 48.) / 48.).collect();
@@ -341,9 +353,16 @@ mod tests {
                 };
                 let slow = run(micro_portable, false);
                 assert!(slow.iter().any(|&v| v != 0.0));
-                for (fast, what) in [(run(micro_kernel(), false), "direct"), (run(micro_kernel(), true), "panels"), (run(micro_portable, true), "portable panels")] {
+                for (fast, what) in [
+                    (run(micro_kernel(), false), "direct"),
+                    (run(micro_kernel(), true), "panels"),
+                    (run(micro_portable, true), "portable panels"),
+                ] {
                     for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
-                        assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{what}: {cin}->{cout} {h}x{w} k{k}: element {i}: {a} vs {b}");
+                        assert!(
+                            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                            "{what}: {cin}->{cout} {h}x{w} k{k}: element {i}: {a} vs {b}"
+                        );
                     }
                 }
             }

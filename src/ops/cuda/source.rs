@@ -159,7 +159,8 @@ pub(super) fn ptx() -> Result<&'static str> {
     static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
     let compiled = PTX.get_or_init(|| {
         let typed = |t: &str, suffix: &str| SRC_TYPED.replace("$T", t).replace("$S", suffix);
-        let src = [SRC_COMMON.to_string(), typed("float", "_f32"), typed("bf16_t", "_bf16"), SRC_ADAM.to_string()].concat();
+        let src =
+            [SRC_COMMON.to_string(), typed("float", "_f32"), typed("bf16_t", "_bf16"), SRC_ADAM.to_string()].concat();
         nvrtc::compile_ptx(src).map(|p| p.to_src()).map_err(|e| e.to_string())
     });
     compiled

@@ -173,7 +173,11 @@ pub(super) fn choose<A: Copy + std::fmt::Debug>(
     // SAFETY: sets one field of a live descriptor (the last launch may have left another).
     unsafe { ck(sys::cudnnSetConvolutionMathType(conv, sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH))? };
     let ok = |rows: &[Row<A>]| {
-        rows.iter().find(|r| r.1 == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS).map(|r| Choice { algo: r.0, math: r.2, workspace: r.3 })
+        rows.iter().find(|r| r.1 == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS).map(|r| Choice {
+            algo: r.0,
+            math: r.2,
+            workspace: r.3,
+        })
     };
     let timed = find()?;
     let (choice, how) = match ok(&timed) {
@@ -188,7 +192,13 @@ pub(super) fn choose<A: Copy + std::fmt::Debug>(
     };
     if std::env::var_os("LAYERINV_CUDNN_LOG").is_some() {
         let tried: Vec<_> = timed.iter().map(|r| format!("{:?}={:?}", r.0, r.1)).collect();
-        eprintln!("cudnn {what} {g:?}: {how} {:?} {:?} workspace {} [{}]", choice.algo, choice.math, choice.workspace, tried.join(" "));
+        eprintln!(
+            "cudnn {what} {g:?}: {how} {:?} {:?} workspace {} [{}]",
+            choice.algo,
+            choice.math,
+            choice.workspace,
+            tried.join(" ")
+        );
     }
     Ok(choice)
 }
@@ -202,7 +212,12 @@ fn workspace(dev: &CudaDevice, bytes: usize) -> Result<Option<CudaSlice<u8>>> {
 }
 
 /// The data of a contiguous storage of `len` elements (what the descriptors describe).
-pub(super) fn view<'a, T: CudaDType>(s: &'a CudaStorage, l: &Layout, len: usize, what: &str) -> Result<CudaView<'a, T>> {
+pub(super) fn view<'a, T: CudaDType>(
+    s: &'a CudaStorage,
+    l: &Layout,
+    len: usize,
+    what: &str,
+) -> Result<CudaView<'a, T>> {
     let v = crate::ops::cuda::view::<T>(s, l, what)?;
     if v.len() != len {
         candle_core::bail!("cudnn conv2d: {what} has {} elements, the convolution needs {len}", v.len())

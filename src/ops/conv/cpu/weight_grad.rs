@@ -14,8 +14,35 @@ type Operand<P> = (P, isize, isize);
 /// # Safety
 /// Every element addressed through the pointers and strides must be in bounds, and `dst` must not
 /// alias `lhs` or `rhs`.
-unsafe fn gemm_accumulate(m: usize, n: usize, k: usize, dst: Operand<*mut f32>, lhs: Operand<*const f32>, rhs: Operand<*const f32>) {
-    gemm::gemm(m, n, k, dst.0, dst.1, dst.2, true, lhs.0, lhs.1, lhs.2, rhs.0, rhs.1, rhs.2, 1.0, 1.0, false, false, false, Parallelism::None);
+unsafe fn gemm_accumulate(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: Operand<*mut f32>,
+    lhs: Operand<*const f32>,
+    rhs: Operand<*const f32>,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst.0,
+        dst.1,
+        dst.2,
+        true,
+        lhs.0,
+        lhs.1,
+        lhs.2,
+        rhs.0,
+        rhs.1,
+        rhs.2,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
 }
 
 /// `dw_k += dY_tile (cout × t) · Xpad[:, shift_k + tile]ᵀ` for every kernel offset `k`, for one
@@ -64,7 +91,8 @@ pub(in crate::ops::conv) fn weight_grad(x: &[f32], dy: &[f32], g: &Geom) -> Vec<
                 let mut dyp = vec![0f32; cout * width];
                 for o in 0..cout {
                     for r in c0 / wp..c1 / wp {
-                        dyp[o * width + r * wp - c0..][..ow].copy_from_slice(&dy[((img * cout + o) * oh + r) * ow..][..ow]);
+                        dyp[o * width + r * wp - c0..][..ow]
+                            .copy_from_slice(&dy[((img * cout + o) * oh + r) * ow..][..ow]);
                     }
                 }
                 weight_grad_tile(&xp[img * cin * l..][..cin * l], &dyp, g, c0, c1, &mut dw);
