@@ -5,7 +5,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{repo_path, tiny_decoders, write_onnx, write_pth};
+use common::{assert_clean_failure, layerinv, repo_path, tiny_decoders, write_onnx, write_pth, write_pth_declaring};
 use layerinv::data::load_image;
 use layerinv::model::{load_decoder, load_weights_file, DecoderSpec, Encoder, Kind, ModelSource, Objective};
 use layerinv::train::{checkpoint_path, DecoderTrainer};
@@ -64,7 +64,8 @@ fn mutants(valid: &[u8], n: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
                     "no digits: truncated to half".into()
                 } else {
                     let at = digits[rng.below(digits.len())];
-                    let repl: &[u8] = [b"99999999999".as_slice(), b"0", b"18446744073709551615", b"4294967296"][rng.below(4)];
+                    let repl: &[u8] =
+                        [b"99999999999".as_slice(), b"0", b"18446744073709551615", b"4294967296"][rng.below(4)];
                     m.splice(at..at + 1, repl.iter().copied());
                     format!("digit at {at} → {}", String::from_utf8_lossy(repl))
                 }
@@ -158,11 +159,41 @@ fn mutated_decoders_and_checkpoints_never_panic() {
     let trained = tiny_decoders("pool1");
     let dir = tempfile::tempdir().unwrap();
     let decoder = std::fs::read(repo_path("weights/vgg16_pool1_swwae.safetensors")).unwrap();
-    survive(dir.path(), "vgg16_pool1_swwae.safetensors", &decoder, 90, 6, true, |p| load_decoder(p, &enc, "pool1", Kind::Swwae).is_ok());
+    survive(dir.path(), "vgg16_pool1_swwae.safetensors", &decoder, 90, 6, true, |p| {
+        load_decoder(p, &enc, "pool1", Kind::Swwae).is_ok()
+    });
     let spec = DecoderSpec::new(enc.arch, "pool1", Kind::Sae, 0.25).unwrap();
     let ckpt = std::fs::read(checkpoint_path(trained.path(), &spec)).unwrap();
     keep_as_fuzz_seed("decoder", 1, Path::new("pool1_sae.ckpt"), &ckpt);
     survive(dir.path(), "vgg16_pool1_sae.ckpt", &ckpt, 90, 7, true, |p| {
         DecoderTrainer::resume(p, spec.clone(), &enc.fingerprint, Objective::First, &Device::Cpu).is_ok()
     });
+}
+
+/// What the fuzzers found, kept: each is refused in one line, without allocating what it declares.
+#[test]
+fn fuzz_findings_are_refused_before_allocating_what_they_declare() {
+    // fuzz target `weights`: a .pth whose pickle declares a 4 GB string (candle allocated it). Its
+    // mutation also broke the entry's checksum, which reading the whole pickle first catches.
+    let found = repo_path("tests/data/fuzz/pickle_string_length_4gb.pth");
+    let o = layerinv(&["info", "--model", found.to_str().unwrap()]);
+    assert_clean_failure(&o, &["pickle_string_length_4gb.pth", "data.pkl"]);
+    // The same with a good checksum: a string of 4,294,967,040 bytes declared, 3 there.
+    let dir = tempfile::tempdir().unwrap();
+    let forged = dir.path().join("forged.pth");
+    {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&forged).unwrap());
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("archive/data.pkl", opts).unwrap();
+        zip.write_all(b"\x80\x02X\x00\xff\xff\xffabc.").unwrap();
+        zip.finish().unwrap();
+    }
+    let o = layerinv(&["info", "--model", forged.to_str().unwrap()]);
+    assert_clean_failure(&o, &["forged.pth", "a string at byte 7 runs past the end"]);
+    // The same for a tensor: 10⁹ floats declared, 16 bytes stored.
+    let huge = dir.path().join("huge.pth");
+    write_pth_declaring(&huge, &[("features.0.weight".into(), vec![1000, 1000, 1000])], &[vec![0u8; 16]]);
+    let o = layerinv(&["info", "--model", huge.to_str().unwrap()]);
+    assert_clean_failure(&o, &["huge.pth", "declares shape [1000, 1000, 1000]", "holds 16 bytes"]);
 }

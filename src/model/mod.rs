@@ -2,20 +2,21 @@
 
 pub mod arch;
 pub mod decoder;
-pub mod decoder_spec;
 pub mod decoder_file;
+pub mod decoder_spec;
 pub mod encoder;
 pub mod hub;
 pub mod labels;
 pub mod layers;
 pub mod onnx;
+pub mod pth;
 pub mod source;
 pub mod weights;
 
 pub use arch::Arch;
 pub use decoder::{Decoder, Segment, Visit, OUTPUT_SCALE};
-pub use decoder_spec::{DecOp, DecoderSpec, Kind, Objective};
 pub use decoder_file::{decoder_path, load_decoder, save_decoder, DecoderMeta};
+pub use decoder_spec::{DecOp, DecoderSpec, Kind, Objective};
 pub use encoder::{Encoder, Features};
 pub use source::ModelSource;
 pub use weights::{load_weights_file, ModelWeights};

@@ -5,9 +5,9 @@
 
 use super::arch::Arch;
 use super::onnx::read_onnx_trunk;
-use crate::fsutil::{open_bounded, read_bounded};
 use crate::data::Preprocess;
 use crate::error::{Error, Result};
+use crate::fsutil::{open_bounded, read_bounded};
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -65,29 +65,21 @@ fn read_raw(path: &Path, device: &Device) -> Result<RawWeights> {
         "pth" | "pt" | "bin" => {
             // A zip archive (torch.save since 1.6); candle reads it from the path.
             open_bounded(path, "a zip-format PyTorch file", MAX_WEIGHTS_BYTES, |h| h.starts_with(b"PK\x03\x04"))?;
-            let read = |key| candle_core::pickle::read_all_with_key(path, key);
+            let read = |key| super::pth::read_pth(path, key);
             // A bare state dict, or a training checkpoint holding one under "state_dict".
-            let list = read(None).and_then(|l| if l.is_empty() { read(Some("state_dict")) } else { Ok(l) }).map_err(|e| {
-                Error::bad_file(
-                    path,
-                    format!(
-                        "cannot read this PyTorch file ({}); only zip-format state dicts (torch.save since 1.6) are supported: re-save it or convert it to .safetensors",
-                        crate::error::one_line(&e.to_string())
-                    ),
-                )
-            })?;
+            let list = read(None).and_then(|l| if l.is_empty() { read(Some("state_dict")) } else { Ok(l) })?;
             let tensors = list.into_iter().map(|(k, v)| (k.trim_start_matches("module.").to_string(), v)).collect();
             Ok(RawWeights { tensors, metadata: HashMap::new(), preprocess_hint: Preprocess::Torch })
         }
         "onnx" => {
             let trunk = read_onnx_trunk(path, device)?;
-            let arch = Arch::ALL
-                .into_iter()
-                .find(|a| conv_shapes_match(*a, &trunk.convs))
-                .ok_or_else(|| {
-                    let shapes: Vec<String> = trunk.convs.iter().map(|(w, _)| fmt_shape(w.dims())).collect();
-                    Error::bad_file(path, format!("its {} convolutions ({}) match no known architecture", shapes.len(), shapes.join(", ")))
-                })?;
+            let arch = Arch::ALL.into_iter().find(|a| conv_shapes_match(*a, &trunk.convs)).ok_or_else(|| {
+                let shapes: Vec<String> = trunk.convs.iter().map(|(w, _)| fmt_shape(w.dims())).collect();
+                Error::bad_file(
+                    path,
+                    format!("its {} convolutions ({}) match no known architecture", shapes.len(), shapes.join(", ")),
+                )
+            })?;
             let mut tensors = HashMap::new();
             for (spec, (w, b)) in arch.convs().iter().zip(trunk.convs) {
                 tensors.insert(format!("{}.weight", spec.key()), w);
@@ -135,11 +127,14 @@ fn canonical_name(name: &str, arch: Arch) -> Option<String> {
 
 /// Guess the architecture from which conv weights are present.
 fn detect_arch(tensors: &HashMap<String, Tensor>) -> Option<Arch> {
-    let n_convs = tensors.iter().filter(|(k, v)| k.starts_with("features.") && k.ends_with(".weight") && v.rank() == 4).count();
+    let n_convs =
+        tensors.iter().filter(|(k, v)| k.starts_with("features.") && k.ends_with(".weight") && v.rank() == 4).count();
     Arch::ALL.into_iter().find(|a| {
         let convs = a.convs();
         convs.len() == n_convs
-            && convs.iter().all(|c| tensors.get(&format!("{}.weight", c.key())).is_some_and(|w| w.dims() == [c.cout, c.cin, c.k, c.k]))
+            && convs.iter().all(|c| {
+                tensors.get(&format!("{}.weight", c.key())).is_some_and(|w| w.dims() == [c.cout, c.cin, c.k, c.k])
+            })
     })
 }
 
@@ -147,7 +142,8 @@ fn detect_arch(tensors: &HashMap<String, Tensor>) -> Option<Arch> {
 pub fn load_weights_file(path: &Path, device: &Device) -> Result<ModelWeights> {
     let raw = read_raw(path, device)?;
     let arch = match raw.metadata.get(META_ARCH) {
-        Some(a) => Arch::from_name(a).ok_or_else(|| Error::bad_file(path, format!("unknown architecture {a:?} in metadata")))?,
+        Some(a) => Arch::from_name(a)
+            .ok_or_else(|| Error::bad_file(path, format!("unknown architecture {a:?} in metadata")))?,
         None => detect_arch(&raw.tensors).ok_or_else(|| describe_mismatch(path, &raw.tensors))?,
     };
     let mut named: HashMap<String, Tensor> = HashMap::new();
@@ -177,7 +173,10 @@ pub fn load_weights_file(path: &Path, device: &Device) -> Result<ModelWeights> {
         for (param, want) in [("weight", vec![c.cout, c.cin, c.k, c.k]), ("bias", vec![c.cout])] {
             let name = format!("{}.{param}", c.key());
             if !take(name.clone(), &want, false)? {
-                return Err(Error::bad_file(path, format!("missing tensor {name} ({arch} expects {})", fmt_shape(&want))));
+                return Err(Error::bad_file(
+                    path,
+                    format!("missing tensor {name} ({arch} expects {})", fmt_shape(&want)),
+                ));
             }
         }
     }
@@ -196,7 +195,8 @@ pub fn load_weights_file(path: &Path, device: &Device) -> Result<ModelWeights> {
         tensors.remove(&format!("{}.bias", fc.tap));
     }
     let preprocess = match raw.metadata.get(META_PREPROCESS) {
-        Some(p) => Preprocess::from_name(p).ok_or_else(|| Error::bad_file(path, format!("unknown preprocessing {p:?} in metadata")))?,
+        Some(p) => Preprocess::from_name(p)
+            .ok_or_else(|| Error::bad_file(path, format!("unknown preprocessing {p:?} in metadata")))?,
         None => raw.preprocess_hint,
     };
     let name = raw.metadata.get(META_NAME).cloned().unwrap_or_else(|| {
@@ -208,7 +208,8 @@ pub fn load_weights_file(path: &Path, device: &Device) -> Result<ModelWeights> {
 
 /// Explain why no architecture matched: compare with the arch whose conv count is closest.
 fn describe_mismatch(path: &Path, tensors: &HashMap<String, Tensor>) -> Error {
-    let n = tensors.iter().filter(|(k, v)| k.starts_with("features.") && k.ends_with(".weight") && v.rank() == 4).count();
+    let n =
+        tensors.iter().filter(|(k, v)| k.starts_with("features.") && k.ends_with(".weight") && v.rank() == 4).count();
     if n == 0 {
         return Error::bad_file(path, "no conv weights named features.N.weight: not a VGG or AlexNet state dict");
     }
@@ -217,9 +218,14 @@ fn describe_mismatch(path: &Path, tensors: &HashMap<String, Tensor>) -> Error {
         let name = format!("{}.weight", c.key());
         let want = [c.cout, c.cin, c.k, c.k];
         match tensors.get(&name) {
-            None => return Error::bad_file(path, format!("missing tensor {name} ({arch} expects {})", fmt_shape(&want))),
+            None => {
+                return Error::bad_file(path, format!("missing tensor {name} ({arch} expects {})", fmt_shape(&want)))
+            }
             Some(t) if t.dims() != want => {
-                return Error::bad_file(path, format!("tensor {name} has shape {}, {arch} expects {}", fmt_shape(t.dims()), fmt_shape(&want)))
+                return Error::bad_file(
+                    path,
+                    format!("tensor {name} has shape {}, {arch} expects {}", fmt_shape(t.dims()), fmt_shape(&want)),
+                )
             }
             Some(_) => {}
         }

@@ -15,7 +15,10 @@ pub fn random_tensors(arch: Arch, with_fc: bool, seed_scale: f64) -> HashMap<Str
     let mut t = HashMap::new();
     for c in arch.convs() {
         let std = (2.0 / (c.cin * c.k * c.k) as f64).sqrt() * seed_scale;
-        t.insert(format!("{}.weight", c.key()), Tensor::randn(0f32, std as f32, (c.cout, c.cin, c.k, c.k), &dev).unwrap());
+        t.insert(
+            format!("{}.weight", c.key()),
+            Tensor::randn(0f32, std as f32, (c.cout, c.cin, c.k, c.k), &dev).unwrap(),
+        );
         t.insert(format!("{}.bias", c.key()), Tensor::zeros(c.cout, DType::F32, &dev).unwrap());
     }
     if with_fc {
@@ -92,6 +95,16 @@ pub fn assert_clean_failure(out: &Output, needles: &[&str]) {
 /// Write `tensors` (f32) as a zip-format PyTorch state dict, byte for byte what `torch.save` of a
 /// plain dict of tensors writes: `archive/data.pkl` (pickle protocol 2) + one raw storage each.
 pub fn write_pth(path: &std::path::Path, tensors: &[(String, Tensor)]) {
+    let declared: Vec<(String, Vec<usize>)> = tensors.iter().map(|(n, t)| (n.clone(), t.dims().to_vec())).collect();
+    let data: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    write_pth_declaring(path, &declared, &data);
+}
+
+/// [`write_pth`] of f32 tensors that declare `shapes` but store `data` (which may not fit them).
+pub fn write_pth_declaring(path: &std::path::Path, shapes: &[(String, Vec<usize>)], data: &[Vec<u8>]) {
     use std::io::Write;
     fn unicode(p: &mut Vec<u8>, s: &str) {
         p.push(b'X');
@@ -110,7 +123,7 @@ pub fn write_pth(path: &std::path::Path, tensors: &[(String, Tensor)]) {
         p.push(b't');
     }
     let mut pkl = vec![0x80, 2, b'}', b'('];
-    for (i, (name, t)) in tensors.iter().enumerate() {
+    for (i, (name, dims)) in shapes.iter().enumerate() {
         unicode(&mut pkl, name);
         pkl.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
         pkl.push(b'(');
@@ -118,11 +131,11 @@ pub fn write_pth(path: &std::path::Path, tensors: &[(String, Tensor)]) {
         pkl.extend(b"ctorch\nFloatStorage\n");
         unicode(&mut pkl, &i.to_string());
         unicode(&mut pkl, "cpu");
-        int(&mut pkl, t.elem_count());
+        int(&mut pkl, dims.iter().product());
         pkl.extend(b"tQ");
         int(&mut pkl, 0);
-        int_tuple(&mut pkl, t.dims());
-        let strides: Vec<usize> = (0..t.rank()).map(|d| t.dims()[d + 1..].iter().product()).collect();
+        int_tuple(&mut pkl, dims);
+        let strides: Vec<usize> = (0..dims.len()).map(|d| dims[d + 1..].iter().product()).collect();
         int_tuple(&mut pkl, &strides);
         pkl.push(0x89); // False: requires_grad
         pkl.extend(b"ccollections\nOrderedDict\n)R");
@@ -133,10 +146,9 @@ pub fn write_pth(path: &std::path::Path, tensors: &[(String, Tensor)]) {
     let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     zip.start_file("archive/data.pkl", opts).unwrap();
     zip.write_all(&pkl).unwrap();
-    for (i, (_, t)) in tensors.iter().enumerate() {
+    for (i, bytes) in data.iter().enumerate() {
         zip.start_file(format!("archive/data/{i}"), opts).unwrap();
-        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        zip.write_all(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+        zip.write_all(bytes).unwrap();
     }
     zip.start_file("archive/version", opts).unwrap();
     zip.write_all(b"3\n").unwrap();
@@ -149,8 +161,25 @@ pub fn tiny_decoders(layers: &str) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
     let data = repo_path("assets");
     let o = layerinv(&[
-        "train", "--data", data.to_str().unwrap(), "--val", data.to_str().unwrap(), "--layers", layers, "--steps", "2", "--batch", "1",
-        "--crop", "32", "--width", "0.25", "--out", out.path().to_str().unwrap(), "--device", "cpu",
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--val",
+        data.to_str().unwrap(),
+        "--layers",
+        layers,
+        "--steps",
+        "2",
+        "--batch",
+        "1",
+        "--crop",
+        "32",
+        "--width",
+        "0.25",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--device",
+        "cpu",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     out
