@@ -8,6 +8,7 @@
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod compare;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "layerinv", version, about = "How much of an image survives inside each layer of a pretrained classifier")]
+#[command(
+    name = "layerinv",
+    version,
+    about = "How much of an image survives inside each layer of a pretrained classifier"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -85,23 +89,7 @@ pub enum Command {
         json: bool,
     },
     /// Rebuild an image from a layer with the SAE and SWWAE decoders: input | SAE | SWWAE.
-    Reconstruct {
-        image: PathBuf,
-        #[arg(long, required_unless_present = "all_layers")]
-        layer: Option<String>,
-        /// The paper's figure instead: a column per layer, rows SAE and SWWAE.
-        #[arg(long)]
-        all_layers: bool,
-        /// Folder of decoders (default: the bundled ones).
-        #[arg(long)]
-        decoders: Option<PathBuf>,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value = "bundled")]
-        model: String,
-        #[arg(long, default_value = "auto")]
-        device: String,
-    },
+    Reconstruct(recon::ReconstructArgs),
     /// Mean MSE, PSNR and SSIM of every available decoder over a folder of photos.
     Eval {
         #[arg(long)]
@@ -140,14 +128,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Bench { device, batch, steps, layers, dtype, model, json }) => {
             commands::bench(&device, batch, steps, layers, &dtype, &model, json)
         }
-        Some(Command::Reconstruct { image, layer, all_layers, decoders, out, model, device }) => {
-            recon::reconstruct_cmd(&image, layer.as_deref(), all_layers, &recon::decoders_dir(decoders), &out, &model, &device)
+        Some(Command::Reconstruct(args)) => recon::reconstruct_cmd(&args),
+        Some(Command::Eval { data, decoders, model, device, json }) => {
+            recon::eval_cmd(&data, &recon::decoders_dir(decoders), &model, &device, json)
         }
-        Some(Command::Eval { data, decoders, model, device, json }) => recon::eval_cmd(&data, &recon::decoders_dir(decoders), &model, &device, json),
         Some(Command::Train(args)) => train::run(args),
         Some(Command::ImportOnnx { input, output, name }) => commands::import_onnx(&input, &output, name.as_deref()),
         #[cfg(not(feature = "gui"))]
-        None => anyhow::bail!("this layerinv was built without the desktop app (feature `gui`); use a subcommand (see --help)"),
+        None => anyhow::bail!(
+            "this layerinv was built without the desktop app (feature `gui`); use a subcommand (see --help)"
+        ),
         #[cfg(feature = "gui")]
         None => {
             let opts = crate::app::AppOptions {

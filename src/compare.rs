@@ -1,0 +1,170 @@
+//! The what/where experiments on one photo's code: decode it with another photo's pooling
+//! switches, keep only some of its channels, and map where a reconstruction differs.
+
+use crate::error::{Error, Result};
+use crate::model::Features;
+use candle_core::{DType, Tensor};
+use image::{Rgb, RgbImage};
+
+/// `f` with the pooling switches of `other` (the same model and input size): the SWWAE decoder
+/// then puts this photo's pooled values ("what") where the other photo's maxima were ("where").
+/// The SAE decoder does not read switches. `other` must reach at least as deep as `f`.
+pub fn with_switches_of(f: &Features, other: &Features) -> Result<Features> {
+    let mut switches = Vec::with_capacity(f.switches.len());
+    for (stage, own) in f.switches.iter().enumerate() {
+        switches.push(match own {
+            None => None,
+            Some(own) => {
+                let theirs = other.switches.get(stage).and_then(|s| s.as_ref()).ok_or_else(|| {
+                    Error::Unavailable(format!("the other photo's features hold no switches for stage {}", stage + 1))
+                })?;
+                if theirs.indices.dims() != own.indices.dims() || theirs.in_hw != own.in_hw {
+                    return Err(Error::Unavailable(format!(
+                        "the other photo's switches of stage {} have shape {:?}, this photo's {:?}",
+                        stage + 1,
+                        theirs.indices.dims(),
+                        own.indices.dims()
+                    )));
+                }
+                Some(theirs.clone())
+            }
+        });
+    }
+    Ok(Features { taps: f.taps.clone(), switches })
+}
+
+/// Which channels (conv layers) or units (fc layers) of a layer's code to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelSpec {
+    /// Indices and inclusive ranges: `0-31,64,100`.
+    List(Vec<(usize, usize)>),
+    /// The `k` channels with the most energy (mean square) in this photo's code: `top:16`.
+    Top(usize),
+}
+
+impl ChannelSpec {
+    pub fn parse(spec: &str) -> Result<Self> {
+        let bad = |why: String| Error::Unavailable(format!("--keep-channels {spec:?}: {why}"));
+        let spec_t = spec.trim();
+        if let Some(k) = spec_t.strip_prefix("top:") {
+            let k: usize = k.trim().parse().map_err(|_| bad("top:K needs a whole number K".into()))?;
+            return Ok(ChannelSpec::Top(k));
+        }
+        let mut ranges = Vec::new();
+        for part in spec_t.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let num = |s: &str| s.trim().parse::<usize>().map_err(|_| bad(format!("{s:?} is not a channel index")));
+            let (a, b) = match part.split_once('-') {
+                Some((a, b)) => (num(a)?, num(b)?),
+                None => (num(part)?, num(part)?),
+            };
+            if a > b {
+                return Err(bad(format!("the range {part} runs backwards")));
+            }
+            ranges.push((a, b));
+        }
+        if ranges.is_empty() {
+            return Err(bad("give channel indices and ranges (0-31,64) or top:K".into()));
+        }
+        Ok(ChannelSpec::List(ranges))
+    }
+
+    /// The mask over the `code`'s channels (dimension 1 of a batch-1 `(1, C, H, W)` or `(1, D)`).
+    pub fn mask(&self, code: &Tensor) -> Result<Vec<bool>> {
+        let energy = channel_energy(code)?;
+        let n = energy.len();
+        match self {
+            ChannelSpec::List(ranges) => {
+                let mut keep = vec![false; n];
+                for &(a, b) in ranges {
+                    if b >= n {
+                        return Err(Error::Unavailable(format!(
+                            "--keep-channels: channel {b} does not exist, this layer has {n} (0–{})",
+                            n.saturating_sub(1)
+                        )));
+                    }
+                    keep[a..=b].iter_mut().for_each(|k| *k = true);
+                }
+                Ok(keep)
+            }
+            ChannelSpec::Top(k) => {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.sort_by(|&a, &b| energy[b].total_cmp(&energy[a]).then(a.cmp(&b)));
+                let mut keep = vec![false; n];
+                for &i in order.iter().take(*k) {
+                    keep[i] = true;
+                }
+                Ok(keep)
+            }
+        }
+    }
+}
+
+/// Mean square of each channel of a batch-1 code `(1, C, H, W)` or `(1, D)`.
+pub fn channel_energy(code: &Tensor) -> Result<Vec<f32>> {
+    let x = code.to_dtype(DType::F32)?;
+    let c = x.dim(1)?;
+    Ok(x.sqr()?.reshape((c, ()))?.mean(1)?.to_vec1::<f32>()?)
+}
+
+/// `f` with `layer`'s code zeroed outside `keep` (one flag per channel), as both decoders see it.
+pub fn keep_channels(f: &Features, layer: &str, keep: &[bool]) -> Result<Features> {
+    let code = f.tap(layer).ok_or_else(|| Error::Unavailable(format!("the features hold no {layer} activation")))?;
+    if keep.len() != code.dim(1)? {
+        return Err(Error::Unavailable(format!("a mask of {} channels for {layer}'s {}", keep.len(), code.dim(1)?)));
+    }
+    let mut shape = vec![1usize; code.rank()];
+    shape[1] = keep.len();
+    let mask =
+        Tensor::from_vec(keep.iter().map(|&k| if k { 1f32 } else { 0.0 }).collect::<Vec<_>>(), shape, code.device())?
+            .to_dtype(code.dtype())?;
+    let masked = code.broadcast_mul(&mask)?;
+    let taps = f.taps.iter().map(|(t, x)| (*t, if *t == layer { masked.clone() } else { x.clone() })).collect();
+    Ok(Features { taps, switches: f.switches.clone() })
+}
+
+/// The error maps' scale: |difference| in 0–255 units from 0 (dark) to this (bright); larger
+/// differences saturate.
+pub const ERROR_SCALE_MAX: f32 = 128.0;
+
+/// Where `a` and `b` differ: per pixel the mean over RGB of |a − b| (0–255 units), through the
+/// perceptual colour map [`colour_map`] over 0–[`ERROR_SCALE_MAX`]. Also the mean |a − b|.
+pub fn error_map(a: &RgbImage, b: &RgbImage) -> (RgbImage, f64) {
+    let (w, h) = (a.width().min(b.width()), a.height().min(b.height()));
+    let mut out = RgbImage::new(w, h);
+    let mut total = 0.0;
+    for y in 0..h {
+        for x in 0..w {
+            let (p, q) = (a.get_pixel(x, y), b.get_pixel(x, y));
+            let d = (0..3).map(|c| (p[c] as f32 - q[c] as f32).abs()).sum::<f32>() / 3.0;
+            total += d as f64;
+            out.put_pixel(x, y, colour_map(d / ERROR_SCALE_MAX));
+        }
+    }
+    (out, total / (w as f64 * h as f64).max(1.0))
+}
+
+/// Magma-like perceptual colour map (dark purple → red → pale yellow), `t` in 0–1 (clamped):
+/// lightness rises monotonically, so the eye reads larger as brighter.
+pub fn colour_map(t: f32) -> Rgb<u8> {
+    const STOPS: [[f32; 3]; 9] = [
+        [0.0, 0.0, 4.0],
+        [28.0, 16.0, 68.0],
+        [79.0, 18.0, 123.0],
+        [129.0, 37.0, 129.0],
+        [181.0, 54.0, 122.0],
+        [229.0, 80.0, 100.0],
+        [251.0, 135.0, 97.0],
+        [254.0, 194.0, 135.0],
+        [252.0, 253.0, 191.0],
+    ];
+    let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) } * (STOPS.len() - 1) as f32;
+    let i = (t.floor() as usize).min(STOPS.len() - 2);
+    let f = t - i as f32;
+    let c = |k: usize| (STOPS[i][k] * (1.0 - f) + STOPS[i + 1][k] * f).round() as u8;
+    Rgb([c(0), c(1), c(2)])
+}
+
+/// A horizontal colour bar of `w × h` for [`error_map`]'s scale.
+pub fn colour_bar(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, _| colour_map(x as f32 / (w.max(2) - 1) as f32))
+}
