@@ -24,8 +24,11 @@ pub fn train_command(dir: &Path, layer: &str, kinds: &[Kind]) -> String {
 /// the reason (one line, with the command that makes it when it is missing).
 pub struct DecoderSet {
     pub dir: PathBuf,
-    entries: Vec<(String, Kind, std::result::Result<(Decoder, DecoderMeta), String>)>,
+    entries: Vec<(String, Kind, LoadedDecoder)>,
 }
+
+/// A decoder with its record, or why it could not be loaded.
+type LoadedDecoder = std::result::Result<(Decoder, DecoderMeta), String>;
 
 impl DecoderSet {
     /// Look in `dir` for a decoder of every tap the encoder serves, both kinds.

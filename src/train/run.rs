@@ -349,11 +349,11 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
         let eta_s = left as f64 * cfg.batch as f64 / rate.max(1e-9);
         sink.event(&Event::Step { step, total: cfg.steps, losses, images_per_s: rate, eta_s });
         let done = !slots.iter().any(active);
-        if cfg.val_every > 0 && (batches % cfg.val_every == 0 || done) && val_x.is_some() {
+        if cfg.val_every > 0 && (batches.is_multiple_of(cfg.val_every) || done) && val_x.is_some() {
             let results = validate(&mut slots)?;
             report_validation(sink, step, results);
         }
-        if cfg.checkpoint_every > 0 && batches % cfg.checkpoint_every == 0 && !done {
+        if cfg.checkpoint_every > 0 && batches.is_multiple_of(cfg.checkpoint_every) && !done {
             let paths = save(&slots)?;
             sink.event(&Event::Checkpoint { step, paths });
         }
