@@ -6,6 +6,7 @@ mod common;
 
 use common::repo_path;
 use eframe::egui;
+use egui_kittest::kittest::NodeT as _;
 use egui_kittest::kittest::Queryable as _;
 use egui_kittest::Harness;
 use layerinv::app::training::RunState;
@@ -154,18 +155,42 @@ fn the_model_menu_moves_the_work_to_another_device() {
     let dec = common::tiny_decoders("pool2");
     let mut h = harness(dec.path(), None, "pool2");
     wait_for(&mut h, "pool2 reconstructions", |a| shows_layer(a, "pool2"));
-    h.get_by_label("Model").click();
-    h.run_steps(3);
-    h.get_by_label("Compute on");
-    h.get_by_label("CPU");
-    h.get_by_label("CUDA GPU");
-    // A new worker on the CPU reloads model, decoders and photo, and the panes come back.
-    h.state_mut().set_device("cpu");
-    h.step();
-    wait_for(&mut h, "pool2 reconstructions after the switch", |a| shows_layer(a, "pool2"));
-    // Without CUDA in the build (or without a GPU), asking for it is an error in the status bar,
-    // and the CPU worker stays.
-    if !candle_core::utils::cuda_is_available() {
+    let open_menu = |h: &mut Harness<'static, LayerinvApp>| {
+        h.get_by_label("Model").click();
+        h.run_steps(3);
+        h.get_by_label("Compute on");
+    };
+    open_menu(&mut h);
+    if candle_core::utils::cuda_is_available() {
+        // CUDA build with a GPU: the menu moves the work there and back, the panes come back.
+        h.get_by_label("CUDA GPU").click();
+        h.run_steps(3);
+        wait_for(&mut h, "pool2 reconstructions on CUDA", |a| {
+            a.device_name().starts_with("CUDA") && shows_layer(a, "pool2")
+        });
+        open_menu(&mut h);
+        h.get_by_label("CPU").click();
+        h.run_steps(3);
+        wait_for(&mut h, "pool2 reconstructions on the CPU", |a| {
+            a.device_name().starts_with("CPU") && shows_layer(a, "pool2")
+        });
+    } else {
+        // A build without CUDA: the CUDA item is greyed out; clicking it, or the CPU the work is
+        // already on, moves nothing.
+        assert!(
+            h.get_by_label("CUDA GPU").accesskit_node().is_disabled(),
+            "the CUDA item must be disabled without CUDA"
+        );
+        assert!(!h.get_by_label("CPU").accesskit_node().is_disabled());
+        h.get_by_label("CUDA GPU").click();
+        h.run_steps(3);
+        open_menu(&mut h);
+        h.get_by_label("CPU").click();
+        h.run_steps(3);
+        assert!(h.state().device_name().starts_with("CPU"), "{}", h.state().device_name());
+        assert!(shows_layer(h.state(), "pool2"));
+        // Asked for from outside the menu (as `--device cuda` does), CUDA is an error in the
+        // status bar and the CPU worker stays.
         h.state_mut().set_device("cuda");
         h.step();
         h.get_by_label_contains("built without CUDA");

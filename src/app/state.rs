@@ -171,6 +171,11 @@ impl LayerinvApp {
 
     /// Move the viewer's compute to `name` (cpu, cuda, cuda:N): a new worker there reloads the
     /// model, the decoders and the photo; the old one finishes its current job in the background.
+    /// The device the work runs on, as the status bar names it ("CPU (2 threads)", "CUDA 0 (…)").
+    pub fn device_name(&self) -> &str {
+        &self.device_name
+    }
+
     pub fn set_device(&mut self, name: &str) {
         match crate::device::parse_device(name) {
             Err(e) => self.last_error = Some(e.to_string()),

@@ -133,6 +133,7 @@ fn unpool_t<T: Elem>(
     let (name, out_len, out_hw) =
         if grad { ("unpool_bwd", n as usize, pooled_hw) } else { ("unpool_fwd", b * c * plane, plane_hw) };
     // Forward: the cells no switch names stay 0. Backward: every element is written.
+    // SAFETY (backward): uninitialised memory, but the kernel writes each of the out_len = n cells.
     let mut out = if grad { unsafe { dev.alloc::<T>(out_len)? } } else { dev.alloc_zeros::<T>(out_len)? };
     let (f, stream) = func::<T>(&dev, name)?;
     let mut a = stream.launch_builder(&f);
@@ -296,6 +297,7 @@ fn unpool_fixed_t<T: Elem>(
     let x = view::<T>(src, l, "unpool-fixed")?;
     let (out_len, out_hw) = if grad { (n as usize, pooled) } else { (b * c * ih * iw, in_hw) };
     // Forward: cells off the fixed positions stay 0. Backward: every element is written.
+    // SAFETY (backward): uninitialised memory, but the kernel writes each of the out_len = n cells.
     let mut out = if grad { unsafe { dev.alloc::<T>(out_len)? } } else { dev.alloc_zeros::<T>(out_len)? };
     let (f, stream) = func::<T>(&dev, "unpool_fixed")?;
     let mut a = stream.launch_builder(&f);

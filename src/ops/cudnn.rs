@@ -103,23 +103,27 @@ fn forward_t<T: Elem>(
                 Ok(*p.fwd.insert(c))
             }
         };
-        launch(&dev, g, pick, |handle, p, algo, sp, sn| unsafe {
-            sys::cudnnConvolutionForward(
-                handle,
-                scale(&ONE),
-                p.x,
-                ptr(xp),
-                p.w,
-                ptr(wp),
-                p.conv,
-                algo,
-                sp,
-                sn,
-                scale(&ZERO),
-                p.y,
-                ptr(yp),
-            )
-        })?;
+        // SAFETY: x, w and y are live device buffers of this geometry's sizes on dev's stream (x and w
+        // read through guards above, y allocated for y_len); y is written only, and aliases neither.
+        unsafe {
+            launch(&dev, g, pick, |handle, p, algo, sp, sn| {
+                sys::cudnnConvolutionForward(
+                    handle,
+                    scale(&ONE),
+                    p.x,
+                    ptr(xp),
+                    p.w,
+                    ptr(wp),
+                    p.conv,
+                    algo,
+                    sp,
+                    sn,
+                    scale(&ZERO),
+                    p.y,
+                    ptr(yp),
+                )
+            })?;
+        }
     }
     let (oh, ow) = g.out_hw();
     Ok((CudaStorage::wrap_cuda_slice(y, dev), Shape::from((n, cout, oh, ow))))
@@ -202,23 +206,27 @@ fn backward_data<T: Elem>(
                 Ok(*p.bwd_data.insert(c))
             }
         };
-        launch(&dev, g, pick, |handle, p, algo, sp, sn| unsafe {
-            sys::cudnnConvolutionBackwardData(
-                handle,
-                scale(&ONE),
-                p.w,
-                ptr(wp),
-                p.y,
-                ptr(dyp),
-                p.conv,
-                algo,
-                sp,
-                sn,
-                scale(&ZERO),
-                p.x,
-                ptr(dxp),
-            )
-        })?;
+        // SAFETY: dy, w and dx are live device buffers of this geometry's sizes on dev's stream (dx
+        // allocated for x_len and written only); dx aliases neither input.
+        unsafe {
+            launch(&dev, g, pick, |handle, p, algo, sp, sn| {
+                sys::cudnnConvolutionBackwardData(
+                    handle,
+                    scale(&ONE),
+                    p.w,
+                    ptr(wp),
+                    p.y,
+                    ptr(dyp),
+                    p.conv,
+                    algo,
+                    sp,
+                    sn,
+                    scale(&ZERO),
+                    p.x,
+                    ptr(dxp),
+                )
+            })?;
+        }
     }
     Ok((CudaStorage::wrap_cuda_slice(dx, dev), Shape::from((n, cin, g.h, g.w))))
 }
@@ -300,23 +308,27 @@ fn backward_filter<T: Elem>(
                 Ok(*p.bwd_filter.insert(c))
             }
         };
-        launch(&dev, g, pick, |handle, p, algo, sp, sn| unsafe {
-            sys::cudnnConvolutionBackwardFilter(
-                handle,
-                scale(&ONE),
-                p.x,
-                ptr(xp),
-                p.y,
-                ptr(dyp),
-                p.conv,
-                algo,
-                sp,
-                sn,
-                scale(&ZERO),
-                p.w,
-                ptr(dwp),
-            )
-        })?;
+        // SAFETY: x, dy and dw are live device buffers of this geometry's sizes on dev's stream (dw
+        // allocated for w_len and written only); dw aliases neither input.
+        unsafe {
+            launch(&dev, g, pick, |handle, p, algo, sp, sn| {
+                sys::cudnnConvolutionBackwardFilter(
+                    handle,
+                    scale(&ONE),
+                    p.x,
+                    ptr(xp),
+                    p.y,
+                    ptr(dyp),
+                    p.conv,
+                    algo,
+                    sp,
+                    sn,
+                    scale(&ZERO),
+                    p.w,
+                    ptr(dwp),
+                )
+            })?;
+        }
     }
     Ok((CudaStorage::wrap_cuda_slice(dw, dev), Shape::from((cout, cin, op.k, op.k))))
 }

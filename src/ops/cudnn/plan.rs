@@ -238,7 +238,12 @@ pub(super) fn scale(v: &f32) -> *const c_void {
 
 /// Run one cuDNN call on this thread's handle: `pick` returns the (cached) algorithm choice,
 /// `call` gets the handle, the plan, the algorithm and the workspace pointer and size.
-pub(super) fn launch<A: Copy>(
+///
+/// # Safety
+/// `call` hands cuDNN raw device pointers: the buffers it passes must be live for the call, on
+/// `dev`'s stream, laid out as the plan's descriptors for geometry `g` say (sizes, strides,
+/// dtype), and not aliased where cuDNN writes. `launch` checks none of it.
+pub(super) unsafe fn launch<A: Copy>(
     dev: &CudaDevice,
     g: Geom,
     pick: impl FnOnce(sys::cudnnHandle_t, &mut Plan) -> Result<Choice<A>>,
@@ -263,6 +268,8 @@ macro_rules! find {
         // own buffers to time the algorithms.
         let mut $res: [$perf; $n] = [unsafe { std::mem::zeroed() }; $n];
         let mut $got = 0;
+        // SAFETY: the call writes at most `$n` results into `$res` and their count into `$got`;
+        // its descriptors and buffers are the plan's (see the caller).
         unsafe { ck($call)? };
         $res[..$got as usize].iter().map(|r| (r.algo, r.status, r.mathType, r.memory)).collect::<Vec<_>>()
     }};
