@@ -27,7 +27,7 @@ fn font() -> Option<FontRef<'static>> {
 }
 
 /// Width in pixels of `text` at `px`.
-fn text_width(text: &str, px: f32) -> f32 {
+pub fn text_width(text: &str, px: f32) -> f32 {
     let Some(f) = font() else { return 0.0 };
     let sf = f.as_scaled(PxScale::from(px));
     text.chars().map(|c| sf.h_advance(f.glyph_id(c))).sum()
@@ -58,7 +58,10 @@ pub fn draw_text(img: &mut RgbImage, text: &str, x: f32, y: f32, px: f32) {
     }
 }
 
-fn draw_centred(img: &mut RgbImage, text: &str, cx: f32, y: f32, px: f32) {
+/// Draw `text` centred on `cx`, at `px` or smaller so that it fits in `max_w` pixels.
+fn draw_centred(img: &mut RgbImage, text: &str, cx: f32, y: f32, px: f32, max_w: f32) {
+    let w = text_width(text, px);
+    let px = if w > max_w && w > 0.0 { (px * max_w / w).max(8.0) } else { px };
     draw_text(img, text, cx - text_width(text, px) / 2.0, y, px);
 }
 
@@ -88,9 +91,9 @@ pub fn grid(row_labels: &[String], rows: &[Vec<Option<&Tile>>]) -> RgbImage {
             let Some(t) = tile else { continue };
             let x0 = label_w + GAP + c as u32 * (cell_w + GAP);
             let cx = (x0 + cell_w / 2) as f32;
-            draw_centred(&mut img, &t.title, cx, (y0 + 2) as f32, 17.0);
+            draw_centred(&mut img, &t.title, cx, (y0 + 2) as f32, 17.0, (cell_w + GAP - 4) as f32);
             image::imageops::replace(&mut img, t.image, x0 as i64, (y0 + TEXT) as i64);
-            draw_centred(&mut img, &t.caption, cx, (y0 + TEXT + cell_h + 3) as f32, 15.0);
+            draw_centred(&mut img, &t.caption, cx, (y0 + TEXT + cell_h + 3) as f32, 15.0, (cell_w + GAP - 4) as f32);
         }
     }
     img

@@ -2,7 +2,7 @@
 
 use crate::compare::{colour_bar, error_map, keep_channels, with_switches_of, ChannelSpec, ERROR_SCALE_MAX};
 use crate::data::{list_images, load_image};
-use crate::figure::{caption, draw_text, grid, row, Tile};
+use crate::figure::{caption, draw_text, grid, row, text_width, Tile};
 use crate::fsutil::write_atomic_with;
 use crate::model::{Kind, ModelSource};
 use crate::recon::{evaluate, features_of, model_input, reconstruct_from, DecoderSet, Reconstruction};
@@ -150,7 +150,14 @@ fn scale_tile(w: u32, h: u32) -> RgbImage {
     for (i, v) in [0, max / 4, max / 2, 3 * max / 4, max].into_iter().enumerate() {
         let x = x0 as f32 + i as f32 * (bar_w - 1) as f32 / 4.0;
         let label = if v == max { format!("{v}+") } else { v.to_string() };
-        draw_text(&mut tile, &label, x - 6.0, (y0 + bar_h + 4) as f32, 14.0);
+        // The ends inside the bar's span, the rest centred on their tick.
+        let w = text_width(&label, 14.0);
+        let left = match i {
+            0 => x,
+            4 => x - w,
+            _ => x - w / 2.0,
+        };
+        draw_text(&mut tile, &label, left, (y0 + bar_h + 4) as f32, 14.0);
     }
     tile
 }
