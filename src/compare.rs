@@ -70,8 +70,7 @@ impl ChannelSpec {
 
     /// The mask over the `code`'s channels (dimension 1 of a batch-1 `(1, C, H, W)` or `(1, D)`).
     pub fn mask(&self, code: &Tensor) -> Result<Vec<bool>> {
-        let energy = channel_energy(code)?;
-        let n = energy.len();
+        let n = code.dim(1)?;
         match self {
             ChannelSpec::List(ranges) => {
                 let mut keep = vec![false; n];
@@ -87,6 +86,7 @@ impl ChannelSpec {
                 Ok(keep)
             }
             ChannelSpec::Top(k) => {
+                let energy = channel_energy(code)?;
                 let mut order: Vec<usize> = (0..n).collect();
                 order.sort_by(|&a, &b| energy[b].total_cmp(&energy[a]).then(a.cmp(&b)));
                 let mut keep = vec![false; n];

@@ -128,9 +128,20 @@ pub fn reconstruct(
     layers: &[String],
     kinds: &[Kind],
 ) -> Result<Vec<Reconstruction>> {
-    let Some(deepest) = layers.iter().max_by_key(|l| enc.arch.tap_index(l).unwrap_or(0)) else { return Ok(Vec::new()) };
-    let features = enc.forward_to(&input_tensor(enc, input)?, deepest)?;
-    reconstruct_from(enc, set, &features, input, layers, kinds)
+    if layers.is_empty() {
+        return Ok(Vec::new());
+    }
+    reconstruct_from(enc, set, &features_for(enc, input, layers)?, input, layers, kinds)
+}
+
+/// The taps of `input` (model-size) up to the deepest of `layers` and their switches, from one
+/// encoder pass that stops there (every tap when `layers` is empty).
+pub fn features_for(enc: &Encoder, input: &RgbImage, layers: &[String]) -> Result<Features> {
+    let x = input_tensor(enc, input)?;
+    match layers.iter().max_by_key(|l| enc.arch.tap_index(l).unwrap_or(0)) {
+        Some(deepest) => enc.forward_to(&x, deepest),
+        None => enc.forward(&x),
+    }
 }
 
 /// Every tap of `input` (model-size) from one encoder pass, to reconstruct any layer from later

@@ -5,7 +5,7 @@ use crate::data::{list_images, load_image};
 use crate::figure::{caption, draw_text, grid, row, text_width, Tile};
 use crate::fsutil::write_atomic_with;
 use crate::model::{Kind, ModelSource};
-use crate::recon::{evaluate, features_of, model_input, reconstruct_from, DecoderSet, Reconstruction};
+use crate::recon::{evaluate, features_for, model_input, reconstruct_from, DecoderSet, Reconstruction};
 use crate::Error;
 use anyhow::{bail, Result};
 use image::RgbImage;
@@ -53,15 +53,8 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
     let dev = crate::device::parse_device(&args.device)?;
     let enc = ModelSource::parse(&args.model).load(&dev)?;
     let set = DecoderSet::load(&decoders, &enc);
-    let input = model_input(&enc, &load_image(&args.image)?);
-    let mut features = features_of(&enc, &input)?;
-    let mut swwae_note = String::new();
-    if let Some(other) = &args.switches_from {
-        let theirs = features_of(&enc, &model_input(&enc, &load_image(other)?))?;
-        features = with_switches_of(&features, &theirs)?;
-        swwae_note = format!(", switches of {}", file_name(other));
-    }
-    let picture = if args.all_layers {
+    // Which layers, checked before any encoder pass.
+    let layers = if args.all_layers {
         if args.keep_channels.is_some() || args.diff {
             bail!("--keep-channels and --diff work on one layer: give --layer L instead of --all-layers");
         }
@@ -74,6 +67,26 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
                 crate::recon::train_command(&decoders, "pool1,pool2,pool3,pool4,pool5", &Kind::ALL)
             );
         }
+        layers
+    } else {
+        let Some(layer) = args.layer.as_deref() else { bail!("give --layer L (e.g. --layer pool3) or --all-layers") };
+        if let Some(why) = enc.unavailable_reason(layer) {
+            bail!(why);
+        }
+        if let Some(why) = set.unavailable_reason(layer) {
+            bail!(why);
+        }
+        vec![layer.to_string()]
+    };
+    let input = model_input(&enc, &load_image(&args.image)?);
+    let mut features = features_for(&enc, &input, &layers)?;
+    let mut swwae_note = String::new();
+    if let Some(other) = &args.switches_from {
+        let theirs = features_for(&enc, &model_input(&enc, &load_image(other)?), &layers)?;
+        features = with_switches_of(&features, &theirs)?;
+        swwae_note = format!(", switches of {}", file_name(other));
+    }
+    let picture = if args.all_layers {
         let recs = reconstruct_from(&enc, &set, &features, &input, &layers, &Kind::ALL)?;
         let input_tile = Tile { image: &input, title: "input".into(), caption: String::new() };
         let tiles: Vec<Tile> = recs
@@ -87,13 +100,7 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
         }
         grid(&["SAE".into(), format!("SWWAE{swwae_note}")], &rows)
     } else {
-        let Some(layer) = args.layer.as_deref() else { bail!("give --layer L (e.g. --layer pool3) or --all-layers") };
-        if let Some(why) = enc.unavailable_reason(layer) {
-            bail!(why);
-        }
-        if let Some(why) = set.unavailable_reason(layer) {
-            bail!(why);
-        }
+        let layer = layers[0].as_str();
         let mut code_note = String::new();
         if let Some(spec) = &args.keep_channels {
             let code = features.tap(layer).ok_or_else(|| Error::Unavailable(format!("no {layer} activation")))?;
@@ -101,7 +108,7 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
             code_note = format!(", {} of {} channels", keep.iter().filter(|&&k| k).count(), keep.len());
             features = keep_channels(&features, layer, &keep)?;
         }
-        let recs = reconstruct_from(&enc, &set, &features, &input, &[layer.to_string()], &Kind::ALL)?;
+        let recs = reconstruct_from(&enc, &set, &features, &input, &layers, &Kind::ALL)?;
         let mut tiles = vec![Tile { image: &input, title: "input".into(), caption: file_name(&args.image) }];
         for r in &recs {
             let note = if r.kind == Kind::Swwae { swwae_note.as_str() } else { "" };

@@ -43,8 +43,9 @@ pub fn read_pth(path: &Path, key: Option<&str>) -> Result<Vec<(String, Tensor)>>
             crate::error::one_line(&e.to_string())
         ))
     };
-    let infos = candle_core::pickle::read_pth_tensor_info(path, false, key).map_err(c)?;
-    for info in &infos {
+    // One parse of the (now checked) pickle: the tensors' records, checked, then their data.
+    let pth = candle_core::pickle::PthTensors::new(path, key).map_err(c)?;
+    for info in pth.tensor_infos().values() {
         let entry = zip.by_name(&info.path).map_err(|e| bad(format!("tensor {}: {}: {e}", info.name, info.path)))?;
         let need = (info.layout.start_offset() + info.layout.shape().elem_count()) as u128
             * info.dtype.size_in_bytes() as u128;
@@ -59,11 +60,10 @@ pub fn read_pth(path: &Path, key: Option<&str>) -> Result<Vec<(String, Tensor)>>
         }
     }
     drop(zip);
-    let pth = candle_core::pickle::PthTensors::new(path, key).map_err(c)?;
-    let mut tensors = Vec::with_capacity(infos.len());
-    for info in &infos {
-        if let Some(t) = pth.get(&info.name).map_err(c)? {
-            tensors.push((info.name.clone(), t));
+    let mut tensors = Vec::with_capacity(pth.tensor_infos().len());
+    for name in pth.tensor_infos().keys() {
+        if let Some(t) = pth.get(name).map_err(c)? {
+            tensors.push((name.clone(), t));
         }
     }
     Ok(tensors)
