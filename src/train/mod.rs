@@ -2,6 +2,7 @@
 
 mod adam;
 mod config;
+mod events;
 pub mod health;
 pub mod metrics;
 pub mod objective;
@@ -10,10 +11,8 @@ mod step;
 
 pub use adam::Adam;
 pub use config::TrainConfig;
+pub use events::{CancelToken, DecoderId, Event, EventSink, TrainSummary, ValResult};
 pub use health::{check as check_health, Health, Init};
 pub use objective::StepLoss;
-pub use run::{
-    batch_mse_psnr, checkpoint_path, learning_rate, train, CancelToken, DecoderId, Event, EventSink, TrainSummary,
-    ValResult,
-};
+pub use run::{batch_mse_psnr, checkpoint_path, learning_rate, train};
 pub use step::{reconstruction_loss, DecoderTrainer};

@@ -3,122 +3,16 @@
 //! and stoppable through a [`CancelToken`].
 
 use super::config::TrainConfig;
-use super::health::{check as check_health, Health, Init};
+use super::events::{CancelToken, DecoderId, Event, EventSink, TrainSummary, ValResult};
+use super::health::{check as check_health, Init};
 use super::objective::StepLoss;
 use super::step::DecoderTrainer;
-use crate::data::{list_images, load_centre_crops, BatchLoader, CropSpec, Loaded, Skipped, IMAGE_EXTENSIONS};
+use crate::data::{list_images, load_centre_crops, BatchLoader, CropSpec, Loaded, IMAGE_EXTENSIONS};
 use crate::error::{Error, Result};
-use crate::model::{decoder_path, save_decoder, DecoderMeta, DecoderSpec, Encoder, Kind};
+use crate::model::{decoder_path, save_decoder, DecoderMeta, DecoderSpec, Encoder};
 use candle_core::{DType, Tensor};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
-
-/// Which decoder an event is about.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecoderId {
-    pub layer: String,
-    pub kind: Kind,
-}
-
-impl std::fmt::Display for DecoderId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.layer, self.kind)
-    }
-}
-
-/// Validation result of one decoder.
-#[derive(Debug, Clone)]
-pub struct ValResult {
-    pub id: DecoderId,
-    /// Mean squared error in 0–1 pixel units.
-    pub loss: f64,
-    /// Mean PSNR over the validation images, dB (0–255 images, after undoing preprocessing).
-    pub psnr: f64,
-    /// How much the output depends on the input, dead units.
-    pub health: Health,
-}
-
-/// Progress of a training run.
-#[derive(Debug, Clone)]
-pub enum Event {
-    Started {
-        decoders: Vec<(DecoderId, u64)>,
-        train_images: usize,
-        val_images: usize,
-        total_steps: u64,
-    },
-    /// A file the loader skipped (unreadable or not an image).
-    Skipped(Skipped),
-    /// One batch done: the step just taken (by the slowest decoder that trained on it), and the
-    /// losses of the decoders that trained on it.
-    Step {
-        step: u64,
-        total: u64,
-        losses: Vec<(DecoderId, f32)>,
-        images_per_s: f64,
-        eta_s: f64,
-    },
-    Validation {
-        step: u64,
-        results: Vec<ValResult>,
-    },
-    /// A validation found this decoder collapsed (its output no longer depends on its input);
-    /// `why` says how it was measured. It trains on: more steps, another objective or learning
-    /// rate may bring it back.
-    Collapsed {
-        step: u64,
-        id: DecoderId,
-        why: String,
-    },
-    Checkpoint {
-        step: u64,
-        paths: Vec<PathBuf>,
-    },
-    /// A decoder stopped (its last good checkpoint stays); the others go on.
-    DecoderFailed {
-        id: DecoderId,
-        error: String,
-    },
-    Finished {
-        step: u64,
-        cancelled: bool,
-    },
-}
-
-/// Receives events as training goes. Called on the training thread.
-pub trait EventSink {
-    fn event(&mut self, event: &Event);
-}
-
-impl<F: FnMut(&Event)> EventSink for F {
-    fn event(&mut self, event: &Event) {
-        self(event)
-    }
-}
-
-/// Shared flag asking a run to stop at the next step (it then saves a checkpoint).
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst)
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// What a run ended with.
-#[derive(Debug, Clone)]
-pub struct TrainSummary {
-    pub cancelled: bool,
-    pub saved: Vec<PathBuf>,
-    pub failed: Vec<(DecoderId, String)>,
-    pub last_validation: Vec<ValResult>,
-}
 
 /// The checkpoint kept beside a decoder file (`…_sae.ckpt` for `…_sae.safetensors`).
 pub fn checkpoint_path(out: &Path, spec: &DecoderSpec) -> PathBuf {
