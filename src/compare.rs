@@ -70,7 +70,15 @@ impl ChannelSpec {
 
     /// The mask over the `code`'s channels (dimension 1 of a batch-1 `(1, C, H, W)` or `(1, D)`).
     pub fn mask(&self, code: &Tensor) -> Result<Vec<bool>> {
-        let n = code.dim(1)?;
+        let energy = match self {
+            ChannelSpec::List(_) => Vec::new(),
+            ChannelSpec::Top(_) => channel_energy(code)?,
+        };
+        self.mask_for(code.dim(1)?, &energy)
+    }
+
+    /// The mask over `n` channels whose energies (for `top:K`) are `energy`.
+    pub fn mask_for(&self, n: usize, energy: &[f32]) -> Result<Vec<bool>> {
         match self {
             ChannelSpec::List(ranges) => {
                 let mut keep = vec![false; n];
@@ -86,11 +94,11 @@ impl ChannelSpec {
                 Ok(keep)
             }
             ChannelSpec::Top(k) => {
-                let energy = channel_energy(code)?;
-                let mut order: Vec<usize> = (0..n).collect();
-                order.sort_by(|&a, &b| energy[b].total_cmp(&energy[a]).then(a.cmp(&b)));
+                if energy.len() != n {
+                    return Err(Error::Unavailable(format!("{} channel energies for {n} channels", energy.len())));
+                }
                 let mut keep = vec![false; n];
-                for &i in order.iter().take(*k) {
+                for &i in by_energy(energy).iter().take(*k) {
                     keep[i] = true;
                 }
                 Ok(keep)
@@ -104,6 +112,57 @@ pub fn channel_energy(code: &Tensor) -> Result<Vec<f32>> {
     let x = code.to_dtype(DType::F32)?;
     let c = x.dim(1)?;
     Ok(x.sqr()?.reshape((c, ()))?.mean(1)?.to_vec1::<f32>()?)
+}
+
+/// Channel indices from the most energy to the least (ties by index).
+pub fn by_energy(energy: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..energy.len()).collect();
+    order.sort_by(|&a, &b| energy[b].total_cmp(&energy[a]).then(a.cmp(&b)));
+    order
+}
+
+/// A layer's code seen channel by channel: each channel's energy (mean square) and maximum, and
+/// its activation map as a grey tile (black 0, white the channel's own maximum) in an atlas.
+pub struct ChannelMaps {
+    pub energy: Vec<f32>,
+    pub max: Vec<f32>,
+    /// Channel indices by energy, most first; tile `i` of the atlas shows channel `order[i]`.
+    pub order: Vec<usize>,
+    /// `cols` tiles of `tile` pixels per row (fc layers: 1×1 tiles).
+    pub atlas: RgbImage,
+    pub tile: (u32, u32),
+    pub cols: u32,
+}
+
+impl ChannelMaps {
+    /// From a batch-1 code `(1, C, H, W)` or `(1, D)`.
+    pub fn of(code: &Tensor) -> Result<Self> {
+        let x = code.to_dtype(DType::F32)?.squeeze(0)?;
+        let (c, h, w) = match x.dims() {
+            [c, h, w] => (*c, *h, *w),
+            [d] => (*d, 1, 1),
+            dims => return Err(Error::Unavailable(format!("a code of shape {dims:?} has no channels to show"))),
+        };
+        let values = x.flatten_all()?.to_vec1::<f32>()?;
+        let per = h * w;
+        let energy: Vec<f32> =
+            values.chunks(per).map(|ch| ch.iter().map(|v| v * v).sum::<f32>() / per as f32).collect();
+        let max: Vec<f32> = values.chunks(per).map(|ch| ch.iter().copied().fold(f32::MIN, f32::max)).collect();
+        let order = by_energy(&energy);
+        let cols = (c as f64).sqrt().ceil().max(1.0) as u32;
+        let rows = (c as u32).div_ceil(cols);
+        let (tw, th) = (w as u32, h as u32);
+        let mut atlas = RgbImage::new(cols * tw, rows * th);
+        for (i, &ch) in order.iter().enumerate() {
+            let (x0, y0) = ((i as u32 % cols) * tw, (i as u32 / cols) * th);
+            let scale = if max[ch] > 0.0 { 255.0 / max[ch] } else { 0.0 };
+            for (j, v) in values[ch * per..(ch + 1) * per].iter().enumerate() {
+                let g = (v.max(0.0) * scale).round().clamp(0.0, 255.0) as u8;
+                atlas.put_pixel(x0 + (j % w) as u32, y0 + (j / w) as u32, Rgb([g, g, g]));
+            }
+        }
+        Ok(Self { energy, max, order, atlas, tile: (tw, th), cols })
+    }
 }
 
 /// `f` with `layer`'s code zeroed outside `keep` (one flag per channel), as both decoders see it.

@@ -1,6 +1,9 @@
 //! Labelled pictures for the CLI and the GUI's export: a comparison row (input | SAE | SWWAE)
 //! and the paper's all-layers figure. Text is drawn with the Ubuntu font egui ships.
 
+use crate::compare::{colour_bar, error_map, ERROR_SCALE_MAX};
+use crate::model::Kind;
+use crate::recon::Reconstruction;
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 use image::{Rgb, RgbImage};
 
@@ -97,4 +100,72 @@ pub fn grid(row_labels: &[String], rows: &[Vec<Option<&Tile>>]) -> RgbImage {
         }
     }
     img
+}
+
+/// The comparison row, and under it the error maps with their colour scale.
+pub fn diff_figure(input: &RgbImage, sae: &RgbImage, swwae: &RgbImage, top: &[Tile]) -> RgbImage {
+    let maps = [
+        ("|input − SAE|", error_map(input, sae)),
+        ("|input − SWWAE|", error_map(input, swwae)),
+        ("|SWWAE − SAE|: the switches", error_map(swwae, sae)),
+    ];
+    let scale = scale_tile(input.width(), input.height());
+    let mut bottom = vec![Tile { image: &scale, title: "scale, 0–255 units".into(), caption: String::new() }];
+    for (title, (map, mean)) in &maps {
+        bottom.push(Tile { image: map, title: (*title).into(), caption: format!("mean {mean:.1}") });
+    }
+    grid(&[], &[top.iter().map(Some).collect(), bottom.iter().map(Some).collect()])
+}
+
+/// A white tile with the error maps' colour bar and its ticks.
+pub fn scale_tile(w: u32, h: u32) -> RgbImage {
+    let mut tile = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    let (bar_w, bar_h, x0, y0) = (w - 24, 28, 12, h / 2 - 14);
+    image::imageops::replace(&mut tile, &colour_bar(bar_w, bar_h), x0 as i64, y0 as i64);
+    let max = ERROR_SCALE_MAX as u32;
+    for (i, v) in [0, max / 4, max / 2, 3 * max / 4, max].into_iter().enumerate() {
+        let x = x0 as f32 + i as f32 * (bar_w - 1) as f32 / 4.0;
+        let label = if v == max { format!("{v}+") } else { v.to_string() };
+        // The ends inside the bar's span, the rest centred on their tick.
+        let w = text_width(&label, 14.0);
+        let left = match i {
+            0 => x,
+            4 => x - w,
+            _ => x - w / 2.0,
+        };
+        draw_text(&mut tile, &label, left, (y0 + bar_h + 4) as f32, 14.0);
+    }
+    tile
+}
+
+/// The paper's figure: the input, then a column per layer, a row per decoder kind (`recs` as
+/// [`crate::recon::reconstruct_from`] returns them); `swwae_note` is added to SWWAE's row label.
+pub fn all_layers(input: &RgbImage, recs: &[Reconstruction], swwae_note: &str) -> RgbImage {
+    let input_tile = Tile { image: input, title: "input".into(), caption: String::new() };
+    let mut layers: Vec<&str> = Vec::new();
+    for r in recs {
+        if !layers.contains(&r.layer.as_str()) {
+            layers.push(&r.layer);
+        }
+    }
+    let tiles: Vec<Vec<Tile>> = Kind::ALL
+        .iter()
+        .map(|&k| {
+            layers
+                .iter()
+                .filter_map(|l| recs.iter().find(|r| r.kind == k && r.layer == *l))
+                .map(|r| Tile { image: &r.image, title: r.layer.clone(), caption: caption(r.psnr, r.ssim) })
+                .collect()
+        })
+        .collect();
+    let rows: Vec<Vec<Option<&Tile>>> = tiles
+        .iter()
+        .enumerate()
+        .map(|(i, row)| std::iter::once((i == 0).then_some(&input_tile)).chain(row.iter().map(Some)).collect())
+        .collect();
+    let labels: Vec<String> = Kind::ALL
+        .iter()
+        .map(|k| format!("{}{}", k.name().to_uppercase(), if *k == Kind::Swwae { swwae_note } else { "" }))
+        .collect();
+    grid(&labels, &rows)
 }

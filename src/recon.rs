@@ -73,6 +73,15 @@ impl DecoderSet {
         }
     }
 
+    /// The record of the decoder for `layer`/`kind`, when it is loaded.
+    pub fn meta(&self, layer: &str, kind: Kind) -> Option<&DecoderMeta> {
+        self.entries
+            .iter()
+            .find(|(l, k, _)| l == layer && *k == kind)
+            .and_then(|(_, _, e)| e.as_ref().ok())
+            .map(|(_, m)| m)
+    }
+
     /// Layers for which both kinds are loaded, in the encoder's order.
     pub fn complete_layers(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();

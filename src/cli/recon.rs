@@ -1,14 +1,13 @@
 //! `layerinv reconstruct` and `layerinv eval`.
 
-use crate::compare::{colour_bar, error_map, keep_channels, with_switches_of, ChannelSpec, ERROR_SCALE_MAX};
+use crate::compare::{keep_channels, with_switches_of, ChannelSpec};
 use crate::data::{list_images, load_image};
-use crate::figure::{caption, draw_text, grid, row, text_width, Tile};
+use crate::figure::{all_layers, caption, diff_figure, row, Tile};
 use crate::fsutil::write_atomic_with;
 use crate::model::{Kind, ModelSource};
-use crate::recon::{evaluate, features_for, model_input, reconstruct_from, DecoderSet, Reconstruction};
+use crate::recon::{evaluate, features_for, model_input, reconstruct_from, DecoderSet};
 use crate::Error;
 use anyhow::{bail, Result};
-use image::RgbImage;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -88,17 +87,7 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
     }
     let picture = if args.all_layers {
         let recs = reconstruct_from(&enc, &set, &features, &input, &layers, &Kind::ALL)?;
-        let input_tile = Tile { image: &input, title: "input".into(), caption: String::new() };
-        let tiles: Vec<Tile> = recs
-            .iter()
-            .map(|r| Tile { image: &r.image, title: r.layer.clone(), caption: caption(r.psnr, r.ssim) })
-            .collect();
-        let mut rows: Vec<Vec<Option<&Tile>>> = vec![vec![Some(&input_tile)], vec![None]];
-        for pair in tiles.chunks(2) {
-            rows[0].push(pair.first());
-            rows[1].push(pair.get(1));
-        }
-        grid(&["SAE".into(), format!("SWWAE{swwae_note}")], &rows)
+        all_layers(&input, &recs, &swwae_note)
     } else {
         let layer = layers[0].as_str();
         let mut code_note = String::new();
@@ -118,10 +107,10 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
                 caption: caption(r.psnr, r.ssim),
             });
         }
-        if args.diff {
-            diff_figure(&input, &recs, tiles)
-        } else {
-            row(&tiles)
+        let find = |k: Kind| recs.iter().find(|r| r.kind == k).map(|r| &r.image);
+        match (args.diff, find(Kind::Sae), find(Kind::Swwae)) {
+            (true, Some(sae), Some(swwae)) => diff_figure(&input, sae, swwae, &tiles),
+            _ => row(&tiles),
         }
     };
     write_atomic_with(&args.out, |tmp| {
@@ -129,44 +118,6 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
     })?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
-}
-
-/// The comparison row, and under it the error maps with their colour scale.
-fn diff_figure(input: &RgbImage, recs: &[Reconstruction], top: Vec<Tile>) -> RgbImage {
-    let find = |k: Kind| recs.iter().find(|r| r.kind == k).map(|r| &r.image);
-    let (Some(sae), Some(swwae)) = (find(Kind::Sae), find(Kind::Swwae)) else { return row(&top) };
-    let maps = [
-        ("|input − SAE|", error_map(input, sae)),
-        ("|input − SWWAE|", error_map(input, swwae)),
-        ("|SWWAE − SAE|: the switches", error_map(swwae, sae)),
-    ];
-    let scale = scale_tile(input.width(), input.height());
-    let mut bottom = vec![Tile { image: &scale, title: "scale, 0–255 units".into(), caption: String::new() }];
-    for (title, (map, mean)) in &maps {
-        bottom.push(Tile { image: map, title: (*title).into(), caption: format!("mean {mean:.1}") });
-    }
-    grid(&[], &[top.iter().map(Some).collect(), bottom.iter().map(Some).collect()])
-}
-
-/// A white tile with the error maps' colour bar and its ticks.
-fn scale_tile(w: u32, h: u32) -> RgbImage {
-    let mut tile = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
-    let (bar_w, bar_h, x0, y0) = (w - 24, 28, 12, h / 2 - 14);
-    image::imageops::replace(&mut tile, &colour_bar(bar_w, bar_h), x0 as i64, y0 as i64);
-    let max = ERROR_SCALE_MAX as u32;
-    for (i, v) in [0, max / 4, max / 2, 3 * max / 4, max].into_iter().enumerate() {
-        let x = x0 as f32 + i as f32 * (bar_w - 1) as f32 / 4.0;
-        let label = if v == max { format!("{v}+") } else { v.to_string() };
-        // The ends inside the bar's span, the rest centred on their tick.
-        let w = text_width(&label, 14.0);
-        let left = match i {
-            0 => x,
-            4 => x - w,
-            _ => x - w / 2.0,
-        };
-        draw_text(&mut tile, &label, left, (y0 + bar_h + 4) as f32, 14.0);
-    }
-    tile
 }
 
 fn file_name(p: &Path) -> String {

@@ -20,6 +20,19 @@ pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "bmp"];
 /// Decoded images kept in memory between epochs, in bytes.
 const CACHE_BYTES: usize = 1 << 30;
 
+/// The photos directly in `dir` (not in its subfolders), sorted by name: what the app steps
+/// through with PageUp/PageDown.
+pub fn photos_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) && is_image_name(&e.path()))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 /// Every image file under `dir` (recursively), sorted.
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;

@@ -28,6 +28,7 @@ pub struct Encoder {
 
 /// The result of a forward pass: activations by tap, switches by stage (`None` for stages
 /// without pooling or not reached).
+#[derive(Clone)]
 pub struct Features {
     pub taps: Vec<(&'static str, Tensor)>,
     pub switches: Vec<Option<PoolSwitches>>,
