@@ -4,67 +4,14 @@
 #![cfg(feature = "gui")]
 mod common;
 
+use common::gui::{drop_file, harness, shows_layer, wait_for};
 use common::repo_path;
 use eframe::egui;
 use egui_kittest::kittest::NodeT as _;
 use egui_kittest::kittest::Queryable as _;
 use egui_kittest::Harness;
 use layerinv::app::training::RunState;
-use layerinv::app::{AppOptions, LayerinvApp};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicI32;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-fn harness(decoders: &Path, image: Option<PathBuf>, layer: &str) -> Harness<'static, LayerinvApp> {
-    let opts = AppOptions {
-        image: image.or_else(|| Some(repo_path("assets/chelsea.png"))),
-        layer: Some(layer.into()),
-        screenshot: None,
-        model: "bundled".into(),
-        decoders: Some(decoders.to_path_buf()),
-        device: "cpu".into(),
-    };
-    Harness::builder()
-        .with_size(egui::vec2(1200.0, 850.0))
-        .build_eframe(move |cc| LayerinvApp::new(&cc.egui_ctx, opts.clone(), Arc::new(AtomicI32::new(0))))
-}
-
-/// Step frames until `done` holds (the worker answers on its own thread).
-fn wait_for(h: &mut Harness<'static, LayerinvApp>, what: &str, done: impl Fn(&LayerinvApp) -> bool) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "timed out waiting for {what}; last error: {:?}",
-            h.state().last_error
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
-}
-
-fn shows_layer(app: &LayerinvApp, layer: &str) -> bool {
-    matches!(app.panes(layer), Some(Ok(p)) if p.len() == 2) && app.layer == layer
-}
-
-#[derive(Debug)]
-struct Dropped(PathBuf);
-
-impl egui::DroppedFile for Dropped {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
-    }
-}
-
-fn drop_file(h: &mut Harness<'static, LayerinvApp>, path: PathBuf) {
-    h.input_mut().dropped_files.push(Arc::new(Dropped(path)));
-    h.step();
-}
+use layerinv::app::LayerinvApp;
 
 #[test]
 fn starts_and_the_layer_picker_changes_the_view() {

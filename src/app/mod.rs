@@ -1,25 +1,49 @@
 //! The desktop app (eframe/egui, glow renderer): drop in a photo, pick a layer, compare SAE and
-//! SWWAE; train decoders from a menu. All compute runs on worker threads (see [`worker`]).
+//! SWWAE, look closer (zoom, blink, error maps), transplant switches, switch channels off; train
+//! decoders from a menu. All compute runs on worker threads (see [`worker`]).
+//!
+//! `state` holds the app and its actions; `replies` folds worker answers into it; the views
+//! (`view`, `compare_view`, `channels_view`, `all_layers`, `menu`) draw it; panels and dialogs
+//! that own their state (`train_dialog`, `training`, `help`, `download`) draw themselves.
 
-mod dialogs;
+mod all_layers;
+mod channels_view;
+mod compare_view;
+mod download;
+mod files;
+mod help;
+mod masks;
+mod menu;
+mod output;
+mod replies;
+mod screenshot;
+mod settings;
+mod shown;
 mod state;
+mod train_dialog;
 pub mod training;
 mod view;
 pub mod worker;
+pub mod zoom;
 
-pub use state::{AppOptions, LayerinvApp, Shown};
+pub use settings::Settings;
+pub use shown::{Blink, View};
+pub use state::{AppOptions, LayerinvApp};
 
 use eframe::egui;
 
 /// Open the window and run until it is closed. Returns the process exit code (non-zero when a
-/// `--screenshot` run could not show its reconstructions).
+/// `--screenshot` run could not show its view).
 pub fn run(opts: AppOptions) -> anyhow::Result<i32> {
+    let screenshot = opts.screenshot.is_some();
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_inner_size([1180.0, 800.0])
             .with_min_inner_size([720.0, 520.0])
             .with_title("layerinv — what survives in each layer")
             .with_drag_and_drop(true),
+        // A --screenshot run opens at the default size and keeps nothing.
+        persist_window: !screenshot,
         ..Default::default()
     };
     let exit = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
@@ -27,7 +51,7 @@ pub fn run(opts: AppOptions) -> anyhow::Result<i32> {
     eframe::run_native(
         "layerinv",
         native,
-        Box::new(move |cc| Ok(Box::new(LayerinvApp::new(&cc.egui_ctx, opts, exit2)))),
+        Box::new(move |cc| Ok(Box::new(LayerinvApp::new(&cc.egui_ctx, opts, exit2, cc.storage)))),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
     Ok(exit.load(std::sync::atomic::Ordering::SeqCst))

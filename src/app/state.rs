@@ -1,66 +1,43 @@
-//! App state and everything that is not drawing: worker replies, the reconstruction cache,
-//! training and download progress. The pictures it writes (`--screenshot`, the PNG export) are in
-//! `state/output.rs`.
+//! The app's state and the user's actions on it. Worker replies and the reconstruction cache are
+//! in `replies.rs`, drawing in `view.rs` and its neighbours, the pictures it writes in
+//! `output.rs`, what it remembers between runs in `settings.rs`.
 
-mod output;
-
-use super::dialogs::{Download, TrainDialog};
+use super::download::Download;
+use super::files::demo_photo;
+use super::help::Help;
+use super::screenshot::Screenshot;
+use super::settings::Settings;
+use super::shown::{Blink, Channels, Key, Model, Pane, Photo, Rebuilt, View};
+use super::train_dialog::TrainDialog;
 use super::training::TrainingRun;
-use super::worker::{Job, LayerStatus, Reply, Worker};
-use crate::model::Kind;
+use super::worker::{Job, LayerStatus, Records, Variant, Worker};
+use super::zoom::ZoomPan;
+use crate::compare::ChannelSpec;
 use eframe::egui;
-use image::RgbImage;
-use output::Screenshot;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Command-line options of the app.
 #[derive(Debug, Clone, Default)]
 pub struct AppOptions {
+    /// A photo, or a folder of photos (the first is shown).
     pub image: Option<PathBuf>,
     pub layer: Option<String>,
     pub screenshot: Option<PathBuf>,
-    /// `bundled`, `vgg16`, `vgg19` or a weights file.
+    /// `bundled`, `vgg16`, `vgg19` or a weights file; empty: the last one used, else `bundled`.
     pub model: String,
     /// A decoders folder used before the bundled one.
     pub decoders: Option<PathBuf>,
     pub device: String,
-}
-
-/// One reconstruction as shown: texture plus numbers.
-pub struct Pane {
-    pub kind: Kind,
-    pub texture: egui::TextureHandle,
-    pub image: RgbImage,
-    pub psnr: f64,
-    pub ssim: f64,
-    /// PSNR of the layer's floor for this photo (squeezed to the layer's grid and blown back up).
-    pub floor: Option<f64>,
-}
-
-/// What the main view shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shown {
-    Layer,
-    AllLayers,
-}
-
-pub struct Photo {
-    pub id: u64,
-    pub path: PathBuf,
-    pub input: RgbImage,
-    pub texture: egui::TextureHandle,
-    /// The classifier's top-5 (name, probability) when the model has fc8.
-    pub top5: Option<Vec<(String, f32)>>,
-}
-
-pub struct Model {
-    pub name: String,
-    pub arch: String,
-    pub layers: LayerStatus,
+    /// `compare`, `diff`, `channels` or `all-layers`.
+    pub view: Option<String>,
+    /// Decode SWWAE with this other photo's switches.
+    pub switches_from: Option<PathBuf>,
+    /// Keep only these channels of the first layer shown (`0-31,64`, `top:16`).
+    pub keep_channels: Option<String>,
 }
 
 pub struct LayerinvApp {
@@ -72,47 +49,54 @@ pub struct LayerinvApp {
     pub decoder_dirs: Vec<PathBuf>,
     pub decoder_layers: LayerStatus,
     pub decoders_loaded: usize,
+    /// Each loaded decoder's record, for the panes' tooltips.
+    pub records: Records,
     pub layer: String,
-    pub shown: Shown,
+    pub view: View,
     pub photo: Option<Photo>,
-    next_id: u64,
+    pub(super) next_id: u64,
     /// Image being loaded (id, path).
     pub loading: Option<(u64, PathBuf)>,
-    /// Reconstructions by (image id, layer): both panes, or the error.
-    pub cache: HashMap<(u64, String), Result<Vec<Pane>, String>>,
-    pending: HashSet<(u64, String)>,
+    pub cache: HashMap<Key, Result<Rebuilt, String>>,
+    pub(super) pending: HashSet<Key>,
+    pub channels: HashMap<(u64, String), Result<Channels, String>>,
+    pub(super) channels_pending: HashSet<(u64, String)>,
+    /// Channels kept per layer, where not all are.
+    pub masks: HashMap<String, Vec<bool>>,
+    /// `--keep-channels`, until the layer's channels are known.
+    pub(super) keep_spec: Option<ChannelSpec>,
+    /// SWWAE decodes with this other photo's switches (id, file).
+    pub switches_from: Option<(u64, PathBuf)>,
+    /// Photos opened in this run, newest last (the switch sources on offer).
+    pub history: Vec<(u64, PathBuf)>,
+    /// The photos of the current photo's folder (PageUp/PageDown).
+    pub folder: Vec<PathBuf>,
+    pub settings: Settings,
+    pub zoom: ZoomPan,
+    pub blink: Blink,
     pub last_error: Option<String>,
     pub train_dialog: Option<TrainDialog>,
     pub training: Option<TrainingRun>,
-    last_refresh: Instant,
+    pub(super) last_refresh: Instant,
     pub download: Option<Download>,
-    pub about_open: bool,
-    screenshot: Option<Screenshot>,
-    exit: Arc<AtomicI32>,
-}
-
-/// While training, panes refresh from the newest decoder files at most this often.
-const REFRESH_EVERY: Duration = Duration::from_secs(4);
-
-/// Where decoders trained from the app go by default: `$XDG_DATA_HOME/layerinv/decoders` or
-/// `~/.local/share/layerinv/decoders`.
-pub fn user_decoders_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("layerinv").join("decoders")
-}
-
-/// The demo photo shown on first start (beside the weights folder, in `assets/`).
-pub fn demo_photo() -> Option<PathBuf> {
-    let weights = crate::model::source::weights_dir();
-    let p = weights.parent()?.join("assets").join("chelsea.png");
-    p.is_file().then_some(p)
+    pub help: Help,
+    pub(super) screenshot: Option<Screenshot>,
+    pub(super) exit: Arc<AtomicI32>,
 }
 
 impl LayerinvApp {
-    pub fn new(ctx: &egui::Context, opts: AppOptions, exit: Arc<AtomicI32>) -> Self {
+    /// The app, restored from `storage` (eframe's persistence) where the options leave it free;
+    /// a `--screenshot` run reads nothing from it.
+    pub fn new(
+        ctx: &egui::Context,
+        opts: AppOptions,
+        exit: Arc<AtomicI32>,
+        storage: Option<&dyn eframe::Storage>,
+    ) -> Self {
+        let settings = match (&opts.screenshot, storage) {
+            (None, Some(s)) => Settings::load(s),
+            _ => Settings::default(),
+        };
         let device_arg = if opts.device.is_empty() { "auto".to_string() } else { opts.device.clone() };
         let (device, device_error) = match crate::device::parse_device(&device_arg) {
             Ok(d) => (d, None),
@@ -120,14 +104,32 @@ impl LayerinvApp {
         };
         let wake_ctx = ctx.clone();
         let worker = Worker::spawn(device.clone(), move || wake_ctx.request_repaint());
-        let model_source = if opts.model.is_empty() { "bundled".to_string() } else { opts.model.clone() };
+        let model_source = [opts.model.clone(), settings.model.clone(), "bundled".into()]
+            .into_iter()
+            .find(|m| !m.is_empty())
+            .unwrap_or_default();
         let mut decoder_dirs = Vec::new();
-        decoder_dirs.extend(opts.decoders.clone());
-        let user = user_decoders_dir();
+        decoder_dirs.extend(opts.decoders.clone().or_else(|| settings.decoders.clone()));
+        let user = super::files::user_decoders_dir();
         if user.is_dir() && !decoder_dirs.contains(&user) {
             decoder_dirs.push(user);
         }
         decoder_dirs.push(crate::model::source::weights_dir());
+        let mut last_error = device_error;
+        let view = match opts.view.as_deref() {
+            Some(v) => View::from_name(v).unwrap_or_else(|| {
+                last_error = Some(format!("--view {v:?}: choose compare, diff, channels or all-layers"));
+                View::Compare
+            }),
+            None => settings.view,
+        };
+        let keep_spec = opts.keep_channels.as_deref().and_then(|s| match ChannelSpec::parse(s) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                last_error = Some(e.to_string());
+                None
+            }
+        });
         let mut app = Self {
             ctx: ctx.clone(),
             worker,
@@ -137,45 +139,100 @@ impl LayerinvApp {
             decoder_dirs: decoder_dirs.clone(),
             decoder_layers: Vec::new(),
             decoders_loaded: 0,
-            layer: opts.layer.clone().unwrap_or_else(|| "pool3".into()),
-            shown: Shown::Layer,
+            records: Vec::new(),
+            layer: opts.layer.clone().or_else(|| settings.layer.clone()).unwrap_or_else(|| "pool3".into()),
+            view,
             photo: None,
             next_id: 1,
             loading: None,
             cache: HashMap::new(),
             pending: HashSet::new(),
-            last_error: device_error,
+            channels: HashMap::new(),
+            channels_pending: HashSet::new(),
+            masks: HashMap::new(),
+            keep_spec,
+            switches_from: None,
+            history: Vec::new(),
+            folder: Vec::new(),
+            settings,
+            zoom: ZoomPan::default(),
+            blink: Blink::Off,
+            last_error,
             train_dialog: None,
             training: None,
             last_refresh: Instant::now(),
             download: None,
-            about_open: false,
+            help: Help::default(),
             screenshot: opts.screenshot.clone().map(Screenshot::new),
             exit,
         };
         app.worker.send(Job::LoadModel(model_source));
         app.worker.send(Job::LoadDecoders(decoder_dirs));
-        if let Some(p) = opts.image.or_else(demo_photo) {
-            app.open_image(&p);
+        if let Some(other) = &opts.switches_from {
+            app.use_switches_of(other);
+        }
+        let last = app.settings.photo.clone().filter(|p| p.is_file());
+        if let Some(p) = opts.image.or(last).or_else(demo_photo) {
+            app.open_path(&p);
         }
         app
     }
 
+    /// Open a photo, or the first photo of a folder.
+    pub fn open_path(&mut self, path: &Path) {
+        if path.is_dir() {
+            match crate::data::photos_in(path) {
+                Ok(photos) if !photos.is_empty() => self.open_image(&photos[0]),
+                Ok(_) => self.last_error = Some(format!("{}: no photos in this folder", path.display())),
+                Err(e) => self.last_error = Some(e.to_string()),
+            }
+        } else {
+            self.open_image(path);
+        }
+    }
+
     /// Ask the worker to load an image; the current one stays until it arrives.
     pub fn open_image(&mut self, path: &Path) {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.new_id();
         self.loading = Some((id, path.to_path_buf()));
         self.worker.send(Job::LoadImage { id, path: path.to_path_buf() });
     }
 
-    /// Move the viewer's compute to `name` (cpu, cuda, cuda:N): a new worker there reloads the
-    /// model, the decoders and the photo; the old one finishes its current job in the background.
+    pub(super) fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
+    /// Step by `step` through the photos of the current photo's folder.
+    pub fn step_photo(&mut self, step: i32) {
+        let Some(photo) = &self.photo else { return };
+        let Some(i) = self.folder.iter().position(|p| p == &photo.path) else { return };
+        let j = (i as i32 + step).clamp(0, self.folder.len() as i32 - 1) as usize;
+        if j != i {
+            let next = self.folder[j].clone();
+            self.open_image(&next);
+        }
+    }
+
+    /// SWWAE decodes with the switches of the photo at `path` (loaded by the worker when needed).
+    pub fn use_switches_of(&mut self, path: &Path) {
+        let known = self.history.iter().find(|(_, p)| p == path).map(|(id, _)| *id);
+        let id = known.unwrap_or_else(|| self.new_id());
+        self.switches_from = Some((id, path.to_path_buf()));
+    }
+
+    /// SWWAE decodes with the photo's own switches again.
+    pub fn use_own_switches(&mut self) {
+        self.switches_from = None;
+    }
+
     /// The device the work runs on, as the status bar names it ("CPU (2 threads)", "CUDA 0 (…)").
     pub fn device_name(&self) -> &str {
         &self.device_name
     }
 
+    /// Move the viewer's compute to `name` (cpu, cuda, cuda:N): a new worker there reloads the
+    /// model, the decoders and the photo; the old one finishes its current job in the background.
     pub fn set_device(&mut self, name: &str) {
         match crate::device::parse_device(name) {
             Err(e) => self.last_error = Some(e.to_string()),
@@ -194,14 +251,20 @@ impl LayerinvApp {
     pub fn load_model(&mut self, source: String) {
         self.model_source = source.clone();
         self.model = None;
-        self.cache.clear();
-        self.pending.clear();
+        self.forget_results();
         self.worker.send(Job::LoadModel(source));
         self.worker.send(Job::LoadDecoders(self.decoder_dirs.clone()));
         if let Some(p) = &self.photo {
             let path = p.path.clone();
             self.open_image(&path);
         }
+    }
+
+    pub(super) fn forget_results(&mut self) {
+        self.cache.clear();
+        self.pending.clear();
+        self.channels.clear();
+        self.channels_pending.clear();
     }
 
     /// Use `dir` first for decoders (keeping the others behind it) and reload them.
@@ -211,7 +274,7 @@ impl LayerinvApp {
         self.reload_decoders();
     }
 
-    fn reload_decoders(&mut self) {
+    pub(super) fn reload_decoders(&mut self) {
         self.worker.send(Job::LoadDecoders(self.decoder_dirs.clone()));
         self.cache.clear();
         self.pending.clear();
@@ -240,10 +303,12 @@ impl LayerinvApp {
         self.model.as_ref().map(|m| m.layers.iter().map(|(l, _)| l.clone()).collect()).unwrap_or_default()
     }
 
-    /// Select a layer (and the single-layer view).
+    /// Select a layer (leaving the all-layers view for the comparison).
     pub fn select_layer(&mut self, layer: &str) {
         self.layer = layer.to_string();
-        self.shown = Shown::Layer;
+        if self.view == View::AllLayers {
+            self.view = View::Compare;
+        }
     }
 
     /// Move the selection by `step` among the available layers.
@@ -257,141 +322,28 @@ impl LayerinvApp {
         self.layer = layers[j].clone();
     }
 
+    /// How `layer`'s code is changed before the decoders: the chosen switches, its channel mask.
+    pub fn variant(&self, layer: &str) -> Variant {
+        let own = self.photo.as_ref().map(|p| p.id);
+        Variant {
+            switches: self.switches_from.clone().filter(|(id, _)| Some(*id) != own),
+            keep: self.masks.get(layer).cloned(),
+        }
+    }
+
     /// Whether the reconstructions of the current photo at `layer` are being computed.
     pub fn is_pending(&self, layer: &str) -> bool {
-        self.photo.as_ref().is_some_and(|p| self.pending.contains(&(p.id, layer.to_string())))
+        self.photo.as_ref().is_some_and(|p| self.pending.contains(&(p.id, layer.to_string(), self.variant(layer))))
     }
 
-    pub fn panes(&self, layer: &str) -> Option<&Result<Vec<Pane>, String>> {
-        self.photo.as_ref().and_then(|p| self.cache.get(&(p.id, layer.to_string())))
+    /// The current photo's reconstructions at `layer`, as the current variant has them.
+    pub fn rebuilt(&self, layer: &str) -> Option<&Result<Rebuilt, String>> {
+        let p = self.photo.as_ref()?;
+        self.cache.get(&(p.id, layer.to_string(), self.variant(layer)))
     }
 
-    /// Everything that is not drawing; called at the start of each frame.
-    pub fn tick(&mut self) {
-        while let Some(reply) = self.worker.try_recv() {
-            self.on_reply(reply);
-        }
-        self.tick_training();
-        if let Some(d) = &mut self.download {
-            if let Some(result) = d.poll() {
-                self.download = None;
-                match result {
-                    Ok(name) => self.load_model(name),
-                    Err(e) => self.last_error = Some(e),
-                }
-            } else {
-                self.ctx.request_repaint_after(Duration::from_millis(200));
-            }
-        }
-        self.request_needed();
-        self.tick_screenshot();
+    /// The panes of [`Self::rebuilt`].
+    pub fn panes(&self, layer: &str) -> Option<Result<&Vec<Pane>, &String>> {
+        self.rebuilt(layer).map(|r| r.as_ref().map(|r| &r.panes))
     }
-
-    fn on_reply(&mut self, reply: Reply) {
-        match reply {
-            Reply::Model { name, arch, layers, .. } => {
-                self.model = Some(Model { name, arch, layers });
-            }
-            Reply::Decoders { dirs, layers, loaded } => {
-                self.decoder_dirs = dirs;
-                self.decoder_layers = layers;
-                self.decoders_loaded = loaded;
-                if self.layer_unavailable(&self.layer).is_some() {
-                    if let Some(first) = self.available_layers().get(self.available_layers().len() / 2) {
-                        self.layer = first.clone();
-                    }
-                }
-            }
-            Reply::Image { id, path, input, top5 } => {
-                if self.loading.as_ref().is_some_and(|(i, _)| *i == id) {
-                    self.loading = None;
-                }
-                let texture =
-                    self.ctx.load_texture(format!("input-{id}"), color_image(&input), egui::TextureOptions::LINEAR);
-                self.photo = Some(Photo { id, path, input, texture, top5 });
-            }
-            Reply::Reconstructed { id, layer, recs, floor } => {
-                self.pending.remove(&(id, layer.clone()));
-                let panes = recs
-                    .into_iter()
-                    .map(|r| Pane {
-                        kind: r.kind,
-                        texture: self.ctx.load_texture(
-                            format!("{id}-{}-{}", r.layer, r.kind),
-                            color_image(&r.image),
-                            egui::TextureOptions::LINEAR,
-                        ),
-                        image: r.image,
-                        psnr: r.psnr,
-                        ssim: r.ssim,
-                        floor,
-                    })
-                    .collect();
-                self.cache.insert((id, layer), Ok(panes));
-            }
-            Reply::Failed { job, error } => {
-                match job {
-                    Job::LoadImage { id, .. } => {
-                        if self.loading.as_ref().is_some_and(|(i, _)| *i == id) {
-                            self.loading = None;
-                        }
-                    }
-                    Job::Reconstruct { id, layer } => {
-                        self.pending.remove(&(id, layer.clone()));
-                        self.cache.insert((id, layer), Err(error.clone()));
-                    }
-                    Job::LoadModel(_) | Job::LoadDecoders(_) => {}
-                }
-                self.last_error = Some(error);
-            }
-        }
-    }
-
-    /// Ask for the reconstructions the view needs and nobody computed yet.
-    fn request_needed(&mut self) {
-        let Some(photo) = &self.photo else { return };
-        if self.model.is_none() || self.decoder_layers.is_empty() {
-            return;
-        }
-        let wanted: Vec<String> = match self.shown {
-            Shown::Layer => vec![self.layer.clone()],
-            Shown::AllLayers => self.available_layers(),
-        };
-        let id = photo.id;
-        for layer in wanted {
-            let key = (id, layer.clone());
-            if self.layer_unavailable(&layer).is_none()
-                && !self.cache.contains_key(&key)
-                && !self.pending.contains(&key)
-            {
-                self.pending.insert(key);
-                self.worker.send(Job::Reconstruct { id, layer });
-            }
-        }
-    }
-
-    fn tick_training(&mut self) {
-        let Some(run) = &mut self.training else { return };
-        run.poll();
-        if run.take_checkpoint() && self.last_refresh.elapsed() >= REFRESH_EVERY {
-            self.last_refresh = Instant::now();
-            let out = run.out_dir();
-            if self.decoder_dirs.first() != Some(&out) {
-                self.decoder_dirs.retain(|d| d != &out);
-                self.decoder_dirs.insert(0, out);
-            }
-            self.reload_decoders();
-        }
-    }
-
-    /// Start a training run (from the dialog).
-    pub fn start_training(&mut self, cfg: crate::train::TrainConfig, device: candle_core::Device) {
-        let ctx = self.ctx.clone();
-        self.last_refresh = Instant::now() - REFRESH_EVERY;
-        self.training = Some(TrainingRun::start(cfg, self.model_source.clone(), device, move || ctx.request_repaint()));
-    }
-}
-
-pub fn color_image(img: &RgbImage) -> egui::ColorImage {
-    egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw())
 }

@@ -160,10 +160,11 @@ impl Drop for TrainingRun {
     }
 }
 
-impl super::state::LayerinvApp {
+impl TrainingRun {
     /// The training panel: progress, validation PSNR, collapse warnings, loss curves, Cancel.
-    pub(super) fn training_panel(&mut self, ui: &mut egui::Ui) {
-        let Some(run) = &self.training else { return };
+    /// Returns whether the user closed the panel (of a run that has ended).
+    pub fn ui(&mut self, ui: &mut egui::Ui) -> bool {
+        let run = &*self;
         let mut cancel = false;
         let mut dismiss = false;
         ui.horizontal(|ui| {
@@ -219,9 +220,7 @@ impl super::state::LayerinvApp {
         if cancel {
             run.cancel();
         }
-        if dismiss {
-            self.training = None;
-        }
+        dismiss
     }
 }
 

@@ -1,11 +1,9 @@
-//! Drawing: menu bar, layer picker, the Input | SAE | SWWAE panes, the all-layers figure, status.
+//! The window: menu, toolbar (layer, view, switches), the view, status bar; keys.
 
-use super::state::{LayerinvApp, Pane, Shown};
+use super::files::file_name;
+use super::shown::{Blink, View};
+use super::state::LayerinvApp;
 use eframe::egui;
-
-const EXPLAIN: &str = "SWWAE knows where each maximum came from (the pooling switches); SAE must guess. \
-The gap between them is what max-pooling throws away, as far as these decoders have learned to use the rest. \
-Floor: the photo squeezed to the layer's grid and blown back up; a decoder below it is not using what the layer holds.";
 
 impl eframe::App for LayerinvApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
@@ -15,18 +13,30 @@ impl eframe::App for LayerinvApp {
             egui::MenuBar::new().ui(ui, |ui| self.menu_bar(ui));
         });
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
-        if self.training.is_some() {
-            egui::Panel::bottom("training").resizable(true).default_size(230.0).show(ui, |ui| self.training_panel(ui));
+        if let Some(run) = &mut self.training {
+            let mut dismiss = false;
+            egui::Panel::bottom("training").resizable(true).default_size(230.0).show(ui, |ui| dismiss = run.ui(ui));
+            if dismiss {
+                self.training = None;
+            }
         }
-        egui::Panel::top("layers").show(ui, |ui| self.layer_picker(ui));
-        egui::CentralPanel::default().show(ui, |ui| {
-            egui::ScrollArea::both().show(ui, |ui| match self.shown {
-                Shown::Layer => self.layer_view(ui),
-                Shown::AllLayers => self.all_layers_view(ui),
-            });
+        egui::Panel::top("toolbar").show(ui, |ui| self.toolbar(ui));
+        egui::CentralPanel::default().show(ui, |ui| match self.view {
+            View::Compare | View::Diff => self.compare_view(ui),
+            View::Channels => self.channels_view(ui),
+            View::AllLayers => {
+                egui::ScrollArea::both().show(ui, |ui| self.all_layers_view(ui));
+            }
         });
         self.dialogs(ui.ctx());
         self.drop_overlay(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        // A --screenshot run leaves the user's settings as they were.
+        if self.screenshot.is_none() {
+            self.current_settings().save(storage);
+        }
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
@@ -43,15 +53,60 @@ impl LayerinvApp {
         let dropped: Vec<std::path::PathBuf> =
             ui.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
         if let Some(p) = dropped.first() {
-            self.open_image(p);
+            self.open_path(p);
         }
-        if !ui.ctx().egui_wants_keyboard_input() {
-            if ui.input(|i| i.key_pressed(egui::Key::ArrowLeft)) {
-                self.step_layer(-1);
+        if ui.ctx().egui_wants_keyboard_input() {
+            self.blink = Blink::Off;
+            return;
+        }
+        use egui::Key;
+        let pressed = |k: Key| ui.input(|i| i.key_pressed(k) && !i.modifiers.command);
+        for (key, step) in [(Key::ArrowLeft, -1), (Key::ArrowRight, 1)] {
+            if pressed(key) {
+                self.step_layer(step);
             }
-            if ui.input(|i| i.key_pressed(egui::Key::ArrowRight)) {
-                self.step_layer(1);
+        }
+        for (key, step) in [(Key::PageUp, -1), (Key::PageDown, 1)] {
+            if pressed(key) {
+                self.step_photo(step);
             }
+        }
+        for (key, view) in [Key::Num1, Key::Num2, Key::Num3, Key::Num4].into_iter().zip(View::ALL) {
+            if pressed(key) {
+                self.view = view;
+            }
+        }
+        if pressed(Key::Plus) || pressed(Key::Equals) {
+            self.zoom.zoom_by(2.0, egui::pos2(0.5, 0.5));
+        }
+        if pressed(Key::Minus) {
+            self.zoom.zoom_by(0.5, egui::pos2(0.5, 0.5));
+        }
+        if pressed(Key::Num0) {
+            self.zoom = Default::default();
+        }
+        if pressed(Key::F1) {
+            self.help.shortcuts = !self.help.shortcuts;
+        }
+        self.blink = ui.input(|i| {
+            if i.key_down(Key::Space) {
+                Blink::Input
+            } else if i.key_down(Key::S) && !i.modifiers.command {
+                Blink::Swap
+            } else {
+                Blink::Off
+            }
+        });
+        let command =
+            |k: Key, shift: bool| ui.input(|i| i.modifiers.command && i.modifiers.shift == shift && i.key_pressed(k));
+        if command(Key::O, false) {
+            self.open_dialog();
+        }
+        if command(Key::S, false) {
+            self.export_dialog();
+        }
+        if command(Key::C, true) {
+            self.copy_view();
         }
     }
 
@@ -66,38 +121,49 @@ impl LayerinvApp {
         painter.text(
             rect.center(),
             egui::Align2::CENTER_CENTER,
-            "Drop the photo to rebuild it",
+            "Drop the photo (or a folder) to rebuild it",
             egui::TextStyle::Heading.resolve(ui.style()),
             egui::Color32::WHITE,
         );
     }
 
-    fn layer_picker(&mut self, ui: &mut egui::Ui) {
+    /// Layer buttons, the view tabs, where SWWAE's switches come from, the zoom.
+    fn toolbar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal_wrapped(|ui| {
             ui.label("Layer:");
             for layer in self.all_layers() {
                 let why = self.layer_unavailable(&layer);
-                let selected = self.shown == Shown::Layer && self.layer == layer;
-                let button = egui::Button::selectable(selected, layer.as_str());
-                let resp = ui.add_enabled(why.is_none(), button);
+                let selected = self.view != View::AllLayers && self.layer == layer;
+                let resp = ui.add_enabled(why.is_none(), egui::Button::selectable(selected, layer.as_str()));
                 let resp = match &why {
                     Some(w) => resp.on_disabled_hover_text(w.as_str()),
-                    None => resp.on_hover_text(format!(
-                        "Rebuild the photo from {layer} (Left/Right arrow keys step through layers)"
-                    )),
+                    None => resp.on_hover_text(format!("Rebuild the photo from {layer} (←/→ step through layers)")),
                 };
                 if resp.clicked() {
                     self.select_layer(&layer);
                 }
             }
             ui.separator();
-            let all = self.shown == Shown::AllLayers;
-            if ui
-                .add(egui::Button::selectable(all, "All layers"))
-                .on_hover_text("The paper's figure: a column per layer, rows SAE and SWWAE")
-                .clicked()
-            {
-                self.shown = if all { Shown::Layer } else { Shown::AllLayers };
+            for (i, v) in View::ALL.into_iter().enumerate() {
+                if ui
+                    .add(egui::Button::selectable(self.view == v, v.title()))
+                    .on_hover_text(format!("key {}", i + 1))
+                    .clicked()
+                {
+                    self.view = v;
+                }
+            }
+            ui.separator();
+            self.switches_picker(ui);
+            if self.zoom.zoom > 1.0 {
+                ui.separator();
+                if ui
+                    .button(format!("zoom {:.1}×", self.zoom.zoom))
+                    .on_hover_text("Back to the whole picture (0)")
+                    .clicked()
+                {
+                    self.zoom = Default::default();
+                }
             }
             if self.loading.is_some() {
                 ui.spinner();
@@ -106,130 +172,40 @@ impl LayerinvApp {
         });
     }
 
-    fn layer_view(&mut self, ui: &mut egui::Ui) {
-        let Some(photo) = &self.photo else {
-            ui.vertical_centered(|ui| {
-                ui.add_space(80.0);
-                ui.heading("Drop a photo here, or File > Open image…");
-            });
-            return;
-        };
-        let side = ((ui.available_width() - 40.0) / 3.0).clamp(160.0, 448.0);
-        let size = egui::vec2(side, side);
-        let layer = self.layer.clone();
-        let input_tex = photo.texture.clone();
-        let name = photo.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let top5 = photo.top5.clone();
-        ui.horizontal_top(|ui| {
-            ui.vertical(|ui| {
-                ui.strong("Input");
-                ui.add(egui::Image::new(&input_tex).fit_to_exact_size(size).alt_text("input image"));
-                ui.label(name);
-                if let Some(top) = &top5 {
-                    ui.label("The classifier sees:");
-                    for (class, p) in top {
-                        ui.label(format!("{:5.1}%  {class}", 100.0 * p));
+    /// "Switches: own ▾": SWWAE decodes with this photo's switches or another's.
+    fn switches_picker(&mut self, ui: &mut egui::Ui) {
+        let own = self.photo.as_ref().map(|p| p.id);
+        let current = self.switches_from.as_ref().filter(|(id, _)| Some(*id) != own);
+        let text = current.map(|(_, p)| file_name(p)).unwrap_or_else(|| "this photo's own".into());
+        let mut pick = None;
+        let mut other = false;
+        let l = ui.label("Switches:");
+        egui::ComboBox::from_id_salt("switches")
+            .selected_text(text)
+            .show_ui(ui, |ui| {
+                if ui.selectable_label(current.is_none(), "this photo's own").clicked() {
+                    pick = Some(None);
+                }
+                for (id, path) in self.history.iter().rev() {
+                    if Some(*id) != own && ui.selectable_label(current.is_some_and(|(c, _)| c == id), file_name(path)).clicked() {
+                        pick = Some(Some(path.clone()));
                     }
                 }
-            });
-            match self.panes(&layer) {
-                Some(Ok(panes)) => {
-                    for p in panes {
-                        pane(ui, p, &layer, size);
-                    }
+                if ui.button("Another photo…").clicked() {
+                    other = true;
                 }
-                Some(Err(e)) => {
-                    ui.vertical(|ui| {
-                        ui.colored_label(ui.visuals().error_fg_color, e.as_str());
-                    });
-                }
-                None => {
-                    for title in ["SAE", "SWWAE"] {
-                        ui.vertical(|ui| {
-                            ui.strong(format!("{title} from {layer}"));
-                            let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
-                            ui.put(rect, egui::Spinner::new().size(32.0));
-                            ui.label("rebuilding…");
-                        });
-                    }
-                }
-            }
-        });
-        ui.add_space(8.0);
-        if let Some(Ok(panes)) = self.panes(&layer) {
-            if let [sae, swwae] = panes.as_slice() {
-                ui.label(format!(
-                    "At {layer}, SWWAE is {:+.1} dB PSNR and {:+.3} SSIM against SAE.",
-                    swwae.psnr - sae.psnr,
-                    swwae.ssim - sae.ssim
-                ));
-            }
+            })
+            .response
+            .labelled_by(l.id)
+            .on_hover_text("SWWAE puts this photo's pooled values where another photo's maxima were: what (values) against where (switches)");
+        match pick {
+            Some(Some(path)) => self.use_switches_of(&path),
+            Some(None) => self.use_own_switches(),
+            None => {}
         }
-        ui.label(EXPLAIN);
-    }
-
-    fn all_layers_view(&mut self, ui: &mut egui::Ui) {
-        let Some(photo) = &self.photo else {
-            ui.heading("Drop a photo here, or File > Open image…");
-            return;
-        };
-        let layers = self.available_layers();
-        let side = ((ui.available_width() - 120.0) / (layers.len() as f32 + 1.0)).clamp(96.0, 224.0);
-        let size = egui::vec2(side, side);
-        let input_tex = photo.texture.clone();
-        let mut clicked = None;
-        egui::Grid::new("all-layers").spacing([6.0, 6.0]).show(ui, |ui| {
-            ui.label("");
-            ui.strong("input");
-            for l in &layers {
-                ui.strong(l.as_str());
-            }
-            ui.end_row();
-            for (row, kind) in ["SAE", "SWWAE"].iter().enumerate() {
-                ui.strong(*kind);
-                if row == 0 {
-                    ui.add(egui::Image::new(&input_tex).fit_to_exact_size(size).alt_text("input image"));
-                } else {
-                    ui.label("");
-                }
-                for l in &layers {
-                    match self.panes(l) {
-                        Some(Ok(panes)) => match panes.get(row) {
-                            Some(p) => {
-                                let resp = ui
-                                    .add(
-                                        egui::Image::new(&p.texture)
-                                            .fit_to_exact_size(size)
-                                            .sense(egui::Sense::click())
-                                            .alt_text(format!("{kind} {l}")),
-                                    )
-                                    .on_hover_text(format!(
-                                        "{kind} from {l}: PSNR {:.1} dB, SSIM {:.3}. Click to open this layer.",
-                                        p.psnr, p.ssim
-                                    ));
-                                if resp.clicked() {
-                                    clicked = Some(l.clone());
-                                }
-                            }
-                            None => {
-                                ui.label("—");
-                            }
-                        },
-                        Some(Err(e)) => {
-                            ui.label(e.as_str());
-                        }
-                        None => {
-                            ui.add_sized(size, egui::Spinner::new());
-                        }
-                    }
-                }
-                ui.end_row();
-            }
-        });
-        if let Some(l) = clicked {
-            self.select_layer(&l);
+        if other {
+            self.switches_dialog();
         }
-        ui.label(EXPLAIN);
     }
 
     fn status_bar(&mut self, ui: &mut egui::Ui) {
@@ -244,6 +220,11 @@ impl LayerinvApp {
             let dirs: Vec<String> = self.decoder_dirs.iter().map(|d| d.display().to_string()).collect();
             ui.label(format!("Decoders: {} loaded", self.decoders_loaded))
                 .on_hover_text(format!("from (first wins): {}", dirs.join(", ")));
+            if let Some(Ok(r)) = self.rebuilt(&self.layer) {
+                ui.separator();
+                let what = if r.encoder_ran { "encoder and decoders" } else { "decoders only" };
+                ui.label(format!("rebuilt in {:.0} ms ({what})", 1000.0 * r.seconds));
+            }
             if let Some(e) = self.last_error.clone() {
                 ui.separator();
                 ui.colored_label(ui.visuals().error_fg_color, format!("Error: {e}"));
@@ -253,23 +234,4 @@ impl LayerinvApp {
             }
         });
     }
-}
-
-fn pane(ui: &mut egui::Ui, p: &Pane, layer: &str, size: egui::Vec2) {
-    let title = format!("{} from {layer}", p.kind.name().to_uppercase());
-    ui.vertical(|ui| {
-        ui.strong(title.as_str());
-        ui.add(egui::Image::new(&p.texture).fit_to_exact_size(size).alt_text(title.as_str()));
-        let psnr = if p.psnr.is_finite() { format!("{:.1} dB", p.psnr) } else { "inf".into() };
-        let floor = p.floor.map(|f| format!("   floor {f:.1} dB")).unwrap_or_default();
-        let numbers = ui.label(format!("PSNR {psnr}   SSIM {:.3}{floor}", p.ssim));
-        if let Some(floor) = p.floor {
-            numbers.on_hover_text(format!(
-                "Floor for {layer}: {floor:.1} dB — this photo squeezed to {layer}'s grid and blown back up. \
-                 {} is {:+.1} dB against it; a decoder below the floor is not using what the layer holds.",
-                p.kind.name().to_uppercase(),
-                p.psnr - floor
-            ));
-        }
-    });
 }

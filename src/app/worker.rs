@@ -1,6 +1,7 @@
 //! The app's compute thread: it owns the encoder and the decoders and answers jobs with replies,
 //! so the UI thread never runs a tensor op.
 
+use crate::compare::{keep_channels, with_switches_of, ChannelMaps};
 use crate::data::load_image;
 use crate::model::{Encoder, Features, Kind, ModelSource};
 use crate::recon::{features_of, layer_grid, model_input, reconstruct_from, thumbnail, DecoderSet, Reconstruction};
@@ -10,6 +11,22 @@ use image::RgbImage;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// What a reconstruction changes about the photo's own code before the decoders see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// Decode with the pooling switches of this other photo (its id and file).
+    pub switches: Option<(u64, PathBuf)>,
+    /// Keep only these channels of the layer's code (one flag per channel); `None` keeps all.
+    pub keep: Option<Vec<bool>>,
+}
+
+impl Variant {
+    pub fn is_plain(&self) -> bool {
+        self.switches.is_none() && self.keep.is_none()
+    }
+}
 
 /// Work for the compute thread.
 #[derive(Debug, Clone)]
@@ -20,9 +37,14 @@ pub enum Job {
     LoadDecoders(Vec<PathBuf>),
     /// Decode an image file; it becomes image `id`.
     LoadImage { id: u64, path: PathBuf },
-    /// Rebuild image `id` from `layer` with both kinds.
-    Reconstruct { id: u64, layer: String },
+    /// Rebuild image `id` from `layer` with every kind, its code changed as `variant` says.
+    Reconstruct { id: u64, layer: String, variant: Variant },
+    /// Image `id`'s code at `layer`, channel by channel.
+    Channels { id: u64, layer: String },
 }
+
+/// Decoders' records as the app shows them: (layer, kind, one line).
+pub type Records = Vec<(String, Kind, String)>;
 
 /// Per layer of the model: `None` when the app can show it, else why not.
 pub type LayerStatus = Vec<(String, Option<String>)>;
@@ -39,6 +61,7 @@ pub enum Reply {
         dirs: Vec<PathBuf>,
         layers: LayerStatus,
         loaded: usize,
+        records: Records,
     },
     /// `top5`: the classifier's five best guesses, when the model has fc8.
     Image {
@@ -47,12 +70,22 @@ pub enum Reply {
         input: RgbImage,
         top5: Option<Vec<(String, f32)>>,
     },
-    /// `floor`: PSNR of the layer's thumbnail floor for this photo (`None` for fc layers).
+    /// `floor`: PSNR of the layer's thumbnail floor for this photo (`None` for fc layers);
+    /// `seconds`: the whole job; `encoder_ran`: whether it had to run the encoder (else only
+    /// the decoders ran, on a kept encoder pass).
     Reconstructed {
         id: u64,
         layer: String,
+        variant: Variant,
         recs: Vec<Reconstruction>,
         floor: Option<f64>,
+        seconds: f64,
+        encoder_ran: bool,
+    },
+    Channels {
+        id: u64,
+        layer: String,
+        maps: ChannelMaps,
     },
     /// A job failed; the message is one line naming the file or thing and the problem.
     Failed {
@@ -156,9 +189,16 @@ impl State {
                     enc.arch.taps().iter().map(|t| (t.to_string(), set.unavailable_reason(t))).collect();
                 let loaded =
                     enc.arch.taps().iter().map(|t| Kind::ALL.iter().filter(|&&k| set.get(t, k).is_ok()).count()).sum();
+                let records = enc
+                    .arch
+                    .taps()
+                    .iter()
+                    .flat_map(|t| Kind::ALL.map(|k| (t, k)))
+                    .filter_map(|(t, k)| set.meta(t, k).map(|m| (t.to_string(), k, record_line(m))))
+                    .collect();
                 self.decoders = Some(set);
                 self.dirs = dirs.clone();
-                Ok(Reply::Decoders { dirs, layers, loaded })
+                Ok(Reply::Decoders { dirs, layers, loaded, records })
             }
             Job::LoadImage { id, path } => {
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;
@@ -171,25 +211,81 @@ impl State {
                     .map(|l| crate::model::labels::top_k(l, 5))
                     .transpose()
                     .map_err(|e| e.to_string())?;
-                self.images.push(Kept { id, input: input.clone(), features: Some(features) });
-                if self.images.len() > KEEP_IMAGES {
-                    self.images.remove(0);
-                }
+                self.keep(Kept { id, input: input.clone(), features: Some(features) });
                 Ok(Reply::Image { id, path, input, top5 })
             }
-            Job::Reconstruct { id, layer } => {
+            Job::Reconstruct { id, layer, variant } => {
+                let started = Instant::now();
+                let mut encoder_ran = false;
+                let mut features = match &variant.switches {
+                    Some((other, path)) => {
+                        let theirs = self.features(*other, Some(path), &mut encoder_ran)?.clone();
+                        with_switches_of(self.features(id, None, &mut encoder_ran)?, &theirs)
+                            .map_err(|e| e.to_string())?
+                    }
+                    None => self.features(id, None, &mut encoder_ran)?.clone(),
+                };
+                if let Some(keep) = &variant.keep {
+                    features = keep_channels(&features, &layer, keep).map_err(|e| e.to_string())?;
+                }
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;
                 let set = self.decoders.as_ref().ok_or("no decoders loaded")?;
-                let kept = self.images.iter_mut().find(|k| k.id == id).ok_or("that image is no longer loaded")?;
-                let features = match &mut kept.features {
-                    Some(f) => f,
-                    none => none.insert(features_of(enc, &kept.input).map_err(|e| e.to_string())?),
-                };
-                let recs = reconstruct_from(enc, set, features, &kept.input, std::slice::from_ref(&layer), &Kind::ALL)
+                let input = &self.images.iter().find(|k| k.id == id).ok_or("that image is no longer loaded")?.input;
+                let recs = reconstruct_from(enc, set, &features, input, std::slice::from_ref(&layer), &Kind::ALL)
                     .map_err(|e| e.to_string())?;
-                let floor = layer_grid(enc, &layer).map(|g| psnr(mse(&thumbnail(&kept.input, g), &kept.input)));
-                Ok(Reply::Reconstructed { id, layer, recs, floor })
+                let floor = layer_grid(enc, &layer).map(|g| psnr(mse(&thumbnail(input, g), input)));
+                let seconds = started.elapsed().as_secs_f64();
+                Ok(Reply::Reconstructed { id, layer, variant, recs, floor, seconds, encoder_ran })
+            }
+            Job::Channels { id, layer } => {
+                let features = self.features(id, None, &mut false)?;
+                let code = features.tap(&layer).ok_or_else(|| format!("no {layer} activation"))?;
+                let maps = ChannelMaps::of(code).map_err(|e| e.to_string())?;
+                Ok(Reply::Channels { id, layer, maps })
             }
         }
     }
+}
+
+impl State {
+    /// Image `id`'s features, from the kept encoder pass or a new one (`ran` is then set). An
+    /// image no longer kept is loaded again from `path` when one is given.
+    fn features(&mut self, id: u64, path: Option<&PathBuf>, ran: &mut bool) -> std::result::Result<&Features, String> {
+        let enc = self.encoder.as_ref().ok_or("no model loaded")?;
+        if !self.images.iter().any(|k| k.id == id) {
+            let path = path.ok_or("that image is no longer loaded")?;
+            let input = model_input(enc, &load_image(path).map_err(|e| e.to_string())?);
+            self.keep(Kept { id, input, features: None });
+        }
+        let enc = self.encoder.as_ref().ok_or("no model loaded")?;
+        let kept = self.images.iter_mut().find(|k| k.id == id).ok_or("that image is no longer loaded")?;
+        match &mut kept.features {
+            Some(f) => Ok(f),
+            none => {
+                *ran = true;
+                Ok(none.insert(features_of(enc, &kept.input).map_err(|e| e.to_string())?))
+            }
+        }
+    }
+
+    /// Keep a photo, forgetting the oldest beyond [`KEEP_IMAGES`].
+    fn keep(&mut self, kept: Kept) {
+        self.images.retain(|k| k.id != kept.id);
+        self.images.push(kept);
+        if self.images.len() > KEEP_IMAGES {
+            self.images.remove(0);
+        }
+    }
+}
+
+/// "12000 steps · 192000 images seen · validation 22.9 dB · objective first · width 0.25".
+fn record_line(m: &crate::model::DecoderMeta) -> String {
+    let val = m.val_psnr.map(|p| format!(" · validation {p:.1} dB")).unwrap_or_default();
+    format!(
+        "{} steps · {} images seen{val} · objective {} · width {}",
+        m.steps,
+        m.images,
+        m.objective.name(),
+        m.spec.width
+    )
 }

@@ -19,7 +19,7 @@ pub struct Cli {
     /// Cap the CPU threads used (default: all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
-    /// App: open this photo.
+    /// App: open this photo, or the first photo of this folder (PageUp/PageDown step through it).
     #[arg(long)]
     pub image: Option<PathBuf>,
     /// App: start at this layer (pool1 … fc8).
@@ -28,9 +28,19 @@ pub struct Cli {
     /// App: once the reconstructions are on screen, save a screenshot of the window here and exit.
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
-    /// App: `bundled` (default), `vgg16`/`vgg19` (downloaded), or a weights file.
-    #[arg(long, default_value = "bundled")]
-    pub model: String,
+    /// App: `bundled` (default, or the last one used), `vgg16`/`vgg19` (downloaded), or a weights file.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// App: compare (input | SAE | SWWAE), diff (plus error maps), channels (the layer's code,
+    /// channel by channel) or all-layers.
+    #[arg(long)]
+    pub view: Option<String>,
+    /// App: decode SWWAE with the pooling switches of this other photo.
+    #[arg(long)]
+    pub switches_from: Option<PathBuf>,
+    /// App: keep only these channels of the layer's code, e.g. `0-31,64` or `top:16`.
+    #[arg(long)]
+    pub keep_channels: Option<String>,
     /// App: a decoders folder to use before the bundled one.
     #[arg(long)]
     pub decoders: Option<PathBuf>,
@@ -144,9 +154,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 image: cli.image,
                 layer: cli.layer,
                 screenshot: cli.screenshot,
-                model: cli.model,
+                model: cli.model.unwrap_or_default(),
                 decoders: cli.decoders,
                 device: cli.device,
+                view: cli.view,
+                switches_from: cli.switches_from,
+                keep_channels: cli.keep_channels,
             };
             return crate::app::run(opts);
         }

@@ -2,6 +2,9 @@
 //! the CLI binary.
 #![allow(dead_code)]
 
+#[cfg(feature = "gui")]
+pub mod gui;
+
 use candle_core::{DType, Device, Tensor};
 use layerinv::data::Preprocess;
 use layerinv::model::{Arch, Encoder, ModelWeights};

@@ -1,0 +1,73 @@
+//! The paper's figure: the input, then a column per layer, a row per decoder kind.
+
+use super::state::LayerinvApp;
+use crate::model::Kind;
+use eframe::egui;
+
+impl LayerinvApp {
+    pub(super) fn all_layers_view(&mut self, ui: &mut egui::Ui) {
+        let Some(photo) = &self.photo else {
+            ui.heading("Drop a photo here, or File > Open image…");
+            return;
+        };
+        let layers = self.available_layers();
+        let side = ((ui.available_width() - 120.0) / (layers.len() as f32 + 1.0)).clamp(96.0, 224.0);
+        let size = egui::vec2(side, side);
+        let input_tex = photo.texture.clone();
+        let mut clicked = None;
+        egui::Grid::new("all-layers").spacing([6.0, 6.0]).show(ui, |ui| {
+            ui.label("");
+            ui.strong("input");
+            for l in &layers {
+                ui.strong(l.as_str());
+            }
+            ui.end_row();
+            for (row, kind) in Kind::ALL.iter().enumerate() {
+                let label = kind.name().to_uppercase();
+                ui.strong(label.as_str());
+                if row == 0 {
+                    ui.add(egui::Image::new(&input_tex).fit_to_exact_size(size).alt_text("input image"));
+                } else {
+                    ui.label("");
+                }
+                for l in &layers {
+                    match self.panes(l) {
+                        Some(Ok(panes)) => match panes.get(row) {
+                            Some(p) => {
+                                let resp = ui
+                                    .add(
+                                        egui::Image::new(&p.texture)
+                                            .fit_to_exact_size(size)
+                                            .sense(egui::Sense::click())
+                                            .alt_text(format!("{label} {l}")),
+                                    )
+                                    .on_hover_text(format!(
+                                        "{}: PSNR {:.1} dB, SSIM {:.3}. Click to open this layer.",
+                                        self.pane_title(*kind, l),
+                                        p.psnr,
+                                        p.ssim
+                                    ));
+                                if resp.clicked() {
+                                    clicked = Some(l.clone());
+                                }
+                            }
+                            None => {
+                                ui.label("—");
+                            }
+                        },
+                        Some(Err(e)) => {
+                            ui.label(e.as_str());
+                        }
+                        None => {
+                            ui.add_sized(size, egui::Spinner::new());
+                        }
+                    }
+                }
+                ui.end_row();
+            }
+        });
+        if let Some(l) = clicked {
+            self.select_layer(&l);
+        }
+    }
+}

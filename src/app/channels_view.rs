@@ -1,0 +1,163 @@
+//! The channels view: the layer's code as a grid of activation maps ordered by energy (fc layers:
+//! a strip of unit bars). Clicking a channel drops it from the code both decoders see; the panes
+//! above show the masked reconstruction, rebuilt by the decoders alone.
+
+use super::shown::Channels;
+use super::state::LayerinvApp;
+use crate::compare::ChannelSpec;
+use eframe::egui;
+
+impl LayerinvApp {
+    pub(super) fn channels_view(&mut self, ui: &mut egui::Ui) {
+        let avail = ui.available_size();
+        let side = ((avail.x - 40.0) / 3.0).min(avail.y * 0.42 - 60.0).max(96.0);
+        self.picture_rows(ui, side);
+        let layer = self.layer.clone();
+        let (n, kept) = match self.mask(&layer) {
+            Some(keep) => (keep.len(), keep.iter().filter(|&&k| k).count()),
+            None => (0, 0),
+        };
+        let top_k_id = egui::Id::unique("channels-top-k");
+        let mut top_k: usize = ui.data(|d| d.get_temp(top_k_id)).unwrap_or(16);
+        let mut action: Option<Action> = None;
+        ui.horizontal_wrapped(|ui| {
+            ui.strong(format!("{layer}: {kept} of {n} channels kept"));
+            if ui.button("All").on_hover_text("Keep every channel").clicked() {
+                action = Some(Action::Spec(ChannelSpec::List(vec![(0, n.saturating_sub(1))])));
+            }
+            if ui.button("None").on_hover_text("Drop every channel").clicked() {
+                action = Some(Action::None);
+            }
+            ui.add(egui::DragValue::new(&mut top_k).range(1..=n.max(1)).prefix("k "));
+            if ui
+                .button("Top k")
+                .on_hover_text("Keep the k channels with the most energy in this photo's code")
+                .clicked()
+            {
+                action = Some(Action::Spec(ChannelSpec::Top(top_k)));
+            }
+            ui.label("Click a channel to drop it or take it back; right-click to keep it alone (solo).");
+        });
+        ui.data_mut(|d| d.insert_temp(top_k_id, top_k));
+        ui.separator();
+        match self.channel_maps(&layer) {
+            None => {
+                ui.spinner();
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, e.as_str());
+            }
+            Some(Ok(c)) => {
+                let keep = self.mask(&layer).unwrap_or_default();
+                egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
+                    action = action.take().or(if c.maps.tile == (1, 1) {
+                        unit_strip(ui, c, &keep)
+                    } else {
+                        grid(ui, c, &keep)
+                    });
+                });
+            }
+        }
+        match action {
+            Some(Action::Toggle(c)) => self.toggle_channel(&layer, c),
+            Some(Action::Solo(c)) => self.set_mask(&layer, (0..n).map(|i| i == c).collect()),
+            Some(Action::None) => self.set_mask(&layer, vec![false; n]),
+            Some(Action::Spec(spec)) => self.keep_channels(&layer, &spec),
+            None => {}
+        }
+    }
+}
+
+enum Action {
+    Toggle(usize),
+    Solo(usize),
+    None,
+    Spec(ChannelSpec),
+}
+
+/// The activation maps, most energy first, each labelled with its channel index.
+fn grid(ui: &mut egui::Ui, c: &Channels, keep: &[bool]) -> Option<Action> {
+    let m = &c.maps;
+    let n = m.order.len();
+    let area = ui.available_width() * ui.available_height().max(200.0);
+    let tile = ((area / n as f32).sqrt() - 6.0).clamp(28.0, 112.0);
+    let rows = (n as u32).div_ceil(m.cols);
+    let mut action = None;
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing = egui::vec2(3.0, 3.0);
+        for (i, &ch) in m.order.iter().enumerate() {
+            let (col, row) = ((i as u32 % m.cols) as f32, (i as u32 / m.cols) as f32);
+            let uv = egui::Rect::from_min_size(
+                egui::pos2(col / m.cols as f32, row / rows as f32),
+                egui::vec2(1.0 / m.cols as f32, 1.0 / rows as f32),
+            );
+            let image = egui::Image::new(&c.atlas)
+                .uv(uv)
+                .fit_to_exact_size(egui::Vec2::splat(tile))
+                .sense(egui::Sense::click())
+                .alt_text(format!("channel {ch}"));
+            let resp = ui.add(image).on_hover_text(format!(
+                "channel {ch}: max {:.3}, energy {:.4} ({}); click to {}",
+                m.max[ch],
+                m.energy[ch],
+                ordinal(i + 1),
+                if keep.get(ch) == Some(&false) { "take it back" } else { "drop it" }
+            ));
+            let painter = ui.painter();
+            if keep.get(ch) == Some(&false) {
+                painter.rect_filled(resp.rect, 0.0, egui::Color32::from_black_alpha(190));
+                painter.line_segment([resp.rect.left_top(), resp.rect.right_bottom()], (1.5, egui::Color32::RED));
+            }
+            painter.text(
+                resp.rect.left_bottom() + egui::vec2(2.0, -1.0),
+                egui::Align2::LEFT_BOTTOM,
+                ch.to_string(),
+                egui::FontId::monospace(10.0),
+                egui::Color32::from_rgb(120, 220, 255),
+            );
+            if resp.clicked() {
+                action = Some(Action::Toggle(ch));
+            }
+            if resp.secondary_clicked() {
+                action = Some(Action::Solo(ch));
+            }
+        }
+    });
+    action
+}
+
+/// fc layers: one bar per unit, most energy first, its height the unit's value.
+fn unit_strip(ui: &mut egui::Ui, c: &Channels, keep: &[bool]) -> Option<Action> {
+    let m = &c.maps;
+    let top = m.max.iter().copied().fold(f32::MIN, f32::max).max(1e-6);
+    let mut action = None;
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing = egui::vec2(1.0, 4.0);
+        for &u in &m.order {
+            let (rect, resp) = ui.allocate_exact_size(egui::vec2(4.0, 48.0), egui::Sense::click());
+            let h = 48.0 * (m.max[u] / top).clamp(0.0, 1.0);
+            let bar = egui::Rect::from_min_max(egui::pos2(rect.left(), rect.bottom() - h), rect.right_bottom());
+            let colour = if keep.get(u) == Some(&false) { egui::Color32::DARK_RED } else { egui::Color32::LIGHT_BLUE };
+            ui.painter().rect_filled(bar, 0.0, colour);
+            let resp = resp.on_hover_text(format!("unit {u}: {:.3}", m.max[u]));
+            if resp.clicked() {
+                action = Some(Action::Toggle(u));
+            }
+            if resp.secondary_clicked() {
+                action = Some(Action::Solo(u));
+            }
+        }
+    });
+    action
+}
+
+fn ordinal(i: usize) -> String {
+    let suffix = match (i % 10, i % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{i}{suffix} by energy")
+}

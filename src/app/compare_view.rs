@@ -1,0 +1,234 @@
+//! The comparison (Input | SAE | SWWAE) and the error maps under it, every picture with the same
+//! zoom and pan; a held blink swaps what the panes show.
+
+use super::files::file_name;
+use super::shown::{color_image, Blink, View};
+use super::state::LayerinvApp;
+use super::zoom::{image_pane, ZoomPan};
+use crate::compare::{colour_map, ERROR_SCALE_MAX};
+use crate::model::Kind;
+use eframe::egui;
+
+const EXPLAIN: &str = "SWWAE knows where each maximum came from (the pooling switches); SAE must guess. \
+The gap between them is what max-pooling throws away, as far as these decoders have learned to use the rest. \
+Floor: the photo squeezed to the layer's grid and blown back up; a decoder below it is not using what the layer holds.";
+
+/// A picture with its title above and its numbers below.
+struct Cell<'a> {
+    title: String,
+    /// The title's tooltip (a decoder's record).
+    about: Option<String>,
+    texture: &'a egui::TextureHandle,
+    /// The picture itself, for the pane's Copy menu.
+    image: Option<&'a image::RgbImage>,
+    numbers: String,
+    numbers_about: Option<String>,
+}
+
+impl LayerinvApp {
+    /// Compare and Diff: the row of pictures at the size the window allows, the error row in Diff.
+    pub(super) fn compare_view(&mut self, ui: &mut egui::Ui) {
+        let rows = if self.view == View::Diff { 2.0 } else { 1.0 };
+        let avail = ui.available_size();
+        let side = ((avail.x - 40.0) / 3.0).min((avail.y - 120.0) / rows - 64.0).max(96.0);
+        self.picture_rows(ui, side);
+        if self.view == View::Diff {
+            scale_bar(ui, side.min(320.0));
+        }
+        if let Some(Ok(panes)) = self.panes(&self.layer) {
+            let find = |k: Kind| panes.iter().find(|p| p.kind == k);
+            if let (Some(sae), Some(swwae)) = (find(Kind::Sae), find(Kind::Swwae)) {
+                ui.label(format!(
+                    "At {}, SWWAE is {:+.1} dB PSNR and {:+.3} SSIM against SAE.",
+                    self.layer,
+                    swwae.psnr - sae.psnr,
+                    swwae.ssim - sae.ssim
+                ));
+            }
+        }
+        ui.label(EXPLAIN);
+    }
+
+    /// The input and every kind's reconstruction at `side` pixels (and in Diff, their error maps).
+    pub(super) fn picture_rows(&mut self, ui: &mut egui::Ui, side: f32) {
+        let Some(photo) = &self.photo else {
+            ui.vertical_centered(|ui| {
+                ui.add_space(80.0);
+                ui.heading("Drop a photo or a folder here, or File > Open photo…");
+            });
+            return;
+        };
+        let layer = self.layer.clone();
+        let mut zoom = self.zoom;
+        let blink = self.blink;
+        let input = Cell {
+            title: match blink {
+                Blink::Off => "Input".into(),
+                _ => "Input (blink held)".into(),
+            },
+            about: None,
+            texture: &photo.texture,
+            image: Some(&photo.input),
+            numbers: file_name(&photo.path),
+            numbers_about: photo.top5.as_ref().map(|top| {
+                let lines: Vec<String> = top.iter().map(|(c, p)| format!("{:5.1}%  {c}", 100.0 * p)).collect();
+                format!("The classifier sees:\n{}", lines.join("\n"))
+            }),
+        };
+        let mut copy = None;
+        match self.rebuilt(&layer) {
+            Some(Ok(rebuilt)) => {
+                let cells: Vec<Cell> = rebuilt
+                    .panes
+                    .iter()
+                    .map(|p| {
+                        // Blink: the input in every pane, or the other kind's picture.
+                        let swapped = rebuilt.panes.iter().find(|q| q.kind != p.kind).unwrap_or(p);
+                        let place = p.kind.name().to_uppercase();
+                        let (texture, image, title) = match blink {
+                            Blink::Off => (&p.texture, &p.image, self.pane_title(p.kind, &layer)),
+                            Blink::Input => (&photo.texture, &photo.input, format!("input, in {place}'s place")),
+                            Blink::Swap => (
+                                &swapped.texture,
+                                &swapped.image,
+                                format!("{}, in {place}'s place", swapped.kind.name().to_uppercase()),
+                            ),
+                        };
+                        let psnr = if p.psnr.is_finite() { format!("{:.1} dB", p.psnr) } else { "inf".into() };
+                        let floor = p.floor.map(|f| format!("   floor {f:.1} dB")).unwrap_or_default();
+                        Cell {
+                            title,
+                            about: self.record(&layer, p.kind),
+                            texture,
+                            image: Some(image),
+                            numbers: format!("PSNR {psnr}   SSIM {:.3}{floor}", p.ssim),
+                            numbers_about: p.floor.map(|floor| format!(
+                                "Floor for {layer}: {floor:.1} dB — this photo squeezed to {layer}'s grid and blown back up. \
+                                 {} is {:+.1} dB against it; a decoder below the floor is not using what the layer holds.",
+                                p.kind.name().to_uppercase(),
+                                p.psnr - floor
+                            )),
+                        }
+                    })
+                    .collect();
+                ui.horizontal_top(|ui| {
+                    for cell in std::iter::once(&input).chain(&cells) {
+                        copy = copy.take().or(cell_ui(ui, cell, side, &mut zoom));
+                    }
+                });
+                if self.view == View::Diff {
+                    let lost = rebuilt.lost.as_ref();
+                    let mut errors: Vec<Cell> = lost
+                        .map(|(tex, mean)| Cell {
+                            title: "|SWWAE − SAE|: what the switches change".into(),
+                            about: Some("Where knowing the switches changes the picture: what max-pooling loses, as these decoders see it".into()),
+                            texture: tex,
+                            image: None,
+                            numbers: format!("mean {mean:.1}"),
+                            numbers_about: None,
+                        })
+                        .into_iter()
+                        .collect();
+                    for p in &rebuilt.panes {
+                        errors.push(Cell {
+                            title: format!("|input − {}|", p.kind.name().to_uppercase()),
+                            about: None,
+                            texture: &p.error,
+                            image: None,
+                            numbers: format!("mean {:.1}", p.error_mean),
+                            numbers_about: None,
+                        });
+                    }
+                    ui.horizontal_top(|ui| {
+                        for cell in &errors {
+                            cell_ui(ui, cell, side, &mut zoom);
+                        }
+                    });
+                }
+            }
+            Some(Err(e)) => {
+                ui.horizontal_top(|ui| {
+                    cell_ui(ui, &input, side, &mut zoom);
+                    ui.colored_label(ui.visuals().error_fg_color, e.as_str());
+                });
+            }
+            None => {
+                ui.horizontal_top(|ui| {
+                    copy = cell_ui(ui, &input, side, &mut zoom);
+                    for kind in Kind::ALL {
+                        ui.vertical(|ui| {
+                            ui.strong(self.pane_title(kind, &layer));
+                            let (rect, _) = ui.allocate_exact_size(egui::Vec2::splat(side), egui::Sense::hover());
+                            ui.put(rect, egui::Spinner::new().size(32.0));
+                            ui.label("rebuilding…");
+                        });
+                    }
+                });
+            }
+        }
+        self.zoom = zoom;
+        if let Some(img) = copy {
+            self.ctx.copy_image(img);
+        }
+    }
+
+    /// The tooltip of a pane's title: the decoder's own record.
+    fn record(&self, layer: &str, kind: Kind) -> Option<String> {
+        self.records.iter().find(|(l, k, _)| l == layer && *k == kind).map(|(_, _, r)| format!("{kind} decoder: {r}"))
+    }
+}
+
+/// Draw a cell; the picture to copy when the user asked for it (right-click > Copy).
+fn cell_ui(ui: &mut egui::Ui, cell: &Cell, side: f32, zoom: &mut ZoomPan) -> Option<egui::ColorImage> {
+    let mut copy = None;
+    ui.vertical(|ui| {
+        ui.set_max_width(side);
+        let title = ui.strong(cell.title.as_str());
+        if let Some(about) = &cell.about {
+            title.on_hover_text(about.as_str());
+        }
+        let resp = image_pane(ui, cell.texture, side, zoom, &format!("picture: {}", cell.title));
+        if let Some(img) = cell.image {
+            resp.context_menu(|ui| {
+                if ui.button("Copy this picture").clicked() {
+                    copy = Some(color_image(img));
+                    ui.close();
+                }
+            });
+        }
+        let numbers = ui.label(cell.numbers.as_str());
+        if let Some(about) = &cell.numbers_about {
+            numbers.on_hover_text(about.as_str());
+        }
+    });
+    copy
+}
+
+/// The error maps' colour scale, labelled in 0–255 units.
+fn scale_bar(ui: &mut egui::Ui, width: f32) {
+    ui.horizontal(|ui| {
+        ui.label("|difference|, 0–255 units:");
+        let (rect, _) = ui.allocate_exact_size(egui::vec2(width, 30.0), egui::Sense::hover());
+        let bar = egui::Rect::from_min_size(rect.min, egui::vec2(width, 14.0));
+        let steps = 64;
+        for i in 0..steps {
+            let c = colour_map((i as f32 + 0.5) / steps as f32);
+            let x0 = bar.left() + bar.width() * i as f32 / steps as f32;
+            let x1 = bar.left() + bar.width() * (i + 1) as f32 / steps as f32;
+            let r = egui::Rect::from_min_max(egui::pos2(x0, bar.top()), egui::pos2(x1 + 0.5, bar.bottom()));
+            ui.painter().rect_filled(r, 0.0, egui::Color32::from_rgb(c[0], c[1], c[2]));
+        }
+        let max = ERROR_SCALE_MAX as u32;
+        let font = egui::TextStyle::Small.resolve(ui.style());
+        for (i, v) in [0, max / 4, max / 2, 3 * max / 4, max].into_iter().enumerate() {
+            let x = bar.left() + bar.width() * i as f32 / 4.0;
+            let align = match i {
+                0 => egui::Align2::LEFT_TOP,
+                4 => egui::Align2::RIGHT_TOP,
+                _ => egui::Align2::CENTER_TOP,
+            };
+            let label = if v == max { format!("{v}+") } else { v.to_string() };
+            ui.painter().text(egui::pos2(x, bar.bottom() + 1.0), align, label, font.clone(), ui.visuals().text_color());
+        }
+    });
+}

@@ -1,0 +1,119 @@
+//! What the app shows: its views, the panes of a reconstruction, a photo, a layer's channels.
+
+use super::worker::{LayerStatus, Variant};
+use crate::compare::ChannelMaps;
+use crate::model::Kind;
+use eframe::egui;
+use image::RgbImage;
+use std::path::PathBuf;
+
+/// What the main view shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum View {
+    /// Input | SAE | SWWAE.
+    #[default]
+    Compare,
+    /// The comparison and under it the error maps.
+    Diff,
+    /// The layer's code channel by channel, to switch channels off.
+    Channels,
+    /// The paper's figure: every layer, both kinds.
+    AllLayers,
+}
+
+impl View {
+    pub const ALL: [View; 4] = [View::Compare, View::Diff, View::Channels, View::AllLayers];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Compare => "compare",
+            View::Diff => "diff",
+            View::Channels => "channels",
+            View::AllLayers => "all-layers",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<View> {
+        View::ALL.into_iter().find(|v| v.name() == s)
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Compare => "Compare",
+            View::Diff => "Error maps",
+            View::Channels => "Channels",
+            View::AllLayers => "All layers",
+        }
+    }
+}
+
+/// A blink held down: what the reconstruction panes show meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Blink {
+    #[default]
+    Off,
+    /// The input in place of every reconstruction (hold Space).
+    Input,
+    /// SAE and SWWAE change places (hold S).
+    Swap,
+}
+
+/// One reconstruction as shown: texture plus numbers, and its error map.
+pub struct Pane {
+    pub kind: Kind,
+    pub texture: egui::TextureHandle,
+    pub image: RgbImage,
+    pub psnr: f64,
+    pub ssim: f64,
+    /// PSNR of the layer's floor for this photo (squeezed to the layer's grid and blown back up).
+    pub floor: Option<f64>,
+    /// |input − reconstruction| through the error colour map, and its mean (0–255 units).
+    pub error: egui::TextureHandle,
+    pub error_mean: f64,
+}
+
+/// Every kind's reconstruction of one photo from one layer (one variant of its code).
+pub struct Rebuilt {
+    pub panes: Vec<Pane>,
+    /// |SWWAE − SAE|: what knowing the switches changes; and its mean.
+    pub lost: Option<(egui::TextureHandle, f64)>,
+    /// Seconds the worker took, and whether it had to run the encoder.
+    pub seconds: f64,
+    pub encoder_ran: bool,
+}
+
+/// The reconstruction cache's key: photo id, layer, variant of the code.
+pub type Key = (u64, String, Variant);
+
+/// A layer's code, channel by channel, as the channels view shows it.
+pub struct Channels {
+    pub maps: ChannelMaps,
+    pub atlas: egui::TextureHandle,
+}
+
+pub struct Photo {
+    pub id: u64,
+    pub path: PathBuf,
+    pub input: RgbImage,
+    pub texture: egui::TextureHandle,
+    /// The classifier's top-5 (name, probability) when the model has fc8.
+    pub top5: Option<Vec<(String, f32)>>,
+}
+
+pub struct Model {
+    pub name: String,
+    pub arch: String,
+    pub layers: LayerStatus,
+}
+
+pub fn color_image(img: &RgbImage) -> egui::ColorImage {
+    egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw())
+}
+
+/// Textures the panes use: square pixels when zoomed in, smooth when shrunk.
+pub const PIXELS: egui::TextureOptions = egui::TextureOptions {
+    magnification: egui::TextureFilter::Nearest,
+    minification: egui::TextureFilter::Linear,
+    wrap_mode: egui::TextureWrapMode::ClampToEdge,
+    mipmap_mode: None,
+};

@@ -1,0 +1,191 @@
+//! The Train dialog: the trainer's settings as a form; it hands back a configuration to start.
+
+use super::files::{file_dialog, user_decoders_dir};
+use crate::model::{Kind, Objective};
+use crate::train::TrainConfig;
+use candle_core::Device;
+use eframe::egui;
+use std::path::PathBuf;
+
+/// What the dialog asks of the app after a frame.
+pub enum Outcome {
+    Open,
+    Closed,
+    Start(TrainConfig, Device),
+}
+
+/// The Train dialog's fields.
+pub struct TrainDialog {
+    pub data: String,
+    pub layers: Vec<(String, bool)>,
+    pub sae: bool,
+    pub swwae: bool,
+    pub steps: u64,
+    pub crop: usize,
+    pub batch: usize,
+    pub width: f64,
+    pub lr: f64,
+    pub device: String,
+    /// `fp32`, or `bf16` for mixed precision (worth it on GPUs with bf16 tensor cores).
+    pub dtype: String,
+    pub objective: Objective,
+    pub out: String,
+    pub error: Option<String>,
+}
+
+impl TrainDialog {
+    pub fn new(layers: Vec<String>, current: &str) -> Self {
+        Self {
+            data: String::new(),
+            layers: layers.into_iter().map(|l| (l.clone(), l == current)).collect(),
+            sae: true,
+            swwae: true,
+            steps: 500,
+            crop: 96,
+            batch: 8,
+            width: 0.5,
+            lr: 1e-3,
+            device: "auto".into(),
+            dtype: "fp32".into(),
+            objective: Objective::First,
+            out: user_decoders_dir().display().to_string(),
+            error: None,
+        }
+    }
+
+    /// The trainer's configuration, or what is wrong with the fields.
+    pub fn config(&self) -> Result<TrainConfig, String> {
+        if self.data.trim().is_empty() {
+            return Err("choose a folder of training photos".into());
+        }
+        let layers: Vec<String> = self.layers.iter().filter(|(_, on)| *on).map(|(l, _)| l.clone()).collect();
+        let kinds: Vec<Kind> = [(self.sae, Kind::Sae), (self.swwae, Kind::Swwae)]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, k)| k)
+            .collect();
+        if layers.is_empty() || kinds.is_empty() {
+            return Err("pick at least one layer and one kind".into());
+        }
+        let fc = layers.iter().any(|l| crate::model::arch::FC_TAPS.contains(&l.as_str()));
+        let mut cfg = TrainConfig::new(PathBuf::from(self.data.trim()), layers, kinds, PathBuf::from(self.out.trim()));
+        cfg.steps = self.steps.max(1);
+        cfg.batch = self.batch.max(1);
+        cfg.crop = if fc { None } else { Some(self.crop) };
+        cfg.width = self.width;
+        cfg.lr = self.lr;
+        cfg.dtype = crate::device::parse_dtype(&self.dtype).map_err(|e| e.to_string())?;
+        cfg.objective = self.objective;
+        cfg.checkpoint_every = 20;
+        cfg.val_every = 50;
+        cfg.resume = true;
+        Ok(cfg)
+    }
+}
+
+impl TrainDialog {
+    /// Draw the dialog; what the user asked for.
+    pub fn ui(&mut self, ctx: &egui::Context) -> Outcome {
+        let mut start = None;
+        let mut close = false;
+        let d = self;
+        let mut open = true;
+        egui::Window::new("Train decoders").open(&mut open).collapsible(false).show(ctx, |ui| {
+                egui::Grid::new("train-form").num_columns(2).show(ui, |ui| {
+                    let l = ui.label("Photos folder");
+                    ui.horizontal(|ui| {
+                        ui.add(egui::TextEdit::singleline(&mut d.data).hint_text("folder of jpg/png photos")).labelled_by(l.id);
+                        if ui.button("Browse…").clicked() {
+                            match file_dialog() {
+                                Err(why) => d.error = Some(why),
+                                Ok(dialog) => {
+                                    if let Some(p) = dialog.pick_folder() {
+                                        d.data = p.display().to_string();
+                                    }
+                                }
+                            }
+                        }
+                    });
+                    ui.end_row();
+                    ui.label("Layers");
+                    ui.horizontal_wrapped(|ui| {
+                        for (l, on) in &mut d.layers {
+                            ui.checkbox(on, l.as_str());
+                        }
+                    });
+                    ui.end_row();
+                    ui.label("Kinds");
+                    ui.horizontal(|ui| {
+                        ui.checkbox(&mut d.sae, "SAE");
+                        ui.checkbox(&mut d.swwae, "SWWAE");
+                    });
+                    ui.end_row();
+                    ui.label("Steps");
+                    ui.add(egui::DragValue::new(&mut d.steps).range(1..=1_000_000).prefix("steps "));
+                    ui.end_row();
+                    ui.label("Crop (px)");
+                    ui.add(egui::DragValue::new(&mut d.crop).range(32..=448).prefix("crop ")).on_hover_text("fc layers always use the full model size");
+                    ui.end_row();
+                    ui.label("Batch");
+                    ui.add(egui::DragValue::new(&mut d.batch).range(1..=256).prefix("batch "));
+                    ui.end_row();
+                    ui.label("Width");
+                    ui.add(egui::DragValue::new(&mut d.width).range(0.125..=1.0).speed(0.01).prefix("width ")).on_hover_text("decoder channels inside each stage, 1 = full mirror");
+                    ui.end_row();
+                    ui.label("Learning rate");
+                    ui.add(egui::DragValue::new(&mut d.lr).range(1e-6..=1e-1).speed(1e-5).prefix("lr "));
+                    ui.end_row();
+                    ui.label("Device");
+                    egui::ComboBox::from_id_salt("train-device").selected_text(d.device.as_str()).show_ui(ui, |ui| {
+                        for dev in ["auto", "cpu", "cuda"] {
+                            ui.selectable_value(&mut d.device, dev.to_string(), dev);
+                        }
+                    });
+                    ui.end_row();
+                    ui.label("Precision");
+                    egui::ComboBox::from_id_salt("train-dtype").selected_text(d.dtype.as_str()).show_ui(ui, |ui| {
+                        for dt in ["fp32", "bf16"] {
+                            ui.selectable_value(&mut d.dtype, dt.to_string(), dt);
+                        }
+                    })
+                    .response
+                    .on_hover_text("bf16: mixed precision (bf16 activations and convolutions, f32 weights); faster on GPUs with bf16 tensor cores, not on the CPU");
+                    ui.end_row();
+                    ui.label("Objective");
+                    egui::ComboBox::from_id_salt("train-objective").selected_text(d.objective.name()).show_ui(ui, |ui| {
+                        for o in Objective::ALL {
+                            ui.selectable_value(&mut d.objective, o, o.name());
+                        }
+                    })
+                    .response
+                    .on_hover_text("first: image loss only · all: plus every stage against the encoder's activation of its depth · layerwise: each stage alone, then the stack fine-tuned on the image");
+                    ui.end_row();
+                    let l = ui.label("Save to");
+                    ui.add(egui::TextEdit::singleline(&mut d.out)).labelled_by(l.id);
+                    ui.end_row();
+                });
+                if let Some(e) = &d.error {
+                    ui.colored_label(ui.visuals().error_fg_color, e.as_str());
+                }
+                ui.horizontal(|ui| {
+                    if ui.button("Start training").clicked() {
+                        match d.config().and_then(|cfg| crate::device::parse_device(&d.device).map(|dev| (cfg, dev)).map_err(|e| e.to_string())) {
+                            Ok(x) => start = Some(x),
+                            Err(e) => d.error = Some(e),
+                        }
+                    }
+                    if ui.button("Close").clicked() {
+                        close = true;
+                    }
+                });
+            });
+        if !open {
+            close = true;
+        }
+        match start {
+            Some((cfg, dev)) => Outcome::Start(cfg, dev),
+            None if close => Outcome::Closed,
+            None => Outcome::Open,
+        }
+    }
+}
