@@ -28,13 +28,13 @@ impl LayerinvApp {
             if ui.button("None").on_hover_text("Drop every channel").clicked() {
                 action = Some(Action::None);
             }
-            ui.add(egui::DragValue::new(&mut top_k).range(1..=n.max(1)).prefix("k "));
-            if ui
-                .button("Top k")
-                .on_hover_text("Keep the k channels with the most energy in this photo's code")
-                .clicked()
-            {
-                action = Some(Action::Spec(ChannelSpec::Top(top_k)));
+            if n > 0 {
+                ui.add(egui::DragValue::new(&mut top_k).range(1..=n).prefix("k "));
+                let top =
+                    ui.button("Top k").on_hover_text("Keep the k channels with the most energy in this photo's code");
+                if top.clicked() {
+                    action = Some(Action::Spec(ChannelSpec::Top(top_k)));
+                }
             }
             ui.label("Click a channel to drop it or take it back; right-click to keep it alone (solo).");
         });

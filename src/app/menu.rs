@@ -195,7 +195,7 @@ impl LayerinvApp {
                 super::train_dialog::Outcome::Closed => self.train_dialog = None,
                 super::train_dialog::Outcome::Start(cfg, dev) => {
                     self.train_dialog = None;
-                    self.start_training(cfg, dev);
+                    self.start_training(*cfg, dev);
                 }
             }
         }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 pub enum Outcome {
     Open,
     Closed,
-    Start(TrainConfig, Device),
+    Start(Box<TrainConfig>, Device),
 }
 
 /// The Train dialog's fields.
@@ -183,7 +183,7 @@ impl TrainDialog {
             close = true;
         }
         match start {
-            Some((cfg, dev)) => Outcome::Start(cfg, dev),
+            Some((cfg, dev)) => Outcome::Start(Box::new(cfg), dev),
             None if close => Outcome::Closed,
             None => Outcome::Open,
         }

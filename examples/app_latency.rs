@@ -1,0 +1,66 @@
+//! What a channel-mask change or a switch transplant costs in the app at a layer: the app's own
+//! worker (encoder pass kept, the decoders alone run), timed by the worker. Prints every change
+//! and the median. `cargo run --release --example app_latency -- [LAYER] [CHANGES]`.
+use layerinv::app::worker::{Job, Reply, Variant, Worker};
+use std::path::PathBuf;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn answer(w: &Worker) -> anyhow::Result<Reply> {
+    loop {
+        if let Some(r) = w.try_recv() {
+            if let Reply::Failed { error, .. } = r {
+                anyhow::bail!(error);
+            }
+            return Ok(r);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let layer = std::env::args().nth(1).unwrap_or_else(|| "pool5".into());
+    let changes: usize = std::env::args().nth(2).map(|a| a.parse()).transpose()?.unwrap_or(10);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let w = Worker::spawn(candle_core::Device::Cpu, || {});
+    w.send(Job::LoadModel("bundled".into()));
+    answer(&w)?;
+    w.send(Job::LoadDecoders(vec![root.join("weights")]));
+    answer(&w)?;
+    let (photo, other) = (root.join("assets/chelsea.png"), root.join("assets/rocket.jpg"));
+    for (id, path) in [(1, &other), (2, &photo)] {
+        w.send(Job::LoadImage { id, path: path.clone() });
+        answer(&w)?;
+    }
+    w.send(Job::Channels { id: 2, layer: layer.clone() });
+    let Reply::Channels { maps, .. } = answer(&w)? else { anyhow::bail!("unexpected reply") };
+    let channels = maps.energy.len();
+    let run = |variant: Variant| -> anyhow::Result<(f64, bool)> {
+        w.send(Job::Reconstruct { id: 2, layer: layer.clone(), variant });
+        match answer(&w)? {
+            Reply::Reconstructed { seconds, encoder_ran, .. } => Ok((seconds * 1e3, encoder_ran)),
+            _ => anyhow::bail!("unexpected reply"),
+        }
+    };
+    let (first, _) = run(Variant::default())?;
+    println!("{layer} plain, first use: {first:.0} ms");
+    let mut times = Vec::new();
+    for i in 0..changes {
+        // Alternate a mask change (channel i off) and a transplant of the other photo's switches.
+        let variant = if i % 2 == 0 {
+            let mut keep = vec![true; channels];
+            keep[i % channels] = false;
+            Variant { switches: None, keep: Some(keep) }
+        } else {
+            Variant { switches: Some((1, other.clone())), keep: None }
+        };
+        let what = if i % 2 == 0 { "mask" } else { "transplant" };
+        let (ms, encoder_ran) = run(variant)?;
+        println!("{layer} {what}: {ms:.0} ms{}", if encoder_ran { " (ran the encoder)" } else { ", decoders only" });
+        times.push(ms);
+    }
+    times.sort_by(f64::total_cmp);
+    println!("{layer}: median of {changes} changes {:.0} ms", times[times.len() / 2]);
+    Ok(())
+}
