@@ -346,4 +346,17 @@ impl LayerinvApp {
     pub fn panes(&self, layer: &str) -> Option<Result<&Vec<Pane>, &String>> {
         self.rebuilt(layer).map(|r| r.as_ref().map(|r| &r.panes))
     }
+
+    /// The settings as they stand now, for eframe to keep.
+    pub fn current_settings(&self) -> Settings {
+        let bundled = crate::model::source::weights_dir();
+        let user = super::files::user_decoders_dir();
+        Settings {
+            layer: Some(self.layer.clone()),
+            view: self.view,
+            model: self.model_source.clone(),
+            decoders: self.decoder_dirs.first().filter(|d| **d != bundled && **d != user).cloned(),
+            ..self.settings.clone()
+        }
+    }
 }
