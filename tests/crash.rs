@@ -1,9 +1,9 @@
 //! Crash-clean training folders, with the real CLI: one trainer per output folder (the lock dies
 //! with its holder), `kill -9` at random moments leaves only loadable files, and what a killed
-//! write left half-written is removed at the next start.
+//! write left half-written is removed at the next start; Ctrl-C saves and `--resume` finishes.
 mod common;
 
-use common::{assert_clean_failure, layerinv, repo_path};
+use common::{assert_clean_failure, demo_photo_dir, layerinv};
 use layerinv::model::decoder_file::{load_decoder, read_decoder_meta};
 use layerinv::model::{DecoderSpec, Objective};
 use layerinv::model::{Kind, ModelSource};
@@ -11,15 +11,6 @@ use layerinv::train::{checkpoint_path, DecoderTrainer};
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-
-/// The three demo photos.
-fn photo_dir() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    for f in ["chelsea.png", "coffee.png", "rocket.jpg"] {
-        std::fs::copy(repo_path("assets").join(f), d.path().join(f)).unwrap();
-    }
-    d
-}
 
 /// A tiny pool1 run, `--checkpoint-every 1` so that files are being written most of the time.
 fn train_args<'a>(data: &'a str, out: &'a str, steps: &'a str) -> Vec<&'a str> {
@@ -93,7 +84,7 @@ const DEAD_PID: u32 = 4_194_305;
 
 #[test]
 fn a_second_trainer_on_the_same_folder_is_refused_and_the_lock_dies_with_its_holder() {
-    let data = photo_dir();
+    let data = demo_photo_dir(false);
     let out = tempfile::tempdir().unwrap();
     let (d, o) = (data.path().to_str().unwrap(), out.path().to_str().unwrap());
     let mut first = start_training(&train_args(d, o, "100000"));
@@ -111,7 +102,7 @@ fn a_second_trainer_on_the_same_folder_is_refused_and_the_lock_dies_with_its_hol
 
 #[test]
 fn kill_9_at_random_moments_leaves_loadable_files_and_resume_reaches_the_target() {
-    let data = photo_dir();
+    let data = demo_photo_dir(false);
     let out = tempfile::tempdir().unwrap();
     let (d, o) = (data.path().to_str().unwrap(), out.path().to_str().unwrap());
     let enc = ModelSource::parse("bundled").load(&candle_core::Device::Cpu).unwrap();
@@ -182,7 +173,7 @@ fn a_full_disk_while_saving_keeps_the_previous_files_and_says_so_in_one_line() {
             return;
         }
     };
-    let data = photo_dir();
+    let data = demo_photo_dir(false);
     let out = disk.dir.path().join("decoders");
     let (d, o) = (data.path().to_str().unwrap(), out.to_str().unwrap());
     let first = layerinv(&train_args(d, o, "2"));
@@ -215,4 +206,75 @@ fn a_full_disk_while_saving_keeps_the_previous_files_and_says_so_in_one_line() {
         assert_eq!(&std::fs::read(out.join(name)).unwrap(), bytes, "{name} changed");
     }
     assert!(temp_files(&out).is_empty(), "{:?}", temp_files(&out));
+}
+
+#[test]
+fn cli_train_ctrl_c_saves_and_resume_finishes() {
+    let data = demo_photo_dir(false);
+    let out = tempfile::tempdir().unwrap();
+    let (d, o) = (data.path().to_str().unwrap(), out.path().to_str().unwrap());
+    let args = [
+        "train",
+        "--data",
+        d,
+        "--layers",
+        "pool1",
+        "--kinds",
+        "swwae",
+        "--steps",
+        "100000",
+        "--batch",
+        "1",
+        "--crop",
+        "32",
+        "--width",
+        "0.25",
+        "--out",
+        o,
+        "--checkpoint-every",
+        "1000000",
+        "--device",
+        "cpu",
+    ];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_layerinv"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Without a terminal the trainer logs every 10th step: once it is training, press Ctrl-C.
+    let mut err = String::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("step 10/") {
+            send_sigint(child.id());
+        }
+        err.push_str(&line);
+        err.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("interrupted at step") && err.contains("--resume"), "{err}");
+    let file = out.path().join("vgg16_pool1_swwae.safetensors");
+    let steps = read_decoder_meta(&file).unwrap().steps;
+    assert!(steps > 0 && steps < 100000, "{steps}");
+    let leftovers: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    let target = (steps + 3).to_string();
+    let mut args2 = args.to_vec();
+    args2[8] = &target;
+    args2.push("--resume");
+    let out2 = layerinv(&args2);
+    assert!(out2.status.success(), "{}", String::from_utf8_lossy(&out2.stderr));
+    assert_eq!(read_decoder_meta(&file).unwrap().steps, steps + 3);
+}
+
+fn send_sigint(pid: u32) {
+    let status = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
 }

@@ -2,7 +2,7 @@
 //! broken inputs and checkpoints, NaN handling; the CLI's Ctrl-C.
 mod common;
 
-use common::{assert_clean_failure, layerinv, repo_path};
+use common::{assert_clean_failure, demo_photo_dir, layerinv};
 use layerinv::model::decoder_file::read_decoder_meta;
 use layerinv::model::{Encoder, Kind, ModelSource};
 use layerinv::train::{checkpoint_path, train, CancelToken, Event, TrainConfig};
@@ -10,19 +10,6 @@ use std::path::Path;
 
 fn bundled() -> Encoder {
     ModelSource::parse("bundled").load(&candle_core::Device::Cpu).unwrap()
-}
-
-/// A folder with the three demo photos and, when `broken`, a file that is not an image.
-fn photo_dir(broken: bool) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    for f in ["chelsea.png", "coffee.png", "rocket.jpg"] {
-        std::fs::create_dir_all(d.path().join("sub")).unwrap();
-        std::fs::copy(repo_path("assets").join(f), d.path().join("sub").join(f)).unwrap();
-    }
-    if broken {
-        std::fs::write(d.path().join("notes.jpg"), b"this is not a jpeg").unwrap();
-    }
-    d
 }
 
 fn tiny(data: &Path, out: &Path, steps: u64) -> TrainConfig {
@@ -64,7 +51,7 @@ fn assert_validation_halves(vals: &[(u64, Vec<f64>)]) {
 #[test]
 fn a_few_steps_lower_the_loss_and_broken_files_are_skipped() {
     let enc = bundled();
-    let data = photo_dir(true);
+    let data = demo_photo_dir(true);
     let out = tempfile::tempdir().unwrap();
     let mut vals = Vec::new();
     let mut skipped = Vec::new();
@@ -73,7 +60,7 @@ fn a_few_steps_lower_the_loss_and_broken_files_are_skipped() {
         Event::Skipped(s) => skipped.push(s.path.clone()),
         _ => {}
     };
-    let val = photo_dir(false);
+    let val = demo_photo_dir(false);
     let mut cfg = tiny(data.path(), out.path(), 80);
     cfg.val = Some(val.path().to_path_buf());
     cfg.val_every = 20;
@@ -93,7 +80,7 @@ fn a_few_steps_lower_the_loss_and_broken_files_are_skipped() {
 #[test]
 fn bf16_mixed_precision_lowers_the_loss_too() {
     let enc = bundled();
-    let data = photo_dir(false);
+    let data = demo_photo_dir(false);
     let out = tempfile::tempdir().unwrap();
     let (mut vals, mut psnrs) = (Vec::new(), Vec::new());
     let mut sink = |e: &Event| {
@@ -120,7 +107,7 @@ fn bf16_mixed_precision_lowers_the_loss_too() {
 #[test]
 fn cancel_then_resume_reaches_the_step_count() {
     let enc = bundled();
-    let data = photo_dir(false);
+    let data = demo_photo_dir(false);
     let out = tempfile::tempdir().unwrap();
     let cancel = CancelToken::default();
     let c2 = cancel.clone();
@@ -168,7 +155,7 @@ fn cancel_then_resume_reaches_the_step_count() {
 #[test]
 fn a_corrupted_checkpoint_is_refused_by_name() {
     let enc = bundled();
-    let data = photo_dir(false);
+    let data = demo_photo_dir(false);
     let out = tempfile::tempdir().unwrap();
     let mut cfg = tiny(data.path(), out.path(), 2);
     train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
@@ -192,7 +179,7 @@ fn a_corrupted_checkpoint_is_refused_by_name() {
 #[test]
 fn a_nan_loss_stops_that_decoder_and_keeps_its_checkpoint() {
     let enc = bundled();
-    let data = photo_dir(false);
+    let data = demo_photo_dir(false);
     let out = tempfile::tempdir().unwrap();
     let mut cfg = tiny(data.path(), out.path(), 5);
     cfg.kinds = vec![Kind::Sae];
@@ -223,80 +210,8 @@ fn a_nan_loss_stops_that_decoder_and_keeps_its_checkpoint() {
 }
 
 #[test]
-fn cli_train_ctrl_c_saves_and_resume_finishes() {
-    let data = photo_dir(false);
-    let out = tempfile::tempdir().unwrap();
-    let (d, o) = (data.path().to_str().unwrap(), out.path().to_str().unwrap());
-    let args = [
-        "train",
-        "--data",
-        d,
-        "--layers",
-        "pool1",
-        "--kinds",
-        "swwae",
-        "--steps",
-        "100000",
-        "--batch",
-        "1",
-        "--crop",
-        "32",
-        "--width",
-        "0.25",
-        "--out",
-        o,
-        "--checkpoint-every",
-        "1000000",
-        "--device",
-        "cpu",
-    ];
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_layerinv"))
-        .args(args)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Without a terminal the trainer logs every 10th step: once it is training, press Ctrl-C.
-    use std::io::BufRead;
-    let mut err = String::new();
-    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.starts_with("step 10/") {
-            send_sigint(child.id());
-        }
-        err.push_str(&line);
-        err.push('\n');
-    }
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{err}");
-    assert!(err.contains("interrupted at step") && err.contains("--resume"), "{err}");
-    let file = out.path().join("vgg16_pool1_swwae.safetensors");
-    let steps = read_decoder_meta(&file).unwrap().steps;
-    assert!(steps > 0 && steps < 100000, "{steps}");
-    let leftovers: Vec<_> = std::fs::read_dir(out.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
-        .collect();
-    assert!(leftovers.is_empty());
-
-    let target = (steps + 3).to_string();
-    let mut args2 = args.to_vec();
-    args2[8] = &target;
-    args2.push("--resume");
-    let out2 = layerinv(&args2);
-    assert!(out2.status.success(), "{}", String::from_utf8_lossy(&out2.stderr));
-    assert_eq!(read_decoder_meta(&file).unwrap().steps, steps + 3);
-}
-
-fn send_sigint(pid: u32) {
-    let status = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
-    assert!(status.success());
-}
-
-#[test]
 fn cli_train_errors_are_one_line() {
-    let data = photo_dir(false);
+    let data = demo_photo_dir(false);
     let d = data.path().to_str().unwrap();
     let out = layerinv(&["train", "--data", "/no/such/folder", "--layers", "pool1"]);
     assert_clean_failure(&out, &["/no/such/folder"]);
@@ -316,7 +231,7 @@ fn cli_train_errors_are_one_line() {
 #[test]
 fn init_from_copies_weights_of_the_same_layer_and_refuses_others() {
     let enc = bundled();
-    let data = photo_dir(false);
+    let data = demo_photo_dir(false);
     let out = tempfile::tempdir().unwrap();
     let mut cfg = tiny(data.path(), out.path(), 3);
     cfg.kinds = vec![Kind::Sae];
@@ -342,7 +257,7 @@ fn init_from_copies_weights_of_the_same_layer_and_refuses_others() {
 #[test]
 fn decoders_at_different_steps_share_a_run_without_extra_validations() {
     let enc = bundled();
-    let data = photo_dir(false);
+    let data = demo_photo_dir(false);
     let out = tempfile::tempdir().unwrap();
     let mut cfg = tiny(data.path(), out.path(), 6);
     cfg.kinds = vec![Kind::Sae];

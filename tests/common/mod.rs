@@ -250,3 +250,16 @@ pub fn write_onnx(path: &std::path::Path, convs: &[(Tensor, Tensor)]) {
     pb::bytes(&mut model, 7, &graph);
     std::fs::write(path, model).unwrap();
 }
+
+/// A folder with the three demo photos and, when `broken`, a file that is not an image.
+pub fn demo_photo_dir(broken: bool) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for f in ["chelsea.png", "coffee.png", "rocket.jpg"] {
+        std::fs::create_dir_all(d.path().join("sub")).unwrap();
+        std::fs::copy(repo_path("assets").join(f), d.path().join("sub").join(f)).unwrap();
+    }
+    if broken {
+        std::fs::write(d.path().join("notes.jpg"), b"this is not a jpeg").unwrap();
+    }
+    d
+}
