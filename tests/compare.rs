@@ -128,3 +128,34 @@ fn cli_reconstruct_draws_the_experiments_and_refuses_bad_requests_in_one_line() 
         layerinv(&["reconstruct", cat, "--layer", "pool3", "--out", &out("x.png"), "--switches-from", "/no/such.jpg"]);
     assert_clean_failure(&o, &["/no/such.jpg"]);
 }
+
+/// A code seen channel by channel: energies and maxima per channel, the order by energy, and an
+/// atlas with each channel's map as a grey tile (white at that channel's own maximum); an fc code
+/// gives one 1×1 tile per unit.
+#[test]
+fn channel_maps_order_by_energy_and_scale_each_tile_to_its_maximum() {
+    use layerinv::compare::ChannelMaps;
+    // 3 channels of 2×2: channel 1 the strongest, channel 2 all zero.
+    let code = candle_core::Tensor::new(
+        &[[[[1f32, 0.], [0., 1.]], [[4., 2.], [0., 2.]], [[0., 0.], [0., 0.]]]],
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let m = ChannelMaps::of(&code).unwrap();
+    assert_eq!(m.order, vec![1, 0, 2]);
+    assert_eq!(m.max, vec![1.0, 4.0, 0.0]);
+    assert_eq!(m.energy, vec![0.5, 6.0, 0.0]);
+    assert_eq!((m.tile, m.cols), ((2, 2), 2));
+    assert_eq!(m.atlas.dimensions(), (4, 4));
+    // Tile 0 is channel 1: 4 → white, 2 → half grey; tile 1 is channel 0; tile 2, channel 2, black.
+    assert_eq!(m.atlas.get_pixel(0, 0)[0], 255);
+    assert_eq!(m.atlas.get_pixel(1, 0)[0], 128);
+    assert_eq!(m.atlas.get_pixel(2, 0)[0], 255);
+    assert_eq!(m.atlas.get_pixel(0, 2)[0], 0);
+    let fc = candle_core::Tensor::new(&[[0.5f32, -1.0, 3.0, 0.0, 2.0]], &candle_core::Device::Cpu).unwrap();
+    let f = ChannelMaps::of(&fc).unwrap();
+    assert_eq!((f.tile, f.order[0], f.order[1]), ((1, 1), 2, 4));
+    // top:2 from the same energies as the CLI's --keep-channels.
+    let keep = ChannelSpec::Top(2).mask_for(5, &f.energy).unwrap();
+    assert_eq!(keep, vec![false, false, true, false, true]);
+}
