@@ -101,7 +101,9 @@ impl LayerinvApp {
                     _ => None,
                 };
                 if !key.2.is_plain() {
-                    // Keep the newest few variants of this photo and layer.
+                    // At most KEEP_VARIANTS changed codes per photo and layer: this one and any
+                    // others (the cache is unordered, so not necessarily the newest; a dropped
+                    // one is rebuilt by the decoders when it is asked for again).
                     let mut others: Vec<_> = self
                         .cache
                         .keys()
