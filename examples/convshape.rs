@@ -1,7 +1,9 @@
 //! Per-shape timing of the CPU convolution forward (VGG-16's 3×3 shapes), to compare with
-//! PyTorch's `conv2d` on the same shapes (scripts/torch_convshape.py):
-//! `cargo run --release --example convshape -- BATCH REPS`.
+//! PyTorch's `conv2d` on the same shapes (scripts/torch_convshape.py), and the direct kernel
+//! against Winograd F(2×2, 3×3) in alternating runs (best of REPS each; `auto` is what
+//! `conv2d` picks): `cargo run --release --example convshape -- BATCH REPS`.
 use candle_core::{Device, Tensor};
+use layerinv::ops::{conv2d_with, ConvAlgo};
 use std::time::Instant;
 
 // The app's allocator, so that buffer reuse and page faults are as in `layerinv bench`.
@@ -31,17 +33,27 @@ fn main() -> anyhow::Result<()> {
         let x = Tensor::randn(0f32, 1., (b, ci, h, h), &dev)?;
         let w = Tensor::randn(0f32, 1., (co, ci, 3, 3), &dev)?;
         let bias = Tensor::randn(0f32, 1., co, &dev)?;
-        for _ in 0..2 {
-            layerinv::ops::conv2d(&x, &w, &bias, 1, true)?;
+        let algos = [ConvAlgo::Direct, ConvAlgo::Winograd, ConvAlgo::Auto];
+        for algo in algos {
+            conv2d_with(&x, &w, &bias, 1, true, algo)?;
         }
-        let mut best = f64::MAX;
+        let mut best = [f64::MAX; 3];
         for _ in 0..reps {
-            let t = Instant::now();
-            layerinv::ops::conv2d(&x, &w, &bias, 1, true)?;
-            best = best.min(t.elapsed().as_secs_f64());
+            for (i, algo) in algos.into_iter().enumerate() {
+                let t = Instant::now();
+                conv2d_with(&x, &w, &bias, 1, true, algo)?;
+                best[i] = best[i].min(t.elapsed().as_secs_f64());
+            }
         }
         let mac = (b * ci * co * 9 * h * h) as f64;
-        println!("{ci:4}->{co:4} {h:4}  fwd {:7.2} ms {:5.1} GMAC/s", best * 1e3, mac / best / 1e9);
+        println!(
+            "{ci:4}->{co:4} {h:4}  direct {:7.2} ms {:5.1} GMAC/s  winograd {:7.2} ms ({:.2}× direct)  auto {:7.2} ms",
+            best[0] * 1e3,
+            mac / best[0] / 1e9,
+            best[1] * 1e3,
+            best[1] / best[0],
+            best[2] * 1e3
+        );
     }
     Ok(())
 }

@@ -8,13 +8,40 @@ mod cpu;
 use super::{f32_values, storage_as};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
-use cpu::{conv_forward, pack_kernel, Geom};
+use cpu::{conv_forward, pack_kernel, winograd, Geom};
+
+/// How the CPU computes a convolution (and its input gradient).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvAlgo {
+    /// Per shape, whichever measured faster here (`cpu/winograd.rs`'s `worth_it`).
+    #[default]
+    Auto,
+    /// The direct kernel (register-blocked implicit GEMM).
+    Direct,
+    /// Winograd F(2×2, 3×3) wherever it applies (3×3, padding 1), else the direct kernel.
+    Winograd,
+}
+
+impl ConvAlgo {
+    fn winograd(self, g: &Geom) -> bool {
+        match self {
+            ConvAlgo::Auto => winograd::worth_it(g),
+            ConvAlgo::Direct => false,
+            ConvAlgo::Winograd => winograd::applies(g),
+        }
+    }
+}
 
 /// `conv2d(x, w) + b` (then ReLU when `relu`) for `x (B, Cin, H, W)`, `w (Cout, Cin, k, k)`,
 /// `b (Cout)`, stride 1. Fast on CPU, through cuDNN (forward and backward) on CUDA in builds with
 /// the `cudnn` feature, for f32 and bf16 (bf16 storage, f32 arithmetic, the result rounded to
 /// bf16, as cuDNN does); elsewhere candle's own convolution.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Result<Tensor> {
+    conv2d_with(x, w, b, pad, relu, ConvAlgo::Auto)
+}
+
+/// [`conv2d`] with the CPU algorithm chosen (the benchmarks and tests compare them).
+pub fn conv2d_with(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool, algo: ConvAlgo) -> Result<Tensor> {
     let (_, cin, h, wd) = x.dims4()?;
     let (_, wcin, k, k2) = w.dims4()?;
     if cin != wcin || k != k2 || h + 2 * pad < k || wd + 2 * pad < k {
@@ -25,7 +52,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Res
     if !(fast_device && dtype_ok) {
         return conv2d_ref(x, w, b, pad, relu);
     }
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Conv { pad, relu })
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Conv { pad, relu, algo })
 }
 
 /// The slow twin: candle's convolution plus a broadcast bias (and ReLU).
@@ -47,6 +74,7 @@ pub fn candle_conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, stride: usi
 struct Conv {
     pad: usize,
     relu: bool,
+    algo: ConvAlgo,
 }
 
 impl CustomOp3 for Conv {
@@ -67,7 +95,11 @@ impl CustomOp3 for Conv {
         let (cout, _, k, _) = l2.shape().dims4()?;
         let g = Geom { cin, cout, k, h, w, pad: self.pad, batch: bsz };
         let (x, wt, b) = (f32_values(s1, l1)?, f32_values(s2, l2)?, f32_values(s3, l3)?);
-        let y = conv_forward(&x, &pack_kernel(&wt, &g, false), Some(&b), &g, self.relu);
+        let y = if self.algo.winograd(&g) {
+            winograd::conv3x3(&x, &winograd::transform_kernel(&wt, &g, false), Some(&b), &g, self.relu)
+        } else {
+            conv_forward(&x, &pack_kernel(&wt, &g, false), Some(&b), &g, self.relu)
+        };
         Ok((storage_as(s1.dtype(), y), Shape::from((bsz, cout, g.out_h(), g.out_w()))))
     }
 
@@ -109,7 +141,7 @@ impl CustomOp3 for Conv {
             return Ok((dx, Some(dw), Some(db)));
         }
         let dx = if need_dx {
-            Some(dy.apply_op2_no_bwd(&w.contiguous()?, &ConvInputGrad { pad: self.pad, k })?)
+            Some(dy.apply_op2_no_bwd(&w.contiguous()?, &ConvInputGrad { pad: self.pad, k, algo: self.algo })?)
         } else {
             None
         };
@@ -122,6 +154,7 @@ impl CustomOp3 for Conv {
 struct ConvInputGrad {
     pad: usize,
     k: usize,
+    algo: ConvAlgo,
 }
 
 impl CustomOp2 for ConvInputGrad {
@@ -135,7 +168,11 @@ impl CustomOp2 for ConvInputGrad {
         // The convolution of dY (cout channels) into cin channels.
         let g = Geom { cin: cout, cout: cin, k: self.k, h, w, pad: self.k - 1 - self.pad, batch: bsz };
         let (dy, wt) = (f32_values(s1, l1)?, f32_values(s2, l2)?);
-        let dx = conv_forward(&dy, &pack_kernel(&wt, &g, true), None, &g, false);
+        let dx = if self.algo.winograd(&g) {
+            winograd::conv3x3(&dy, &winograd::transform_kernel(&wt, &g, true), None, &g, false)
+        } else {
+            conv_forward(&dy, &pack_kernel(&wt, &g, true), None, &g, false)
+        };
         Ok((storage_as(s1.dtype(), dx), Shape::from((bsz, cin, g.out_h(), g.out_w()))))
     }
 }

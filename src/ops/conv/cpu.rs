@@ -19,6 +19,7 @@
 
 mod micro;
 mod weight_grad;
+pub(super) mod winograd;
 
 use micro::{micro_kernel, MicroKernel};
 use rayon::prelude::*;
@@ -240,7 +241,14 @@ fn accumulate_tile(plan: &Plan, xp: &[f32], packed: &[f32], g: &Geom, c0: usize,
                 // channel: see above); `rows` holds MR rows of tr values from column j·NR + NR ≤
                 // tr on.
                 unsafe {
-                    (plan.micro)(a.as_ptr(), src.as_ptr().add(j * stride), &at, rows.as_mut_ptr().add(j * NR), tr)
+                    (plan.micro)(
+                        a.as_ptr(),
+                        src.as_ptr().add(j * stride),
+                        &at,
+                        rows.as_mut_ptr().add(j * NR),
+                        tr,
+                        false,
+                    )
                 };
             }
         }
@@ -328,6 +336,38 @@ pub(super) fn bias_grad(dy: &[f32], (b, c, h, w): (usize, usize, usize, usize)) 
 mod tests {
     use super::micro::micro_portable;
     use super::*;
+
+    /// Winograd F(2×2, 3×3) gives the direct kernel's outputs within f32 rounding: its transforms
+    /// add and subtract up to 16 products per output where the direct sum has 9·cin, so the
+    /// error grows like the direct sum's, a few ulps of the largest partial sums (here bounded by
+    /// 1e-4 of the output scale). Odd sizes leave partial tiles and partial runs of tiles; batch
+    /// 2 and 3 cross images inside a block; the last two shapes have several blocks (on 2 threads: 2,
+    /// each block on all threads; 5, blocks side by side), the first ones one.
+    #[test]
+    fn winograd_matches_the_direct_kernel() {
+        for (batch, cin, cout, h, w) in [
+            (1, 3, 5, 4, 4),
+            (2, 17, 9, 7, 9),
+            (1, 64, 70, 14, 14),
+            (2, 96, 64, 11, 6),
+            (3, 130, 20, 19, 23),
+            (2, 200, 13, 40, 33),
+        ] {
+            let g = Geom { cin, cout, k: 3, h, w, pad: 1, batch };
+            let x: Vec<f32> = (0..batch * cin * h * w).map(|i| ((i * 37 % 101) as f32 - 50.) / 50.).collect();
+            let wt: Vec<f32> = (0..cout * cin * 9).map(|i| ((i * 53 % 97) as f32 - 48.) / 48.).collect();
+            let b: Vec<f32> = (0..cout).map(|i| i as f32 / 7.0 - 0.5).collect();
+            for relu in [false, true] {
+                let direct = conv_forward(&x, &pack_kernel(&wt, &g, false), Some(&b), &g, relu);
+                let fast = winograd::conv3x3(&x, &winograd::transform_kernel(&wt, &g, false), Some(&b), &g, relu);
+                let scale = direct.iter().fold(0f32, |m, v| m.max(v.abs()));
+                assert!(scale > 1.0);
+                for (i, (a, d)) in fast.iter().zip(&direct).enumerate() {
+                    assert!((a - d).abs() <= 1e-4 * scale, "{batch}×{cin}->{cout} {h}x{w}: element {i}: {a} vs {d}");
+                }
+            }
+        }
+    }
 
     /// The micro-kernel this CPU runs (AVX2 here) and its portable twin, reading panels or the
     /// padded input, give the same tiles, for channel counts that leave partial `MR` blocks and

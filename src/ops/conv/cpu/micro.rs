@@ -5,8 +5,10 @@ use super::{MR, NR};
 
 /// `c (MR × NR, row stride ldc) += Σ_t a[t] ⊗ b[at[t] ..][..NR]` over the steps `t < at.len()`,
 /// `a[t]` being [`MR`] kernel values (one per output channel, read one step after the other) and
-/// `b[at[t]..]` [`NR`] input values (one per column).
-pub(super) type MicroKernel = unsafe fn(a: *const f32, b: *const f32, at: &[usize], c: *mut f32, ldc: usize);
+/// `b[at[t]..]` [`NR`] input values (one per column); with `fresh`, `c =` that sum (its old
+/// values are not read: no zeroing pass first).
+pub(super) type MicroKernel =
+    unsafe fn(a: *const f32, b: *const f32, at: &[usize], c: *mut f32, ldc: usize, fresh: bool);
 
 /// The micro-kernel in plain Rust (the compiler vectorises it for the target's baseline): the
 /// twin of [`micro_avx2`], and the kernel on CPUs without AVX2 and FMA.
@@ -14,10 +16,12 @@ pub(super) type MicroKernel = unsafe fn(a: *const f32, b: *const f32, at: &[usiz
 /// # Safety
 /// `a` holds `at.len() · MR` values, `b + at[t] + NR` is in bounds for every step, and `c`
 /// addresses `MR` rows of `NR` values.
-pub(super) unsafe fn micro_portable(a: *const f32, b: *const f32, at: &[usize], c: *mut f32, ldc: usize) {
+pub(super) unsafe fn micro_portable(a: *const f32, b: *const f32, at: &[usize], c: *mut f32, ldc: usize, fresh: bool) {
     let mut acc = [[0f32; NR]; MR];
-    for (r, row) in acc.iter_mut().enumerate() {
-        row.copy_from_slice(std::slice::from_raw_parts(c.add(r * ldc), NR));
+    if !fresh {
+        for (r, row) in acc.iter_mut().enumerate() {
+            row.copy_from_slice(std::slice::from_raw_parts(c.add(r * ldc), NR));
+        }
     }
     for (a, &at) in std::slice::from_raw_parts(a, at.len() * MR).chunks_exact(MR).zip(at) {
         let x = std::slice::from_raw_parts(b.add(at), NR);
@@ -36,12 +40,14 @@ pub(super) unsafe fn micro_portable(a: *const f32, b: *const f32, at: &[usize], 
 /// As [`micro_portable`], and the CPU has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn micro_avx2(a: *const f32, b: *const f32, at: &[usize], c: *mut f32, ldc: usize) {
+unsafe fn micro_avx2(a: *const f32, b: *const f32, at: &[usize], c: *mut f32, ldc: usize, fresh: bool) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    for (r, row) in acc.iter_mut().enumerate() {
-        for (v, a) in row.iter_mut().enumerate() {
-            *a = _mm256_loadu_ps(c.add(r * ldc + v * 8));
+    if !fresh {
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (v, a) in row.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(c.add(r * ldc + v * 8));
+            }
         }
     }
     for (t, &at) in at.iter().enumerate() {
