@@ -73,10 +73,10 @@ fn gradients_match_candle_autodiff() {
 }
 
 /// Winograd F(2×2, 3×3), forced on every 3×3 padding-1 case (Auto takes it only for 64+
-/// channels), against candle: forward, dx (the input gradient runs Winograd too) and dw. Its
-/// transforms add and subtract the products in another order than the direct sum, so f32
-/// rounding differs by a few ulps of the largest partial sums: within 2e-5 of the output scale
-/// forward, 1e-4 for the gradients (as the direct kernel's tolerance above).
+/// channels, 256+ for the weight gradient), against candle: forward, dx and dw (both gradients
+/// run Winograd too). Its transforms add and subtract the products in another order than the
+/// direct sum, so f32 rounding differs by a few ulps of the largest partial sums: within 2e-5 of
+/// the output scale forward, 1e-4 for the gradients (as the direct kernel's tolerance above).
 #[test]
 fn winograd_matches_candle_forward_and_backward() {
     fn winograd(x: &Tensor, w: &Tensor, b: &Tensor, p: usize, relu: bool) -> candle_core::Result<Tensor> {

@@ -369,6 +369,27 @@ mod tests {
         }
     }
 
+    /// The Winograd weight gradient gives the direct one's (`gemm` over shifted slices) within
+    /// f32 rounding: both sum h·w·batch products per tap, in another order (bounded by 1e-4 of
+    /// the gradient's scale). Odd sizes leave partial tiles; the larger shapes have several
+    /// blocks of tiles, summed per worker, and channel counts off the NR and MR multiples.
+    #[test]
+    fn winograd_weight_grad_matches_the_direct_one() {
+        for (batch, cin, cout, h, w) in [(1, 3, 5, 4, 4), (2, 17, 9, 7, 9), (3, 130, 20, 19, 23), (2, 70, 200, 13, 10)]
+        {
+            let g = Geom { cin, cout, k: 3, h, w, pad: 1, batch };
+            let x: Vec<f32> = (0..batch * cin * h * w).map(|i| ((i * 37 % 101) as f32 - 50.) / 50.).collect();
+            let dy: Vec<f32> = (0..batch * cout * h * w).map(|i| ((i * 53 % 97) as f32 - 48.) / 48.).collect();
+            let direct = weight_grad(&x, &dy, &g);
+            let fast = winograd::weight_grad(&x, &dy, &g);
+            let scale = direct.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 1.0);
+            for (i, (a, d)) in fast.iter().zip(&direct).enumerate() {
+                assert!((a - d).abs() <= 1e-4 * scale, "{batch}×{cin}->{cout} {h}x{w}: element {i}: {a} vs {d}");
+            }
+        }
+    }
+
     /// The micro-kernel this CPU runs (AVX2 here) and its portable twin, reading panels or the
     /// padded input, give the same tiles, for channel counts that leave partial `MR` blocks and
     /// partial passes, and widths that leave partial `NR` micro-tiles (tests/conv.rs checks the

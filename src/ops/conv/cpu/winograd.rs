@@ -9,10 +9,13 @@
 //! bias and ReLU on the way out. The direct kernel stays the reference (`cpu.rs` tests compare
 //! them), and [`worth_it`] picks per shape.
 
+mod weight_grad;
+
 use super::micro::micro_kernel;
 use super::{poison, Geom, SharedOut, MR, NR};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
+pub(crate) use weight_grad::weight_grad;
 
 /// Whether this kernel computes the shape at all: 3×3 with padding 1.
 pub(crate) fn applies(g: &Geom) -> bool {
@@ -26,6 +29,14 @@ pub(crate) fn applies(g: &Geom) -> bool {
 /// included; 1.2–1.5× with 3 input or output channels.
 pub(crate) fn worth_it(g: &Geom) -> bool {
     applies(g) && g.cin >= 64 && g.cout >= 64
+}
+
+/// Whether the Winograd weight gradient beats the direct one (`gemm` over shifted slices): from
+/// 256 channels in and out. Measured (examples/convshape `train`, batch 4, 2-core EPYC, two
+/// alternating runs of each build): 512 channels at 28×28 13–20% faster; 64–128 channels at
+/// 112–224 level or slower (its transposes are scalar), within this VM's noise.
+pub(crate) fn worth_it_for_weight_grad(g: &Geom) -> bool {
+    applies(g) && g.cin >= 256 && g.cout >= 256
 }
 
 /// The 16 transformed positions of a 4×4 tile.
