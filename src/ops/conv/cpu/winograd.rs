@@ -220,6 +220,36 @@ fn interleave(left: &[f32], right: &[f32], dst: &mut [MaybeUninit<f32>]) {
     }
 }
 
+/// [`transform_output`], then [`interleave`] into the output rows `dst` (`dst[r]` for output
+/// row `r` of the tiles; one when the map's last tile row has one).
+#[inline(always)]
+fn output_rows(q: [&[f32]; POS], n: usize, bias: f32, relu: bool, y: &mut [f32], dst: &mut [&mut [MaybeUninit<f32>]]) {
+    transform_output(q, n, bias, relu, y);
+    for (pair, row) in y[..4 * n].chunks_exact(2 * n).zip(dst) {
+        let (left, right) = pair.split_at(n);
+        interleave(left, right, row);
+    }
+}
+
+/// A method of [`Transforms`] that runs `body` (an `#[inline(always)]` function) compiled for
+/// AVX2 and FMA where the CPU has them, else for the target's baseline.
+macro_rules! dispatch {
+    ($name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
+        fn $name(self, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if self.avx2 {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                // SAFETY: the CPU has AVX2 and FMA (detect).
+                return unsafe { avx2($($arg),*) };
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 /// The transforms built for AVX2 (8-wide) where the CPU has it, else for the target's baseline.
 #[derive(Clone, Copy)]
 struct Transforms {
@@ -235,69 +265,9 @@ impl Transforms {
         Transforms { avx2 }
     }
 
-    fn kernel(self, w: &[f32], g: &Geom, flip: bool, blk: usize, dst: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2(w: &[f32], g: &Geom, flip: bool, blk: usize, dst: &mut [f32]) {
-                kernel_block(w, g, flip, blk, dst)
-            }
-            // SAFETY: the CPU has AVX2 and FMA (detect).
-            return unsafe { avx2(w, g, flip, blk, dst) };
-        }
-        kernel_block(w, g, flip, blk, dst)
-    }
-
-    fn input(self, rows: [&[f32]; 4], n: usize, t: &mut [f32], v: &mut [&mut [f32]; POS]) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2(rows: [&[f32]; 4], n: usize, t: &mut [f32], v: &mut [&mut [f32]; POS]) {
-                transform_input(rows, n, t, v)
-            }
-            // SAFETY: the CPU has AVX2 and FMA (detect).
-            return unsafe { avx2(rows, n, t, v) };
-        }
-        transform_input(rows, n, t, v)
-    }
-
-    /// [`transform_output`], then [`interleave`] into the output rows `dst` (`rows[r]` for
-    /// output row `r` of the tiles; one when the map's last tile row has one).
-    fn output(
-        self,
-        q: [&[f32]; POS],
-        n: usize,
-        bias: f32,
-        relu: bool,
-        y: &mut [f32],
-        dst: &mut [&mut [MaybeUninit<f32>]],
-    ) {
-        #[inline(always)]
-        fn body(q: [&[f32]; POS], n: usize, bias: f32, relu: bool, y: &mut [f32], dst: &mut [&mut [MaybeUninit<f32>]]) {
-            transform_output(q, n, bias, relu, y);
-            for (pair, row) in y[..4 * n].chunks_exact(2 * n).zip(dst) {
-                let (left, right) = pair.split_at(n);
-                interleave(left, right, row);
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2(
-                q: [&[f32]; POS],
-                n: usize,
-                bias: f32,
-                relu: bool,
-                y: &mut [f32],
-                dst: &mut [&mut [MaybeUninit<f32>]],
-            ) {
-                body(q, n, bias, relu, y, dst)
-            }
-            // SAFETY: the CPU has AVX2 and FMA (detect).
-            return unsafe { avx2(q, n, bias, relu, y, dst) };
-        }
-        body(q, n, bias, relu, y, dst)
-    }
+    dispatch!(kernel(w: &[f32], g: &Geom, flip: bool, blk: usize, dst: &mut [f32]) => kernel_block);
+    dispatch!(input(rows: [&[f32]; 4], n: usize, t: &mut [f32], v: &mut [&mut [f32]; POS]) => transform_input);
+    dispatch!(output(q: [&[f32]; POS], n: usize, bias: f32, relu: bool, y: &mut [f32], dst: &mut [&mut [MaybeUninit<f32>]]) => output_rows);
 }
 
 /// Run `f` over `0..n`, on every thread when `par`.
