@@ -6,8 +6,9 @@
 //! Per block of tiles: the input patches are transformed (`V = Bᵀ d B`, vectorised along a row of
 //! tiles), multiplied with the transformed kernel (`U = G g Gᵀ`) as 16 independent GEMMs over
 //! channels by the direct kernel's own micro-kernel, and transformed back (`Y = Aᵀ M A`), with
-//! bias and ReLU on the way out. The direct kernel stays the reference (`cpu.rs` tests compare
-//! them), and [`worth_it`] picks per shape.
+//! bias and ReLU on the way out. The weight gradient is the same algorithm transposed
+//! (`winograd/weight_grad.rs`). The direct kernel stays the reference (`cpu.rs` tests compare
+//! them), and [`worth_it`] and [`worth_it_for_weight_grad`] pick per shape.
 
 mod weight_grad;
 
@@ -26,7 +27,7 @@ pub(crate) fn applies(g: &Geom) -> bool {
 /// per input and output value, spread over the GEMM's `cin · cout` products, so both channel
 /// counts must be large. Measured (examples/convshape, 2-core EPYC, alternating, best of 6): 0.61
 /// to 0.78 of the direct kernel's time on VGG-16's shapes from 64 channels on, 14×14 at batch 1
-/// included; 1.2–1.5× with 3 input or output channels.
+/// included; 1.2–2× with 3 input or output channels.
 pub(crate) fn worth_it(g: &Geom) -> bool {
     applies(g) && g.cin >= 64 && g.cout >= 64
 }
@@ -48,10 +49,17 @@ const POS: usize = 16;
 /// `w (cin, cout, 3, 3)` flipped and transposed, as `pack_kernel`.
 pub(crate) fn transform_kernel(w: &[f32], g: &Geom, flip: bool) -> Vec<f32> {
     let (ci, co) = (g.cin, g.cout);
-    // Every value is written below, the padding channels of the last block as zeros.
-    let mut u = uninit(co.next_multiple_of(MR) * POS * ci);
+    let len = co.next_multiple_of(MR) * POS * ci;
+    let mut u = Vec::with_capacity(len);
+    poison(&mut u, len);
     let simd = Transforms::detect();
-    u.par_chunks_exact_mut(MR * POS * ci).enumerate().for_each(|(blk, dst)| simd.kernel(w, g, flip, blk, dst));
+    u.spare_capacity_mut()[..len]
+        .par_chunks_exact_mut(MR * POS * ci)
+        .enumerate()
+        .for_each(|(blk, dst)| simd.kernel(w, g, flip, blk, dst));
+    // SAFETY: the blocks cover [0, len), and `kernel_block` writes every value of its block: each
+    // input channel's MR values at each position, the padding channels of the last block as zeros.
+    unsafe { u.set_len(len) };
     u
 }
 
@@ -59,7 +67,7 @@ pub(crate) fn transform_kernel(w: &[f32], g: &Geom, flip: bool) -> Vec<f32> {
 /// values the micro-kernel reads side by side): per input channel, the 9 taps of each as MR-wide
 /// rows, then `G g Gᵀ` on rows.
 #[inline(always)]
-fn kernel_block(w: &[f32], g: &Geom, flip: bool, blk: usize, dst: &mut [f32]) {
+fn kernel_block(w: &[f32], g: &Geom, flip: bool, blk: usize, dst: &mut [MaybeUninit<f32>]) {
     let (ci, co) = (g.cin, g.cout);
     // G applied to a column (a, b, d) of 3, MR lanes wide: G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
     #[inline(always)]
@@ -84,7 +92,9 @@ fn kernel_block(w: &[f32], g: &Geom, flip: bool, blk: usize, dst: &mut [f32]) {
         let cols: [[[f32; MR]; 4]; 3] = std::array::from_fn(|c| gt(k[c], k[3 + c], k[6 + c]));
         for r in 0..4 {
             for (c, v) in gt(cols[0][r], cols[1][r], cols[2][r]).iter().enumerate() {
-                dst[((r * 4 + c) * ci + i) * MR..][..MR].copy_from_slice(v);
+                for (d, &v) in dst[((r * 4 + c) * ci + i) * MR..][..MR].iter_mut().zip(v) {
+                    d.write(v);
+                }
             }
         }
     }
@@ -265,7 +275,7 @@ impl Transforms {
         Transforms { avx2 }
     }
 
-    dispatch!(kernel(w: &[f32], g: &Geom, flip: bool, blk: usize, dst: &mut [f32]) => kernel_block);
+    dispatch!(kernel(w: &[f32], g: &Geom, flip: bool, blk: usize, dst: &mut [MaybeUninit<f32>]) => kernel_block);
     dispatch!(input(rows: [&[f32]; 4], n: usize, t: &mut [f32], v: &mut [&mut [f32]; POS]) => transform_input);
     dispatch!(output(q: [&[f32]; POS], n: usize, bias: f32, relu: bool, y: &mut [f32], dst: &mut [&mut [MaybeUninit<f32>]]) => output_rows);
 }
@@ -367,7 +377,10 @@ pub(crate) fn conv3x3(x: &[f32], u: &[f32], b: Option<&[f32]>, g: &Geom, relu: b
             }
         });
     };
-    let buffers = || (uninit(POS * vs), uninit(POS * ms));
+    // V and M, zeroed once per call and thread (a few MB; leaving them uninitialised would need
+    // raw pointers throughout); each block writes all it reads of them (the micro-kernel runs
+    // `fresh`).
+    let buffers = || (vec![0f32; POS * vs], vec![0f32; POS * ms]);
     if blocks_par {
         (0..blocks).into_par_iter().for_each_init(buffers, run_block);
     } else {
@@ -378,15 +391,4 @@ pub(crate) fn conv3x3(x: &[f32], u: &[f32], b: Option<&[f32]>, g: &Geom, relu: b
     // every image and output channel, each written once above.
     unsafe { y.set_len(len) };
     y
-}
-
-/// A buffer of `len` values that the caller writes in full before reading them (zeroing it first
-/// was a tenth of the time); debug builds fill it with NaN, so that a value left unwritten shows.
-fn uninit(len: usize) -> Vec<f32> {
-    let mut v = Vec::with_capacity(len);
-    poison(&mut v, len);
-    // SAFETY: f32 has no invalid bit patterns, and every caller writes each element before
-    // reading it (see there).
-    unsafe { v.set_len(len) };
-    v
 }
