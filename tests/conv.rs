@@ -4,9 +4,9 @@
 
 mod common;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use common::devices;
-use layerinv::ops::{conv2d, conv2d_ref, conv2d_with, ConvAlgo};
+use layerinv::ops::{conv2d, conv2d_packed, conv2d_ref, conv2d_with, ConvAlgo, PackedKernel};
 
 fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
     let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
@@ -100,6 +100,38 @@ fn winograd_matches_candle_forward_and_backward() {
                 assert!(max_rel_diff(a, b) < 1e-4, "{c:?} relu={relu} {name}: {}", max_rel_diff(a, b));
             }
         }
+    }
+}
+
+/// A kernel packed once (what the encoder's and a loaded decoder's layers hold) gives what packing
+/// per call gives, bit for bit, for the direct kernel's shapes and for Winograd's (64+ channels,
+/// 3×3, padding 1), in f32 and in bf16; an input of another dtype than the packing's falls back
+/// to packing per call; a variable's kernel (it changes with every training step), or one
+/// computed from a variable, is never packed.
+#[test]
+fn packed_kernels_give_the_per_call_results() {
+    for c in [CASES[0], CASES[2], CASES[5], (1, 64, 70, 14, 14, 3, 1)] {
+        let (x, w, b) = inputs(c);
+        for dtype in [DType::F32, DType::BF16] {
+            let (x, w, b) = (x.to_dtype(dtype).unwrap(), w.to_dtype(dtype).unwrap(), b.to_dtype(dtype).unwrap());
+            let packed = PackedKernel::new(&w, c.6).unwrap().expect("a plain CPU kernel is packed");
+            for relu in [false, true] {
+                let per_call = conv2d(&x, &w, &b, c.6, relu).unwrap();
+                let once = conv2d_packed(&x, &w, &b, c.6, relu, &packed).unwrap();
+                assert_eq!(once.dtype(), dtype);
+                let diff = once.to_dtype(DType::F32).unwrap().sub(&per_call.to_dtype(DType::F32).unwrap()).unwrap();
+                assert_eq!(diff.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0, "{c:?} {dtype:?}");
+            }
+        }
+        // Packed in f32, run in bf16: the f32 packing does not fit, so the op packs per call.
+        let packed = PackedKernel::new(&w, c.6).unwrap().unwrap();
+        let bf = |t: &Tensor| t.to_dtype(DType::BF16).unwrap();
+        let once = conv2d_packed(&bf(&x), &bf(&w), &bf(&b), c.6, true, &packed).unwrap();
+        let per_call = conv2d(&bf(&x), &bf(&w), &bf(&b), c.6, true).unwrap();
+        assert_eq!(max_rel_diff(&once.to_dtype(DType::F32).unwrap(), &per_call.to_dtype(DType::F32).unwrap()), 0.0);
+        let var = Var::from_tensor(&w).unwrap();
+        assert!(PackedKernel::new(var.as_tensor(), c.6).unwrap().is_none(), "a variable is not packed");
+        assert!(PackedKernel::new(&bf(var.as_tensor()), c.6).unwrap().is_none(), "nor a tensor computed from one");
     }
 }
 

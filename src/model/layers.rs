@@ -1,9 +1,10 @@
 //! The layers with weights that encoder and decoders share: the convolution (our fast stride-1
 //! op, candle's otherwise) and the fully connected layer. Both compute in their input's dtype.
 
-use crate::ops::{candle_conv2d, conv2d};
+use crate::ops::{candle_conv2d, conv2d, conv2d_packed, PackedKernel};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
+use std::sync::{Arc, OnceLock};
 
 pub struct Conv {
     weight: Tensor,
@@ -11,12 +12,16 @@ pub struct Conv {
     pad: usize,
     stride: usize,
     relu: bool,
+    /// The kernel packed for the CPU convolution on the first forward pass, where the weights are
+    /// plain tensors that never change (not a trainer's variables); `None` where they are not
+    /// packed (see [`PackedKernel::new`]).
+    packed: OnceLock<Option<Arc<PackedKernel>>>,
 }
 
 impl Conv {
     /// `relu`: apply a ReLU to the output (fused into the convolution where possible).
     pub fn new(weight: Tensor, bias: Tensor, pad: usize, stride: usize, relu: bool) -> Self {
-        Self { weight, bias, pad, stride, relu }
+        Self { weight, bias, pad, stride, relu, packed: OnceLock::new() }
     }
 
     /// A trainable layer named `vb`'s prefix: `weight (cout, cin, k, k)`, `bias`, initialised as
@@ -42,7 +47,7 @@ impl Conv {
 
     /// The same layer with its weights converted to `dtype` (a bf16 encoder).
     pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
-        Ok(Self { weight: self.weight.to_dtype(dtype)?, bias: self.bias.to_dtype(dtype)?, ..*self })
+        Ok(Self::new(self.weight.to_dtype(dtype)?, self.bias.to_dtype(dtype)?, self.pad, self.stride, self.relu))
     }
 
     /// The convolution with or without the ReLU, whatever the layer was built with (the
@@ -52,7 +57,14 @@ impl Conv {
     pub fn forward_with(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         if self.stride == 1 {
             let (w, b) = (self.weight.to_dtype(x.dtype())?, self.bias.to_dtype(x.dtype())?);
-            conv2d(x, &w, &b, self.pad, relu)
+            if self.packed.get().is_none() && x.device().is_cpu() {
+                // The weights in the first input's dtype (a later one of another dtype packs per call).
+                let _ = self.packed.set(PackedKernel::new(&w, self.pad)?);
+            }
+            match self.packed.get() {
+                Some(Some(packed)) => conv2d_packed(x, &w, &b, self.pad, relu, packed),
+                _ => conv2d(x, &w, &b, self.pad, relu),
+            }
         } else {
             let compute = candle_dtype(x);
             let (w, b) = (self.weight.to_dtype(compute)?, self.bias.to_dtype(compute)?);

@@ -10,6 +10,9 @@ use super::{f32_values, storage_as};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use cpu::{conv_forward, pack_kernel, winograd, Geom};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// How the CPU computes a convolution (and its input gradient).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,6 +46,68 @@ impl ConvAlgo {
     }
 }
 
+/// A convolution kernel packed once for the CPU kernels (the direct kernel's block order, or
+/// Winograd's transformed `U` where [`ConvAlgo::Auto`] picks it), for weights that never change
+/// (an encoder's, a decoder loaded for inference): each forward pass would otherwise pack it
+/// again, which at batch 1 on the 14×14 and 28×28 maps costs about as much as the convolution's
+/// transforms. It holds 16/9 of the weights' size for Winograd (an f32 VGG-16 trunk: ≈ 105 MB),
+/// so the packed kernels of the whole process share a budget of [`PACKED_BUDGET`] bytes; past it
+/// a layer packs per call as before.
+pub struct PackedKernel {
+    dtype: DType,
+    /// (cout, cin, k, pad) of the kernel it was packed from.
+    dims: (usize, usize, usize, usize),
+    winograd: bool,
+    values: Vec<f32>,
+}
+
+/// Bytes that all [`PackedKernel`]s of the process may hold (the bundled trunk and all ten of its
+/// decoders come to about 450 MB in f32).
+pub const PACKED_BUDGET: usize = 512 << 20;
+static PACKED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+impl PackedKernel {
+    /// The kernel `w (cout, cin, k, k)` packed for the CPU convolution with padding `pad`, for
+    /// inputs of `w`'s dtype; `None` where the fast op does not run (not on the CPU, another
+    /// dtype) or the budget is spent. `w` must not change afterwards: a variable's weights do,
+    /// and are refused with everything computed from them.
+    pub fn new(w: &Tensor, pad: usize) -> Result<Option<Arc<PackedKernel>>> {
+        let (cout, cin, k, k2) = w.dims4()?;
+        if w.track_op() || !w.device().is_cpu() || !matches!(w.dtype(), DType::F32 | DType::BF16) || k != k2 {
+            return Ok(None);
+        }
+        let g = Geom { cin, cout, k, h: k, w: k, pad, batch: 1 };
+        let winograd = ConvAlgo::Auto.winograd(&g);
+        let len = if winograd { winograd::kernel_len(&g) } else { cpu::packed_len(&g) };
+        let bytes = len * std::mem::size_of::<f32>();
+        let reserved = PACKED_BYTES.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+            (used + bytes <= PACKED_BUDGET).then_some(used + bytes)
+        });
+        if reserved.is_err() {
+            return Ok(None);
+        }
+        let (storage, layout) = w.storage_and_layout();
+        let wt = match &*storage {
+            candle_core::Storage::Cpu(s) => f32_values(s, layout)?,
+            _ => candle_core::bail!("PackedKernel: the kernel left the CPU"),
+        };
+        let values = if winograd { winograd::transform_kernel(&wt, &g, false) } else { pack_kernel(&wt, &g, false) };
+        debug_assert_eq!(values.len(), len);
+        Ok(Some(Arc::new(PackedKernel { dtype: w.dtype(), dims: (cout, cin, k, pad), winograd, values })))
+    }
+
+    /// Whether this is the kernel the forward pass of `algo` needs for `g` in `dtype`.
+    fn fits(&self, g: &Geom, dtype: DType, algo: ConvAlgo) -> bool {
+        self.dtype == dtype && self.dims == (g.cout, g.cin, g.k, g.pad) && self.winograd == algo.winograd(g)
+    }
+}
+
+impl Drop for PackedKernel {
+    fn drop(&mut self) {
+        PACKED_BYTES.fetch_sub(self.values.len() * std::mem::size_of::<f32>(), Ordering::Relaxed);
+    }
+}
+
 /// `conv2d(x, w) + b` (then ReLU when `relu`) for `x (B, Cin, H, W)`, `w (Cout, Cin, k, k)`,
 /// `b (Cout)`, stride 1. Fast on CPU, through cuDNN (forward and backward) on CUDA in builds with
 /// the `cudnn` feature, for f32 and bf16 (bf16 storage, f32 arithmetic, the result rounded to
@@ -51,8 +116,26 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Res
     conv2d_with(x, w, b, pad, relu, ConvAlgo::Auto)
 }
 
+/// [`conv2d`] with `w` already packed (the CPU forward pass uses `packed` where it is `w`'s, in
+/// the input's dtype; `w` is still needed for the other devices and the gradients).
+pub fn conv2d_packed(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    pad: usize,
+    relu: bool,
+    packed: &Arc<PackedKernel>,
+) -> Result<Tensor> {
+    conv(x, w, b, Conv { pad, relu, algo: ConvAlgo::Auto, packed: Some(packed.clone()) })
+}
+
 /// [`conv2d`] with the CPU algorithm chosen (the benchmarks and tests compare them).
 pub fn conv2d_with(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool, algo: ConvAlgo) -> Result<Tensor> {
+    conv(x, w, b, Conv { pad, relu, algo, packed: None })
+}
+
+fn conv(x: &Tensor, w: &Tensor, b: &Tensor, op: Conv) -> Result<Tensor> {
+    let (pad, relu) = (op.pad, op.relu);
     let (_, cin, h, wd) = x.dims4()?;
     let (_, wcin, k, k2) = w.dims4()?;
     if cin != wcin || k != k2 || h + 2 * pad < k || wd + 2 * pad < k {
@@ -63,7 +146,7 @@ pub fn conv2d_with(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool, a
     if !(fast_device && dtype_ok) {
         return conv2d_ref(x, w, b, pad, relu);
     }
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Conv { pad, relu, algo })
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)
 }
 
 /// The slow twin: candle's convolution plus a broadcast bias (and ReLU).
@@ -86,6 +169,7 @@ struct Conv {
     pad: usize,
     relu: bool,
     algo: ConvAlgo,
+    packed: Option<Arc<PackedKernel>>,
 }
 
 impl CustomOp3 for Conv {
@@ -105,11 +189,17 @@ impl CustomOp3 for Conv {
         let (bsz, cin, h, w) = l1.shape().dims4()?;
         let (cout, _, k, _) = l2.shape().dims4()?;
         let g = Geom { cin, cout, k, h, w, pad: self.pad, batch: bsz };
-        let (x, wt, b) = (f32_values(s1, l1)?, f32_values(s2, l2)?, f32_values(s3, l3)?);
-        let y = if self.algo.winograd(&g) {
-            winograd::conv3x3(&x, &winograd::transform_kernel(&wt, &g, false), Some(&b), &g, self.relu)
+        let (x, b) = (f32_values(s1, l1)?, f32_values(s3, l3)?);
+        let winograd = self.algo.winograd(&g);
+        let packed = match &self.packed {
+            Some(p) if p.fits(&g, s2.dtype(), self.algo) => Cow::Borrowed(&p.values[..]),
+            _ if winograd => Cow::Owned(winograd::transform_kernel(&f32_values(s2, l2)?, &g, false)),
+            _ => Cow::Owned(pack_kernel(&f32_values(s2, l2)?, &g, false)),
+        };
+        let y = if winograd {
+            winograd::conv3x3(&x, &packed, Some(&b), &g, self.relu)
         } else {
-            conv_forward(&x, &pack_kernel(&wt, &g, false), Some(&b), &g, self.relu)
+            conv_forward(&x, &packed, Some(&b), &g, self.relu)
         };
         Ok((storage_as(s1.dtype(), y), Shape::from((bsz, cout, g.out_h(), g.out_w()))))
     }

@@ -15,7 +15,7 @@ mod loss;
 mod pool;
 mod unpool;
 
-pub use conv::{candle_conv2d, conv2d, conv2d_ref, conv2d_with, ConvAlgo};
+pub use conv::{candle_conv2d, conv2d, conv2d_packed, conv2d_ref, conv2d_with, ConvAlgo, PackedKernel, PACKED_BUDGET};
 pub use loss::{mse_loss, mse_loss_ref};
 
 pub use pool::{max_pool_with_switches, max_pool_with_switches_ref, PoolSwitches};

@@ -107,10 +107,14 @@ impl DecoderTrainer {
         self.adam.weights().map(|(n, w)| (n.to_string(), w.clone())).collect()
     }
 
-    /// The decoder as the app holds one loaded from a file: the current weights as plain tensors,
-    /// outside any autograd graph, on `device` (the trainer's), converted to `dtype`.
+    /// The decoder as the app holds one loaded from a file: a copy of the current weights as plain
+    /// tensors, outside any autograd graph (further steps leave it as it is, so its CPU
+    /// convolutions pack their kernels once), on `device` (the trainer's), converted to `dtype`.
     pub fn frozen(&self, device: &Device, dtype: DType) -> Result<Decoder> {
-        let weights = self.adam.weights().map(|(n, w)| (n.to_string(), w.detach())).collect();
+        let mut weights = HashMap::new();
+        for (name, w) in self.adam.weights() {
+            weights.insert(name.to_string(), w.detach().copy()?);
+        }
         let mut d = Decoder::new(self.decoder.spec.clone(), VarBuilder::from_tensors(weights, dtype, device))?;
         d.scales = self.decoder.scales.clone();
         Ok(d)

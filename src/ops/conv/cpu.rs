@@ -18,6 +18,7 @@
 //! runs through `gemm` (`cpu/weight_grad.rs`).
 
 mod micro;
+mod scratch;
 mod weight_grad;
 pub(super) mod winograd;
 
@@ -179,13 +180,18 @@ impl SharedOut {
     }
 }
 
+/// The length of [`pack_kernel`]'s result.
+pub(super) fn packed_len(g: &Geom) -> usize {
+    g.cout.next_multiple_of(MR) * g.cin * g.k * g.k
+}
+
 /// The kernel in the micro-kernel's order: blocks of [`MR`] output channels (the last one padded
 /// with zeros), each ordered (input channel, kernel offset `ky·k + kx`, channel in the block);
 /// from `w (cout, cin, k, k)`, or for the input gradient (`flip`) from `w (cin, cout, k, k)`
 /// flipped and transposed, so that `dX = conv(dY, packed)`.
 pub(super) fn pack_kernel(w: &[f32], g: &Geom, flip: bool) -> Vec<f32> {
     let kk = g.k * g.k;
-    let mut packed = vec![0f32; g.cout.next_multiple_of(MR) * g.cin * kk];
+    let mut packed = vec![0f32; packed_len(g)];
     packed.par_chunks_exact_mut(MR * g.cin * kk).enumerate().for_each(|(blk, dst)| {
         for o in blk * MR..(blk * MR + MR).min(g.cout) {
             for i in 0..g.cin {
@@ -352,6 +358,8 @@ mod tests {
             (2, 96, 64, 11, 6),
             (3, 130, 20, 19, 23),
             (2, 200, 13, 40, 33),
+            // 13 groups of NR tiles in 4 blocks of 3, 3, 3 and 4 (28×28 at batch 1).
+            (1, 512, 7, 28, 28),
         ] {
             let g = Geom { cin, cout, k: 3, h, w, pad: 1, batch };
             let x: Vec<f32> = (0..batch * cin * h * w).map(|i| ((i * 37 % 101) as f32 - 50.) / 50.).collect();

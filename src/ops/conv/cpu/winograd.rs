@@ -13,6 +13,7 @@
 mod weight_grad;
 
 use super::micro::micro_kernel;
+use super::scratch::Scratch;
 use super::{poison, Geom, SharedOut, MR, NR};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -43,13 +44,18 @@ pub(crate) fn worth_it_for_weight_grad(g: &Geom) -> bool {
 /// The 16 transformed positions of a 4×4 tile.
 const POS: usize = 16;
 
+/// The length of [`transform_kernel`]'s result.
+pub(crate) fn kernel_len(g: &Geom) -> usize {
+    g.cout.next_multiple_of(MR) * POS * g.cin
+}
+
 /// `U = G g Gᵀ` for every (output, input) channel pair, in the micro-kernel's order: for each
 /// block of [`MR`] output channels (the last padded with zeros) and each position, `cin` steps of
 /// `MR` values. From `w (cout, cin, 3, 3)`, or for the input gradient (`flip`) from
 /// `w (cin, cout, 3, 3)` flipped and transposed, as `pack_kernel`.
 pub(crate) fn transform_kernel(w: &[f32], g: &Geom, flip: bool) -> Vec<f32> {
-    let (ci, co) = (g.cin, g.cout);
-    let len = co.next_multiple_of(MR) * POS * ci;
+    let ci = g.cin;
+    let len = kernel_len(g);
     let mut u = Vec::with_capacity(len);
     poison(&mut u, len);
     let simd = Transforms::detect();
@@ -298,14 +304,22 @@ pub(crate) fn conv3x3(x: &[f32], u: &[f32], b: Option<&[f32]>, g: &Geom, relu: b
     let tl = Tiles::new(g);
     let xp = pad_planes(x, g, &tl);
     let tiles = batch * tl.th * tl.tw;
-    // Tiles per block: one position's transformed input (cin × n) in about 128 KiB of L2, a
-    // multiple of the micro-tile's NR columns.
-    let n = (32_768 / ci).clamp(NR, 256) / NR * NR;
-    let blocks = tiles.div_ceil(n);
+    // The tiles in groups of the micro-tile's NR columns (the last group padded with zero tiles),
+    // and the groups in blocks of at most one position's transformed input (cin × n) in about
+    // 128 KiB of L2.
+    let groups = tiles.div_ceil(NR);
     let threads = rayon::current_num_threads();
-    // Enough blocks: one per thread at a time. Few (small maps at batch 1): every stage of each
-    // block on all threads.
+    let mut blocks = groups.div_ceil((32_768 / ci).clamp(NR, 256) / NR);
+    // Enough blocks: one per thread at a time, as many per thread, of (nearly) equal size (a
+    // 28×28 map at batch 1 is 13 groups: blocks of 3, 3, 3 and 4, not three of 4 and one of 1).
+    // Few (small maps at batch 1): every stage of each block on all threads.
     let blocks_par = blocks >= 2 * threads;
+    if blocks_par {
+        blocks = blocks.next_multiple_of(threads);
+    }
+    // Block blk: groups [first(blk), first(blk + 1)), at most n tiles.
+    let first = |blk: usize| blk * groups / blocks;
+    let n = groups.div_ceil(blocks) * NR;
     let len = batch * co * h * wd;
     let mut y = Vec::with_capacity(len);
     poison(&mut y, len);
@@ -316,10 +330,12 @@ pub(crate) fn conv3x3(x: &[f32], u: &[f32], b: Option<&[f32]>, g: &Geom, relu: b
     // a transform reads or writes for one channel do not share an L1 set (a power-of-two stride
     // would map them all to one).
     let (vs, ms) = (ci * n + NR, cop * n + NR);
-    let run_block = |(v, m): &mut (Vec<f32>, Vec<f32>), blk: usize| {
+    let run_block = |scratch: &mut Scratch, blk: usize| {
+        let (v, m) = scratch.split_at_mut(POS * vs);
         let par = !blocks_par;
-        let (t0, t1) = (blk * n, ((blk + 1) * n).min(tiles));
-        // V: 16 matrices of cin × n (position, channel, tile); tiles past t1 zero.
+        let (g0, g1) = (first(blk), first(blk + 1));
+        let (t0, t1, width) = (g0 * NR, (g1 * NR).min(tiles), (g1 - g0) * NR);
+        // V: 16 matrices of cin × n (position, channel, tile); the padding tiles up to width zero.
         let vp = SharedOut(v.as_mut_ptr());
         for_each(ci, par, |c| {
             let mut t = vec![0f32; 4 * (2 * tl.tw + 2)];
@@ -333,10 +349,10 @@ pub(crate) fn conv3x3(x: &[f32], u: &[f32], b: Option<&[f32]>, g: &Geom, relu: b
                 simd.input(rows, len, &mut t, &mut run);
             }
             for row in v {
-                row[t1 - t0..].fill(0.0);
+                row[t1 - t0..width].fill(0.0);
             }
         });
-        // M = U V for each position: 16 GEMMs of (cout × cin)·(cin × n), by MR-row blocks.
+        // M = U V for each position: 16 GEMMs of (cout × cin)·(cin × width), by MR-row blocks.
         let mp = SharedOut(m.as_mut_ptr());
         for_each(POS, par, |xi| {
             let vx = &v[xi * vs..][..ci * n];
@@ -344,10 +360,10 @@ pub(crate) fn conv3x3(x: &[f32], u: &[f32], b: Option<&[f32]>, g: &Geom, relu: b
                 let a = &u[(ob * POS + xi) * ci * MR..][..ci * MR];
                 // SAFETY: position xi alone writes rows ob·MR..ob·MR + MR of its matrix in M; the
                 // micro-kernel reads ci steps of MR values from `a`, and NR values at c·n + j·NR
-                // < ci·n from `vx`, and writes MR rows of NR values with stride n.
+                // (j·NR < width ≤ n) from `vx`, and writes MR rows of NR values with stride n.
                 unsafe {
                     let c = mp.ptr().add(xi * ms + ob * MR * n);
-                    for j in 0..n / NR {
+                    for j in 0..width / NR {
                         micro(a.as_ptr(), vx.as_ptr().add(j * NR), &at, c.add(j * NR), n, true);
                     }
                 }
@@ -377,10 +393,9 @@ pub(crate) fn conv3x3(x: &[f32], u: &[f32], b: Option<&[f32]>, g: &Geom, relu: b
             }
         });
     };
-    // V and M, zeroed once per call and thread (a few MB; leaving them uninitialised would need
-    // raw pointers throughout); each block writes all it reads of them (the micro-kernel runs
-    // `fresh`).
-    let buffers = || (vec![0f32; POS * vs], vec![0f32; POS * ms]);
+    // V and M in the thread's scratch: each block writes all it reads of them (the micro-kernel
+    // runs `fresh`).
+    let buffers = || Scratch::take(POS * (vs + ms));
     if blocks_par {
         (0..blocks).into_par_iter().for_each_init(buffers, run_block);
     } else {
