@@ -73,7 +73,7 @@ fn gradients_match_candle_autodiff() {
 }
 
 /// Winograd F(2×2, 3×3), forced on every 3×3 padding-1 case (Auto takes it only for 64+
-/// channels, 256+ for the weight gradient), against candle: forward, dx and dw (both gradients
+/// channels, 128 in and 64 out for the weight gradient), against candle: forward, dx and dw (both gradients
 /// run Winograd too). Its transforms add and subtract the products in another order than the
 /// direct sum, so f32 rounding differs by a few ulps of the largest partial sums: within 2e-5 of
 /// the output scale forward, 1e-4 for the gradients (as the direct kernel's tolerance above).

@@ -34,11 +34,12 @@ pub(crate) fn worth_it(g: &Geom) -> bool {
 }
 
 /// Whether the Winograd weight gradient beats the direct one (`gemm` over shifted slices): from
-/// 256 channels in and out. Measured (examples/convshape `train`, batch 4, 2-core EPYC, two
-/// alternating runs of each build): 512 channels at 28×28 13–20% faster; 64–128 channels at
-/// 112–224 level or slower (its transposes are scalar), within this VM's noise.
+/// 128 input and 64 output channels. Measured (examples/convshape `train`, batch 4, 2-core EPYC,
+/// three runs, a training step's forward and both gradients, Winograd's weight gradient against
+/// the direct one): 512 channels at 28×28 13–20% faster; 128 → 64, 128 → 128, 128 → 256 and
+/// 256 → 128 at 56–112 5–20% faster; 64 → 64 and 64 → 128 at 112–224 level or 1–5% slower.
 pub(crate) fn worth_it_for_weight_grad(g: &Geom) -> bool {
-    applies(g) && g.cin >= 256 && g.cout >= 256
+    applies(g) && g.cin >= 128 && g.cout >= 64
 }
 
 /// The 16 transformed positions of a 4×4 tile.
