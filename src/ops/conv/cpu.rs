@@ -343,59 +343,14 @@ mod tests {
     use super::micro::micro_portable;
     use super::*;
 
-    /// Winograd F(2×2, 3×3) gives the direct kernel's outputs within f32 rounding: its transforms
-    /// add and subtract up to 16 products per output where the direct sum has 9·cin, so the
-    /// error grows like the direct sum's, a few ulps of the largest partial sums (here bounded by
-    /// 1e-4 of the output scale). Odd sizes leave partial tiles and partial runs of tiles; batch
-    /// 2 and 3 cross images inside a block; the last two shapes have several blocks (on 2 threads: 2,
-    /// each block on all threads; 5, blocks side by side), the first ones one.
-    #[test]
-    fn winograd_matches_the_direct_kernel() {
-        for (batch, cin, cout, h, w) in [
-            (1, 3, 5, 4, 4),
-            (2, 17, 9, 7, 9),
-            (1, 64, 70, 14, 14),
-            (2, 96, 64, 11, 6),
-            (3, 130, 20, 19, 23),
-            (2, 200, 13, 40, 33),
-            // 13 groups of NR tiles in 4 blocks of 3, 3, 3 and 4 (28×28 at batch 1).
-            (1, 512, 7, 28, 28),
-        ] {
-            let g = Geom { cin, cout, k: 3, h, w, pad: 1, batch };
-            let x: Vec<f32> = (0..batch * cin * h * w).map(|i| ((i * 37 % 101) as f32 - 50.) / 50.).collect();
-            let wt: Vec<f32> = (0..cout * cin * 9).map(|i| ((i * 53 % 97) as f32 - 48.) / 48.).collect();
-            let b: Vec<f32> = (0..cout).map(|i| i as f32 / 7.0 - 0.5).collect();
-            for relu in [false, true] {
-                let direct = conv_forward(&x, &pack_kernel(&wt, &g, false), Some(&b), &g, relu);
-                let fast = winograd::conv3x3(&x, &winograd::transform_kernel(&wt, &g, false), Some(&b), &g, relu);
-                let scale = direct.iter().fold(0f32, |m, v| m.max(v.abs()));
-                assert!(scale > 1.0);
-                for (i, (a, d)) in fast.iter().zip(&direct).enumerate() {
-                    assert!((a - d).abs() <= 1e-4 * scale, "{batch}×{cin}->{cout} {h}x{w}: element {i}: {a} vs {d}");
-                }
-            }
-        }
+    /// A deterministic input in [−1, 1] (of `len` values), for comparing kernels.
+    pub(super) fn input_values(len: usize) -> Vec<f32> {
+        (0..len).map(|i| ((i * 37 % 101) as f32 - 50.) / 50.).collect()
     }
 
-    /// The Winograd weight gradient gives the direct one's (`gemm` over shifted slices) within
-    /// f32 rounding: both sum h·w·batch products per tap, in another order (bounded by 1e-4 of
-    /// the gradient's scale). Odd sizes leave partial tiles; the larger shapes have several
-    /// blocks of tiles, summed per worker, and channel counts off the NR and MR multiples.
-    #[test]
-    fn winograd_weight_grad_matches_the_direct_one() {
-        for (batch, cin, cout, h, w) in [(1, 3, 5, 4, 4), (2, 17, 9, 7, 9), (3, 130, 20, 19, 23), (2, 70, 200, 13, 10)]
-        {
-            let g = Geom { cin, cout, k: 3, h, w, pad: 1, batch };
-            let x: Vec<f32> = (0..batch * cin * h * w).map(|i| ((i * 37 % 101) as f32 - 50.) / 50.).collect();
-            let dy: Vec<f32> = (0..batch * cout * h * w).map(|i| ((i * 53 % 97) as f32 - 48.) / 48.).collect();
-            let direct = weight_grad(&x, &dy, &g);
-            let fast = winograd::weight_grad(&x, &dy, &g);
-            let scale = direct.iter().fold(0f32, |m, v| m.max(v.abs()));
-            assert!(scale > 1.0);
-            for (i, (a, d)) in fast.iter().zip(&direct).enumerate() {
-                assert!((a - d).abs() <= 1e-4 * scale, "{batch}×{cin}->{cout} {h}x{w}: element {i}: {a} vs {d}");
-            }
-        }
+    /// Deterministic kernel values in [−1, 1], another pattern than [`input_values`].
+    pub(super) fn kernel_values(len: usize) -> Vec<f32> {
+        (0..len).map(|i| ((i * 53 % 97) as f32 - 48.) / 48.).collect()
     }
 
     /// The micro-kernel this CPU runs (AVX2 here) and its portable twin, reading panels or the
@@ -408,8 +363,7 @@ mod tests {
             [(3, 7, 9, 11, 3, 1), (20, 13, 6, 5, 5, 2), (9, 6, 4, 4, 1, 0), (17, 12, 7, 30, 3, 1)]
         {
             let g = Geom { cin, cout, k, h, w, pad, batch: 1 };
-            let x: Vec<f32> = (0..cin * h * w).map(|i| ((i * 37 % 101) as f32 - 50.) / 50.).collect();
-            let wt: Vec<f32> = (0..cout * cin * k * k).map(|i| ((i * 53 % 97) as f32 - 48.) / 48.).collect();
+            let (x, wt) = (input_values(cin * h * w), kernel_values(cout * cin * k * k));
             let (xp, packed) = (pad_batch(&x, &g), pack_kernel(&wt, &g, false));
             let tiling = g.tiling(8 * k * k, 1024);
             for t in 0..tiling.count {
