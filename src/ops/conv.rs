@@ -91,14 +91,15 @@ impl PackedKernel {
             candle_core::Storage::Cpu(s) => f32_values(s, layout)?,
             _ => candle_core::bail!("PackedKernel: the kernel left the CPU"),
         };
-        let values = if winograd { winograd::transform_kernel(&wt, &g, false) } else { pack_kernel(&wt, &g, false) };
+        let values = cpu_pack(&wt, &g, false, winograd);
         debug_assert_eq!(values.len(), len);
         Ok(Some(Arc::new(PackedKernel { dtype: w.dtype(), dims: (cout, cin, k, pad), winograd, values })))
     }
 
-    /// Whether this is the kernel the forward pass of `algo` needs for `g` in `dtype`.
-    fn fits(&self, g: &Geom, dtype: DType, algo: ConvAlgo) -> bool {
-        self.dtype == dtype && self.dims == (g.cout, g.cin, g.k, g.pad) && self.winograd == algo.winograd(g)
+    /// Whether this is the kernel a forward pass for `g` in `dtype` needs, packed for Winograd
+    /// or not as `winograd` says.
+    fn fits(&self, g: &Geom, dtype: DType, winograd: bool) -> bool {
+        self.dtype == dtype && self.dims == (g.cout, g.cin, g.k, g.pad) && self.winograd == winograd
     }
 }
 
@@ -165,6 +166,26 @@ pub fn candle_conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, stride: usi
     }
 }
 
+/// The kernel `w` packed for the CPU forward pass (`flip`: for the input gradient, as
+/// `pack_kernel`): Winograd's `U` where `winograd`, else the direct kernel's blocks.
+fn cpu_pack(w: &[f32], g: &Geom, flip: bool, winograd: bool) -> Vec<f32> {
+    if winograd {
+        winograd::transform_kernel(w, g, flip)
+    } else {
+        pack_kernel(w, g, flip)
+    }
+}
+
+/// The CPU convolution of `x` by the kernel `packed` from [`cpu_pack`] (with the same `winograd`),
+/// plus `b`, then ReLU when `relu`.
+fn cpu_conv(x: &[f32], packed: &[f32], b: Option<&[f32]>, g: &Geom, relu: bool, winograd: bool) -> Vec<f32> {
+    if winograd {
+        winograd::conv3x3(x, packed, b, g, relu)
+    } else {
+        conv_forward(x, packed, b, g, relu)
+    }
+}
+
 struct Conv {
     pad: usize,
     relu: bool,
@@ -192,15 +213,10 @@ impl CustomOp3 for Conv {
         let (x, b) = (f32_values(s1, l1)?, f32_values(s3, l3)?);
         let winograd = self.algo.winograd(&g);
         let packed = match &self.packed {
-            Some(p) if p.fits(&g, s2.dtype(), self.algo) => Cow::Borrowed(&p.values[..]),
-            _ if winograd => Cow::Owned(winograd::transform_kernel(&f32_values(s2, l2)?, &g, false)),
-            _ => Cow::Owned(pack_kernel(&f32_values(s2, l2)?, &g, false)),
+            Some(p) if p.fits(&g, s2.dtype(), winograd) => Cow::Borrowed(&p.values[..]),
+            _ => Cow::Owned(cpu_pack(&f32_values(s2, l2)?, &g, false, winograd)),
         };
-        let y = if winograd {
-            winograd::conv3x3(&x, &packed, Some(&b), &g, self.relu)
-        } else {
-            conv_forward(&x, &packed, Some(&b), &g, self.relu)
-        };
+        let y = cpu_conv(&x, &packed, Some(&b), &g, self.relu, winograd);
         Ok((storage_as(s1.dtype(), y), Shape::from((bsz, cout, g.out_h(), g.out_w()))))
     }
 
@@ -269,11 +285,8 @@ impl CustomOp2 for ConvInputGrad {
         // The convolution of dY (cout channels) into cin channels.
         let g = Geom { cin: cout, cout: cin, k: self.k, h, w, pad: self.k - 1 - self.pad, batch: bsz };
         let (dy, wt) = (f32_values(s1, l1)?, f32_values(s2, l2)?);
-        let dx = if self.algo.winograd(&g) {
-            winograd::conv3x3(&dy, &winograd::transform_kernel(&wt, &g, true), None, &g, false)
-        } else {
-            conv_forward(&dy, &pack_kernel(&wt, &g, true), None, &g, false)
-        };
+        let winograd = self.algo.winograd(&g);
+        let dx = cpu_conv(&dy, &cpu_pack(&wt, &g, true, winograd), None, &g, false, winograd);
         Ok((storage_as(s1.dtype(), dx), Shape::from((bsz, cin, g.out_h(), g.out_w()))))
     }
 }
