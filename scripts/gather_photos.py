@@ -94,7 +94,6 @@ SOURCES = [
     ("deb", "kphotoalbum", "5.9.1-1", ["*/kphotoalbum/demo/*"],
      "GPL-2+ (debian/copyright)", False),
     ("deb", "gnome-control-center-data", "1:43.6-2~deb12u1", ["*/pixmaps/faces/*"], None, False),
-    ("deb", "mate-user-admin", "1.7.0-1", ["*/mate-user-admin/face/*"], None, False),
     ("deb", "libjxl-testdata", "0.0~git20230110.d6168ff-1",
      ["*/external/wesaturate/*", "*/jxl/flower/*"], None, False),
     ("deb", "forensics-samples-files", "1.1.4-5", ["*/original-files/pic*"], None, False),
@@ -168,27 +167,30 @@ class Dep5:
 
     def __init__(self, text, fallback):
         self.rules, self.fallback = [], fallback
-        if not text.startswith("Format:"):
+        if not re.search(r"^Format:", text[:500], re.M):
             return
         for para in re.split(r"\n\s*\n", text):
             fields, key = {}, None
             for line in para.splitlines():
                 if line[:1] in (" ", "\t") and key:
-                    fields[key] += " " + line.strip()
+                    if key == "files":
+                        fields[key] += " " + line.strip()
                 elif ":" in line:
                     key, val = line.split(":", 1)
                     key = key.strip().lower()
                     fields[key] = val.strip()
-            if "files" in fields and "license" in fields:
-                lic = fields["license"].split(" ")[0] if fields["license"] else ""
-                self.rules.append((fields["files"].split(), lic))
+            if "files" in fields and fields.get("license"):
+                self.rules.append((fields["files"].split(), fields["license"]))
 
     def licence(self, path):
         if self.fallback:
             return self.fallback
         found = "see debian/copyright"
         for pats, lic in self.rules:
-            if any(p == "*" or fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, "*/" + p) for p in pats):
+            if any(p == "*" or fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, "*/" + p)
+                   # an exact file name in a folder laid out differently once installed
+                   or ("*" not in os.path.basename(p) and os.path.basename(p) == os.path.basename(path))
+                   for p in pats):
                 found = lic
         return found
 
