@@ -94,7 +94,7 @@ pub fn grid(row_labels: &[String], rows: &[Vec<Option<&Tile>>]) -> RgbImage {
             let Some(t) = tile else { continue };
             let x0 = label_w + GAP + c as u32 * (cell_w + GAP);
             let cx = (x0 + cell_w / 2) as f32;
-            draw_centred(&mut img, &t.title, cx, (y0 + 2) as f32, 17.0, (cell_w + GAP - 4) as f32);
+            draw_centred(&mut img, &t.title, cx, (y0 + 2) as f32, 17.0, (cell_w - 4) as f32);
             image::imageops::replace(&mut img, t.image, x0 as i64, (y0 + TEXT) as i64);
             draw_centred(&mut img, &t.caption, cx, (y0 + TEXT + cell_h + 3) as f32, 15.0, (cell_w + GAP - 4) as f32);
         }
@@ -138,34 +138,78 @@ pub fn scale_tile(w: u32, h: u32) -> RgbImage {
     tile
 }
 
-/// The paper's figure: the input, then a column per layer, a row per decoder kind (`recs` as
-/// [`crate::recon::reconstruct_from`] returns them); `swwae_note` is added to SWWAE's row label.
-pub fn all_layers(input: &RgbImage, recs: &[Reconstruction], swwae_note: &str) -> RgbImage {
+/// How a layer's code was changed before the decoders saw it, as titles say it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CodeChange {
+    /// Channels kept of the layer's code: (kept, all).
+    pub kept: Option<(usize, usize)>,
+    /// The photo whose pooling switches decoded it (file name); only kinds that read switches
+    /// are changed by it.
+    pub switches_of: Option<String>,
+}
+
+/// A reconstruction's title, the same in the app, its exports and the CLI's figures:
+/// "SWWAE from pool3 · bundled · 32 of 256 channels · switches of rocket.jpg" (`source`, the
+/// decoder's set, left out where the app shows it on a line of its own; `layer` left out for a
+/// row of the all-layers figure).
+pub fn recon_title(kind: Kind, layer: Option<&str>, source: Option<&str>, change: &CodeChange) -> String {
+    let mut t = kind.label().to_string();
+    if let Some(l) = layer {
+        t += &format!(" from {l}");
+    }
+    if let Some(s) = source {
+        t += &format!(" · {s}");
+    }
+    if let Some((kept, all)) = change.kept {
+        t += &format!(" · {kept} of {all} channels");
+    }
+    if let (true, Some(other)) = (kind.reads_switches(), &change.switches_of) {
+        t += &format!(" · switches of {other}");
+    }
+    t
+}
+
+/// A row of the all-layers figure: its label and its reconstructions, one per layer.
+pub type LayerRow<'a> = (String, Vec<&'a Reconstruction>);
+
+/// The rows of the all-layers figure for one set of reconstructions: a row per kind, labelled
+/// by `label`.
+pub fn kind_rows<'a>(recs: &'a [Reconstruction], label: impl Fn(Kind) -> String) -> Vec<LayerRow<'a>> {
+    Kind::ALL.iter().map(|&k| (label(k), recs.iter().filter(|r| r.kind == k).collect())).collect()
+}
+
+/// The paper's figure: the input, then a column per layer, a labelled row per decoder (a kind, or
+/// a kind of one set of decoders).
+pub fn all_layers(input: &RgbImage, rows: &[LayerRow]) -> RgbImage {
     let input_tile = Tile { image: input, title: "input".into(), caption: String::new() };
     let mut layers: Vec<&str> = Vec::new();
-    for r in recs {
+    for r in rows.iter().flat_map(|(_, recs)| recs) {
         if !layers.contains(&r.layer.as_str()) {
             layers.push(&r.layer);
         }
     }
-    let tiles: Vec<Vec<Tile>> = Kind::ALL
+    let tiles: Vec<Vec<Option<Tile>>> = rows
         .iter()
-        .map(|&k| {
+        .map(|(_, recs)| {
             layers
                 .iter()
-                .filter_map(|l| recs.iter().find(|r| r.kind == k && r.layer == *l))
-                .map(|r| Tile { image: &r.image, title: r.layer.clone(), caption: caption(r.psnr, r.ssim) })
+                .map(|l| {
+                    recs.iter().find(|r| r.layer == *l).map(|r| Tile {
+                        image: &r.image,
+                        title: r.layer.clone(),
+                        caption: caption(r.psnr, r.ssim),
+                    })
+                })
                 .collect()
         })
         .collect();
-    let rows: Vec<Vec<Option<&Tile>>> = tiles
+    let cells: Vec<Vec<Option<&Tile>>> = tiles
         .iter()
         .enumerate()
-        .map(|(i, row)| std::iter::once((i == 0).then_some(&input_tile)).chain(row.iter().map(Some)).collect())
+        .map(|(i, row)| {
+            std::iter::once((i == 0).then_some(&input_tile)).chain(row.iter().map(Option::as_ref)).collect()
+        })
         .collect();
-    let labels: Vec<String> = Kind::ALL
-        .iter()
-        .map(|k| format!("{}{}", k.name().to_uppercase(), if *k == Kind::Swwae { swwae_note } else { "" }))
-        .collect();
-    grid(&labels, &rows)
+    let labels: Vec<String> = rows.iter().map(|(l, _)| l.clone()).collect();
+    grid(&labels, &cells)
 }

@@ -160,6 +160,15 @@ pub fn lock_folder(dir: &Path) -> Result<FolderLock> {
     Ok(FolderLock { _file: file })
 }
 
+/// Whether a training run (in this process or another) holds `dir`'s lock now. A folder without a
+/// lock file, or one that cannot be opened, is not held.
+pub fn folder_is_locked(dir: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new().read(true).open(dir.join(LOCK_FILE)) else { return false };
+    // A second open of the file is its own lock holder, so this fails while the run holds it,
+    // also within the process that runs it; the probe's own lock goes with `file`.
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 /// Remove the temporary files (`NAME.tmpPID`, see [`temp_path`]) that a killed writer left in
 /// `dir`: those whose process is gone. Call it while holding the folder's lock. Returns what was
 /// removed.

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod data;
+pub mod decoder_sets;
 pub mod device;
 pub mod error;
 pub mod figure;

@@ -2,6 +2,7 @@
 //! chosen layers, and the evaluation over a folder of photos.
 
 use crate::data::resize_centre_crop;
+use crate::decoder_sets::{SetInfo, UserData};
 use crate::error::{Error, Result};
 use crate::model::decoder_file::decoder_file_name;
 use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Features, Kind};
@@ -24,6 +25,8 @@ pub fn train_command(dir: &Path, layer: &str, kinds: &[Kind]) -> String {
 /// the reason (one line, with the command that makes it when it is missing).
 pub struct DecoderSet {
     pub dir: PathBuf,
+    /// Where the set comes from and each decoder's record, for titles.
+    pub info: SetInfo,
     entries: Vec<(String, Kind, LoadedDecoder)>,
 }
 
@@ -31,37 +34,34 @@ pub struct DecoderSet {
 type LoadedDecoder = std::result::Result<(Decoder, DecoderMeta), String>;
 
 impl DecoderSet {
-    /// Look in `dir` for a decoder of every tap the encoder serves, both kinds.
+    /// Look in `dir` for a decoder of every tap the encoder serves, every kind.
     pub fn load(dir: &Path, enc: &Encoder) -> Self {
-        Self::load_from(&[dir.to_path_buf()], enc)
-    }
-
-    /// Like [`Self::load`] over several folders: for each decoder the first folder holding its
-    /// file wins (e.g. the user's trained decoders, then the bundled ones). Missing decoders are
-    /// to be trained into the first folder.
-    pub fn load_from(dirs: &[PathBuf], enc: &Encoder) -> Self {
-        let first = dirs.first().cloned().unwrap_or_default();
         let mut entries = Vec::new();
         for layer in enc.arch.taps() {
             for kind in Kind::ALL {
                 let entry = if let Some(why) = enc.unavailable_reason(layer) {
                     Err(why)
                 } else {
-                    let found = dirs.iter().map(|d| decoder_path(d, enc.arch, layer, kind)).find(|p| p.exists());
-                    match found {
-                        Some(path) => load_decoder(&path, enc, layer, kind).map_err(|e| e.to_string()),
-                        None => Err(format!(
+                    let path = decoder_path(dir, enc.arch, layer, kind);
+                    if path.exists() {
+                        load_decoder(&path, enc, layer, kind).map_err(|e| e.to_string())
+                    } else {
+                        Err(format!(
                             "no {layer} {kind} decoder in {} ({} is missing); make it with `{}`",
-                            first.display(),
+                            dir.display(),
                             decoder_file_name(enc.arch, layer, kind),
-                            train_command(&first, layer, &[kind])
-                        )),
+                            train_command(dir, layer, &[kind])
+                        ))
                     }
                 };
                 entries.push((layer.to_string(), kind, entry));
             }
         }
-        Self { dir: first, entries }
+        Self {
+            dir: dir.to_path_buf(),
+            info: SetInfo::read(dir, enc.arch, &enc.fingerprint, &UserData::default()),
+            entries,
+        }
     }
 
     /// The decoder for `layer`/`kind`, or why there is none.
@@ -82,7 +82,7 @@ impl DecoderSet {
             .map(|(_, m)| m)
     }
 
-    /// Layers for which both kinds are loaded, in the encoder's order.
+    /// Layers for which every kind is loaded, in the encoder's order.
     pub fn complete_layers(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for (l, _, _) in &self.entries {
@@ -93,22 +93,38 @@ impl DecoderSet {
         out
     }
 
-    /// Why `layer` cannot be shown with both kinds, or `None` when it can.
+    /// Why `layer` cannot be shown with every kind, or `None` when it can.
     pub fn unavailable_reason(&self, layer: &str) -> Option<String> {
         let reasons: Vec<String> =
             Kind::ALL.iter().filter_map(|&k| self.get(layer, k).err().map(|e| e.to_string())).collect();
+        let missing = format!("no {layer} ");
         match reasons.len() {
             0 => None,
-            2 if reasons[0].starts_with(&format!("no {layer} ")) && reasons[1].starts_with(&format!("no {layer} ")) => {
-                Some(format!(
-                    "no {layer} decoders in {}; make them with `{}`",
-                    self.dir.display(),
-                    train_command(&self.dir, layer, &Kind::ALL)
-                ))
-            }
+            n if n == Kind::ALL.len() && reasons.iter().all(|r| r.starts_with(&missing)) => Some(format!(
+                "no {layer} decoders in {}; make them with `{}`",
+                self.dir.display(),
+                train_command(&self.dir, layer, &Kind::ALL)
+            )),
             _ => Some(reasons[0].clone()),
         }
     }
+}
+
+/// The sets' names ([`SetInfo::label`]), each with its folder's path added where two sets share
+/// a name.
+pub fn set_labels(sets: &[DecoderSet]) -> Vec<String> {
+    let labels: Vec<String> = sets.iter().map(|s| s.info.label()).collect();
+    labels
+        .iter()
+        .zip(sets)
+        .map(|(l, s)| {
+            if labels.iter().filter(|m| *m == l).count() > 1 {
+                format!("{l} ({})", s.dir.display())
+            } else {
+                l.clone()
+            }
+        })
+        .collect()
 }
 
 /// One image rebuilt from one layer by one decoder, with its fidelity to the input.
@@ -179,15 +195,22 @@ pub fn reconstruct_from(
             decoders.push((l.clone(), k, set.get(l, k)?));
         }
     }
-    decoders
-        .into_iter()
-        .map(|(layer, kind, d)| {
-            let y = d.forward(features)?.squeeze(0)?;
-            let image = enc.preprocess.to_image(&y)?;
-            let m = mse(&image, input);
-            Ok(Reconstruction { layer, kind, psnr: psnr(m), ssim: ssim(&image, input), image })
-        })
-        .collect()
+    decoders.into_iter().map(|(layer, kind, d)| rebuild(enc, d, features, input, &layer, kind)).collect()
+}
+
+/// `input` (model-size) rebuilt by one decoder (`layer`/`kind`) from `features` of it.
+pub fn rebuild(
+    enc: &Encoder,
+    decoder: &Decoder,
+    features: &Features,
+    input: &RgbImage,
+    layer: &str,
+    kind: Kind,
+) -> Result<Reconstruction> {
+    let y = decoder.forward(features)?.squeeze(0)?;
+    let image = enc.preprocess.to_image(&y)?;
+    let m = mse(&image, input);
+    Ok(Reconstruction { layer: layer.to_string(), kind, psnr: psnr(m), ssim: ssim(&image, input), image })
 }
 
 /// Mean fidelity of one decoder over a set of images.
@@ -195,6 +218,9 @@ pub fn reconstruct_from(
 pub struct EvalRow {
     pub layer: String,
     pub kind: String,
+    /// The set the decoder came from ([`SetInfo::label`]: "bundled", "yours: 2026-12-04 14:02",
+    /// "folder NAME"); `null` for the floors.
+    pub decoders: Option<String>,
     /// Mean squared error in 0–1 pixel units.
     pub mse: f64,
     /// Mean PSNR in dB over the images (infinite when a reconstruction is exact; `null` in JSON).
@@ -290,46 +316,57 @@ pub fn layer_grid(enc: &Encoder, layer: &str) -> Option<u32> {
     (shape.len() == 3).then(|| shape[1] as u32)
 }
 
-/// Evaluate every complete layer of `set` on `images` (each brought to the model's size): for each
-/// layer a row per decoder kind and one for its [`thumbnail`] floor, then one row for the
-/// [`flat`] floor (layer `"any"`). `progress(i, n)` is called after each image.
+/// Evaluate every complete layer of each of `sets` on the same `images` (each brought to the
+/// model's size): for each layer a row per set and decoder kind, and one for its [`thumbnail`]
+/// floor, then one row for the [`flat`] floor (layer `"any"`). `progress(i, n)` is called after
+/// each image.
 pub fn evaluate(
     enc: &Encoder,
-    set: &DecoderSet,
+    sets: &[DecoderSet],
     images: &[RgbImage],
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<EvalRow>> {
-    let layers = set.complete_layers();
-    let mut rows: Vec<(String, String)> = Vec::new();
+    let complete: Vec<Vec<String>> = sets.iter().map(DecoderSet::complete_layers).collect();
+    let layers: Vec<String> =
+        enc.arch.taps().iter().map(|t| t.to_string()).filter(|t| complete.iter().any(|c| c.contains(t))).collect();
+    // (layer, what: a set's kind or a floor, the set)
+    let mut rows: Vec<(String, String, Option<usize>)> = Vec::new();
     for l in &layers {
-        rows.extend(Kind::ALL.map(|k| (l.clone(), k.name().to_string())));
+        for (i, _) in complete.iter().enumerate().filter(|(_, c)| c.contains(l)) {
+            rows.extend(Kind::ALL.map(|k| (l.clone(), k.name().to_string(), Some(i))));
+        }
         if layer_grid(enc, l).is_some() {
-            rows.push((l.clone(), THUMBNAIL.into()));
+            rows.push((l.clone(), THUMBNAIL.into(), None));
         }
     }
-    rows.push(("any".into(), FLAT.into()));
+    rows.push(("any".into(), FLAT.into(), None));
     let mut sums = vec![(0.0, 0.0, 0.0); rows.len()];
     let mut spreads: Vec<Spread> = rows.iter().map(|_| Spread::default()).collect();
     let mut input_spread = Spread::default();
     for (i, img) in images.iter().enumerate() {
         let input = model_input(enc, img);
         input_spread.add(&input);
-        let recs = reconstruct(enc, set, &input, &layers, &Kind::ALL)?;
-        for (((layer, kind), s), spread) in rows.iter().zip(sums.iter_mut()).zip(spreads.iter_mut()) {
+        let features = features_for(enc, &input, &layers)?;
+        let recs = sets
+            .iter()
+            .zip(&complete)
+            .map(|(set, layers)| reconstruct_from(enc, set, &features, &input, layers, &Kind::ALL))
+            .collect::<Result<Vec<_>>>()?;
+        for (((layer, kind, set), s), spread) in rows.iter().zip(sums.iter_mut()).zip(spreads.iter_mut()) {
             let floor;
-            let image = match kind.as_str() {
-                THUMBNAIL => {
-                    floor = thumbnail(&input, layer_grid(enc, layer).unwrap_or(1));
-                    &floor
-                }
-                FLAT => {
-                    floor = flat(&input);
-                    &floor
-                }
-                _ => match recs.iter().find(|r| &r.layer == layer && r.kind.name() == kind) {
+            let image = match (kind.as_str(), set) {
+                (_, Some(set)) => match recs[*set].iter().find(|r| &r.layer == layer && r.kind.name() == kind) {
                     Some(r) => &r.image,
                     None => continue,
                 },
+                (THUMBNAIL, None) => {
+                    floor = thumbnail(&input, layer_grid(enc, layer).unwrap_or(1));
+                    &floor
+                }
+                _ => {
+                    floor = flat(&input);
+                    &floor
+                }
             };
             spread.add(image);
             let m = mse(image, &input);
@@ -341,13 +378,15 @@ pub fn evaluate(
     }
     let n = images.len().max(1) as f64;
     let vx = input_spread.variance().filter(|v| *v > 0.0);
+    let labels = set_labels(sets);
     Ok(rows
         .into_iter()
         .zip(sums)
         .zip(spreads)
-        .map(|(((layer, kind), (m, p, s)), spread)| {
+        .map(|(((layer, kind, set), (m, p, s)), spread)| {
             let dependence = spread.variance().zip(vx).map(|(v, vx)| v / vx);
-            EvalRow { layer, kind, mse: m / n, psnr: p / n, ssim: s / n, dependence }
+            let decoders = set.map(|i| labels[i].clone());
+            EvalRow { layer, kind, decoders, mse: m / n, psnr: p / n, ssim: s / n, dependence }
         })
         .collect())
 }

@@ -20,6 +20,7 @@ fn perfect_reconstruction_scores_infinite_psnr_and_ssim_one() {
     let row = EvalRow {
         layer: "pool1".into(),
         kind: "sae".into(),
+        decoders: Some("bundled".into()),
         mse: 0.0,
         psnr: f64::INFINITY,
         ssim: 1.0,
@@ -136,6 +137,73 @@ fn reconstruct_and_eval_from_the_command_line() {
     // thumbnail nearly all of it, the mean colour much less.
     let dep = |i: usize| results[i]["dependence"].as_f64().unwrap();
     assert!(dep(2) > 0.8 && dep(2) < 1.05 && dep(3) < 0.8 * dep(2), "{} {}", dep(2), dep(3));
+}
+
+/// Two sets of decoders on the same photos: `eval` prints a row per set and kind (a copy of a
+/// folder gives the same numbers under another name), `reconstruct` a row of pictures per set.
+#[test]
+fn several_decoder_sets_compare_on_the_same_photos() {
+    let dec = common::tiny_decoders("pool1");
+    let d = dec.path().to_str().unwrap();
+    let assets = repo_path("assets");
+    let eval = |sets: &[&str]| {
+        let mut args = vec!["eval", "--data", assets.to_str().unwrap(), "--json"];
+        for s in sets {
+            args.extend(["--decoders", s]);
+        }
+        let o = layerinv(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    // A copy of the run in another folder: the same record, so the same name but for the folder.
+    let copy = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(dec.path()).unwrap().flatten() {
+        std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
+    }
+    let v = eval(&[d, copy.path().to_str().unwrap(), d]);
+    let labels: Vec<&str> = v["decoders"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap()).collect();
+    assert_eq!(labels.len(), 2, "a folder given twice counts once");
+    assert_ne!(labels[0], labels[1], "two folders of one name are told apart");
+    assert!(labels[0].starts_with("yours: ") && labels[0].contains(d), "{labels:?}");
+    let rows = v["results"].as_array().unwrap();
+    let row = |label: &str, kind: &str| {
+        rows.iter().find(|r| r["decoders"] == label && r["kind"] == kind && r["layer"] == "pool1").unwrap()["psnr"]
+            .as_f64()
+            .unwrap()
+    };
+    for kind in ["sae", "swwae"] {
+        assert_eq!(row(labels[0], kind), row(labels[1], kind));
+    }
+    assert_eq!(rows.len(), 2 * 2 + 2, "two sets × two kinds, pool1's floor, the flat floor");
+
+    // The bundled set beside a 2-step run: a row each; the bundled decoders are far better.
+    let bundled = repo_path("weights");
+    let v = eval(&[d, bundled.to_str().unwrap()]);
+    let rows = v["results"].as_array().unwrap();
+    let psnr = |label: &str, layer: &str| {
+        rows.iter()
+            .find(|r| r["decoders"] == label && r["kind"] == "swwae" && r["layer"] == layer)
+            .map(|r| r["psnr"].as_f64().unwrap())
+    };
+    let tiny = v["decoders"][0]["label"].as_str().unwrap().to_string();
+    assert!(psnr("bundled", "pool1").unwrap() > psnr(&tiny, "pool1").unwrap() + 5.0);
+    assert!(psnr("bundled", "pool5").is_some() && psnr(&tiny, "pool5").is_none(), "{v}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("two.png");
+    let img = repo_path("assets/coffee.png");
+    let args = |extra: &[&str]| {
+        let mut a = vec!["reconstruct", img.to_str().unwrap(), "--layer", "pool1", "--decoders", d, "--decoders"];
+        a.push(bundled.to_str().unwrap());
+        a.extend(["--out", out.to_str().unwrap()]);
+        a.extend(extra);
+        layerinv(&a)
+    };
+    let o = args(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pic = image::open(&out).unwrap();
+    assert!(pic.width() >= 3 * 224 && pic.height() >= 2 * 224, "{:?}", (pic.width(), pic.height()));
+    assert_clean_failure(&args(&["--diff"]), &["--diff", "give --decoders once"]);
 }
 
 /// The floors: a flat image is its own thumbnail at any grid; the flat floor of a half-black,

@@ -5,6 +5,7 @@ mod common;
 use common::{assert_clean_failure, demo_photo_dir, layerinv};
 use layerinv::model::decoder_file::read_decoder_meta;
 use layerinv::model::{Encoder, Kind, ModelSource};
+use layerinv::train::record::{RunRecord, RunState};
 use layerinv::train::{checkpoint_path, train, CancelToken, Event, TrainConfig};
 use std::path::Path;
 
@@ -130,6 +131,11 @@ fn cancel_then_resume_reaches_the_step_count() {
     )
     .unwrap();
     assert_eq!(meta.steps, 7, "the cancelled run saves where it stopped");
+    // The run's record says so, for the app's decoder sets.
+    let record = RunRecord::load(out.path()).unwrap().expect("run.json");
+    assert_eq!((record.state, record.step, record.settings.steps), (RunState::Cancelled, 7, 12));
+    assert_eq!(record.settings.kinds, ["sae", "swwae"]);
+    assert!(!RunRecord::is_live(out.path()), "the lock goes with the run");
 
     let mut resumed_from = Vec::new();
     let mut steps_seen = Vec::new();
@@ -144,6 +150,8 @@ fn cancel_then_resume_reaches_the_step_count() {
     assert!(!s.cancelled);
     assert_eq!(resumed_from, vec![7, 7]);
     assert_eq!(steps_seen, vec![8, 9, 10, 11, 12]);
+    let resumed = RunRecord::load(out.path()).unwrap().expect("run.json");
+    assert_eq!((resumed.state, resumed.step, resumed.started), (RunState::Finished, 12, record.started));
     let (dec, meta) =
         layerinv::model::load_decoder(&out.path().join("vgg16_pool1_swwae.safetensors"), &enc, "pool1", Kind::Swwae)
             .unwrap();

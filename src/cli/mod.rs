@@ -41,7 +41,7 @@ pub struct Cli {
     /// App: keep only these channels of the layer's code, e.g. `0-31,64` or `top:16`.
     #[arg(long)]
     pub keep_channels: Option<String>,
-    /// App: a decoders folder to use before the bundled one.
+    /// App: a decoders folder shown first, wherever it has the decoder (this run only).
     #[arg(long)]
     pub decoders: Option<PathBuf>,
     /// App: cpu, cuda, cuda:N or auto.
@@ -104,8 +104,10 @@ pub enum Command {
     Eval {
         #[arg(long)]
         data: PathBuf,
+        /// Folder of decoders (default: the bundled ones); give it again to compare sets on the
+        /// same photos, a row each.
         #[arg(long)]
-        decoders: Option<PathBuf>,
+        decoders: Vec<PathBuf>,
         #[arg(long, default_value = "bundled")]
         model: String,
         #[arg(long, default_value = "auto")]
@@ -140,7 +142,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Some(Command::Reconstruct(args)) => recon::reconstruct_cmd(&args),
         Some(Command::Eval { data, decoders, model, device, json }) => {
-            recon::eval_cmd(&data, &recon::decoders_dir(decoders), &model, &device, json)
+            recon::eval_cmd(&data, &recon::decoders_dirs(&decoders), &model, &device, json)
         }
         Some(Command::Train(args)) => train::run(args),
         Some(Command::ImportOnnx { input, output, name }) => commands::import_onnx(&input, &output, name.as_deref()),
@@ -156,6 +158,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 screenshot: cli.screenshot,
                 model: cli.model.unwrap_or_default(),
                 decoders: cli.decoders,
+                data_dir: None,
                 device: cli.device,
                 view: cli.view,
                 switches_from: cli.switches_from,

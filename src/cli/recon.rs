@@ -2,18 +2,28 @@
 
 use crate::compare::{keep_channels, with_switches_of, ChannelSpec};
 use crate::data::{list_images, load_image};
-use crate::figure::{all_layers, caption, diff_figure, row, Tile};
+use crate::figure::{all_layers, caption, diff_figure, grid, kind_rows, recon_title, CodeChange, Tile};
 use crate::fsutil::write_atomic_with;
 use crate::model::{Kind, ModelSource};
-use crate::recon::{evaluate, features_for, model_input, reconstruct_from, DecoderSet};
+use crate::recon::{evaluate, features_for, model_input, reconstruct_from, set_labels, DecoderSet};
 use crate::Error;
 use anyhow::{bail, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-/// `--decoders` default: the bundled decoders beside the bundled model.
-pub fn decoders_dir(arg: Option<PathBuf>) -> PathBuf {
-    arg.unwrap_or_else(crate::model::source::weights_dir)
+/// `--decoders` given any number of times (a folder given twice counts once); none: the bundled
+/// decoders beside the bundled model.
+pub fn decoders_dirs(args: &[PathBuf]) -> Vec<PathBuf> {
+    if args.is_empty() {
+        return vec![crate::model::source::weights_dir()];
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for d in args {
+        if !dirs.contains(d) {
+            dirs.push(d.clone());
+        }
+    }
+    dirs
 }
 
 #[derive(clap::Args, Debug)]
@@ -24,9 +34,9 @@ pub struct ReconstructArgs {
     /// The paper's figure instead: a column per layer, rows SAE and SWWAE.
     #[arg(long)]
     all_layers: bool,
-    /// Folder of decoders (default: the bundled ones).
+    /// Folder of decoders (default: the bundled ones); give it again to compare sets, a row each.
     #[arg(long)]
-    decoders: Option<PathBuf>,
+    decoders: Vec<PathBuf>,
     #[arg(long)]
     out: PathBuf,
     /// Decode with the pooling switches of this photo instead (the "where" of another photo with
@@ -48,22 +58,27 @@ pub struct ReconstructArgs {
 }
 
 pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
-    let decoders = decoders_dir(args.decoders.clone());
+    let dirs = decoders_dirs(&args.decoders);
+    if args.diff && dirs.len() > 1 {
+        bail!("--diff draws the error maps of one set of decoders: give --decoders once");
+    }
     let dev = crate::device::parse_device(&args.device)?;
     let enc = ModelSource::parse(&args.model).load(&dev)?;
-    let set = DecoderSet::load(&decoders, &enc);
-    // Which layers, checked before any encoder pass.
+    let sets: Vec<DecoderSet> = dirs.iter().map(|d| DecoderSet::load(d, &enc)).collect();
+    // Which layers, checked before any encoder pass: every set must serve them.
     let layers = if args.all_layers {
         if args.keep_channels.is_some() || args.diff {
             bail!("--keep-channels and --diff work on one layer: give --layer L instead of --all-layers");
         }
-        let layers = set.complete_layers();
+        let mut layers = sets[0].complete_layers();
+        layers.retain(|l| sets.iter().all(|s| s.complete_layers().contains(l)));
         if layers.is_empty() {
+            let taps: Vec<&str> = enc.arch.taps().iter().copied().filter(|t| enc.has_tap(t)).collect();
             bail!(
-                "no complete pair of decoders for {} in {}; make them with `{}`",
+                "no layer has every kind of decoder for {} in {}; make them with `{}`",
                 enc.name,
-                decoders.display(),
-                crate::recon::train_command(&decoders, "pool1,pool2,pool3,pool4,pool5", &Kind::ALL)
+                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" and "),
+                crate::recon::train_command(&dirs[0], &taps.join(","), &Kind::ALL)
             );
         }
         layers
@@ -72,45 +87,71 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
         if let Some(why) = enc.unavailable_reason(layer) {
             bail!(why);
         }
-        if let Some(why) = set.unavailable_reason(layer) {
-            bail!(why);
+        for set in &sets {
+            if let Some(why) = set.unavailable_reason(layer) {
+                bail!(why);
+            }
         }
         vec![layer.to_string()]
     };
     let input = model_input(&enc, &load_image(&args.image)?);
     let mut features = features_for(&enc, &input, &layers)?;
-    let mut swwae_note = String::new();
+    let mut change = CodeChange::default();
     if let Some(other) = &args.switches_from {
         let theirs = features_for(&enc, &model_input(&enc, &load_image(other)?), &layers)?;
         features = with_switches_of(&features, &theirs)?;
-        swwae_note = format!(", switches of {}", file_name(other));
+        change.switches_of = Some(file_name(other));
     }
+    if let (Some(spec), [layer]) = (&args.keep_channels, layers.as_slice()) {
+        let code = features.tap(layer).ok_or_else(|| Error::Unavailable(format!("no {layer} activation")))?;
+        let keep = ChannelSpec::parse(spec)?.mask(code)?;
+        change.kept = Some((keep.iter().filter(|&&k| k).count(), keep.len()));
+        features = keep_channels(&features, layer, &keep)?;
+    }
+    let recs = sets
+        .iter()
+        .map(|set| reconstruct_from(&enc, set, &features, &input, &layers, &Kind::ALL))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let labels = set_labels(&sets);
     let picture = if args.all_layers {
-        let recs = reconstruct_from(&enc, &set, &features, &input, &layers, &Kind::ALL)?;
-        all_layers(&input, &recs, &swwae_note)
+        let rows: Vec<_> = labels
+            .iter()
+            .zip(&recs)
+            .flat_map(|(label, recs)| kind_rows(recs, |k| recon_title(k, None, Some(label), &change)))
+            .collect();
+        all_layers(&input, &rows)
     } else {
-        let layer = layers[0].as_str();
-        let mut code_note = String::new();
-        if let Some(spec) = &args.keep_channels {
-            let code = features.tap(layer).ok_or_else(|| Error::Unavailable(format!("no {layer} activation")))?;
-            let keep = ChannelSpec::parse(spec)?.mask(code)?;
-            code_note = format!(", {} of {} channels", keep.iter().filter(|&&k| k).count(), keep.len());
-            features = keep_channels(&features, layer, &keep)?;
-        }
-        let recs = reconstruct_from(&enc, &set, &features, &input, &layers, &Kind::ALL)?;
-        let mut tiles = vec![Tile { image: &input, title: "input".into(), caption: file_name(&args.image) }];
-        for r in &recs {
-            let note = if r.kind == Kind::Swwae { swwae_note.as_str() } else { "" };
-            tiles.push(Tile {
-                image: &r.image,
-                title: format!("{} from {}{code_note}{note}", r.kind.name().to_uppercase(), r.layer),
-                caption: caption(r.psnr, r.ssim),
-            });
-        }
-        let find = |k: Kind| recs.iter().find(|r| r.kind == k).map(|r| &r.image);
+        let input_tile = Tile { image: &input, title: "input".into(), caption: file_name(&args.image) };
+        let rows: Vec<Vec<Tile>> = labels
+            .iter()
+            .zip(&recs)
+            .map(|(label, recs)| {
+                recs.iter()
+                    .map(|r| Tile {
+                        image: &r.image,
+                        title: recon_title(r.kind, Some(&r.layer), Some(label), &change),
+                        caption: caption(r.psnr, r.ssim),
+                    })
+                    .collect()
+            })
+            .collect();
+        let find = |k: Kind| recs[0].iter().find(|r| r.kind == k).map(|r| &r.image);
         match (args.diff, find(Kind::Sae), find(Kind::Swwae)) {
-            (true, Some(sae), Some(swwae)) => diff_figure(&input, sae, swwae, &tiles),
-            _ => row(&tiles),
+            (true, Some(sae), Some(swwae)) => {
+                let top: Vec<Tile> = std::iter::once(input_tile).chain(rows.into_iter().flatten()).collect();
+                diff_figure(&input, sae, swwae, &top)
+            }
+            _ => {
+                // The input once, in the first row; a row per set of decoders.
+                let cells: Vec<Vec<Option<&Tile>>> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, row)| {
+                        std::iter::once((i == 0).then_some(&input_tile)).chain(row.iter().map(Some)).collect()
+                    })
+                    .collect();
+                grid(&[], &cells)
+            }
         }
     };
     write_atomic_with(&args.out, |tmp| {
@@ -124,16 +165,18 @@ fn file_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-pub fn eval_cmd(data: &Path, decoders: &Path, model: &str, device: &str, as_json: bool) -> Result<()> {
+pub fn eval_cmd(data: &Path, dirs: &[PathBuf], model: &str, device: &str, as_json: bool) -> Result<()> {
     let dev = crate::device::parse_device(device)?;
     let enc = ModelSource::parse(model).load(&dev)?;
-    let set = DecoderSet::load(decoders, &enc);
-    if set.complete_layers().is_empty() {
-        bail!(
-            "no complete pair of decoders for {} in {}; train some with `layerinv train`",
-            enc.name,
-            decoders.display()
-        );
+    let sets: Vec<DecoderSet> = dirs.iter().map(|d| DecoderSet::load(d, &enc)).collect();
+    for set in &sets {
+        if set.complete_layers().is_empty() {
+            bail!(
+                "no layer has every kind of decoder for {} in {}; train some with `layerinv train`",
+                enc.name,
+                set.dir.display()
+            );
+        }
     }
     let files = list_images(data)?;
     let mut images = Vec::new();
@@ -147,17 +190,26 @@ pub fn eval_cmd(data: &Path, decoders: &Path, model: &str, device: &str, as_json
         bail!("{}: no readable images in this folder", data.display());
     }
     let bar = indicatif::ProgressBar::new(images.len() as u64);
-    let rows = evaluate(&enc, &set, &images, |i, _| bar.set_position(i as u64))?;
+    let rows = evaluate(&enc, &sets, &images, |i, _| bar.set_position(i as u64))?;
     bar.finish_and_clear();
     if as_json {
-        println!("{}", json!({"model": enc.name, "images": images.len(), "results": rows}));
+        let decoders: Vec<_> = sets
+            .iter()
+            .zip(set_labels(&sets))
+            .map(|(s, label)| json!({"label": label, "dir": s.dir.display().to_string()}))
+            .collect();
+        println!("{}", json!({"model": enc.name, "images": images.len(), "decoders": decoders, "results": rows}));
         return Ok(());
     }
-    println!("{} images, {}, decoders from {}", images.len(), enc.name, decoders.display());
+    println!("{} images, {}", images.len(), enc.name);
+    for (s, label) in sets.iter().zip(set_labels(&sets)) {
+        println!("decoders {label}: {}", s.dir.display());
+    }
     println!("floors: thumbnail = the photo squeezed to the layer's grid and blown back up; flat = its mean colour");
+    let width = rows.iter().filter_map(|r| r.decoders.as_ref().map(|d| d.chars().count())).max().unwrap_or(0).max(8);
     println!(
-        "{:<6} {:<9} {:>10} {:>9} {:>7} {:>10} {:>11}",
-        "layer", "kind", "MSE", "PSNR dB", "SSIM", "vs floor", "dependence"
+        "{:<6} {:<9} {:<width$} {:>10} {:>9} {:>7} {:>10} {:>11}",
+        "layer", "kind", "decoders", "MSE", "PSNR dB", "SSIM", "vs floor", "dependence"
     );
     for r in &rows {
         let floor = rows.iter().find(|f| f.layer == r.layer && f.kind == crate::recon::THUMBNAIL).map(|f| f.psnr);
@@ -172,7 +224,17 @@ pub fn eval_cmd(data: &Path, decoders: &Path, model: &str, device: &str, as_json
             Some(d) => format!("{d:.3}"),
             None => String::new(),
         };
-        println!("{:<6} {:<9} {:>10.6} {:>9.2} {:>7.4} {:>10} {:>11}", r.layer, r.kind, r.mse, r.psnr, r.ssim, vs, dep);
+        println!(
+            "{:<6} {:<9} {:<width$} {:>10.6} {:>9.2} {:>7.4} {:>10} {:>11}",
+            r.layer,
+            r.kind,
+            r.decoders.as_deref().unwrap_or(""),
+            r.mse,
+            r.psnr,
+            r.ssim,
+            vs,
+            dep
+        );
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use super::arch::Arch;
 use super::decoder::Decoder;
 use super::decoder_spec::{DecoderSpec, Kind, Objective};
 use super::encoder::Encoder;
-use super::weights::{fmt_shape, read_safetensors};
+use super::weights::{fmt_shape, read_safetensors, read_safetensors_metadata};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use candle_core::{DType, Tensor};
@@ -138,10 +138,9 @@ pub fn save_decoder(path: &Path, meta: &DecoderMeta, tensors: &HashMap<String, T
     write_atomic(path, &bytes)
 }
 
-/// Read only the metadata of a decoder file.
+/// Read only the metadata of a decoder file (its header, not its weights).
 pub fn read_decoder_meta(path: &Path) -> Result<DecoderMeta> {
-    let (_, m) = read_safetensors(path, &candle_core::Device::Cpu)?;
-    DecoderMeta::from_map(path, &m)
+    DecoderMeta::from_map(path, &read_safetensors_metadata(path)?)
 }
 
 /// Load a decoder for `layer`/`kind` of `encoder`, refusing a file made for anything else.

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use std::fmt;
 
 /// Which unpooling the decoder uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     /// Stacked autoencoder: fixed switches, the decoder must guess where each max came from.
     Sae,
@@ -33,6 +33,23 @@ impl Kind {
 
     pub fn from_name(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == s.to_ascii_lowercase())
+    }
+
+    /// How titles and menus name the kind.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Kind::Sae => "SAE",
+            Kind::Swwae => "SWWAE",
+        }
+    }
+
+    /// Whether the decoder reads the encoder's pooling switches (so a switch transplant changes
+    /// its picture).
+    pub fn reads_switches(&self) -> bool {
+        match self {
+            Kind::Sae => false,
+            Kind::Swwae => true,
+        }
     }
 }
 

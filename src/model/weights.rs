@@ -55,6 +55,43 @@ pub fn read_safetensors(path: &Path, device: &Device) -> Result<(HashMap<String,
     Ok((tensors, metadata))
 }
 
+/// Largest safetensors header read on its own (a decoder's is a few kB).
+const MAX_HEADER_BYTES: u64 = 16 << 20;
+
+/// Only the `__metadata__` of a safetensors file, read from its header without the tensors.
+pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let (file, head) = open_bounded(path, "a safetensors file", MAX_WEIGHTS_BYTES, |h| h.len() < 9 || h[8] == b'{')?;
+    let broken =
+        |why: String| Error::bad_file(path, format!("not a valid safetensors file (truncated or corrupt?): {why}"));
+    if head.len() < 9 {
+        return Err(broken("shorter than its header".into()));
+    }
+    let n = u64::from_le_bytes(head[..8].try_into().map_err(|_| broken("no header length".into()))?);
+    if n > MAX_HEADER_BYTES {
+        return Err(broken(format!("header of {n} bytes")));
+    }
+    let mut header = head[8..].to_vec();
+    let have = header.len() as u64;
+    if have < n {
+        file.take(n - have).read_to_end(&mut header).map_err(|e| Error::io(path, e))?;
+    }
+    if (header.len() as u64) < n {
+        return Err(broken("the header is cut short".into()));
+    }
+    header.truncate(n as usize);
+    let v: serde_json::Value = serde_json::from_slice(&header).map_err(|e| broken(e.to_string()))?;
+    let mut out = HashMap::new();
+    if let Some(m) = v.get("__metadata__").and_then(|m| m.as_object()) {
+        for (k, v) in m {
+            if let Some(s) = v.as_str() {
+                out.insert(k.clone(), s.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn read_raw(path: &Path, device: &Device) -> Result<RawWeights> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {

@@ -6,6 +6,7 @@ mod events;
 pub mod health;
 pub mod metrics;
 pub mod objective;
+pub mod record;
 mod run;
 mod step;
 

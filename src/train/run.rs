@@ -6,6 +6,7 @@ use super::config::TrainConfig;
 use super::events::{CancelToken, DecoderId, Event, EventSink, TrainSummary, ValResult};
 use super::health::{check as check_health, Init};
 use super::objective::StepLoss;
+use super::record::{now_unix, RunRecord, RunState};
 use super::step::DecoderTrainer;
 use crate::data::{list_images, load_centre_crops, BatchLoader, CropSpec, Loaded, IMAGE_EXTENSIONS};
 use crate::error::{Error, Result};
@@ -84,8 +85,47 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
             format!("no training images ({}) in this folder", IMAGE_EXTENSIONS.join(", ")),
         ));
     }
+    let val_files = &val_files[..val_files.len().min(cfg.val_images)];
+
+    // The run's record: a resumed run keeps when it first started; how it ends is written last.
+    let started = match RunRecord::load(&cfg.out) {
+        Ok(Some(r)) if cfg.resume => r.started,
+        _ => now_unix(),
+    };
+    let mut record = RunRecord::new(cfg, started, val_files.to_vec());
+    record.save(&cfg.out)?;
+    let result = train_decoders(enc, cfg, sink, cancel, files, val_files, &mut record);
+    match &result {
+        Ok(summary) => {
+            record.state = if summary.cancelled { RunState::Cancelled } else { RunState::Finished };
+        }
+        Err(e) => {
+            record.state = RunState::Failed;
+            record.error = Some(e.to_string());
+        }
+    }
+    // A record that cannot be written does not hide the run's own outcome.
+    let saved = record.save(&cfg.out);
+    let summary = result?;
+    saved?;
+    Ok(summary)
+}
+
+/// The decoders of a run whose folder is locked and whose record is written: load, train,
+/// validate, checkpoint.
+fn train_decoders(
+    enc: &Encoder,
+    cfg: &TrainConfig,
+    sink: &mut dyn EventSink,
+    cancel: &CancelToken,
+    files: Vec<PathBuf>,
+    val_files: &[PathBuf],
+    record: &mut RunRecord,
+) -> Result<TrainSummary> {
+    let n = enc.arch.input_size();
+    let crop = cfg.crop.unwrap_or(n);
     let spec = CropSpec::for_model(n, crop);
-    let (val_imgs, val_skipped) = load_centre_crops(&val_files[..val_files.len().min(cfg.val_images)], spec);
+    let (val_imgs, val_skipped) = load_centre_crops(val_files, spec);
     for s in val_skipped {
         sink.event(&Event::Skipped(s));
     }
@@ -249,6 +289,8 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
         }
         if cfg.checkpoint_every > 0 && batches.is_multiple_of(cfg.checkpoint_every) && !done {
             let paths = save(&slots)?;
+            record.step = step;
+            record.save(&cfg.out)?;
             sink.event(&Event::Checkpoint { step, paths });
         }
     }
@@ -263,6 +305,7 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
         report_validation(sink, step, results);
     }
     let saved = save(&slots)?;
+    record.step = step;
     sink.event(&Event::Checkpoint { step, paths: saved.clone() });
     sink.event(&Event::Finished { step, cancelled });
     Ok(TrainSummary { cancelled, saved, failed, last_validation: slots.iter().filter_map(|s| s.val.clone()).collect() })

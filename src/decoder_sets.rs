@@ -1,0 +1,322 @@
+//! Decoder sets: the folders decoders come from (the bundled ones, one folder per training run,
+//! folders the user opened), what each holds (read from the files' headers, not their weights),
+//! and how a picture names the decoder it came from. The app lets the user pick a set per layer
+//! and kind; the CLI takes several `--decoders` folders to compare them on the same photos.
+
+use crate::error::{Error, Result};
+use crate::model::decoder_file::{decoder_file_name, read_decoder_meta};
+use crate::model::{decoder_path, Arch, DecoderMeta, Kind};
+use crate::train::record::{local_time, RunRecord, RunState};
+use std::path::{Path, PathBuf};
+
+/// The user's layerinv folder, where training runs, the earlier versions' decoders and the trash
+/// live: `$XDG_DATA_HOME/layerinv`, or `~/.local/share/layerinv` ([`UserData::default`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserData(pub PathBuf);
+
+impl Default for UserData {
+    fn default() -> Self {
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self(base.join("layerinv"))
+    }
+}
+
+impl UserData {
+    /// Where each training run started from the app gets its own folder.
+    pub fn runs(&self) -> PathBuf {
+        self.0.join("runs")
+    }
+
+    /// Where forgotten sets go (moved, not deleted: move a folder back to have it again).
+    pub fn trash(&self) -> PathBuf {
+        self.0.join("trash")
+    }
+
+    /// The one folder earlier versions of the app trained into (kept as a set of its own).
+    pub fn earlier(&self) -> PathBuf {
+        self.0.join("decoders")
+    }
+
+    /// A new folder for a run started now on `layers`: `runs/2026-12-04_1402_pool3-pool4` (with
+    /// `_2`, `_3`, … when a run started in the same minute).
+    pub fn new_run_dir(&self, layers: &[String]) -> PathBuf {
+        let stamp = local_time(crate::train::record::now_unix());
+        let stamp: String =
+            stamp.chars().take(16).map(|c| if c == ' ' { '_' } else { c }).filter(|c| *c != ':').collect();
+        let base = format!("{stamp}_{}", layers.join("-"));
+        let runs = self.runs();
+        let mut dir = runs.join(&base);
+        let mut n = 2;
+        while dir.exists() {
+            dir = runs.join(format!("{base}_{n}"));
+            n += 1;
+        }
+        dir
+    }
+
+    /// Every set folder the app knows of: the bundled one, `extra` folders (opened by the user),
+    /// the earlier versions' folder when it holds decoders, and every run, newest first.
+    pub fn set_dirs(&self, extra: &[PathBuf]) -> Vec<PathBuf> {
+        let mut dirs = vec![crate::model::source::weights_dir()];
+        let mut push = |d: PathBuf| {
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        };
+        for d in extra {
+            push(d.clone());
+        }
+        let earlier = self.earlier();
+        let has_decoders = |d: &Path| {
+            std::fs::read_dir(d).is_ok_and(|entries| {
+                entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+            })
+        };
+        if has_decoders(&earlier) {
+            push(earlier);
+        }
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(self.runs())
+            .map(|entries| entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+            .unwrap_or_default();
+        runs.sort();
+        runs.reverse();
+        for r in runs {
+            push(r);
+        }
+        dirs
+    }
+
+    /// Forget the set in `dir`: a folder of layerinv's own (a run's, the earlier versions') is
+    /// moved to [`Self::trash`], never deleted; a folder of the user's elsewhere is only taken off
+    /// the list; the bundled set and a folder a run is writing to are refused.
+    pub fn forget(&self, dir: &Path) -> Result<Forgotten> {
+        if is_bundled(dir) {
+            return Err(Error::Unavailable("the bundled decoders cannot be forgotten".into()));
+        }
+        if RunRecord::is_live(dir) {
+            return Err(Error::Unavailable(format!(
+                "{}: a training run is writing to this folder; cancel it first",
+                dir.display()
+            )));
+        }
+        if !dir.starts_with(&self.0) {
+            return Ok(Forgotten::Unlisted);
+        }
+        let trash = self.trash();
+        std::fs::create_dir_all(&trash).map_err(|e| Error::io(&trash, e))?;
+        let name = folder_name(dir);
+        let mut to = trash.join(&name);
+        let mut n = 2;
+        while to.exists() {
+            to = trash.join(format!("{name}_{n}"));
+            n += 1;
+        }
+        std::fs::rename(dir, &to).map_err(|e| Error::io(dir, e))?;
+        Ok(Forgotten::Moved(to))
+    }
+}
+
+/// What forgetting a set did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Forgotten {
+    /// The folder was moved here; move it back to have the set again.
+    Moved(PathBuf),
+    /// A folder of the user's own elsewhere: taken off the list, its files left where they are.
+    Unlisted,
+}
+
+/// Where a set came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// The decoders that come with layerinv (`weights/`).
+    Bundled,
+    /// A training run's folder, with its record; `live` while a run is writing to it.
+    Run { record: Box<RunRecord>, live: bool },
+    /// What earlier versions of the app trained into, with no record of the runs.
+    Earlier,
+    /// Any other folder of decoders.
+    Folder,
+}
+
+/// One decoder file of a set: its record, or why it cannot serve this encoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub layer: String,
+    pub kind: Kind,
+    pub meta: std::result::Result<DecoderMeta, String>,
+}
+
+/// A folder of decoders and what it holds for one encoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetInfo {
+    pub dir: PathBuf,
+    pub origin: Origin,
+    /// The decoder files present, in the architecture's tap order, kinds in [`Kind::ALL`] order.
+    pub held: Vec<Held>,
+    /// Why the folder or its run record could not be read.
+    pub problem: Option<String>,
+}
+
+impl SetInfo {
+    /// What `dir` holds for the encoder `arch`/`fingerprint` (decoder headers only); `user`
+    /// tells the earlier versions' folder.
+    pub fn read(dir: &Path, arch: Arch, fingerprint: &str, user: &UserData) -> Self {
+        let (origin, problem) = if is_bundled(dir) {
+            (Origin::Bundled, None)
+        } else if dir == user.earlier() {
+            (Origin::Earlier, None)
+        } else {
+            match RunRecord::load(dir) {
+                Ok(Some(record)) => (Origin::Run { record: Box::new(record), live: RunRecord::is_live(dir) }, None),
+                Ok(None) => (Origin::Folder, None),
+                Err(e) => (Origin::Folder, Some(e.to_string())),
+            }
+        };
+        let problem = problem.or_else(|| (!dir.is_dir()).then(|| format!("{}: no such folder", dir.display())));
+        let mut held = Vec::new();
+        for layer in arch.taps() {
+            for kind in Kind::ALL {
+                let path = decoder_path(dir, arch, layer, kind);
+                if !path.is_file() {
+                    continue;
+                }
+                let meta = read_decoder_meta(&path).map_err(|e| e.to_string()).and_then(|m| {
+                    if m.encoder != fingerprint {
+                        Err(format!(
+                            "{}: trained for another encoder ({}), not the model loaded now",
+                            path.display(),
+                            short(&m.encoder)
+                        ))
+                    } else if (m.spec.arch, m.spec.layer.as_str(), m.spec.kind) != (arch, layer, kind) {
+                        Err(format!(
+                            "{}: holds a {} {} {} decoder",
+                            path.display(),
+                            m.spec.arch,
+                            m.spec.layer,
+                            m.spec.kind
+                        ))
+                    } else {
+                        Ok(m)
+                    }
+                });
+                held.push(Held { layer: layer.to_string(), kind, meta });
+            }
+        }
+        Self { dir: dir.to_path_buf(), origin, held, problem }
+    }
+
+    /// The decoder for `layer`/`kind` when the set has a usable one.
+    pub fn usable(&self, layer: &str, kind: Kind) -> Option<&DecoderMeta> {
+        self.held.iter().find(|h| h.layer == layer && h.kind == kind).and_then(|h| h.meta.as_ref().ok())
+    }
+
+    /// Whether the set may take over a pane without being picked: bundled decoders and finished
+    /// runs; never a cancelled, failed or unfinished run, nor a folder nobody picked.
+    pub fn finished(&self) -> bool {
+        match &self.origin {
+            Origin::Bundled => true,
+            Origin::Run { record, live } => record.state == RunState::Finished && !live,
+            Origin::Earlier | Origin::Folder => false,
+        }
+    }
+
+    pub fn is_bundled(&self) -> bool {
+        self.origin == Origin::Bundled
+    }
+
+    /// The set's name in titles: "bundled", "yours: 2026-12-04 14:02", "folder my_decoders".
+    pub fn label(&self) -> String {
+        match &self.origin {
+            Origin::Bundled => "bundled".into(),
+            Origin::Run { record, .. } => format!("yours: {}", local_time(record.started)),
+            Origin::Earlier => "yours: earlier runs".into(),
+            Origin::Folder => format!("folder {}", folder_name(&self.dir)),
+        }
+    }
+
+    /// The set in a menu: its label, the layers it holds, how its run stands.
+    pub fn summary(&self) -> String {
+        let mut layers: Vec<&str> = Vec::new();
+        for h in self.held.iter().filter(|h| h.meta.is_ok()) {
+            if !layers.contains(&h.layer.as_str()) {
+                layers.push(&h.layer);
+            }
+        }
+        let holds = if layers.is_empty() { "no usable decoders".to_string() } else { layers.join(", ") };
+        match &self.origin {
+            Origin::Run { record, live } => format!("{} · {holds} · {}", self.label(), record.progress(*live)),
+            _ => format!("{} · {holds}", self.label()),
+        }
+    }
+
+    /// What a pane showing this set's `layer`/`kind` decoder says of it: "bundled",
+    /// "yours: 2026-12-04 14:02, step 60/500 (cancelled), val 16.1 dB".
+    pub fn note(&self, layer: &str, kind: Kind) -> String {
+        let Some(m) = self.usable(layer, kind) else { return self.label() };
+        let val = m.val_psnr.map(|p| format!(", val {p:.1} dB")).unwrap_or_default();
+        match &self.origin {
+            Origin::Bundled => self.label(),
+            Origin::Run { record, live } => {
+                let state = match record.state {
+                    RunState::Running if *live => "training",
+                    RunState::Running => "unfinished",
+                    s => s.name(),
+                };
+                format!("{}, step {}/{} ({state}){val}", self.label(), m.steps, record.settings.steps)
+            }
+            Origin::Earlier | Origin::Folder => format!("{}, {} steps{val}", self.label(), m.steps),
+        }
+    }
+
+    /// The decoder's full record, for a tooltip.
+    pub fn record(&self, layer: &str, kind: Kind) -> Option<String> {
+        let m = self.usable(layer, kind)?;
+        let val = m.val_psnr.map(|p| format!(" · validation {p:.1} dB")).unwrap_or_default();
+        let mut out = format!(
+            "{} {layer} decoder, {}: {} steps · {} images seen{val} · objective {} · width {}\n{}",
+            kind.label(),
+            self.label(),
+            m.steps,
+            m.images,
+            m.objective.name(),
+            m.spec.width,
+            decoder_path(&self.dir, m.spec.arch, layer, kind).display()
+        );
+        if let Origin::Run { record, live } = &self.origin {
+            out += &format!(
+                "\nrun: {} · layers {} · photos {}",
+                record.progress(*live),
+                record.settings.layers.join(", "),
+                record.settings.data.display()
+            );
+        }
+        Some(out)
+    }
+
+    /// Why `layer`/`kind` is not usable from this set.
+    pub fn why_not(&self, arch: Arch, layer: &str, kind: Kind) -> String {
+        match self.held.iter().find(|h| h.layer == layer && h.kind == kind) {
+            Some(Held { meta: Err(e), .. }) => e.clone(),
+            _ => format!("no {} in {}", decoder_file_name(arch, layer, kind), self.dir.display()),
+        }
+    }
+}
+
+/// The first 12 characters of a fingerprint.
+fn short(fingerprint: &str) -> &str {
+    fingerprint.get(..12).unwrap_or(fingerprint)
+}
+
+fn folder_name(dir: &Path) -> String {
+    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string())
+}
+
+/// Whether `dir` is the bundled decoders' folder.
+pub fn is_bundled(dir: &Path) -> bool {
+    let bundled = crate::model::source::weights_dir();
+    dir == bundled || dir.canonicalize().ok().is_some_and(|d| Some(d) == bundled.canonicalize().ok())
+}
