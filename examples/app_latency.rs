@@ -1,7 +1,9 @@
 //! What a channel-mask change or a switch transplant costs in the app at a layer: the app's own
 //! worker (encoder pass kept, the decoders alone run), timed by the worker. Prints every change
 //! and the median. `cargo run --release --example app_latency -- [LAYER] [CHANGES]`.
+use layerinv::app::decoders::Source;
 use layerinv::app::worker::{Job, Reply, Variant, Worker};
+use layerinv::model::Kind;
 use std::path::PathBuf;
 
 #[global_allocator]
@@ -23,11 +25,10 @@ fn main() -> anyhow::Result<()> {
     let layer = std::env::args().nth(1).unwrap_or_else(|| "pool5".into());
     let changes: usize = std::env::args().nth(2).map(|a| a.parse()).transpose()?.unwrap_or(10);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let w = Worker::spawn(candle_core::Device::Cpu, || {});
+    let w = Worker::spawn(candle_core::Device::Cpu, Default::default(), || {});
     w.send(Job::LoadModel("bundled".into()));
     answer(&w)?;
-    w.send(Job::LoadDecoders(vec![root.join("weights")]));
-    answer(&w)?;
+    let sources: Vec<Source> = Kind::ALL.iter().map(|&kind| Source { kind, dir: root.join("weights") }).collect();
     let (photo, other) = (root.join("assets/chelsea.png"), root.join("assets/rocket.jpg"));
     for (id, path) in [(1, &other), (2, &photo)] {
         w.send(Job::LoadImage { id, path: path.clone() });
@@ -37,7 +38,7 @@ fn main() -> anyhow::Result<()> {
     let Reply::Channels { maps, .. } = answer(&w)? else { anyhow::bail!("unexpected reply") };
     let channels = maps.energy.len();
     let run = |variant: Variant| -> anyhow::Result<(f64, bool)> {
-        w.send(Job::Reconstruct { id: 2, layer: layer.clone(), variant });
+        w.send(Job::Reconstruct { id: 2, layer: layer.clone(), variant, sources: sources.clone(), preview: false });
         match answer(&w)? {
             Reply::Reconstructed { seconds, encoder_ran, .. } => Ok((seconds * 1e3, encoder_ran)),
             _ => anyhow::bail!("unexpected reply"),

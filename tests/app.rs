@@ -4,7 +4,7 @@
 #![cfg(feature = "gui")]
 mod common;
 
-use common::gui::{drop_file, harness, shows_layer, wait_for};
+use common::gui::{drop_file, harness, harness_with, shows_layer, wait_for};
 use common::repo_path;
 use eframe::egui;
 use egui_kittest::kittest::NodeT as _;
@@ -12,6 +12,7 @@ use egui_kittest::kittest::Queryable as _;
 use egui_kittest::Harness;
 use layerinv::app::training::RunState;
 use layerinv::app::LayerinvApp;
+use layerinv::model::Kind;
 
 #[test]
 fn starts_and_the_layer_picker_changes_the_view() {
@@ -69,23 +70,7 @@ fn the_train_dialog_starts_and_cancels_a_tiny_run() {
     let out = tempfile::tempdir().unwrap();
     let mut h = harness(dec.path(), None, "pool1");
     wait_for(&mut h, "the model", |a| a.model.is_some() && shows_layer(a, "pool1"));
-    h.get_by_label("Train").click();
-    h.run_steps(3);
-    h.get_by_label("Train decoders…").click();
-    h.run_steps(3);
-    {
-        let d = h.state_mut().train_dialog.as_mut().expect("the dialog is open");
-        d.data = repo_path("assets").display().to_string();
-        d.steps = 100_000;
-        d.crop = 32;
-        d.batch = 1;
-        d.width = 0.25;
-        d.device = "cpu".into();
-        d.out = out.path().display().to_string();
-    }
-    h.step();
-    h.get_by_label("Start training").click();
-    h.step();
+    start_tiny_run(&mut h, Some(out.path()));
     wait_for(&mut h, "training steps", |a| a.training.as_ref().is_some_and(|r| r.step >= 3));
     h.get_by_label("Cancel").click();
     h.step();
@@ -143,4 +128,164 @@ fn the_model_menu_moves_the_work_to_another_device() {
         h.get_by_label_contains("built without CUDA");
         assert!(shows_layer(h.state(), "pool2"));
     }
+}
+
+/// Train > Train decoders…, a long tiny run on the demo photos (pool1 as selected), Start; `out`:
+/// the dialog's Save to (`None`: its default, a new run folder).
+fn start_tiny_run(h: &mut Harness<'static, LayerinvApp>, out: Option<&std::path::Path>) {
+    h.get_by_label("Train").click();
+    h.run_steps(3);
+    h.get_by_label("Train decoders…").click();
+    h.run_steps(3);
+    {
+        let d = h.state_mut().train_dialog.as_mut().expect("the dialog is open");
+        assert!(d.out.is_empty(), "a run gets a new folder of its own by default");
+        d.data = repo_path("assets").display().to_string();
+        d.steps = 100_000;
+        d.crop = 32;
+        d.batch = 1;
+        d.width = 0.25;
+        d.device = "cpu".into();
+        if let Some(out) = out {
+            d.out = out.display().to_string();
+        }
+    }
+    h.step();
+    h.get_by_label("Start training").click();
+    h.step();
+}
+
+/// The app with no `--decoders` folder (the bundled set first) and `data` as the user's layerinv
+/// folder (runs, trash), on the demo photo at pool1.
+fn fresh_user(data: &std::path::Path, storage: Option<common::gui::MemoryStorage>) -> Harness<'static, LayerinvApp> {
+    let opts = layerinv::app::AppOptions {
+        data_dir: Some(data.to_path_buf()),
+        decoders: None,
+        ..common::gui::options(data, None, Some("pool1"))
+    };
+    harness_with(opts, storage)
+}
+
+/// Where each pane's decoder comes from.
+fn pane_dirs(app: &LayerinvApp, layer: &str) -> Vec<std::path::PathBuf> {
+    match app.panes(layer) {
+        Some(Ok(panes)) => panes.iter().map(|p| p.source.dir.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The trial run of issue 28: a run started from the Train dialog and cancelled never replaces the
+/// bundled decoders, during the run (its newest decoders show in a labelled preview row) or after
+/// a restart; the run is one click away in the Decoders menu, and forgetting it moves its folder
+/// to the trash.
+#[test]
+fn a_trial_run_never_hides_the_bundled_decoders() {
+    let data = tempfile::tempdir().unwrap();
+    let bundled = layerinv::model::source::weights_dir();
+    let mut h = fresh_user(data.path(), None);
+    wait_for(&mut h, "pool1 reconstructions", |a| shows_layer(a, "pool1"));
+    assert_eq!(pane_dirs(h.state(), "pool1"), vec![bundled.clone(), bundled.clone()]);
+    assert_eq!(h.query_all_by_label("bundled").count(), 2, "each pane names its decoder");
+
+    start_tiny_run(&mut h, None);
+    // The first checkpoint (step 20) shows in a preview row; the chosen panes stay bundled.
+    wait_for(&mut h, "the training preview", |a| a.preview("pool1").is_some_and(|p| p.panes.len() == 2));
+    assert_eq!(h.query_all_by_label_contains("training preview, step ").count(), 2);
+    assert_eq!(pane_dirs(h.state(), "pool1"), vec![bundled.clone(), bundled.clone()]);
+    let run_dir = h.state().training.as_ref().unwrap().out_dir();
+    assert!(run_dir.starts_with(data.path().join("runs")), "{}", run_dir.display());
+    h.get_by_label("Cancel").click();
+    h.step();
+    wait_for(&mut h, "the cancelled run", |a| a.training.as_ref().is_some_and(|r| !r.is_running()));
+    wait_for(&mut h, "its folder read again", |a| {
+        a.decoders.set(&run_dir).is_some_and(|s| s.summary().contains("cancelled"))
+    });
+    assert_eq!(pane_dirs(h.state(), "pool1"), vec![bundled.clone(), bundled.clone()]);
+    let mut storage = common::gui::MemoryStorage::default();
+    h.state().current_settings().save(&mut storage);
+    drop(h);
+
+    // Started again: the bundled decoders, titled so; the trial run is listed.
+    let mut h = fresh_user(data.path(), Some(storage));
+    wait_for(&mut h, "pool1 reconstructions after a restart", |a| shows_layer(a, "pool1"));
+    assert_eq!(pane_dirs(h.state(), "pool1"), vec![bundled.clone(), bundled.clone()]);
+    assert_eq!(h.query_all_by_label("bundled").count(), 2);
+    let summary = h.state().decoders.set(&run_dir).expect("the run is a set").summary();
+
+    // One click in the Decoders menu switches both panes to it.
+    h.get_by_label("Decoders").click();
+    h.run_steps(3);
+    h.get_by_label(&summary).click();
+    h.run_steps(2);
+    wait_for(&mut h, "the trial run's pictures", |a| {
+        shows_layer(a, "pool1") && pane_dirs(a, "pool1") == vec![run_dir.clone(), run_dir.clone()]
+    });
+    assert_eq!(h.query_all_by_label_contains("(cancelled)").count(), 2, "each pane says the run was cancelled");
+
+    // Forgotten: the folder moves to the trash with its files, the panes go back to bundled.
+    h.state_mut().forget_set(&run_dir);
+    wait_for(&mut h, "the bundled pictures again", |a| {
+        shows_layer(a, "pool1") && pane_dirs(a, "pool1") == vec![bundled.clone(), bundled.clone()]
+    });
+    assert!(!run_dir.exists());
+    let moved = data.path().join("trash").join(run_dir.file_name().unwrap());
+    for kind in ["sae", "swwae"] {
+        assert!(moved.join(format!("vgg16_pool1_{kind}.safetensors")).is_file());
+    }
+    assert!(h.state().note.as_ref().is_some_and(|n| n.contains("move it back")), "{:?}", h.state().note);
+}
+
+/// A run that finished takes over only the panes whose decoders it beats on its validation
+/// photos, says so in the status bar with both scores, and the user can switch back.
+#[test]
+fn a_finished_run_takes_over_only_where_it_is_better() {
+    let data = tempfile::tempdir().unwrap();
+    let bundled = layerinv::model::source::weights_dir();
+    let two_steps = common::tiny_decoders("pool1");
+    let mut h = fresh_user(data.path(), None);
+    wait_for(&mut h, "pool1 reconstructions", |a| shows_layer(a, "pool1"));
+    // The user shows a 2-step SAE; SWWAE stays bundled.
+    h.state_mut().use_decoders_dir(two_steps.path().to_path_buf());
+    wait_for(&mut h, "the 2-step SAE", |a| a.decoders.set(two_steps.path()).is_some());
+    h.state_mut().decoders.choose("pool1", Kind::Swwae, &bundled);
+    wait_for(&mut h, "the chosen pictures", |a| {
+        shows_layer(a, "pool1") && pane_dirs(a, "pool1") == vec![two_steps.path().to_path_buf(), bundled.clone()]
+    });
+
+    let assets = repo_path("assets");
+    let out = data.path().join("runs").join("finished");
+    let mut cfg =
+        layerinv::train::TrainConfig::new(assets.clone(), vec!["pool1".into()], Kind::ALL.to_vec(), out.clone());
+    cfg.val = Some(assets);
+    cfg.steps = 150;
+    cfg.batch = 2;
+    cfg.crop = Some(48);
+    cfg.width = 0.25;
+    cfg.checkpoint_every = 50;
+    cfg.val_every = 50;
+    h.state_mut().start_training(cfg, candle_core::Device::Cpu);
+    wait_for(&mut h, "the run to finish and be judged", |a| {
+        a.note.as_ref().is_some_and(|n| n.contains("validation photos:")) && shows_layer(a, "pool1")
+    });
+    let note = h.state().note.clone().unwrap();
+    assert!(note.contains("on its 3 validation photos"), "{note}");
+    assert!(
+        note.contains("now shown: pool1 SAE") && note.contains("kept the decoders on screen: pool1 SWWAE"),
+        "{note}"
+    );
+    assert!(note.contains("against bundled's"), "both scores are named: {note}");
+    wait_for(&mut h, "the run's SAE beside the bundled SWWAE", |a| {
+        shows_layer(a, "pool1") && pane_dirs(a, "pool1") == vec![out.clone(), bundled.clone()]
+    });
+    h.get_by_label_contains("now shown: pool1 SAE");
+
+    // Back to the 2-step SAE from the Decoders menu.
+    let summary = h.state().decoders.set(two_steps.path()).unwrap().summary();
+    h.get_by_label("Decoders").click();
+    h.run_steps(3);
+    h.get_by_label(&summary).click();
+    h.run_steps(2);
+    wait_for(&mut h, "the 2-step SAE again", |a| {
+        shows_layer(a, "pool1") && pane_dirs(a, "pool1")[0] == two_steps.path()
+    });
 }

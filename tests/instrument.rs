@@ -99,8 +99,8 @@ fn a_channel_switched_off_changes_both_kinds_and_back_on_changes_nothing() {
         assert_ne!(&image_of(h.state(), "pool5", *k), before, "{k} did not change without channel {strongest}");
     }
     // Both panes' titles say so.
-    assert!(h.query_by_label("SAE from pool5 · 511/512 channels").is_some());
-    assert!(h.query_by_label("SWWAE from pool5 · 511/512 channels").is_some());
+    assert!(h.query_by_label("SAE from pool5 · 511 of 512 channels").is_some());
+    assert!(h.query_by_label("SWWAE from pool5 · 511 of 512 channels").is_some());
     // Back on: every channel kept is the plain code, pixel for pixel.
     h.get_by_label(&format!("channel {strongest}")).click();
     h.step();

@@ -23,8 +23,15 @@ impl LayerinvApp {
             }
             ui.end_row();
             for (row, kind) in Kind::ALL.iter().enumerate() {
-                let label = kind.name().to_uppercase();
-                ui.strong(label.as_str());
+                let label = kind.label();
+                // The row's decoder set, when every layer's comes from one ("mixed" otherwise).
+                let mut sets: Vec<String> =
+                    layers.iter().filter_map(|l| self.decoders.shown(l, *kind).map(|s| s.label())).collect();
+                sets.dedup();
+                ui.vertical(|ui| {
+                    ui.strong(label);
+                    ui.weak(if sets.len() == 1 { sets[0].as_str() } else { "mixed sets (hover a picture)" });
+                });
                 if row == 0 {
                     ui.add(egui::Image::new(&input_tex).fit_to_exact_size(size).alt_text("input image"));
                 } else {
@@ -32,7 +39,7 @@ impl LayerinvApp {
                 }
                 for l in &layers {
                     match self.panes(l) {
-                        Some(Ok(panes)) => match panes.get(row) {
+                        Some(Ok(panes)) => match panes.iter().find(|p| p.kind == *kind) {
                             Some(p) => {
                                 let resp = ui
                                     .add(
@@ -42,8 +49,9 @@ impl LayerinvApp {
                                             .alt_text(format!("{label} {l}")),
                                     )
                                     .on_hover_text(format!(
-                                        "{}: PSNR {:.1} dB, SSIM {:.3}. Click to open this layer.",
+                                        "{} · {}: PSNR {:.1} dB, SSIM {:.3}. Click to open this layer.",
                                         self.pane_title(*kind, l),
+                                        self.pane_source(p, l, false),
                                         p.psnr,
                                         p.ssim
                                     ));

@@ -2,7 +2,7 @@
 //! zoom and pan; a held blink swaps what the panes show.
 
 use super::files::file_name;
-use super::shown::{color_image, Blink, View};
+use super::shown::{color_image, Blink, Rebuilt, View};
 use super::state::LayerinvApp;
 use super::zoom::{image_pane, ZoomPan};
 use crate::compare::{colour_map, ERROR_SCALE_MAX};
@@ -16,6 +16,8 @@ Floor: the photo squeezed to the layer's grid and blown back up; a decoder below
 /// A picture with its title above and its numbers below.
 struct Cell<'a> {
     title: String,
+    /// The line under the title: where the decoder comes from ("bundled", "yours: …").
+    source: Option<String>,
     /// The title's tooltip (a decoder's record).
     about: Option<String>,
     texture: &'a egui::TextureHandle,
@@ -28,7 +30,8 @@ struct Cell<'a> {
 impl LayerinvApp {
     /// Compare and Diff: the row of pictures at the size the window allows, the error row in Diff.
     pub(super) fn compare_view(&mut self, ui: &mut egui::Ui) {
-        let rows = if self.view == View::Diff { 2.0 } else { 1.0 };
+        let preview = if self.preview(&self.layer).is_some() { 1.0 } else { 0.0 };
+        let rows = if self.view == View::Diff { 2.0 } else { 1.0 } + preview;
         let avail = ui.available_size();
         let side = ((avail.x - 40.0) / 3.0).min((avail.y - 120.0) / rows - 64.0).max(96.0);
         self.picture_rows(ui, side);
@@ -66,6 +69,7 @@ impl LayerinvApp {
                 Blink::Off => "Input".into(),
                 _ => "Input (blink held)".into(),
             },
+            source: Some("this photo, at the model's input size".into()),
             about: None,
             texture: &photo.texture,
             image: Some(&photo.input),
@@ -78,49 +82,35 @@ impl LayerinvApp {
         let mut copy = None;
         match self.rebuilt(&layer) {
             Some(Ok(rebuilt)) => {
-                let cells: Vec<Cell> = rebuilt
-                    .panes
-                    .iter()
-                    .map(|p| {
-                        // Blink: the input in every pane, or the other kind's picture.
-                        let swapped = rebuilt.panes.iter().find(|q| q.kind != p.kind).unwrap_or(p);
-                        let place = p.kind.name().to_uppercase();
-                        let (texture, image, title) = match blink {
-                            Blink::Off => (&p.texture, &p.image, self.pane_title(p.kind, &layer)),
-                            Blink::Input => (&photo.texture, &photo.input, format!("input, in {place}'s place")),
-                            Blink::Swap => (
-                                &swapped.texture,
-                                &swapped.image,
-                                format!("{}, in {place}'s place", swapped.kind.name().to_uppercase()),
-                            ),
-                        };
-                        let psnr = if p.psnr.is_finite() { format!("{:.1} dB", p.psnr) } else { "inf".into() };
-                        let floor = p.floor.map(|f| format!("   floor {f:.1} dB")).unwrap_or_default();
-                        Cell {
-                            title,
-                            about: self.record(&layer, p.kind),
-                            texture,
-                            image: Some(image),
-                            numbers: format!("PSNR {psnr}   SSIM {:.3}{floor}", p.ssim),
-                            numbers_about: p.floor.map(|floor| format!(
-                                "Floor for {layer}: {floor:.1} dB — this photo squeezed to {layer}'s grid and blown back up. \
-                                 {} is {:+.1} dB against it; a decoder below the floor is not using what the layer holds.",
-                                p.kind.name().to_uppercase(),
-                                p.psnr - floor
-                            )),
-                        }
-                    })
-                    .collect();
+                let cells = self.pane_cells(rebuilt, &layer, false, blink);
                 ui.horizontal_top(|ui| {
                     for cell in std::iter::once(&input).chain(&cells) {
                         copy = copy.take().or(cell_ui(ui, cell, side, &mut zoom));
                     }
                 });
+                if let Some(preview) = self.preview(&layer) {
+                    // The run in progress beside the chosen decoders: same photo, same zoom.
+                    let cells = self.pane_cells(preview, &layer, true, blink);
+                    ui.horizontal_top(|ui| {
+                        ui.add_sized(
+                            [side, side],
+                            egui::Label::new(
+                                "Training preview: the running run's newest decoders for this layer, \
+                                 read again every few seconds. The row above keeps the decoders you chose.",
+                            )
+                            .wrap(),
+                        );
+                        for cell in &cells {
+                            copy = copy.take().or(cell_ui(ui, cell, side, &mut zoom));
+                        }
+                    });
+                }
                 if self.view == View::Diff {
                     let lost = rebuilt.lost.as_ref();
                     let mut errors: Vec<Cell> = lost
                         .map(|(tex, mean)| Cell {
                             title: "|SWWAE − SAE|: what the switches change".into(),
+                            source: None,
                             about: Some("Where knowing the switches changes the picture: what max-pooling loses, as these decoders see it".into()),
                             texture: tex,
                             image: None,
@@ -131,7 +121,8 @@ impl LayerinvApp {
                         .collect();
                     for p in &rebuilt.panes {
                         errors.push(Cell {
-                            title: format!("|input − {}|", p.kind.name().to_uppercase()),
+                            title: format!("|input − {}|", p.kind.label()),
+                            source: Some(self.pane_source(p, &layer, false)),
                             about: None,
                             texture: &p.error,
                             image: None,
@@ -158,6 +149,8 @@ impl LayerinvApp {
                     for kind in Kind::ALL {
                         ui.vertical(|ui| {
                             ui.strong(self.pane_title(kind, &layer));
+                            let source = self.decoders.shown(&layer, kind).map(|s| s.note(&layer, kind));
+                            ui.weak(source.unwrap_or_default());
                             let (rect, _) = ui.allocate_exact_size(egui::Vec2::splat(side), egui::Sense::hover());
                             ui.put(rect, egui::Spinner::new().size(32.0));
                             ui.label("rebuilding…");
@@ -172,9 +165,43 @@ impl LayerinvApp {
         }
     }
 
-    /// The tooltip of a pane's title: the decoder's own record.
-    fn record(&self, layer: &str, kind: Kind) -> Option<String> {
-        self.records.iter().find(|(l, k, _)| l == layer && *k == kind).map(|(_, _, r)| format!("{kind} decoder: {r}"))
+    /// The cells of a row of reconstructions (the chosen decoders', or the training preview's);
+    /// a held blink shows the input, or the other kind's picture, in their place.
+    fn pane_cells<'a>(&'a self, rebuilt: &'a Rebuilt, layer: &str, preview: bool, blink: Blink) -> Vec<Cell<'a>> {
+        let Some(photo) = &self.photo else { return Vec::new() };
+        rebuilt
+            .panes
+            .iter()
+            .map(|p| {
+                let swapped = rebuilt.panes.iter().find(|q| q.kind != p.kind).unwrap_or(p);
+                let place = p.kind.label();
+                let (texture, image, title) = match blink {
+                    Blink::Off => (&p.texture, &p.image, self.pane_title(p.kind, layer)),
+                    Blink::Input => (&photo.texture, &photo.input, format!("input, in {place}'s place")),
+                    Blink::Swap => {
+                        (&swapped.texture, &swapped.image, format!("{}, in {place}'s place", swapped.kind.label()))
+                    }
+                };
+                let psnr = if p.psnr.is_finite() { format!("{:.1} dB", p.psnr) } else { "inf".into() };
+                let floor = p.floor.map(|f| format!("   floor {f:.1} dB")).unwrap_or_default();
+                Cell {
+                    title,
+                    source: Some(self.pane_source(p, layer, preview)),
+                    about: self.decoders.record(&p.source, layer),
+                    texture,
+                    image: Some(image),
+                    numbers: format!("PSNR {psnr}   SSIM {:.3}{floor}", p.ssim),
+                    numbers_about: p.floor.map(|floor| {
+                        format!(
+                            "Floor for {layer}: {floor:.1} dB — this photo squeezed to {layer}'s grid and blown back up. \
+                             {} is {:+.1} dB against it; a decoder below the floor is not using what the layer holds.",
+                            p.kind.label(),
+                            p.psnr - floor
+                        )
+                    }),
+                }
+            })
+            .collect()
     }
 }
 
@@ -186,6 +213,12 @@ fn cell_ui(ui: &mut egui::Ui, cell: &Cell, side: f32, zoom: &mut ZoomPan) -> Opt
         let title = ui.strong(cell.title.as_str());
         if let Some(about) = &cell.about {
             title.on_hover_text(about.as_str());
+        }
+        if let Some(source) = &cell.source {
+            let line = ui.add(egui::Label::new(egui::RichText::new(source.as_str()).weak()).truncate());
+            if let Some(about) = &cell.about {
+                line.on_hover_text(about.as_str());
+            }
         }
         let resp = image_pane(ui, cell.texture, side, zoom, &format!("picture: {}", cell.title));
         if let Some(img) = cell.image {

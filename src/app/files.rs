@@ -1,20 +1,10 @@
-//! Where the app's files are and how it asks for new ones: the user's decoders folder, the demo
-//! photo, the system file dialog (or why there is none).
+//! Where the app's files are and how it asks for new ones: the demo photo, the system file
+//! dialog (or why there is none).
 
 use std::path::PathBuf;
 
 /// Extensions the Open dialogs offer.
 pub const PHOTO_FILTER: [&str; 8] = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"];
-
-/// Where decoders trained from the app go by default: `$XDG_DATA_HOME/layerinv/decoders` or
-/// `~/.local/share/layerinv/decoders`.
-pub fn user_decoders_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("layerinv").join("decoders")
-}
 
 /// The demo photo shown on first start (beside the weights folder, in `assets/`).
 pub fn demo_photo() -> Option<PathBuf> {

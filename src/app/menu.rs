@@ -1,11 +1,10 @@
-//! The menu bar: File, View, Model, Train, Help.
+//! The menu bar: File, View, Model, Decoders, Train, Help.
 
 use super::download::Download;
 use super::files::{file_dialog, PHOTO_FILTER};
 use super::shown::View;
 use super::state::LayerinvApp;
 use super::train_dialog::TrainDialog;
-use super::training::RunState;
 use crate::model::hub::HubModel;
 use eframe::egui;
 
@@ -27,6 +26,13 @@ impl LayerinvApp {
             if let Err(e) = self.export_view(&p) {
                 self.last_error = Some(e);
             }
+        }
+    }
+
+    /// Open decoders folder…: its decoders are shown wherever it has them.
+    pub(super) fn decoders_folder_dialog(&mut self) {
+        if let Some(p) = self.dialog().and_then(|d| d.pick_folder()) {
+            self.use_decoders_dir(p);
         }
     }
 
@@ -127,12 +133,6 @@ impl LayerinvApp {
                     self.load_model(p.display().to_string());
                 }
             }
-            if ui.button("Open decoders folder…").clicked() {
-                ui.close();
-                if let Some(p) = self.dialog().and_then(|d| d.pick_folder()) {
-                    self.use_decoders_dir(p);
-                }
-            }
             ui.separator();
             ui.label("Compute on");
             let on_cpu = self.device_name.starts_with("CPU");
@@ -149,8 +149,15 @@ impl LayerinvApp {
                 self.set_device("cuda");
             }
         });
+        ui.menu_button("Decoders", |ui| {
+            let training = self.training.as_ref().filter(|r| r.is_running()).map(|r| r.out_dir());
+            let layer = self.layer.clone();
+            if let Some(action) = self.decoders.menu_ui(ui, &layer, training.as_deref()) {
+                self.decoder_action(action);
+            }
+        });
         ui.menu_button("Train", |ui| {
-            let running = self.training.as_ref().is_some_and(|r| r.state == RunState::Running);
+            let running = self.training.as_ref().is_some_and(|r| r.is_running());
             if ui
                 .add_enabled(!running, egui::Button::new("Train decoders…"))
                 .on_disabled_hover_text("a training run is in progress")
@@ -162,7 +169,7 @@ impl LayerinvApp {
                     .as_ref()
                     .map(|m| m.layers.iter().filter(|(_, r)| r.is_none()).map(|(l, _)| l.clone()).collect())
                     .unwrap_or_default();
-                self.train_dialog = Some(TrainDialog::new(layers, &self.layer));
+                self.train_dialog = Some(TrainDialog::new(layers, &self.layer, self.user.clone()));
             }
         });
         ui.menu_button("Help", |ui| {

@@ -9,6 +9,7 @@
 mod all_layers;
 mod channels_view;
 mod compare_view;
+pub mod decoders;
 mod download;
 mod files;
 mod help;

@@ -3,9 +3,9 @@
 
 use super::files::file_name;
 use super::screenshot::SCREENSHOT_TIMEOUT;
-use super::shown::{color_image, View};
+use super::shown::{color_image, Pane, View};
 use super::state::LayerinvApp;
-use crate::figure::{all_layers, caption, diff_figure, row, Tile};
+use crate::figure::{all_layers, caption, diff_figure, recon_title, row, CodeChange, Tile};
 use crate::model::Kind;
 use crate::recon::Reconstruction;
 use eframe::egui;
@@ -47,7 +47,7 @@ impl LayerinvApp {
         let Some(shot) = &mut self.screenshot else { return };
         // Report each reconstruction's time once (the README's latency figures come from here).
         let mut times: Vec<String> = Vec::new();
-        for ((_, layer, variant), r) in &self.cache {
+        for ((_, layer, variant, _), r) in &self.cache {
             if let Ok(r) = r {
                 let what = if variant.is_plain() { "plain" } else { "changed code" };
                 let ran = if r.encoder_ran { "encoder and decoders" } else { "decoders only" };
@@ -118,16 +118,28 @@ impl LayerinvApp {
         self.ctx.request_repaint_after(Duration::from_millis(50));
     }
 
-    /// A pane's title: the kind, the layer, and how the code was changed.
+    /// How the code at `layer` is changed before the decoders, as titles say it.
+    pub fn code_change(&self, layer: &str) -> CodeChange {
+        CodeChange {
+            kept: self.masks.get(layer).map(|keep| (keep.iter().filter(|&&k| k).count(), keep.len())),
+            switches_of: self.variant(layer).switches.map(|(_, path)| file_name(&path)),
+        }
+    }
+
+    /// A pane's title: the kind, the layer, and how the code was changed (the decoder's set is
+    /// on the line under it, [`Self::pane_source`]).
     pub fn pane_title(&self, kind: Kind, layer: &str) -> String {
-        let mut t = format!("{} from {layer}", kind.name().to_uppercase());
-        if let Some(keep) = self.masks.get(layer) {
-            t += &format!(" · {}/{} channels", keep.iter().filter(|&&k| k).count(), keep.len());
+        recon_title(kind, Some(layer), None, &self.code_change(layer))
+    }
+
+    /// What a pane says of its decoder's set: "bundled", "yours: 2026-12-04 14:02, step 60/500
+    /// (cancelled), val 16.1 dB", "training preview, step 35".
+    pub fn pane_source(&self, pane: &Pane, layer: &str, preview: bool) -> String {
+        if preview {
+            let step = self.decoders.set(&pane.source.dir).and_then(|s| s.usable(layer, pane.kind)).map(|m| m.steps);
+            return format!("training preview, step {}", step.unwrap_or(0));
         }
-        if let (Kind::Swwae, Some((_, path))) = (kind, &self.variant(layer).switches) {
-            t += &format!(" · switches of {}", file_name(path));
-        }
-        t
+        self.decoders.note(&pane.source, layer)
     }
 
     /// The current view as one labelled picture (what Export and Copy write).
@@ -139,27 +151,50 @@ impl LayerinvApp {
             for l in self.available_layers() {
                 let rebuilt = self.rebuilt(&l).and_then(|r| r.as_ref().ok()).ok_or_else(not_ready)?;
                 for p in &rebuilt.panes {
-                    recs.push(Reconstruction {
+                    let rec = Reconstruction {
                         layer: l.clone(),
                         kind: p.kind,
                         image: p.image.clone(),
                         psnr: p.psnr,
                         ssim: p.ssim,
-                    });
+                    };
+                    recs.push((self.decoders.set(&p.source.dir).map(|s| s.label()).unwrap_or_default(), rec));
                 }
             }
-            let note = self.switches_from.as_ref().map(|(_, p)| format!(", switches of {}", file_name(p)));
-            return Ok(all_layers(&photo.input, &recs, &note.unwrap_or_default()));
+            // A row per kind and set (one set per kind unless the user mixed sets across layers).
+            let mut rows: Vec<(String, Vec<&Reconstruction>)> = Vec::new();
+            let change = CodeChange { kept: None, ..self.code_change(&self.layer) };
+            for kind in Kind::ALL {
+                for (set, r) in recs.iter().filter(|(_, r)| r.kind == kind) {
+                    let label = recon_title(kind, None, Some(set), &change);
+                    match rows.iter_mut().find(|(l, _)| *l == label) {
+                        Some((_, row)) => row.push(r),
+                        None => rows.push((label, vec![r])),
+                    }
+                }
+            }
+            return Ok(all_layers(&photo.input, &rows));
         }
         let layer = self.layer.as_str();
         let rebuilt = self.rebuilt(layer).and_then(|r| r.as_ref().ok()).ok_or_else(not_ready)?;
         let mut tiles = vec![Tile { image: &photo.input, title: "input".into(), caption: file_name(&photo.path) }];
+        let change = self.code_change(layer);
         for p in &rebuilt.panes {
+            let set = self.decoders.set(&p.source.dir).map(|s| s.label());
             tiles.push(Tile {
                 image: &p.image,
-                title: self.pane_title(p.kind, layer),
+                title: recon_title(p.kind, Some(layer), set.as_deref(), &change),
                 caption: caption(p.psnr, p.ssim),
             });
+        }
+        if let Some(preview) = self.preview(layer) {
+            for p in &preview.panes {
+                tiles.push(Tile {
+                    image: &p.image,
+                    title: format!("{} · {}", self.pane_title(p.kind, layer), self.pane_source(p, layer, true)),
+                    caption: caption(p.psnr, p.ssim),
+                });
+            }
         }
         let find = |k: Kind| rebuilt.panes.iter().find(|p| p.kind == k).map(|p| &p.image);
         Ok(match (self.view, find(Kind::Sae), find(Kind::Swwae)) {

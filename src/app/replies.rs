@@ -3,7 +3,8 @@
 
 use super::shown::{color_image, Channels, Model, Pane, Photo, Rebuilt, View, PIXELS};
 use super::state::LayerinvApp;
-use super::worker::{Job, Reply};
+use super::training::RunState;
+use super::worker::{Job, Reply, Verdict};
 use crate::compare::error_map;
 use crate::model::Kind;
 use std::time::{Duration, Instant};
@@ -42,17 +43,26 @@ impl LayerinvApp {
             Reply::Model { name, arch, layers, .. } => {
                 self.model = Some(Model { name, arch, layers });
             }
-            Reply::Decoders { dirs, layers, loaded, records } => {
-                self.decoder_dirs = dirs;
-                self.decoder_layers = layers;
-                self.decoders_loaded = loaded;
-                self.records = records;
+            Reply::Sets(sets) => {
+                let dirs: Vec<_> = sets.iter().map(|s| s.dir.clone()).collect();
+                let order = self.user.set_dirs(&self.decoders.extra_dirs());
+                self.decoders.update(sets, &order);
+                // Pictures of a folder read again may be stale (a run wrote new decoders there).
+                self.cache.retain(|k, _| !k.3.iter().any(|s| dirs.contains(&s.dir)));
                 if self.layer_unavailable(&self.layer).is_some() {
                     if let Some(first) = self.available_layers().get(self.available_layers().len() / 2) {
                         self.layer = first.clone();
                     }
                 }
+                if let Some(run) = self.judge_after_scan.take() {
+                    if dirs.contains(&run) {
+                        self.judge(&run);
+                    } else {
+                        self.judge_after_scan = Some(run);
+                    }
+                }
             }
+            Reply::Judged { run, photos, verdicts } => self.on_judged(&run, photos, verdicts),
             Reply::Image { id, path, input, top5 } => {
                 if self.loading.as_ref().is_some_and(|(i, _)| *i == id) {
                     self.loading = None;
@@ -69,19 +79,25 @@ impl LayerinvApp {
                 self.settings.remember(&path);
                 self.photo = Some(Photo { id, path, input, texture, top5 });
             }
-            Reply::Reconstructed { id, layer, variant, recs, floor, seconds, encoder_ran } => {
-                let key = (id, layer.clone(), variant);
-                self.pending.remove(&key);
+            Reply::Reconstructed { id, layer, variant, sources, preview, recs, floor, seconds, encoder_ran } => {
+                let key = (id, layer.clone(), variant, sources.clone());
+                if preview {
+                    self.previews_pending.remove(&(id, layer.clone(), key.2.clone()));
+                } else {
+                    self.pending.remove(&key);
+                }
                 let Some(input) = self.photo.as_ref().filter(|p| p.id == id).map(|p| p.input.clone()) else {
                     return;
                 };
                 let name = |what: &str, kind: Kind| format!("{id}-{layer}-{kind}-{what}-{}", self.cache.len());
                 let panes: Vec<Pane> = recs
                     .into_iter()
-                    .map(|r| {
+                    .zip(sources)
+                    .map(|(r, source)| {
                         let (err, error_mean) = error_map(&input, &r.image);
                         Pane {
                             kind: r.kind,
+                            source,
                             texture: self.ctx.load_texture(name("rec", r.kind), color_image(&r.image), PIXELS),
                             error: self.ctx.load_texture(name("err", r.kind), color_image(&err), PIXELS),
                             error_mean,
@@ -100,6 +116,11 @@ impl LayerinvApp {
                     }
                     _ => None,
                 };
+                let rebuilt = Rebuilt { panes, lost, seconds, encoder_ran };
+                if preview {
+                    self.previews.insert((id, layer, key.2), (self.preview_round, rebuilt));
+                    return;
+                }
                 if !key.2.is_plain() {
                     // At most KEEP_VARIANTS changed codes per photo and layer: this one and any
                     // others (the cache is unordered, so not necessarily the newest; a dropped
@@ -107,7 +128,7 @@ impl LayerinvApp {
                     let mut others: Vec<_> = self
                         .cache
                         .keys()
-                        .filter(|(i, l, v)| *i == id && *l == layer && !v.is_plain() && *v != key.2)
+                        .filter(|(i, l, v, _)| *i == id && *l == layer && !v.is_plain() && *v != key.2)
                         .cloned()
                         .collect();
                     others.truncate(others.len().saturating_sub(KEEP_VARIANTS - 1));
@@ -115,7 +136,7 @@ impl LayerinvApp {
                         self.cache.remove(&k);
                     }
                 }
-                self.cache.insert(key, Ok(Rebuilt { panes, lost, seconds, encoder_ran }));
+                self.cache.insert(key, Ok(rebuilt));
             }
             Reply::Channels { id, layer, maps } => {
                 self.channels_pending.remove(&(id, layer.clone()));
@@ -129,8 +150,11 @@ impl LayerinvApp {
                             self.loading = None;
                         }
                     }
-                    Job::Reconstruct { id, layer, variant } => {
-                        let key = (id, layer, variant);
+                    Job::Reconstruct { id, layer, variant, preview: true, .. } => {
+                        self.previews_pending.remove(&(id, layer, variant));
+                    }
+                    Job::Reconstruct { id, layer, variant, sources, preview: false } => {
+                        let key = (id, layer, variant, sources);
                         self.pending.remove(&key);
                         self.cache.insert(key, Err(error.clone()));
                     }
@@ -138,7 +162,8 @@ impl LayerinvApp {
                         self.channels_pending.remove(&(id, layer.clone()));
                         self.channels.insert((id, layer), Err(error.clone()));
                     }
-                    Job::LoadModel(_) | Job::LoadDecoders(_) => {}
+                    Job::ScanSets(_) => self.decoders.scanned = true,
+                    Job::LoadModel(_) | Job::Judge { .. } => {}
                 }
                 self.last_error = Some(error);
             }
@@ -156,10 +181,11 @@ impl LayerinvApp {
         }
     }
 
-    /// Ask for the reconstructions and channel maps the view needs and nobody computed yet.
+    /// Ask for the reconstructions, training previews and channel maps the view needs and nobody
+    /// computed yet.
     fn request_needed(&mut self) {
         let Some(photo) = &self.photo else { return };
-        if self.model.is_none() || self.decoder_layers.is_empty() || self.loading.is_some() {
+        if self.model.is_none() || !self.decoders.scanned || self.loading.is_some() {
             return;
         }
         let id = photo.id;
@@ -180,34 +206,125 @@ impl LayerinvApp {
             if self.keep_spec.is_some() {
                 continue; // the mask is not known yet
             }
-            let key = (id, layer.clone(), self.variant(&layer));
+            let Some(key) = self.key(&layer) else { continue };
             if !self.cache.contains_key(&key) && !self.pending.contains(&key) {
                 self.pending.insert(key.clone());
-                self.worker.send(Job::Reconstruct { id, layer, variant: key.2 });
+                let (id, layer, variant, sources) = key;
+                self.worker.send(Job::Reconstruct { id, layer, variant, sources, preview: false });
+            }
+        }
+        // The training preview, at the layer on screen: asked again after each refresh.
+        let layer = self.layer.clone();
+        if let (Some(sources), false) = (self.preview_sources(&layer), self.view == View::AllLayers) {
+            let at = (id, layer.clone(), self.variant(&layer));
+            let fresh = self.previews.get(&at).is_some_and(|(round, _)| *round == self.preview_round);
+            if !fresh && !self.previews_pending.contains(&at) {
+                self.previews_pending.insert(at.clone());
+                let (id, layer, variant) = at;
+                self.worker.send(Job::Reconstruct { id, layer, variant, sources, preview: true });
             }
         }
     }
 
     fn tick_training(&mut self) {
         let Some(run) = &mut self.training else { return };
+        let was_running = run.is_running();
         run.poll();
+        let out = run.out_dir();
+        if was_running && !run.is_running() {
+            // The run ended: read its folder (and its record) once more; a finished run is then
+            // measured against the decoders it would replace.
+            self.previews.clear();
+            if run.state == RunState::Finished {
+                self.judge_after_scan = Some(out.clone());
+            } else {
+                self.note = Some(format!(
+                    "the run {}: its decoders are in the Decoders menu; the panes keep what they showed",
+                    run.state.describe(run.step)
+                ));
+            }
+            self.worker.send(Job::ScanSets(vec![out]));
+            return;
+        }
         if run.take_checkpoint() && self.last_refresh.elapsed() >= REFRESH_EVERY {
             self.last_refresh = Instant::now();
-            let out = run.out_dir();
-            if self.decoder_dirs.first() != Some(&out) {
-                self.decoder_dirs.retain(|d| d != &out);
-                self.decoder_dirs.insert(0, out);
-            }
-            self.reload_decoders();
+            self.worker.send(Job::ScanSets(vec![out]));
+            self.preview_round += 1;
         }
     }
 
-    /// Start a training run (from the dialog).
+    /// Start a training run (from the dialog, or resuming one); its folder joins the sets.
     pub fn start_training(&mut self, cfg: crate::train::TrainConfig, device: candle_core::Device) {
         let ctx = self.ctx.clone();
         self.last_refresh = Instant::now() - REFRESH_EVERY;
+        self.previews.clear();
+        let out = cfg.out.clone();
+        if !out.starts_with(self.user.runs()) && !self.decoders.folders.contains(&out) {
+            self.decoders.folders.push(out);
+        }
         self.training = Some(super::training::TrainingRun::start(cfg, self.model_source.clone(), device, move || {
             ctx.request_repaint()
         }));
+    }
+
+    /// Measure the finished run in `run` against the decoders the panes show now, on its own
+    /// validation photos.
+    fn judge(&mut self, run: &std::path::Path) {
+        let Some(set) = self.decoders.set(run) else { return };
+        let crate::decoder_sets::Origin::Run { record, .. } = &set.origin else { return };
+        if record.val_files.is_empty() {
+            self.note = Some(format!(
+                "{} finished; it had no validation photos to compare on, so the panes keep their decoders: pick it in the Decoders menu",
+                set.label()
+            ));
+            return;
+        }
+        let pairs: Vec<(String, Kind, Option<std::path::PathBuf>)> = set
+            .held
+            .iter()
+            .filter(|h| h.meta.is_ok())
+            .map(|h| (h.layer.clone(), h.kind, self.decoders.shown(&h.layer, h.kind).map(|s| s.dir.clone())))
+            .filter(|(_, _, current)| current.as_deref() != Some(run))
+            .collect();
+        if pairs.is_empty() {
+            return;
+        }
+        self.note = Some(format!(
+            "{} finished: comparing it with the decoders on screen on its validation photos…",
+            set.label()
+        ));
+        let photos = record.val_files.clone();
+        self.worker.send(Job::Judge { run: run.to_path_buf(), photos, pairs });
+    }
+
+    /// A finished run's decoders take over the panes whose decoders they beat on the same photos.
+    fn on_judged(&mut self, run: &std::path::Path, photos: usize, verdicts: Vec<Verdict>) {
+        let Some(label) = self.decoders.set(run).map(|s| s.label()) else { return };
+        let mut won = Vec::new();
+        let mut lost = Vec::new();
+        for v in &verdicts {
+            let theirs = match &v.current {
+                Some((dir, p)) => {
+                    let name = self.decoders.set(dir).map(|s| s.label()).unwrap_or_else(|| dir.display().to_string());
+                    format!("{name}'s {p:.1} dB")
+                }
+                None => "nothing before".into(),
+            };
+            let line = format!("{} {} {:.1} dB against {theirs}", v.layer, v.kind.label(), v.run_psnr);
+            if v.current.as_ref().is_none_or(|(_, p)| v.run_psnr > *p) {
+                self.decoders.choose(&v.layer, v.kind, run);
+                won.push(line);
+            } else {
+                lost.push(line);
+            }
+        }
+        let mut parts = Vec::new();
+        if !won.is_empty() {
+            parts.push(format!("now shown: {} (Decoders menu to switch back)", won.join(", ")));
+        }
+        if !lost.is_empty() {
+            parts.push(format!("kept the decoders on screen: {}", lost.join(", ")));
+        }
+        self.note = Some(format!("{label} finished, on its {photos} validation photos: {}", parts.join("; ")));
     }
 }

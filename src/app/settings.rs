@@ -1,7 +1,10 @@
-//! What the app keeps between runs (eframe's persistence): the last photo, layer, view, model and
-//! decoders folder, and the recent photos. eframe keeps the window's size and place itself.
+//! What the app keeps between runs (eframe's persistence): the last photo, layer, view and model,
+//! the recent photos, the decoder folders opened and which set each pane shows. eframe keeps the
+//! window's size and place itself.
 
 use super::shown::View;
+use crate::model::Kind;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The key under which the settings are kept (one JSON string).
@@ -10,16 +13,36 @@ const KEY: &str = "layerinv-settings";
 /// Recent photos kept.
 const RECENT: usize = 10;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub photo: Option<PathBuf>,
     pub layer: Option<String>,
     pub view: View,
     /// Empty: the default.
     pub model: String,
-    pub decoders: Option<PathBuf>,
+    /// Decoder folders the user opened.
+    pub decoder_folders: Vec<PathBuf>,
+    /// The set each pane shows where the user picked one: (layer, kind) → folder.
+    pub decoder_choice: BTreeMap<(String, Kind), PathBuf>,
+    /// Whether a run's newest decoders are shown beside the chosen ones while it trains.
+    pub preview: bool,
     /// Newest first.
     pub recent: Vec<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            photo: None,
+            layer: None,
+            view: View::default(),
+            model: String::new(),
+            decoder_folders: Vec::new(),
+            decoder_choice: BTreeMap::new(),
+            preview: true,
+            recent: Vec::new(),
+        }
+    }
 }
 
 impl Settings {
@@ -34,7 +57,27 @@ impl Settings {
             layer: text("layer"),
             view: text("view").and_then(|n| View::from_name(&n)).unwrap_or_default(),
             model: text("model").unwrap_or_default(),
-            decoders: path("decoders"),
+            // "decoders": the one folder earlier versions kept, used first.
+            decoder_folders: v
+                .get("decoder_folders")
+                .and_then(|r| r.as_array())
+                .map(|a| a.iter().filter_map(|p| p.as_str()).map(PathBuf::from).collect())
+                .or_else(|| path("decoders").map(|d| vec![d]))
+                .unwrap_or_default(),
+            decoder_choice: v
+                .get("decoder_choice")
+                .and_then(|r| r.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| {
+                            let layer = c.get("layer")?.as_str()?.to_string();
+                            let kind = Kind::from_name(c.get("kind")?.as_str()?)?;
+                            Some(((layer, kind), PathBuf::from(c.get("dir")?.as_str()?)))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            preview: v.get("preview").and_then(|p| p.as_bool()).unwrap_or(true),
             recent: v
                 .get("recent")
                 .and_then(|r| r.as_array())
@@ -49,7 +92,13 @@ impl Settings {
             "layer": self.layer,
             "view": self.view.name(),
             "model": self.model,
-            "decoders": self.decoders,
+            "decoder_folders": self.decoder_folders,
+            "decoder_choice": self
+                .decoder_choice
+                .iter()
+                .map(|((layer, kind), dir)| serde_json::json!({"layer": layer, "kind": kind.name(), "dir": dir}))
+                .collect::<Vec<_>>(),
+            "preview": self.preview,
             "recent": self.recent,
         });
         storage.set_string(KEY, v.to_string());

@@ -1,5 +1,6 @@
 //! What the app shows: its views, the panes of a reconstruction, a photo, a layer's channels.
 
+use super::decoders::Source;
 use super::worker::{LayerStatus, Variant};
 use crate::compare::ChannelMaps;
 use crate::model::Kind;
@@ -61,6 +62,8 @@ pub enum Blink {
 /// One reconstruction as shown: texture plus numbers, and its error map.
 pub struct Pane {
     pub kind: Kind,
+    /// The decoder's set.
+    pub source: Source,
     pub texture: egui::TextureHandle,
     pub image: RgbImage,
     pub psnr: f64,
@@ -72,7 +75,8 @@ pub struct Pane {
     pub error_mean: f64,
 }
 
-/// Every kind's reconstruction of one photo from one layer (one variant of its code).
+/// Every kind's reconstruction of one photo from one layer (one variant of its code), by the
+/// decoders of the panes' sources.
 pub struct Rebuilt {
     pub panes: Vec<Pane>,
     /// |SWWAE − SAE|: what knowing the switches changes; and its mean.
@@ -82,8 +86,8 @@ pub struct Rebuilt {
     pub encoder_ran: bool,
 }
 
-/// The reconstruction cache's key: photo id, layer, variant of the code.
-pub type Key = (u64, String, Variant);
+/// The reconstruction cache's key: photo id, layer, variant of the code, each kind's decoder.
+pub type Key = (u64, String, Variant, Vec<Source>);
 
 /// A layer's code, channel by channel, as the channels view shows it.
 pub struct Channels {

@@ -2,6 +2,7 @@
 //! in `replies.rs`, drawing in `view.rs` and its neighbours, the pictures it writes in
 //! `output.rs`, what it remembers between runs in `settings.rs`.
 
+use super::decoders::{Action, Decoders, Source};
 use super::download::Download;
 use super::files::demo_photo;
 use super::help::Help;
@@ -10,9 +11,10 @@ use super::settings::Settings;
 use super::shown::{Blink, Channels, Key, Model, Pane, Photo, Rebuilt, View};
 use super::train_dialog::TrainDialog;
 use super::training::TrainingRun;
-use super::worker::{Job, LayerStatus, Records, Variant, Worker};
+use super::worker::{Job, Variant, Worker};
 use super::zoom::ZoomPan;
 use crate::compare::ChannelSpec;
+use crate::decoder_sets::{Forgotten, UserData};
 use eframe::egui;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -29,8 +31,10 @@ pub struct AppOptions {
     pub screenshot: Option<PathBuf>,
     /// `bundled`, `vgg16`, `vgg19` or a weights file; empty: the last one used, else `bundled`.
     pub model: String,
-    /// A decoders folder used before the bundled one.
+    /// A decoders folder shown first, wherever it has the decoder, for this run of the app.
     pub decoders: Option<PathBuf>,
+    /// The user's layerinv folder (training runs, trash); default `~/.local/share/layerinv`.
+    pub data_dir: Option<PathBuf>,
     pub device: String,
     /// `compare`, `diff`, `channels` or `all-layers`.
     pub view: Option<String>,
@@ -44,13 +48,14 @@ pub struct LayerinvApp {
     pub(super) ctx: egui::Context,
     pub(super) worker: Worker,
     pub(super) device_name: String,
+    /// Where the viewer computes (a resumed training run starts there too).
+    pub(super) device: candle_core::Device,
     pub model_source: String,
     pub model: Option<Model>,
-    pub decoder_dirs: Vec<PathBuf>,
-    pub decoder_layers: LayerStatus,
-    pub decoders_loaded: usize,
-    /// Each loaded decoder's record, for the panes' tooltips.
-    pub records: Records,
+    /// Where training runs go and forgotten sets are moved.
+    pub user: UserData,
+    /// The decoder sets and which one each pane shows.
+    pub decoders: Decoders,
     pub layer: String,
     pub view: View,
     pub photo: Option<Photo>,
@@ -59,6 +64,16 @@ pub struct LayerinvApp {
     pub loading: Option<(u64, PathBuf)>,
     pub cache: HashMap<Key, Result<Rebuilt, String>>,
     pub(super) pending: HashSet<Key>,
+    /// The training preview per (photo, layer, variant): the newest reconstruction by the running
+    /// run's decoders, and the refresh it was asked for in.
+    pub previews: HashMap<(u64, String, Variant), (u64, Rebuilt)>,
+    pub(super) previews_pending: HashSet<(u64, String, Variant)>,
+    /// Counts the preview's refreshes (a new checkpoint was read).
+    pub(super) preview_round: u64,
+    /// A line for the status bar that is not an error (a finished run took over a pane…).
+    pub note: Option<String>,
+    /// A finished run to measure against the decoders it would replace, once its folder is read.
+    pub(super) judge_after_scan: Option<PathBuf>,
     pub channels: HashMap<(u64, String), Result<Channels, String>>,
     pub(super) channels_pending: HashSet<(u64, String)>,
     /// Channels kept per layer, where not all are.
@@ -102,19 +117,20 @@ impl LayerinvApp {
             Ok(d) => (d, None),
             Err(e) => (candle_core::Device::Cpu, Some(e.to_string())),
         };
+        let user = opts.data_dir.clone().map(UserData).unwrap_or_default();
         let wake_ctx = ctx.clone();
-        let worker = Worker::spawn(device.clone(), move || wake_ctx.request_repaint());
+        let worker = Worker::spawn(device.clone(), user.clone(), move || wake_ctx.request_repaint());
         let model_source = [opts.model.clone(), settings.model.clone(), "bundled".into()]
             .into_iter()
             .find(|m| !m.is_empty())
             .unwrap_or_default();
-        let mut decoder_dirs = Vec::new();
-        decoder_dirs.extend(opts.decoders.clone().or_else(|| settings.decoders.clone()));
-        let user = super::files::user_decoders_dir();
-        if user.is_dir() && !decoder_dirs.contains(&user) {
-            decoder_dirs.push(user);
-        }
-        decoder_dirs.push(crate::model::source::weights_dir());
+        let decoders = Decoders {
+            chosen: settings.decoder_choice.clone(),
+            pinned: opts.decoders.clone(),
+            folders: settings.decoder_folders.clone(),
+            preview: settings.preview,
+            ..Default::default()
+        };
         let mut last_error = device_error;
         let view = match opts.view.as_deref() {
             Some(v) => View::from_name(v).unwrap_or_else(|| {
@@ -134,12 +150,11 @@ impl LayerinvApp {
             ctx: ctx.clone(),
             worker,
             device_name: crate::device::describe(&device),
+            device: device.clone(),
             model_source: model_source.clone(),
             model: None,
-            decoder_dirs: decoder_dirs.clone(),
-            decoder_layers: Vec::new(),
-            decoders_loaded: 0,
-            records: Vec::new(),
+            user,
+            decoders,
             layer: opts.layer.clone().or_else(|| settings.layer.clone()).unwrap_or_else(|| "pool3".into()),
             view,
             photo: None,
@@ -147,6 +162,11 @@ impl LayerinvApp {
             loading: None,
             cache: HashMap::new(),
             pending: HashSet::new(),
+            previews: HashMap::new(),
+            previews_pending: HashSet::new(),
+            preview_round: 0,
+            note: None,
+            judge_after_scan: None,
             channels: HashMap::new(),
             channels_pending: HashSet::new(),
             masks: HashMap::new(),
@@ -167,7 +187,7 @@ impl LayerinvApp {
             exit,
         };
         app.worker.send(Job::LoadModel(model_source));
-        app.worker.send(Job::LoadDecoders(decoder_dirs));
+        app.scan_sets();
         if let Some(other) = &opts.switches_from {
             app.use_switches_of(other);
         }
@@ -238,10 +258,13 @@ impl LayerinvApp {
             Err(e) => self.last_error = Some(e.to_string()),
             Ok(device) => {
                 let ctx = self.ctx.clone();
-                let old =
-                    std::mem::replace(&mut self.worker, Worker::spawn(device.clone(), move || ctx.request_repaint()));
+                let old = std::mem::replace(
+                    &mut self.worker,
+                    Worker::spawn(device.clone(), self.user.clone(), move || ctx.request_repaint()),
+                );
                 let _ = std::thread::Builder::new().name("layerinv-old-worker".into()).spawn(move || drop(old));
                 self.device_name = crate::device::describe(&device);
+                self.device = device;
                 self.last_error = None;
                 self.load_model(self.model_source.clone());
             }
@@ -253,7 +276,8 @@ impl LayerinvApp {
         self.model = None;
         self.forget_results();
         self.worker.send(Job::LoadModel(source));
-        self.worker.send(Job::LoadDecoders(self.decoder_dirs.clone()));
+        self.decoders.scanned = false;
+        self.scan_sets();
         if let Some(p) = &self.photo {
             let path = p.path.clone();
             self.open_image(&path);
@@ -263,35 +287,80 @@ impl LayerinvApp {
     pub(super) fn forget_results(&mut self) {
         self.cache.clear();
         self.pending.clear();
+        self.previews.clear();
+        self.previews_pending.clear();
         self.channels.clear();
         self.channels_pending.clear();
     }
 
-    /// Use `dir` first for decoders (keeping the others behind it) and reload them.
-    pub fn use_decoders_dir(&mut self, dir: PathBuf) {
-        self.decoder_dirs.retain(|d| d != &dir);
-        self.decoder_dirs.insert(0, dir);
-        self.reload_decoders();
+    /// Ask the worker what every known decoder folder holds (for the current model).
+    pub(super) fn scan_sets(&mut self) {
+        self.worker.send(Job::ScanSets(self.user.set_dirs(&self.decoders.extra_dirs())));
     }
 
-    pub(super) fn reload_decoders(&mut self) {
-        self.worker.send(Job::LoadDecoders(self.decoder_dirs.clone()));
-        self.cache.clear();
-        self.pending.clear();
+    /// Add a folder of decoders and show its decoders wherever it has them.
+    pub fn use_decoders_dir(&mut self, dir: PathBuf) {
+        if !self.decoders.folders.contains(&dir) {
+            self.decoders.folders.push(dir.clone());
+        }
+        self.decoders.adopt = Some(dir);
+        self.scan_sets();
+    }
+
+    /// Do what the user picked in the Decoders menu.
+    pub fn decoder_action(&mut self, action: Action) {
+        match action {
+            Action::Choose { layer, kind, dir } => self.decoders.choose(&layer, kind, &dir),
+            Action::UseSet(dir) => self.decoders.use_set(&dir),
+            Action::Forget(dir) => self.forget_set(&dir),
+            Action::Resume(dir) => self.resume_run(&dir),
+            Action::OpenFolder => self.decoders_folder_dialog(),
+        }
+    }
+
+    /// Forget a decoder set: its folder goes to the trash folder (an outside folder only leaves
+    /// the list); panes that showed it fall back to the next decoder.
+    pub fn forget_set(&mut self, dir: &Path) {
+        let label = self.decoders.set(dir).map(|s| s.label()).unwrap_or_else(|| dir.display().to_string());
+        match self.user.forget(dir) {
+            Err(e) => self.last_error = Some(e.to_string()),
+            Ok(done) => {
+                self.decoders.drop_set(dir);
+                self.note = Some(match done {
+                    Forgotten::Moved(to) => {
+                        format!("forgot {label}: its folder is now {} (move it back to have it again)", to.display())
+                    }
+                    Forgotten::Unlisted => {
+                        format!("forgot {label}: {} is off the list, its files untouched", dir.display())
+                    }
+                });
+                self.scan_sets();
+            }
+        }
+    }
+
+    /// Go on training the unfinished run in `dir` with its own settings.
+    pub fn resume_run(&mut self, dir: &Path) {
+        let cfg = crate::train::record::RunRecord::load(dir).and_then(|r| {
+            r.ok_or_else(|| crate::Error::Unavailable(format!("{}: no run record to resume from", dir.display())))?
+                .resume_config(dir)
+        });
+        match cfg {
+            Ok(cfg) => self.start_training(cfg, self.device.clone()),
+            Err(e) => self.last_error = Some(e.to_string()),
+        }
     }
 
     /// Why `layer` cannot be shown, or `None`.
     pub fn layer_unavailable(&self, layer: &str) -> Option<String> {
-        let from = |s: &LayerStatus| s.iter().find(|(l, _)| l == layer).and_then(|(_, r)| r.clone());
         match &self.model {
             None => Some("the model is still loading".into()),
-            Some(m) => from(&m.layers).or_else(|| {
-                if self.decoder_layers.is_empty() {
-                    Some("the decoders are still loading".into())
-                } else {
-                    from(&self.decoder_layers)
-                }
-            }),
+            Some(m) => m
+                .layers
+                .iter()
+                .find(|(l, _)| l == layer)
+                .and_then(|(_, r)| r.clone())
+                .or_else(|| self.decoders.layer_unavailable(layer)),
         }
     }
 
@@ -331,15 +400,47 @@ impl LayerinvApp {
         }
     }
 
-    /// Whether the reconstructions of the current photo at `layer` are being computed.
-    pub fn is_pending(&self, layer: &str) -> bool {
-        self.photo.as_ref().is_some_and(|p| self.pending.contains(&(p.id, layer.to_string(), self.variant(layer))))
+    /// The cache key of the current photo's reconstructions at `layer`: the variant of its code
+    /// and the decoders the panes show (`None` while a kind has none).
+    pub fn key(&self, layer: &str) -> Option<Key> {
+        let p = self.photo.as_ref()?;
+        Some((p.id, layer.to_string(), self.variant(layer), self.decoders.sources(layer)?))
     }
 
-    /// The current photo's reconstructions at `layer`, as the current variant has them.
+    /// Whether the reconstructions of the current photo at `layer` are being computed.
+    pub fn is_pending(&self, layer: &str) -> bool {
+        self.key(layer).is_some_and(|k| self.pending.contains(&k))
+    }
+
+    /// The current photo's reconstructions at `layer`, as the current variant and decoders have
+    /// them.
     pub fn rebuilt(&self, layer: &str) -> Option<&Result<Rebuilt, String>> {
+        self.cache.get(&self.key(layer)?)
+    }
+
+    /// The training preview of the current photo at `layer`, when a run trains it.
+    pub fn preview(&self, layer: &str) -> Option<&Rebuilt> {
         let p = self.photo.as_ref()?;
-        self.cache.get(&(p.id, layer.to_string(), self.variant(layer)))
+        self.preview_sources(layer)?;
+        self.previews.get(&(p.id, layer.to_string(), self.variant(layer))).map(|(_, r)| r)
+    }
+
+    /// The running run's decoders at `layer` that exist yet, when the preview is on.
+    pub fn preview_sources(&self, layer: &str) -> Option<Vec<Source>> {
+        let run = self.training.as_ref().filter(|r| r.is_running())?;
+        if !self.decoders.preview || !run.cfg.layers.iter().any(|l| l == layer) {
+            return None;
+        }
+        let out = run.out_dir();
+        let set = self.decoders.set(&out)?;
+        let sources: Vec<Source> = run
+            .cfg
+            .kinds
+            .iter()
+            .filter(|&&k| set.usable(layer, k).is_some())
+            .map(|&kind| Source { kind, dir: out.clone() })
+            .collect();
+        (!sources.is_empty()).then_some(sources)
     }
 
     /// The panes of [`Self::rebuilt`].
@@ -349,13 +450,13 @@ impl LayerinvApp {
 
     /// The settings as they stand now, for eframe to keep.
     pub fn current_settings(&self) -> Settings {
-        let bundled = crate::model::source::weights_dir();
-        let user = super::files::user_decoders_dir();
         Settings {
             layer: Some(self.layer.clone()),
             view: self.view,
             model: self.model_source.clone(),
-            decoders: self.decoder_dirs.first().filter(|d| **d != bundled && **d != user).cloned(),
+            decoder_folders: self.decoders.folders.clone(),
+            decoder_choice: self.decoders.chosen.clone(),
+            preview: self.decoders.preview,
             ..self.settings.clone()
         }
     }

@@ -1,6 +1,7 @@
 //! The Train dialog: the trainer's settings as a form; it hands back a configuration to start.
 
-use super::files::{file_dialog, user_decoders_dir};
+use super::files::file_dialog;
+use crate::decoder_sets::UserData;
 use crate::model::{Kind, Objective};
 use crate::train::TrainConfig;
 use candle_core::Device;
@@ -18,8 +19,7 @@ pub enum Outcome {
 pub struct TrainDialog {
     pub data: String,
     pub layers: Vec<(String, bool)>,
-    pub sae: bool,
-    pub swwae: bool,
+    pub kinds: Vec<(Kind, bool)>,
     pub steps: u64,
     pub crop: usize,
     pub batch: usize,
@@ -29,17 +29,18 @@ pub struct TrainDialog {
     /// `fp32`, or `bf16` for mixed precision (worth it on GPUs with bf16 tensor cores).
     pub dtype: String,
     pub objective: Objective,
+    /// Empty: a new folder for this run under the user's runs folder.
     pub out: String,
+    pub user: UserData,
     pub error: Option<String>,
 }
 
 impl TrainDialog {
-    pub fn new(layers: Vec<String>, current: &str) -> Self {
+    pub fn new(layers: Vec<String>, current: &str, user: UserData) -> Self {
         Self {
             data: String::new(),
             layers: layers.into_iter().map(|l| (l.clone(), l == current)).collect(),
-            sae: true,
-            swwae: true,
+            kinds: Kind::ALL.iter().map(|&k| (k, true)).collect(),
             steps: 500,
             crop: 96,
             batch: 8,
@@ -48,7 +49,8 @@ impl TrainDialog {
             device: "auto".into(),
             dtype: "fp32".into(),
             objective: Objective::First,
-            out: user_decoders_dir().display().to_string(),
+            out: String::new(),
+            user,
             error: None,
         }
     }
@@ -59,16 +61,16 @@ impl TrainDialog {
             return Err("choose a folder of training photos".into());
         }
         let layers: Vec<String> = self.layers.iter().filter(|(_, on)| *on).map(|(l, _)| l.clone()).collect();
-        let kinds: Vec<Kind> = [(self.sae, Kind::Sae), (self.swwae, Kind::Swwae)]
-            .into_iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, k)| k)
-            .collect();
+        let kinds: Vec<Kind> = self.kinds.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect();
         if layers.is_empty() || kinds.is_empty() {
             return Err("pick at least one layer and one kind".into());
         }
         let fc = layers.iter().any(|l| crate::model::arch::FC_TAPS.contains(&l.as_str()));
-        let mut cfg = TrainConfig::new(PathBuf::from(self.data.trim()), layers, kinds, PathBuf::from(self.out.trim()));
+        let out = match self.out.trim() {
+            "" => self.user.new_run_dir(&layers),
+            dir => PathBuf::from(dir),
+        };
+        let mut cfg = TrainConfig::new(PathBuf::from(self.data.trim()), layers, kinds, out);
         cfg.steps = self.steps.max(1);
         cfg.batch = self.batch.max(1);
         cfg.crop = if fc { None } else { Some(self.crop) };
@@ -116,8 +118,9 @@ impl TrainDialog {
                     ui.end_row();
                     ui.label("Kinds");
                     ui.horizontal(|ui| {
-                        ui.checkbox(&mut d.sae, "SAE");
-                        ui.checkbox(&mut d.swwae, "SWWAE");
+                        for (k, on) in &mut d.kinds {
+                            ui.checkbox(on, k.label());
+                        }
                     });
                     ui.end_row();
                     ui.label("Steps");
@@ -161,7 +164,10 @@ impl TrainDialog {
                     .on_hover_text("first: image loss only · all: plus every stage against the encoder's activation of its depth · layerwise: each stage alone, then the stack fine-tuned on the image");
                     ui.end_row();
                     let l = ui.label("Save to");
-                    ui.add(egui::TextEdit::singleline(&mut d.out)).labelled_by(l.id);
+                    let hint = format!("a new folder in {}", d.user.runs().display());
+                    ui.add(egui::TextEdit::singleline(&mut d.out).hint_text(hint))
+                        .labelled_by(l.id)
+                        .on_hover_text("Each run gets its own folder; the Decoders menu lists it, and the panes show it only when you pick it, or when it finishes and beats what they show on its validation photos");
                     ui.end_row();
                 });
                 if let Some(e) = &d.error {

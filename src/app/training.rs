@@ -23,6 +23,18 @@ pub enum RunState {
     Failed(String),
 }
 
+impl RunState {
+    /// "finished at step 500", "was cancelled at step 60", "failed at step 60: why".
+    pub fn describe(&self, step: u64) -> String {
+        match self {
+            RunState::Running => format!("is at step {step}"),
+            RunState::Finished => format!("finished at step {step}"),
+            RunState::Cancelled => format!("was cancelled at step {step}"),
+            RunState::Failed(e) => format!("failed at step {step}: {e}"),
+        }
+    }
+}
+
 /// A run in the background. Dropping it cancels the run, which saves a checkpoint, and waits.
 pub struct TrainingRun {
     pub cfg: TrainConfig,
@@ -42,6 +54,8 @@ pub struct TrainingRun {
     pub skipped: usize,
     /// Set when a checkpoint was written since the last call to [`Self::take_checkpoint`].
     checkpoint: bool,
+    /// The training thread has ended (its run record is written).
+    done: bool,
     pub messages: Vec<String>,
 }
 
@@ -79,10 +93,12 @@ impl TrainingRun {
             eta_s: 0.0,
             skipped: 0,
             checkpoint: false,
+            done: false,
             messages: Vec::new(),
         };
         if run.thread.is_none() {
             run.state = RunState::Failed("could not start the training thread".into());
+            run.done = true;
         }
         run
     }
@@ -93,11 +109,15 @@ impl TrainingRun {
             match msg {
                 Msg::Event(e) => self.apply(e),
                 Msg::Done(Ok(())) => {
+                    self.done = true;
                     if self.state == RunState::Running {
                         self.state = RunState::Finished;
                     }
                 }
-                Msg::Done(Err(e)) => self.state = RunState::Failed(e),
+                Msg::Done(Err(e)) => {
+                    self.done = true;
+                    self.state = RunState::Failed(e);
+                }
             }
         }
     }
@@ -135,6 +155,11 @@ impl TrainingRun {
                 }
             }
         }
+    }
+
+    /// Whether the training thread is still at work (a cancelled run is until it has saved).
+    pub fn is_running(&self) -> bool {
+        !self.done
     }
 
     /// Whether new decoder files were written since the last call.
@@ -179,10 +204,13 @@ impl TrainingRun {
                     fmt_secs(run.eta_s)
                 ),
                 RunState::Finished => {
-                    format!("finished at step {}: decoders saved in {} and in use", run.step, run.cfg.out.display())
+                    format!("finished at step {}: decoders saved in {}", run.step, run.cfg.out.display())
                 }
                 RunState::Cancelled => {
-                    format!("cancelled at step {}: checkpoint saved (start again to resume)", run.step)
+                    format!(
+                        "cancelled at step {}: checkpoint saved (Decoders > Set details > Resume this run)",
+                        run.step
+                    )
                 }
                 RunState::Failed(e) => format!("failed: {e}"),
             };

@@ -217,13 +217,24 @@ impl LayerinvApp {
                 None => ui.label(format!("Model: loading {} …", self.model_source)),
             };
             ui.separator();
-            let dirs: Vec<String> = self.decoder_dirs.iter().map(|d| d.display().to_string()).collect();
-            ui.label(format!("Decoders: {} loaded", self.decoders_loaded))
-                .on_hover_text(format!("from (first wins): {}", dirs.join(", ")));
+            let shown: Vec<String> = crate::model::Kind::ALL
+                .iter()
+                .filter_map(|&k| self.decoders.shown(&self.layer, k).map(|s| format!("{} {}", k.label(), s.label())))
+                .collect();
+            let sets: Vec<String> = self.decoders.sets.iter().map(|s| s.summary()).collect();
+            ui.label(format!("Decoders: {}", if shown.is_empty() { "none".into() } else { shown.join(", ") }))
+                .on_hover_text(format!("Decoders menu to choose · sets:\n{}", sets.join("\n")));
             if let Some(Ok(r)) = self.rebuilt(&self.layer) {
                 ui.separator();
                 let what = if r.encoder_ran { "encoder and decoders" } else { "decoders only" };
                 ui.label(format!("rebuilt in {:.0} ms ({what})", 1000.0 * r.seconds));
+            }
+            if let Some(n) = self.note.clone() {
+                ui.separator();
+                ui.label(n);
+                if ui.small_button("x").on_hover_text("Dismiss").clicked() {
+                    self.note = None;
+                }
             }
             if let Some(e) = self.last_error.clone() {
                 ui.separator();

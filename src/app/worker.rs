@@ -1,14 +1,17 @@
 //! The app's compute thread: it owns the encoder and the decoders and answers jobs with replies,
 //! so the UI thread never runs a tensor op.
 
+use super::decoders::Source;
 use crate::compare::{keep_channels, with_switches_of, ChannelMaps};
 use crate::data::load_image;
-use crate::model::{Encoder, Features, Kind, ModelSource};
-use crate::recon::{features_of, layer_grid, model_input, reconstruct_from, thumbnail, DecoderSet, Reconstruction};
+use crate::decoder_sets::{SetInfo, UserData};
+use crate::model::{decoder_path, load_decoder, Decoder, Encoder, Features, Kind, ModelSource};
+use crate::recon::{features_of, layer_grid, model_input, rebuild, thumbnail, Reconstruction};
 use crate::train::metrics::{mse, psnr};
 use candle_core::Device;
 use image::RgbImage;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -31,23 +34,35 @@ impl Variant {
 /// Work for the compute thread.
 #[derive(Debug, Clone)]
 pub enum Job {
-    /// Load a model (`bundled`, `vgg16`, `vgg19` or a weights file), then the decoders again.
+    /// Load a model (`bundled`, `vgg16`, `vgg19` or a weights file).
     LoadModel(String),
-    /// Use these decoder folders (first wins per decoder).
-    LoadDecoders(Vec<PathBuf>),
+    /// Read what these decoder folders hold for the loaded model (their decoders are loaded
+    /// again from the files when next used).
+    ScanSets(Vec<PathBuf>),
     /// Decode an image file; it becomes image `id`.
     LoadImage { id: u64, path: PathBuf },
-    /// Rebuild image `id` from `layer` with every kind, its code changed as `variant` says.
-    Reconstruct { id: u64, layer: String, variant: Variant },
+    /// Rebuild image `id` from `layer` with each source's decoder, its code changed as `variant`
+    /// says; `preview`: the decoders of a run in progress.
+    Reconstruct { id: u64, layer: String, variant: Variant, sources: Vec<Source>, preview: bool },
     /// Image `id`'s code at `layer`, channel by channel.
     Channels { id: u64, layer: String },
+    /// Measure a finished run's decoders against those they would replace (`None`: nothing to
+    /// replace) on the same photos (the run's validation photos).
+    Judge { run: PathBuf, photos: Vec<PathBuf>, pairs: Vec<(String, Kind, Option<PathBuf>)> },
 }
 
-/// Decoders' records as the app shows them: (layer, kind, one line).
-pub type Records = Vec<(String, Kind, String)>;
-
-/// Per layer of the model: `None` when the app can show it, else why not.
+/// Per layer of the model: `None` when the model can serve it, else why not.
 pub type LayerStatus = Vec<(String, Option<String>)>;
+
+/// One decoder of a finished run against the one it would replace, mean PSNR on the same photos.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub layer: String,
+    pub kind: Kind,
+    pub run_psnr: f64,
+    /// The decoder shown before and its PSNR.
+    pub current: Option<(PathBuf, f64)>,
+}
 
 /// Answers from the compute thread.
 pub enum Reply {
@@ -57,12 +72,8 @@ pub enum Reply {
         fingerprint: String,
         layers: LayerStatus,
     },
-    Decoders {
-        dirs: Vec<PathBuf>,
-        layers: LayerStatus,
-        loaded: usize,
-        records: Records,
-    },
+    /// What the scanned folders hold.
+    Sets(Vec<SetInfo>),
     /// `top5`: the classifier's five best guesses, when the model has fc8.
     Image {
         id: u64,
@@ -70,13 +81,15 @@ pub enum Reply {
         input: RgbImage,
         top5: Option<Vec<(String, f32)>>,
     },
-    /// `floor`: PSNR of the layer's thumbnail floor for this photo (`None` for fc layers);
-    /// `seconds`: the whole job; `encoder_ran`: whether it had to run the encoder (else only
-    /// the decoders ran, on a kept encoder pass).
+    /// `recs` in the order of `sources`; `floor`: PSNR of the layer's thumbnail floor for this
+    /// photo (`None` for fc layers); `seconds`: the whole job; `encoder_ran`: whether it had to
+    /// run the encoder (else only the decoders ran, on a kept encoder pass).
     Reconstructed {
         id: u64,
         layer: String,
         variant: Variant,
+        sources: Vec<Source>,
+        preview: bool,
         recs: Vec<Reconstruction>,
         floor: Option<f64>,
         seconds: f64,
@@ -86,6 +99,12 @@ pub enum Reply {
         id: u64,
         layer: String,
         maps: ChannelMaps,
+    },
+    /// `photos`: how many of the run's validation photos could be read.
+    Judged {
+        run: PathBuf,
+        photos: usize,
+        verdicts: Vec<Verdict>,
     },
     /// A job failed; the message is one line naming the file or thing and the problem.
     Failed {
@@ -103,13 +122,14 @@ pub struct Worker {
 
 impl Worker {
     /// Start the thread on `device`; `wake` is called after each reply (e.g. request a repaint).
-    pub fn spawn(device: Device, wake: impl Fn() + Send + 'static) -> Self {
+    /// `user` is where the earlier versions' decoders are (to name that set).
+    pub fn spawn(device: Device, user: UserData, wake: impl Fn() + Send + 'static) -> Self {
         let (job_tx, job_rx) = channel::<Job>();
         let (reply_tx, replies) = channel();
         let thread = std::thread::Builder::new()
             .name("layerinv-worker".into())
             .spawn(move || {
-                let mut state = State { device, encoder: None, decoders: None, dirs: Vec::new(), images: Vec::new() };
+                let mut state = State { device, user, encoder: None, decoders: HashMap::new(), images: Vec::new() };
                 while let Ok(job) = job_rx.recv() {
                     let reply = state.handle(job.clone()).unwrap_or_else(|error| Reply::Failed { job, error });
                     if reply_tx.send(reply).is_err() {
@@ -145,9 +165,10 @@ impl Drop for Worker {
 
 struct State {
     device: Device,
+    user: UserData,
     encoder: Option<Encoder>,
-    decoders: Option<DecoderSet>,
-    dirs: Vec<PathBuf>,
+    /// Decoders loaded so far, by (folder, layer, kind).
+    decoders: HashMap<(PathBuf, String, Kind), Decoder>,
     /// The few most recent photos, so that changing the layer runs only the decoders.
     images: Vec<Kept>,
 }
@@ -174,7 +195,7 @@ impl State {
                     fingerprint: enc.fingerprint.clone(),
                     layers,
                 };
-                self.decoders = None;
+                self.decoders.clear();
                 self.encoder = Some(enc);
                 // The kept photos' features came from the previous model.
                 for kept in &mut self.images {
@@ -182,23 +203,11 @@ impl State {
                 }
                 Ok(reply)
             }
-            Job::LoadDecoders(dirs) => {
+            Job::ScanSets(dirs) => {
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;
-                let set = DecoderSet::load_from(&dirs, enc);
-                let layers: LayerStatus =
-                    enc.arch.taps().iter().map(|t| (t.to_string(), set.unavailable_reason(t))).collect();
-                let loaded =
-                    enc.arch.taps().iter().map(|t| Kind::ALL.iter().filter(|&&k| set.get(t, k).is_ok()).count()).sum();
-                let records = enc
-                    .arch
-                    .taps()
-                    .iter()
-                    .flat_map(|t| Kind::ALL.map(|k| (t, k)))
-                    .filter_map(|(t, k)| set.meta(t, k).map(|m| (t.to_string(), k, record_line(m))))
-                    .collect();
-                self.decoders = Some(set);
-                self.dirs = dirs.clone();
-                Ok(Reply::Decoders { dirs, layers, loaded, records })
+                self.decoders.retain(|(d, _, _), _| !dirs.contains(d));
+                let sets = dirs.iter().map(|d| SetInfo::read(d, enc.arch, &enc.fingerprint, &self.user)).collect();
+                Ok(Reply::Sets(sets))
             }
             Job::LoadImage { id, path } => {
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;
@@ -214,7 +223,7 @@ impl State {
                 self.keep(Kept { id, input: input.clone(), features: Some(features) });
                 Ok(Reply::Image { id, path, input, top5 })
             }
-            Job::Reconstruct { id, layer, variant } => {
+            Job::Reconstruct { id, layer, variant, sources, preview } => {
                 let started = Instant::now();
                 let mut encoder_ran = false;
                 let mut features = match &variant.switches {
@@ -228,14 +237,21 @@ impl State {
                 if let Some(keep) = &variant.keep {
                     features = keep_channels(&features, &layer, keep).map_err(|e| e.to_string())?;
                 }
+                for source in &sources {
+                    self.decoder(&source.dir, &layer, source.kind)?;
+                }
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;
-                let set = self.decoders.as_ref().ok_or("no decoders loaded")?;
                 let input = &self.images.iter().find(|k| k.id == id).ok_or("that image is no longer loaded")?.input;
-                let recs = reconstruct_from(enc, set, &features, input, std::slice::from_ref(&layer), &Kind::ALL)
-                    .map_err(|e| e.to_string())?;
+                let recs = sources
+                    .iter()
+                    .map(|s| {
+                        let d = &self.decoders[&(s.dir.clone(), layer.clone(), s.kind)];
+                        rebuild(enc, d, &features, input, &layer, s.kind).map_err(|e| e.to_string())
+                    })
+                    .collect::<std::result::Result<Vec<_>, String>>()?;
                 let floor = layer_grid(enc, &layer).map(|g| psnr(mse(&thumbnail(input, g), input)));
                 let seconds = started.elapsed().as_secs_f64();
-                Ok(Reply::Reconstructed { id, layer, variant, recs, floor, seconds, encoder_ran })
+                Ok(Reply::Reconstructed { id, layer, variant, sources, preview, recs, floor, seconds, encoder_ran })
             }
             Job::Channels { id, layer } => {
                 let features = self.features(id, None, &mut false)?;
@@ -243,6 +259,7 @@ impl State {
                 let maps = ChannelMaps::of(code).map_err(|e| e.to_string())?;
                 Ok(Reply::Channels { id, layer, maps })
             }
+            Job::Judge { run, photos, pairs } => self.judge(run, &photos, pairs),
         }
     }
 }
@@ -268,6 +285,64 @@ impl State {
         }
     }
 
+    /// The decoder in `dir` for `layer`/`kind`, loaded once.
+    fn decoder(&mut self, dir: &Path, layer: &str, kind: Kind) -> std::result::Result<&Decoder, String> {
+        let key = (dir.to_path_buf(), layer.to_string(), kind);
+        if !self.decoders.contains_key(&key) {
+            let enc = self.encoder.as_ref().ok_or("no model loaded")?;
+            let path = decoder_path(dir, enc.arch, layer, kind);
+            let (d, _) = load_decoder(&path, enc, layer, kind).map_err(|e| e.to_string())?;
+            self.decoders.insert(key.clone(), d);
+        }
+        Ok(&self.decoders[&key])
+    }
+
+    /// Mean PSNR of the run's decoders and of those they would replace, on the same photos.
+    fn judge(
+        &mut self,
+        run: PathBuf,
+        photos: &[PathBuf],
+        pairs: Vec<(String, Kind, Option<PathBuf>)>,
+    ) -> std::result::Result<Reply, String> {
+        for (layer, kind, current) in &pairs {
+            self.decoder(&run, layer, *kind)?;
+            if let Some(c) = current {
+                self.decoder(c, layer, *kind)?;
+            }
+        }
+        let enc = self.encoder.as_ref().ok_or("no model loaded")?;
+        let mut sums = vec![(0.0, 0.0); pairs.len()];
+        let mut n = 0;
+        for p in photos {
+            let Ok(img) = load_image(p) else { continue };
+            let input = model_input(enc, &img);
+            let features = features_of(enc, &input).map_err(|e| e.to_string())?;
+            for ((layer, kind, current), sum) in pairs.iter().zip(sums.iter_mut()) {
+                let score = |dir: &Path| -> std::result::Result<f64, String> {
+                    let d = &self.decoders[&(dir.to_path_buf(), layer.clone(), *kind)];
+                    Ok(rebuild(enc, d, &features, &input, layer, *kind).map_err(|e| e.to_string())?.psnr)
+                };
+                sum.0 += score(&run)?;
+                if let Some(c) = current {
+                    sum.1 += score(c)?;
+                }
+            }
+            n += 1;
+        }
+        let mean = |s: f64| s / n.max(1) as f64;
+        let verdicts = pairs
+            .into_iter()
+            .zip(sums)
+            .map(|((layer, kind, current), (mine, theirs))| Verdict {
+                layer,
+                kind,
+                run_psnr: mean(mine),
+                current: current.map(|c| (c, mean(theirs))),
+            })
+            .collect();
+        Ok(Reply::Judged { run, photos: n, verdicts })
+    }
+
     /// Keep a photo, forgetting the oldest beyond [`KEEP_IMAGES`].
     fn keep(&mut self, kept: Kept) {
         self.images.retain(|k| k.id != kept.id);
@@ -276,16 +351,4 @@ impl State {
             self.images.remove(0);
         }
     }
-}
-
-/// "12000 steps · 192000 images seen · validation 22.9 dB · objective first · width 0.25".
-fn record_line(m: &crate::model::DecoderMeta) -> String {
-    let val = m.val_psnr.map(|p| format!(" · validation {p:.1} dB")).unwrap_or_default();
-    format!(
-        "{} steps · {} images seen{val} · objective {} · width {}",
-        m.steps,
-        m.images,
-        m.objective.name(),
-        m.spec.width
-    )
 }

@@ -1,0 +1,271 @@
+//! Which decoders the panes show: the sets the worker found (bundled, each training run, folders
+//! the user opened), the user's pick per layer and kind, and the Decoders menu that changes it.
+//!
+//! A pane shows, in this order: the `--decoders` folder of this session where it has the
+//! decoder; the user's pick; the bundled decoder; the newest finished run's. A cancelled, failed
+//! or unfinished run, or a folder nobody picked, is never shown unless picked.
+
+use crate::decoder_sets::{Origin, SetInfo};
+use crate::model::Kind;
+use crate::train::record::RunState;
+use eframe::egui;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where one pane's decoder comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Source {
+    pub kind: Kind,
+    pub dir: PathBuf,
+}
+
+/// What the user asked for in the Decoders menu.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Show this set's decoder for one layer and kind.
+    Choose {
+        layer: String,
+        kind: Kind,
+        dir: PathBuf,
+    },
+    /// Show this set's decoders wherever it has them.
+    UseSet(PathBuf),
+    /// Move the set to the trash folder (or take an outside folder off the list).
+    Forget(PathBuf),
+    /// Go on training an unfinished run.
+    Resume(PathBuf),
+    OpenFolder,
+}
+
+/// The decoder sets and the user's choice among them.
+#[derive(Default)]
+pub struct Decoders {
+    /// What each known folder holds, in [`crate::decoder_sets::UserData::set_dirs`]'s order.
+    pub sets: Vec<SetInfo>,
+    /// Whether the worker has answered a scan for the current model.
+    pub scanned: bool,
+    /// The user's picks: (layer, kind) → set folder. Kept between runs.
+    pub chosen: BTreeMap<(String, Kind), PathBuf>,
+    /// `--decoders DIR`: first for this session wherever it has the decoder.
+    pub pinned: Option<PathBuf>,
+    /// Folders the user opened (Open decoders folder…). Kept between runs.
+    pub folders: Vec<PathBuf>,
+    /// A folder whose decoders become the picks once its scan arrives (just opened).
+    pub adopt: Option<PathBuf>,
+    /// Show a running training's newest decoders beside the chosen ones.
+    pub preview: bool,
+}
+
+impl Decoders {
+    pub fn set(&self, dir: &Path) -> Option<&SetInfo> {
+        self.sets.iter().find(|s| s.dir == dir)
+    }
+
+    /// The folders beyond the bundled one and the runs: the pinned one and those opened.
+    pub fn extra_dirs(&self) -> Vec<PathBuf> {
+        self.pinned.iter().chain(&self.folders).cloned().collect()
+    }
+
+    /// Take in a scan: sets already known are replaced, new ones added in `order` (every set
+    /// folder known now); sets no longer in `order` go.
+    pub fn update(&mut self, scanned: Vec<SetInfo>, order: &[PathBuf]) {
+        for s in scanned {
+            match self.sets.iter_mut().find(|k| k.dir == s.dir) {
+                Some(k) => *k = s,
+                None => self.sets.push(s),
+            }
+        }
+        self.sets.retain(|s| order.contains(&s.dir));
+        self.sets.sort_by_key(|s| order.iter().position(|d| *d == s.dir));
+        self.scanned = true;
+        if let Some(dir) = self.adopt.clone() {
+            if self.set(&dir).is_some() {
+                self.adopt = None;
+                self.use_set(&dir);
+            }
+        }
+    }
+
+    /// The set whose decoder a `layer`/`kind` pane shows (see the module's order).
+    pub fn shown(&self, layer: &str, kind: Kind) -> Option<&SetInfo> {
+        let usable = |d: &Path| self.set(d).filter(|s| s.usable(layer, kind).is_some());
+        self.pinned
+            .as_deref()
+            .and_then(usable)
+            .or_else(|| self.chosen.get(&(layer.to_string(), kind)).and_then(|d| usable(d)))
+            .or_else(|| self.sets.iter().find(|s| s.is_bundled() && s.usable(layer, kind).is_some()))
+            .or_else(|| {
+                // The newest finished run: runs come newest first.
+                self.sets
+                    .iter()
+                    .find(|s| matches!(s.origin, Origin::Run { .. }) && s.finished() && s.usable(layer, kind).is_some())
+            })
+    }
+
+    /// Every kind's source at `layer`, or `None` when a kind has no decoder to show.
+    pub fn sources(&self, layer: &str) -> Option<Vec<Source>> {
+        Kind::ALL.iter().map(|&kind| self.shown(layer, kind).map(|s| Source { kind, dir: s.dir.clone() })).collect()
+    }
+
+    /// Why `layer` cannot be shown, or `None` when every kind has a decoder.
+    pub fn layer_unavailable(&self, layer: &str) -> Option<String> {
+        if !self.scanned {
+            return Some("the decoders are still being looked for".into());
+        }
+        let missing: Vec<Kind> = Kind::ALL.into_iter().filter(|&k| self.shown(layer, k).is_none()).collect();
+        if missing.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = missing.iter().map(Kind::label).collect();
+        let unpicked: Vec<String> = self
+            .sets
+            .iter()
+            .filter(|s| missing.iter().all(|&k| s.usable(layer, k).is_some()))
+            .map(SetInfo::label)
+            .collect();
+        let kinds: Vec<&str> = missing.iter().map(Kind::name).collect();
+        Some(if unpicked.is_empty() {
+            format!(
+                "no {layer} {} decoder in any set; make it with Train > Train decoders…, or `layerinv train --data <photos folder> --layers {layer} --kinds {}`",
+                names.join(" or "),
+                kinds.join(",")
+            )
+        } else {
+            format!(
+                "{layer}'s {} decoders are only in runs that did not finish ({}): pick one in the Decoders menu",
+                names.join(" and "),
+                unpicked.join(", ")
+            )
+        })
+    }
+
+    /// Show `dir`'s decoder at `layer`/`kind`.
+    pub fn choose(&mut self, layer: &str, kind: Kind, dir: &Path) {
+        self.chosen.insert((layer.to_string(), kind), dir.to_path_buf());
+    }
+
+    /// Show `dir`'s decoders wherever it has them.
+    pub fn use_set(&mut self, dir: &Path) {
+        let Some(set) = self.set(dir) else { return };
+        let picks: Vec<(String, Kind)> =
+            set.held.iter().filter(|h| h.meta.is_ok()).map(|h| (h.layer.clone(), h.kind)).collect();
+        for (layer, kind) in picks {
+            self.choose(&layer, kind, dir);
+        }
+    }
+
+    /// Forget everything about `dir` (after its folder went to the trash or off the list).
+    pub fn drop_set(&mut self, dir: &Path) {
+        self.sets.retain(|s| s.dir != dir);
+        self.chosen.retain(|_, d| d != dir);
+        self.folders.retain(|d| d != dir);
+        if self.pinned.as_deref() == Some(dir) {
+            self.pinned = None;
+        }
+    }
+
+    /// What a pane says of its decoder: the set's note, or why there is none.
+    pub fn note(&self, source: &Source, layer: &str) -> String {
+        self.set(&source.dir).map(|s| s.note(layer, source.kind)).unwrap_or_else(|| source.dir.display().to_string())
+    }
+
+    /// A pane's tooltip: the decoder's full record.
+    pub fn record(&self, source: &Source, layer: &str) -> Option<String> {
+        self.set(&source.dir)?.record(layer, source.kind)
+    }
+
+    /// The Decoders menu for the `layer` on screen. `training` is the folder a run is writing to,
+    /// if any.
+    pub fn menu_ui(&mut self, ui: &mut egui::Ui, layer: &str, training: Option<&Path>) -> Option<Action> {
+        let mut action = None;
+        ui.label(egui::RichText::new(format!("Shown at {layer}")).strong());
+        for kind in Kind::ALL {
+            let shown = self.shown(layer, kind).map(|s| s.dir.clone());
+            let offered: Vec<&SetInfo> = self.sets.iter().filter(|s| s.usable(layer, kind).is_some()).collect();
+            ui.menu_button(format!("{} from {layer}", kind.label()), |ui| {
+                if offered.is_empty() {
+                    ui.label("no set has this decoder");
+                }
+                for s in offered {
+                    let resp = ui.radio(shown.as_deref() == Some(s.dir.as_path()), s.note(layer, kind));
+                    let resp = match s.record(layer, kind) {
+                        Some(r) => resp.on_hover_text(r),
+                        None => resp,
+                    };
+                    if resp.clicked() {
+                        action = Some(Action::Choose { layer: layer.to_string(), kind, dir: s.dir.clone() });
+                        ui.close();
+                    }
+                }
+            });
+        }
+        ui.separator();
+        ui.label(egui::RichText::new("Sets (click: show it wherever it has decoders)").strong());
+        for s in &self.sets {
+            let here = Kind::ALL.iter().all(|&k| self.shown(layer, k).is_some_and(|x| x.dir == s.dir));
+            let mut resp =
+                ui.add_enabled(s.held.iter().any(|h| h.meta.is_ok()), egui::Button::selectable(here, s.summary()));
+            resp = resp.on_hover_text(s.dir.display().to_string());
+            if let Some(p) = &s.problem {
+                resp = resp.on_disabled_hover_text(p.as_str());
+            }
+            if resp.clicked() {
+                action = Some(Action::UseSet(s.dir.clone()));
+                ui.close();
+            }
+        }
+        ui.separator();
+        ui.menu_button("Set details", |ui| {
+            for s in &self.sets {
+                ui.menu_button(s.label(), |ui| {
+                    ui.label(s.dir.display().to_string());
+                    if let Origin::Run { record, live } = &s.origin {
+                        ui.label(format!(
+                            "run: {} · layers {} · photos {}",
+                            record.progress(*live),
+                            record.settings.layers.join(", "),
+                            record.settings.data.display()
+                        ));
+                    }
+                    for h in &s.held {
+                        let line = match &h.meta {
+                            Ok(_) => format!("{} {}: {}", h.layer, h.kind.label(), s.note(&h.layer, h.kind)),
+                            Err(e) => format!("{} {}: {e}", h.layer, h.kind.label()),
+                        };
+                        ui.label(line);
+                    }
+                    let resumable = matches!(&s.origin, Origin::Run { record, live: false }
+                        if record.state != RunState::Finished);
+                    if resumable
+                        && ui
+                            .add_enabled(training.is_none(), egui::Button::new("Resume this run"))
+                            .on_disabled_hover_text("a training run is in progress")
+                            .clicked()
+                    {
+                        action = Some(Action::Resume(s.dir.clone()));
+                        ui.close();
+                    }
+                    if !s.is_bundled() {
+                        let busy = training == Some(s.dir.as_path());
+                        if ui
+                            .add_enabled(!busy, egui::Button::new("Forget this set"))
+                            .on_hover_text("Moves its folder to the trash folder (nothing is deleted); an outside folder only leaves the list")
+                            .on_disabled_hover_text("a training run is writing to it")
+                            .clicked()
+                        {
+                            action = Some(Action::Forget(s.dir.clone()));
+                            ui.close();
+                        }
+                    }
+                });
+            }
+        });
+        if ui.button("Open decoders folder…").clicked() {
+            action = Some(Action::OpenFolder);
+            ui.close();
+        }
+        ui.checkbox(&mut self.preview, "Training preview beside the panes")
+            .on_hover_text("While a run trains the layer on screen, show its newest decoders in a second row");
+        action
+    }
+}
