@@ -13,6 +13,9 @@ const EXPLAIN: &str = "SWWAE knows where each maximum came from (the pooling swi
 The gap between them is what max-pooling throws away, as far as these decoders have learned to use the rest. \
 Floor: the photo squeezed to the layer's grid and blown back up; a decoder below it is not using what the layer holds.";
 
+const PREVIEW: &str = "Training preview: the running run's newest decoders for this layer, read again every few \
+seconds. The panes of the decoders you chose stay as they are.";
+
 /// A picture with its title above and its numbers below.
 struct Cell<'a> {
     title: String,
@@ -30,10 +33,14 @@ struct Cell<'a> {
 impl LayerinvApp {
     /// Compare and Diff: the row of pictures at the size the window allows, the error row in Diff.
     pub(super) fn compare_view(&mut self, ui: &mut egui::Ui) {
-        let preview = if self.preview(&self.layer).is_some() { 1.0 } else { 0.0 };
-        let rows = if self.view == View::Diff { 2.0 } else { 1.0 } + preview;
+        let rows = if self.view == View::Diff { 2.0 } else { 1.0 };
         let avail = ui.available_size();
-        let side = ((avail.x - 40.0) / 3.0).min((avail.y - 120.0) / rows - 64.0).max(96.0);
+        let fit = |cols: f32, rows: f32| ((avail.x - 40.0) / cols).min((avail.y - 120.0) / rows - 64.0).max(96.0);
+        let side = match self.preview(&self.layer).map(|p| p.panes.len() as f32) {
+            // The training preview beside the panes, or in a row of its own: whichever is larger.
+            Some(n) => fit(3.0 + n, rows).max(fit(3.0, rows + 1.0)),
+            None => fit(3.0, rows),
+        };
         self.picture_rows(ui, side);
         if self.view == View::Diff {
             scale_bar(ui, side.min(320.0));
@@ -83,24 +90,25 @@ impl LayerinvApp {
         match self.rebuilt(&layer) {
             Some(Ok(rebuilt)) => {
                 let cells = self.pane_cells(rebuilt, &layer, false, blink);
+                // The run in progress beside the chosen decoders (same photo, same zoom): in the
+                // same row when the window is wide enough for it, else in a row of its own.
+                let preview = self.preview(&layer).map(|p| self.pane_cells(p, &layer, true, blink));
+                let inline = preview.as_ref().is_some_and(|p| {
+                    (3 + p.len()) as f32 * (side + ui.spacing().item_spacing.x) <= ui.available_width()
+                });
+                let (beside, below) = if inline { (preview, None) } else { (None, preview) };
                 ui.horizontal_top(|ui| {
-                    for cell in std::iter::once(&input).chain(&cells) {
+                    for cell in std::iter::once(&input).chain(&cells).chain(beside.iter().flatten()) {
                         copy = copy.take().or(cell_ui(ui, cell, side, &mut zoom));
                     }
                 });
-                if let Some(preview) = self.preview(&layer) {
-                    // The run in progress beside the chosen decoders: same photo, same zoom.
-                    let cells = self.pane_cells(preview, &layer, true, blink);
+                if let Some(cells) = &below {
                     ui.horizontal_top(|ui| {
-                        ui.add_sized(
-                            [side, side],
-                            egui::Label::new(
-                                "Training preview: the running run's newest decoders for this layer, \
-                                 read again every few seconds. The row above keeps the decoders you chose.",
-                            )
-                            .wrap(),
-                        );
-                        for cell in &cells {
+                        ui.vertical(|ui| {
+                            ui.set_width(side);
+                            ui.label(PREVIEW);
+                        });
+                        for cell in cells {
                             copy = copy.take().or(cell_ui(ui, cell, side, &mut zoom));
                         }
                     });
@@ -184,10 +192,11 @@ impl LayerinvApp {
                 };
                 let psnr = if p.psnr.is_finite() { format!("{:.1} dB", p.psnr) } else { "inf".into() };
                 let floor = p.floor.map(|f| format!("   floor {f:.1} dB")).unwrap_or_default();
+                let record = self.decoders.record(&p.source, layer);
                 Cell {
                     title,
                     source: Some(self.pane_source(p, layer, preview)),
-                    about: self.decoders.record(&p.source, layer),
+                    about: if preview { record.map(|r| format!("{PREVIEW}\n{r}")) } else { record },
                     texture,
                     image: Some(image),
                     numbers: format!("PSNR {psnr}   SSIM {:.3}{floor}", p.ssim),
