@@ -3,9 +3,13 @@
 //!
 //! A pane shows, in this order: the `--decoders` folder of this session where it has the
 //! decoder; the user's pick; the bundled decoder; the newest finished run's. A cancelled, failed
-//! or unfinished run, or a folder nobody picked, is never shown unless picked.
+//! or unfinished run, or a folder nobody picked, is never shown unless picked. The app's actions on
+//! the sets (open, forget, resume) and the training preview's sources are here too.
 
-use crate::decoder_sets::{Origin, SetInfo};
+use super::shown::Rebuilt;
+use super::state::LayerinvApp;
+use super::worker::Job;
+use crate::decoder_sets::{Forgotten, Origin, SetInfo};
 use crate::model::Kind;
 use crate::train::record::RunState;
 use eframe::egui;
@@ -67,14 +71,24 @@ impl Decoders {
     }
 
     /// Take in a scan: sets already known are replaced, new ones added in `order` (every set
-    /// folder known now); sets no longer in `order` go.
-    pub fn update(&mut self, scanned: Vec<SetInfo>, order: &[PathBuf]) {
+    /// folder known now); sets no longer in `order` go. Returns the folders whose contents
+    /// changed, appeared or went (pictures made with their decoders are stale).
+    pub fn update(&mut self, scanned: Vec<SetInfo>, order: &[PathBuf]) -> Vec<PathBuf> {
+        let mut changed = Vec::new();
         for s in scanned {
             match self.sets.iter_mut().find(|k| k.dir == s.dir) {
-                Some(k) => *k = s,
-                None => self.sets.push(s),
+                Some(k) if *k == s => {}
+                Some(k) => {
+                    changed.push(s.dir.clone());
+                    *k = s;
+                }
+                None => {
+                    changed.push(s.dir.clone());
+                    self.sets.push(s);
+                }
             }
         }
+        changed.extend(self.sets.iter().filter(|s| !order.contains(&s.dir)).map(|s| s.dir.clone()));
         self.sets.retain(|s| order.contains(&s.dir));
         self.sets.sort_by_key(|s| order.iter().position(|d| *d == s.dir));
         self.scanned = true;
@@ -84,6 +98,7 @@ impl Decoders {
                 self.use_set(&dir);
             }
         }
+        changed
     }
 
     /// The set whose decoder a `layer`/`kind` pane shows (see the module's order).
@@ -267,5 +282,91 @@ impl Decoders {
         ui.checkbox(&mut self.preview, "Training preview beside the panes")
             .on_hover_text("While a run trains the layer on screen, show its newest decoders in a second row");
         action
+    }
+}
+
+/// The app's actions on its decoder sets, and the training preview's sources.
+impl LayerinvApp {
+    /// Ask the worker what every known decoder folder holds (for the current model).
+    pub(super) fn scan_sets(&mut self) {
+        self.worker.send(Job::ScanSets(self.user.set_dirs(&self.decoders.extra_dirs())));
+    }
+
+    /// Add a folder of decoders and show its decoders wherever it has them.
+    pub fn use_decoders_dir(&mut self, dir: PathBuf) {
+        if !self.decoders.folders.contains(&dir) {
+            self.decoders.folders.push(dir.clone());
+        }
+        self.decoders.adopt = Some(dir);
+        self.scan_sets();
+    }
+
+    /// Do what the user picked in the Decoders menu.
+    pub fn decoder_action(&mut self, action: Action) {
+        match action {
+            Action::Choose { layer, kind, dir } => self.decoders.choose(&layer, kind, &dir),
+            Action::UseSet(dir) => self.decoders.use_set(&dir),
+            Action::Forget(dir) => self.forget_set(&dir),
+            Action::Resume(dir) => self.resume_run(&dir),
+            Action::OpenFolder => self.decoders_folder_dialog(),
+        }
+    }
+
+    /// Forget a decoder set: its folder goes to the trash folder (an outside folder only leaves
+    /// the list); panes that showed it fall back to the next decoder.
+    pub fn forget_set(&mut self, dir: &Path) {
+        let label = self.decoders.set(dir).map(|s| s.label()).unwrap_or_else(|| dir.display().to_string());
+        match self.user.forget(dir) {
+            Err(e) => self.last_error = Some(e.to_string()),
+            Ok(done) => {
+                self.decoders.drop_set(dir);
+                self.note = Some(match done {
+                    Forgotten::Moved(to) => {
+                        format!("forgot {label}: its folder is now {} (move it back to have it again)", to.display())
+                    }
+                    Forgotten::Unlisted => {
+                        format!("forgot {label}: {} is off the list, its files untouched", dir.display())
+                    }
+                });
+                self.scan_sets();
+            }
+        }
+    }
+
+    /// Go on training the unfinished run in `dir` with its own settings.
+    pub fn resume_run(&mut self, dir: &Path) {
+        let cfg = crate::train::record::RunRecord::load(dir).and_then(|r| {
+            r.ok_or_else(|| crate::Error::Unavailable(format!("{}: no run record to resume from", dir.display())))?
+                .resume_config(dir)
+        });
+        match cfg {
+            Ok(cfg) => self.start_training(cfg, self.device.clone()),
+            Err(e) => self.last_error = Some(e.to_string()),
+        }
+    }
+
+    /// The training preview of the current photo at `layer`, when a run trains it.
+    pub fn preview(&self, layer: &str) -> Option<&Rebuilt> {
+        let p = self.photo.as_ref()?;
+        self.preview_sources(layer)?;
+        self.previews.get(&(p.id, layer.to_string(), self.variant(layer))).map(|(_, r)| r)
+    }
+
+    /// The running run's decoders at `layer` that exist yet, when the preview is on.
+    pub fn preview_sources(&self, layer: &str) -> Option<Vec<Source>> {
+        let run = self.training.as_ref().filter(|r| r.is_running())?;
+        if !self.decoders.preview || !run.cfg.layers.iter().any(|l| l == layer) {
+            return None;
+        }
+        let out = run.out_dir();
+        let set = self.decoders.set(&out)?;
+        let sources: Vec<Source> = run
+            .cfg
+            .kinds
+            .iter()
+            .filter(|&&k| set.usable(layer, k).is_some())
+            .map(|&kind| Source { kind, dir: out.clone() })
+            .collect();
+        (!sources.is_empty()).then_some(sources)
     }
 }

@@ -46,9 +46,10 @@ impl LayerinvApp {
             Reply::Sets(sets) => {
                 let dirs: Vec<_> = sets.iter().map(|s| s.dir.clone()).collect();
                 let order = self.user.set_dirs(&self.decoders.extra_dirs());
-                self.decoders.update(sets, &order);
-                // Pictures of a folder read again may be stale (a run wrote new decoders there).
-                self.cache.retain(|k, _| !k.3.iter().any(|s| dirs.contains(&s.dir)));
+                // Pictures made with decoders that changed (a run wrote new ones) or went are stale;
+                // the others stay, so reading the folders again recomputes nothing else.
+                let changed = self.decoders.update(sets, &order);
+                self.cache.retain(|k, _| !k.3.iter().any(|s| changed.contains(&s.dir)));
                 if self.layer_unavailable(&self.layer).is_some() {
                     if let Some(first) = self.available_layers().get(self.available_layers().len() / 2) {
                         self.layer = first.clone();

@@ -2,7 +2,7 @@
 //! in `replies.rs`, drawing in `view.rs` and its neighbours, the pictures it writes in
 //! `output.rs`, what it remembers between runs in `settings.rs`.
 
-use super::decoders::{Action, Decoders, Source};
+use super::decoders::Decoders;
 use super::download::Download;
 use super::files::demo_photo;
 use super::help::Help;
@@ -14,7 +14,7 @@ use super::training::TrainingRun;
 use super::worker::{Job, Variant, Worker};
 use super::zoom::ZoomPan;
 use crate::compare::ChannelSpec;
-use crate::decoder_sets::{Forgotten, UserData};
+use crate::decoder_sets::UserData;
 use eframe::egui;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -293,64 +293,6 @@ impl LayerinvApp {
         self.channels_pending.clear();
     }
 
-    /// Ask the worker what every known decoder folder holds (for the current model).
-    pub(super) fn scan_sets(&mut self) {
-        self.worker.send(Job::ScanSets(self.user.set_dirs(&self.decoders.extra_dirs())));
-    }
-
-    /// Add a folder of decoders and show its decoders wherever it has them.
-    pub fn use_decoders_dir(&mut self, dir: PathBuf) {
-        if !self.decoders.folders.contains(&dir) {
-            self.decoders.folders.push(dir.clone());
-        }
-        self.decoders.adopt = Some(dir);
-        self.scan_sets();
-    }
-
-    /// Do what the user picked in the Decoders menu.
-    pub fn decoder_action(&mut self, action: Action) {
-        match action {
-            Action::Choose { layer, kind, dir } => self.decoders.choose(&layer, kind, &dir),
-            Action::UseSet(dir) => self.decoders.use_set(&dir),
-            Action::Forget(dir) => self.forget_set(&dir),
-            Action::Resume(dir) => self.resume_run(&dir),
-            Action::OpenFolder => self.decoders_folder_dialog(),
-        }
-    }
-
-    /// Forget a decoder set: its folder goes to the trash folder (an outside folder only leaves
-    /// the list); panes that showed it fall back to the next decoder.
-    pub fn forget_set(&mut self, dir: &Path) {
-        let label = self.decoders.set(dir).map(|s| s.label()).unwrap_or_else(|| dir.display().to_string());
-        match self.user.forget(dir) {
-            Err(e) => self.last_error = Some(e.to_string()),
-            Ok(done) => {
-                self.decoders.drop_set(dir);
-                self.note = Some(match done {
-                    Forgotten::Moved(to) => {
-                        format!("forgot {label}: its folder is now {} (move it back to have it again)", to.display())
-                    }
-                    Forgotten::Unlisted => {
-                        format!("forgot {label}: {} is off the list, its files untouched", dir.display())
-                    }
-                });
-                self.scan_sets();
-            }
-        }
-    }
-
-    /// Go on training the unfinished run in `dir` with its own settings.
-    pub fn resume_run(&mut self, dir: &Path) {
-        let cfg = crate::train::record::RunRecord::load(dir).and_then(|r| {
-            r.ok_or_else(|| crate::Error::Unavailable(format!("{}: no run record to resume from", dir.display())))?
-                .resume_config(dir)
-        });
-        match cfg {
-            Ok(cfg) => self.start_training(cfg, self.device.clone()),
-            Err(e) => self.last_error = Some(e.to_string()),
-        }
-    }
-
     /// Why `layer` cannot be shown, or `None`.
     pub fn layer_unavailable(&self, layer: &str) -> Option<String> {
         match &self.model {
@@ -416,31 +358,6 @@ impl LayerinvApp {
     /// them.
     pub fn rebuilt(&self, layer: &str) -> Option<&Result<Rebuilt, String>> {
         self.cache.get(&self.key(layer)?)
-    }
-
-    /// The training preview of the current photo at `layer`, when a run trains it.
-    pub fn preview(&self, layer: &str) -> Option<&Rebuilt> {
-        let p = self.photo.as_ref()?;
-        self.preview_sources(layer)?;
-        self.previews.get(&(p.id, layer.to_string(), self.variant(layer))).map(|(_, r)| r)
-    }
-
-    /// The running run's decoders at `layer` that exist yet, when the preview is on.
-    pub fn preview_sources(&self, layer: &str) -> Option<Vec<Source>> {
-        let run = self.training.as_ref().filter(|r| r.is_running())?;
-        if !self.decoders.preview || !run.cfg.layers.iter().any(|l| l == layer) {
-            return None;
-        }
-        let out = run.out_dir();
-        let set = self.decoders.set(&out)?;
-        let sources: Vec<Source> = run
-            .cfg
-            .kinds
-            .iter()
-            .filter(|&&k| set.usable(layer, k).is_some())
-            .map(|&kind| Source { kind, dir: out.clone() })
-            .collect();
-        (!sources.is_empty()).then_some(sources)
     }
 
     /// The panes of [`Self::rebuilt`].

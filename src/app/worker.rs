@@ -5,7 +5,7 @@ use super::decoders::Source;
 use crate::compare::{keep_channels, with_switches_of, ChannelMaps};
 use crate::data::load_image;
 use crate::decoder_sets::{SetInfo, UserData};
-use crate::model::{decoder_path, load_decoder, Decoder, Encoder, Features, Kind, ModelSource};
+use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Features, Kind, ModelSource};
 use crate::recon::{features_of, layer_grid, model_input, rebuild, thumbnail, Reconstruction};
 use crate::train::metrics::{mse, psnr};
 use candle_core::Device;
@@ -36,8 +36,8 @@ impl Variant {
 pub enum Job {
     /// Load a model (`bundled`, `vgg16`, `vgg19` or a weights file).
     LoadModel(String),
-    /// Read what these decoder folders hold for the loaded model (their decoders are loaded
-    /// again from the files when next used).
+    /// Read what these decoder folders hold for the loaded model (a decoder whose record
+    /// changed on disk is loaded again when next used).
     ScanSets(Vec<PathBuf>),
     /// Decode an image file; it becomes image `id`.
     LoadImage { id: u64, path: PathBuf },
@@ -167,8 +167,8 @@ struct State {
     device: Device,
     user: UserData,
     encoder: Option<Encoder>,
-    /// Decoders loaded so far, by (folder, layer, kind).
-    decoders: HashMap<(PathBuf, String, Kind), Decoder>,
+    /// Decoders loaded so far, by (folder, layer, kind), with the record they were loaded with.
+    decoders: HashMap<(PathBuf, String, Kind), (Decoder, DecoderMeta)>,
     /// The few most recent photos, so that changing the layer runs only the decoders.
     images: Vec<Kept>,
 }
@@ -205,8 +205,14 @@ impl State {
             }
             Job::ScanSets(dirs) => {
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;
-                self.decoders.retain(|(d, _, _), _| !dirs.contains(d));
-                let sets = dirs.iter().map(|d| SetInfo::read(d, enc.arch, &enc.fingerprint, &self.user)).collect();
+                let sets: Vec<SetInfo> =
+                    dirs.iter().map(|d| SetInfo::read(d, enc.arch, &enc.fingerprint, &self.user)).collect();
+                // A decoder stays loaded while its file's record is the one it was loaded with (a
+                // run in progress rewrites its files with more steps each checkpoint).
+                self.decoders.retain(|(d, l, k), (_, meta)| match sets.iter().find(|s| s.dir == *d) {
+                    Some(s) => s.usable(l, *k) == Some(meta),
+                    None => true,
+                });
                 Ok(Reply::Sets(sets))
             }
             Job::LoadImage { id, path } => {
@@ -245,7 +251,7 @@ impl State {
                 let recs = sources
                     .iter()
                     .map(|s| {
-                        let d = &self.decoders[&(s.dir.clone(), layer.clone(), s.kind)];
+                        let (d, _) = &self.decoders[&(s.dir.clone(), layer.clone(), s.kind)];
                         rebuild(enc, d, &features, input, &layer, s.kind).map_err(|e| e.to_string())
                     })
                     .collect::<std::result::Result<Vec<_>, String>>()?;
@@ -291,10 +297,10 @@ impl State {
         if !self.decoders.contains_key(&key) {
             let enc = self.encoder.as_ref().ok_or("no model loaded")?;
             let path = decoder_path(dir, enc.arch, layer, kind);
-            let (d, _) = load_decoder(&path, enc, layer, kind).map_err(|e| e.to_string())?;
-            self.decoders.insert(key.clone(), d);
+            let loaded = load_decoder(&path, enc, layer, kind).map_err(|e| e.to_string())?;
+            self.decoders.insert(key.clone(), loaded);
         }
-        Ok(&self.decoders[&key])
+        Ok(&self.decoders[&key].0)
     }
 
     /// Mean PSNR of the run's decoders and of those they would replace, on the same photos.
@@ -319,7 +325,7 @@ impl State {
             let features = features_of(enc, &input).map_err(|e| e.to_string())?;
             for ((layer, kind, current), sum) in pairs.iter().zip(sums.iter_mut()) {
                 let score = |dir: &Path| -> std::result::Result<f64, String> {
-                    let d = &self.decoders[&(dir.to_path_buf(), layer.clone(), *kind)];
+                    let (d, _) = &self.decoders[&(dir.to_path_buf(), layer.clone(), *kind)];
                     Ok(rebuild(enc, d, &features, &input, layer, *kind).map_err(|e| e.to_string())?.psnr)
                 };
                 sum.0 += score(&run)?;
