@@ -1,17 +1,18 @@
 //! `layerinv bench`: the same workload as `scripts/torch_ref.py`, with the same JSON keys.
 
+use crate::device::Precision;
 use crate::error::Result;
 use crate::model::{Decoder, DecoderSpec, Encoder, Kind};
 use crate::train::DecoderTrainer;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
 pub struct BenchConfig {
     pub batch: usize,
-    /// The compute dtype: f32, or bf16 as PyTorch's autocast (f32 weights and optimizer, bf16
-    /// convolutions and activations, f32 loss).
-    pub dtype: DType,
+    /// f32, or bf16 as PyTorch's autocast (f32 weights and optimizer, bf16 convolutions and
+    /// activations, f32 loss).
+    pub precision: Precision,
     pub steps: usize,
     pub layers: Vec<String>,
 }
@@ -22,7 +23,7 @@ fn sync(dev: &Device) -> Result<()> {
 
 /// Time encoder forward, one training step per (layer, kind), and all-decoders inference.
 pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value> {
-    let enc = &enc.to_dtype(cfg.dtype)?;
+    let enc = &enc.to_dtype(cfg.precision.dtype())?;
     let dev = enc.device().clone();
     let n = enc.arch.input_size();
     let x = Tensor::randn(0f32, 1., (cfg.batch, 3, n, n), &dev)?;
@@ -71,7 +72,9 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
         .layers
         .iter()
         .flat_map(|l| Kind::ALL.map(|k| (l.clone(), k)))
-        .map(|(l, k)| DecoderTrainer::new(DecoderSpec::new(enc.arch, &l, k, 1.0)?, &dev)?.frozen(&dev, cfg.dtype))
+        .map(|(l, k)| {
+            DecoderTrainer::new(DecoderSpec::new(enc.arch, &l, k, 1.0)?, &dev)?.frozen(&dev, cfg.precision.dtype())
+        })
         .collect::<Result<_>>()?;
     let x1 = x.narrow(0, 0, 1)?;
     let reps = if dev.is_cpu() { 2 } else { 10 };
@@ -89,7 +92,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
         "device": device_name,
         "threads": candle_core::utils::get_num_threads(),
         "batch": cfg.batch,
-        "dtype": crate::device::dtype_name(cfg.dtype),
+        "dtype": cfg.precision.name(),
         "encoder_fwd_ms_per_img": round(enc_s / (cfg.steps * cfg.batch) as f64 * 1000., 3),
         "train_img_per_s": train,
         "infer_all_ms": round(infer_s / reps as f64 * 1000., 1),

@@ -178,7 +178,8 @@ impl SetInfo {
         };
         let problem = problem.or_else(|| (!dir.is_dir()).then(|| format!("{}: no such folder", dir.display())));
         let mut held = Vec::new();
-        for layer in arch.taps() {
+        for tap in arch.taps() {
+            let layer = tap.name();
             for kind in Kind::ALL {
                 let path = decoder_path(dir, arch, layer, kind);
                 if !path.is_file() {
@@ -191,7 +192,7 @@ impl SetInfo {
                             path.display(),
                             short(&m.encoder)
                         ))
-                    } else if (m.spec.arch, m.spec.layer.as_str(), m.spec.kind) != (arch, layer, kind) {
+                    } else if (m.spec.arch, m.spec.layer, m.spec.kind) != (arch, tap, kind) {
                         Err(format!(
                             "{}: holds a {} {} {} decoder",
                             path.display(),

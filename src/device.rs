@@ -96,20 +96,33 @@ pub fn profiled(dev: &Device, f: &mut dyn FnMut() -> crate::error::Result<()>) -
     r
 }
 
-/// `fp32` / `bf16`, as `--dtype` and torch_ref.py spell them.
-pub fn dtype_name(d: DType) -> &'static str {
-    match d {
-        DType::BF16 => "bf16",
-        _ => "fp32",
+/// The compute precision of training and benchmarks: `fp32`, or `bf16` for mixed precision as
+/// PyTorch's autocast (bf16 convolutions and activations; f32 weights, optimizer and loss), as
+/// `--dtype` and torch_ref.py spell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 2] = [Precision::Fp32, Precision::Bf16];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// The dtype the encoder, activations and convolutions compute in.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Precision::Fp32 => DType::F32,
+            Precision::Bf16 => DType::BF16,
+        }
     }
 }
 
-/// Parse `--dtype`: `fp32`, or `bf16` for mixed precision as PyTorch's autocast (bf16
-/// convolutions and activations; f32 weights, optimizer and loss).
-pub fn parse_dtype(s: &str) -> Result<DType> {
-    match s {
-        "fp32" => Ok(DType::F32),
-        "bf16" => Ok(DType::BF16),
-        _ => Err(Error::Unavailable(format!("--dtype {s}: expected fp32 or bf16"))),
-    }
-}
+crate::named::named_enum!(Precision);

@@ -1,4 +1,4 @@
-//! Labelled pictures for the CLI and the GUI's export: a comparison row (input | SAE | SWWAE)
+//! Labelled pictures for the CLI and the GUI's export: a comparison row (the input, then every kind)
 //! and the paper's all-layers figure. Text is drawn with the Ubuntu font egui ships.
 
 use crate::compare::{colour_bar, error_map, ERROR_SCALE_MAX};
@@ -102,17 +102,28 @@ pub fn grid(row_labels: &[String], rows: &[Vec<Option<&Tile>>]) -> RgbImage {
     img
 }
 
-/// The comparison row, and under it the error maps with their colour scale.
-pub fn diff_figure(input: &RgbImage, sae: &RgbImage, swwae: &RgbImage, top: &[Tile]) -> RgbImage {
-    let maps = [
-        ("|input − SAE|", error_map(input, sae)),
-        ("|input − SWWAE|", error_map(input, swwae)),
-        ("|SWWAE − SAE|: the switches", error_map(swwae, sae)),
-    ];
+/// The error maps of a comparison: each picture against the input, then, where both kinds of
+/// [`Kind::switch_pair`] are there, the one with the switches against the one without (what the
+/// switches carry). Titles and maps (with their mean), in that order.
+pub fn error_maps(input: &RgbImage, pictures: &[(Kind, &RgbImage)]) -> Vec<(String, (RgbImage, f64))> {
+    let mut maps: Vec<(String, (RgbImage, f64))> =
+        pictures.iter().map(|(k, img)| (format!("|input − {}|", k.label()), error_map(input, img))).collect();
+    let find = |kind: Kind| pictures.iter().find(|(k, _)| *k == kind).map(|(_, img)| *img);
+    if let Some((fixed, recorded)) = Kind::switch_pair() {
+        if let (Some(a), Some(b)) = (find(fixed), find(recorded)) {
+            maps.push((format!("|{} − {}|: the switches", recorded.label(), fixed.label()), error_map(b, a)));
+        }
+    }
+    maps
+}
+
+/// The comparison row, and under it the error maps ([`error_maps`]) with their colour scale.
+pub fn diff_figure(input: &RgbImage, pictures: &[(Kind, &RgbImage)], top: &[Tile]) -> RgbImage {
+    let maps = error_maps(input, pictures);
     let scale = scale_tile(input.width(), input.height());
     let mut bottom = vec![Tile { image: &scale, title: "scale, 0–255 units".into(), caption: String::new() }];
     for (title, (map, mean)) in &maps {
-        bottom.push(Tile { image: map, title: (*title).into(), caption: format!("mean {mean:.1}") });
+        bottom.push(Tile { image: map, title: title.clone(), caption: format!("mean {mean:.1}") });
     }
     grid(&[], &[top.iter().map(Some).collect(), bottom.iter().map(Some).collect()])
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod figure;
 pub mod fsutil;
 pub mod model;
+mod named;
 pub mod ops;
 pub mod recon;
 pub mod train;

@@ -23,7 +23,22 @@ fn keep_freed_memory() {
 
 fn main() {
     keep_freed_memory();
-    let cli = layerinv::cli::Cli::parse();
+    let cli = match layerinv::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print as clap writes them.
+        Err(e) if !e.use_stderr() => e.exit(),
+        // A usage error (an unknown option, a value not among the choices): one line, exit 2.
+        Err(e) => {
+            let text = e.render().to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+                .collect();
+            eprintln!("{}; see --help", layerinv::error::one_line(&lines.join(" ")));
+            std::process::exit(2);
+        }
+    };
     match layerinv::cli::run(cli) {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),

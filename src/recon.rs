@@ -37,7 +37,8 @@ impl DecoderSet {
     /// Look in `dir` for a decoder of every tap the encoder serves, every kind.
     pub fn load(dir: &Path, enc: &Encoder) -> Self {
         let mut entries = Vec::new();
-        for layer in enc.arch.taps() {
+        for tap in enc.arch.taps() {
+            let layer = tap.name();
             for kind in Kind::ALL {
                 let entry = if let Some(why) = enc.unavailable_reason(layer) {
                     Err(why)
@@ -162,9 +163,10 @@ pub fn reconstruct(
 /// The taps of `input` (model-size) up to the deepest of `layers` and their switches, from one
 /// encoder pass that stops there (every tap when `layers` is empty).
 pub fn features_for(enc: &Encoder, input: &RgbImage, layers: &[String]) -> Result<Features> {
+    let deepest = enc.arch.taps_named(layers)?.into_iter().max();
     let x = input_tensor(enc, input)?;
-    match layers.iter().max_by_key(|l| enc.arch.tap_index(l).unwrap_or(0)) {
-        Some(deepest) => enc.forward_to(&x, deepest),
+    match deepest {
+        Some(deepest) => enc.forward_to(&x, deepest.name()),
         None => enc.forward(&x),
     }
 }
@@ -213,11 +215,49 @@ pub fn rebuild(
     Ok(Reconstruction { layer: layer.to_string(), kind, psnr: psnr(m), ssim: ssim(&image, input), image })
 }
 
-/// Mean fidelity of one decoder over a set of images.
+/// What made an evaluated picture: a decoder of some kind, or one of the trivial baselines every
+/// decoder is judged against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Decoder(Kind),
+    /// The photo squeezed to the layer's own grid and blown back up ([`thumbnail`]).
+    Thumbnail,
+    /// Each photo's mean colour ([`flat`]).
+    Flat,
+}
+
+impl Method {
+    /// "sae", "swwae", …, "thumbnail", "flat" (the `kind` column of `eval`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Decoder(k) => k.name(),
+            Method::Thumbnail => "thumbnail",
+            Method::Flat => "flat",
+        }
+    }
+
+    pub fn is_floor(&self) -> bool {
+        !matches!(self, Method::Decoder(_))
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl serde::Serialize for Method {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Mean fidelity of one decoder (or floor) over a set of images.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvalRow {
     pub layer: String,
-    pub kind: String,
+    pub kind: Method,
     /// The set the decoder came from ([`SetInfo::label`]: "bundled", "yours: 2026-12-04 14:02",
     /// "folder NAME"); `null` for the floors.
     pub decoders: Option<String>,
@@ -263,11 +303,6 @@ impl Spread {
         Some(self.sq / n / len - mean_sq)
     }
 }
-
-/// The trivial baselines every decoder is judged against, as [`EvalRow::kind`]s: the photo
-/// squeezed to the layer's own grid and blown back up, and each photo's mean colour.
-pub const THUMBNAIL: &str = "thumbnail";
-pub const FLAT: &str = "flat";
 
 /// The floor of a layer whose activation is a `grid × grid` map: `input` box-filtered down to
 /// `grid × grid` (each cell the mean of the pixels whose centres it covers) and blown back up to
@@ -329,17 +364,17 @@ pub fn evaluate(
     let complete: Vec<Vec<String>> = sets.iter().map(DecoderSet::complete_layers).collect();
     let layers: Vec<String> =
         enc.arch.taps().iter().map(|t| t.to_string()).filter(|t| complete.iter().any(|c| c.contains(t))).collect();
-    // (layer, what: a set's kind or a floor, the set)
-    let mut rows: Vec<(String, String, Option<usize>)> = Vec::new();
+    // (layer, what made the picture, the set)
+    let mut rows: Vec<(String, Method, Option<usize>)> = Vec::new();
     for l in &layers {
         for (i, _) in complete.iter().enumerate().filter(|(_, c)| c.contains(l)) {
-            rows.extend(Kind::ALL.map(|k| (l.clone(), k.name().to_string(), Some(i))));
+            rows.extend(Kind::ALL.map(|k| (l.clone(), Method::Decoder(k), Some(i))));
         }
         if layer_grid(enc, l).is_some() {
-            rows.push((l.clone(), THUMBNAIL.into(), None));
+            rows.push((l.clone(), Method::Thumbnail, None));
         }
     }
-    rows.push(("any".into(), FLAT.into(), None));
+    rows.push(("any".into(), Method::Flat, None));
     let mut sums = vec![(0.0, 0.0, 0.0); rows.len()];
     let mut spreads: Vec<Spread> = rows.iter().map(|_| Spread::default()).collect();
     let mut input_spread = Spread::default();
@@ -354,12 +389,12 @@ pub fn evaluate(
             .collect::<Result<Vec<_>>>()?;
         for (((layer, kind, set), s), spread) in rows.iter().zip(sums.iter_mut()).zip(spreads.iter_mut()) {
             let floor;
-            let image = match (kind.as_str(), set) {
-                (_, Some(set)) => match recs[*set].iter().find(|r| &r.layer == layer && r.kind.name() == kind) {
+            let image = match (*kind, set) {
+                (Method::Decoder(k), Some(set)) => match recs[*set].iter().find(|r| &r.layer == layer && r.kind == k) {
                     Some(r) => &r.image,
                     None => continue,
                 },
-                (THUMBNAIL, None) => {
+                (Method::Thumbnail, _) => {
                     floor = thumbnail(&input, layer_grid(enc, layer).unwrap_or(1));
                     &floor
                 }

@@ -141,10 +141,10 @@ fn start_tiny_run(h: &mut Harness<'static, LayerinvApp>, out: Option<&std::path:
         let d = h.state_mut().train_dialog.as_mut().expect("the dialog is open");
         assert!(d.out.is_empty(), "a run gets a new folder of its own by default");
         d.data = repo_path("assets").display().to_string();
-        d.steps = 100_000;
+        d.settings.steps = 100_000;
         d.crop = 32;
-        d.batch = 1;
-        d.width = 0.25;
+        d.settings.batch = 1;
+        d.settings.width = 0.25;
         d.device = "cpu".into();
         if let Some(out) = out {
             d.out = out.display().to_string();

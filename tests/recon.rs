@@ -19,7 +19,7 @@ fn perfect_reconstruction_scores_infinite_psnr_and_ssim_one() {
     // JSON has no infinity: eval writes null for it.
     let row = EvalRow {
         layer: "pool1".into(),
-        kind: "sae".into(),
+        kind: layerinv::recon::Method::Decoder(layerinv::model::Kind::Sae),
         decoders: Some("bundled".into()),
         mse: 0.0,
         psnr: f64::INFINITY,
@@ -27,7 +27,7 @@ fn perfect_reconstruction_scores_infinite_psnr_and_ssim_one() {
         dependence: None,
     };
     let v = serde_json::to_value(&row).unwrap();
-    assert!(v["psnr"].is_null() && v["ssim"] == 1.0);
+    assert!(v["psnr"].is_null() && v["ssim"] == 1.0 && v["kind"] == "sae");
 }
 
 #[test]

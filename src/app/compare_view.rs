@@ -1,4 +1,4 @@
-//! The comparison (Input | SAE | SWWAE) and the error maps under it, every picture with the same
+//! The comparison (the input and every kind's picture) and the error maps under it, every picture with the same
 //! zoom and pan; a held blink swaps what the panes show.
 
 use super::files::file_name;
@@ -47,12 +47,15 @@ impl LayerinvApp {
         }
         if let Some(Ok(panes)) = self.panes(&self.layer) {
             let find = |k: Kind| panes.iter().find(|p| p.kind == k);
-            if let (Some(sae), Some(swwae)) = (find(Kind::Sae), find(Kind::Swwae)) {
+            let pair = Kind::switch_pair().and_then(|(fixed, recorded)| find(fixed).zip(find(recorded)));
+            if let Some((fixed, recorded)) = pair {
                 ui.label(format!(
-                    "At {}, SWWAE is {:+.1} dB PSNR and {:+.3} SSIM against SAE.",
+                    "At {}, {} is {:+.1} dB PSNR and {:+.3} SSIM against {}.",
                     self.layer,
-                    swwae.psnr - sae.psnr,
-                    swwae.ssim - sae.ssim
+                    recorded.kind.label(),
+                    recorded.psnr - fixed.psnr,
+                    recorded.ssim - fixed.ssim,
+                    fixed.kind.label()
                 ));
             }
         }
@@ -115,9 +118,11 @@ impl LayerinvApp {
                 }
                 if self.view == View::Diff {
                     let lost = rebuilt.lost.as_ref();
+                    let pair = Kind::switch_pair().map(|(fixed, recorded)| (fixed.label(), recorded.label()));
                     let mut errors: Vec<Cell> = lost
-                        .map(|(tex, mean)| Cell {
-                            title: "|SWWAE − SAE|: what the switches change".into(),
+                        .zip(pair)
+                        .map(|((tex, mean), (fixed, recorded))| Cell {
+                            title: format!("|{recorded} − {fixed}|: what the switches change"),
                             source: None,
                             about: Some("Where knowing the switches changes the picture: what max-pooling loses, as these decoders see it".into()),
                             texture: tex,
@@ -181,7 +186,9 @@ impl LayerinvApp {
             .panes
             .iter()
             .map(|p| {
-                let swapped = rebuilt.panes.iter().find(|q| q.kind != p.kind).unwrap_or(p);
+                // The next kind's picture (the first's after the last).
+                let swapped = rebuilt.panes.iter().skip_while(|q| q.kind <= p.kind).find(|q| q.kind != p.kind);
+                let swapped = swapped.or(rebuilt.panes.iter().find(|q| q.kind != p.kind)).unwrap_or(p);
                 let place = p.kind.label();
                 let (texture, image, title) = match blink {
                     Blink::Off => (&p.texture, &p.image, self.pane_title(p.kind, layer)),

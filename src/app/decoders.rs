@@ -336,8 +336,8 @@ impl LayerinvApp {
     /// Go on training the unfinished run in `dir` with its own settings.
     pub fn resume_run(&mut self, dir: &Path) {
         let cfg = crate::train::record::RunRecord::load(dir).and_then(|r| {
-            r.ok_or_else(|| crate::Error::Unavailable(format!("{}: no run record to resume from", dir.display())))?
-                .resume_config(dir)
+            Ok(r.ok_or_else(|| crate::Error::Unavailable(format!("{}: no run record to resume from", dir.display())))?
+                .resume_config(dir))
         });
         match cfg {
             Ok(cfg) => self.start_training(cfg, self.device.clone()),

@@ -19,7 +19,7 @@ pub const SHORTCUTS: [(&str, &str); 14] = [
     ("double-click a picture, or 0", "whole picture again"),
     ("+ / −", "zoom in / out"),
     ("hold Space", "blink: the input in place of every reconstruction"),
-    ("hold S", "blink: SAE and SWWAE swap places"),
+    ("hold S", "blink: each pane shows the next kind's picture"),
     ("click a channel (channels view)", "drop it from the code both decoders see, or take it back"),
     ("Ctrl+O", "open a photo"),
     ("Ctrl+S", "export what is on screen as PNG"),

@@ -169,7 +169,9 @@ impl LayerinvApp {
                     .as_ref()
                     .map(|m| m.layers.iter().filter(|(_, r)| r.is_none()).map(|(l, _)| l.clone()).collect())
                     .unwrap_or_default();
-                self.train_dialog = Some(TrainDialog::new(layers, &self.layer, self.user.clone()));
+                if let Some(arch) = self.model.as_ref().map(|m| m.arch) {
+                    self.train_dialog = Some(TrainDialog::new(arch, layers, &self.layer, self.user.clone()));
+                }
             }
         });
         ui.menu_button("Help", |ui| {

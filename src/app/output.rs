@@ -196,17 +196,17 @@ impl LayerinvApp {
                 });
             }
         }
-        let find = |k: Kind| rebuilt.panes.iter().find(|p| p.kind == k).map(|p| &p.image);
-        Ok(match (self.view, find(Kind::Sae), find(Kind::Swwae)) {
-            (View::Diff, Some(sae), Some(swwae)) => diff_figure(&photo.input, sae, swwae, &tiles),
-            (View::Channels, _, _) => {
+        let pictures: Vec<(Kind, &RgbImage)> = rebuilt.panes.iter().map(|p| (p.kind, &p.image)).collect();
+        Ok(match self.view {
+            View::Diff => diff_figure(&photo.input, &pictures, &tiles),
+            View::Channels => {
                 let top = row(&tiles);
                 match (self.channel_maps(layer), self.mask(layer)) {
                     (Some(Ok(c)), Some(keep)) => below(&top, &channel_sheet(&c.maps, &keep, top.width())),
                     _ => top,
                 }
             }
-            _ => row(&tiles),
+            View::Compare | View::AllLayers => row(&tiles),
         })
     }
 

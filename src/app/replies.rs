@@ -41,6 +41,15 @@ impl LayerinvApp {
     fn on_reply(&mut self, reply: Reply) {
         match reply {
             Reply::Model { name, arch, layers, .. } => {
+                // A layer this architecture lacks (asked for, or kept from another model): its
+                // middle trunk layer instead (pool3 for VGG), saying so when it was asked for.
+                if let Err(e) = arch.tap(&self.layer) {
+                    if !self.layer.is_empty() {
+                        self.last_error = Some(e.to_string());
+                    }
+                    let trunk = arch.stage_taps();
+                    self.layer = trunk.get(trunk.len() / 2).map(|t| t.to_string()).unwrap_or_default();
+                }
                 self.model = Some(Model { name, arch, layers });
             }
             Reply::Sets(sets) => {
@@ -110,13 +119,10 @@ impl LayerinvApp {
                     })
                     .collect();
                 let find = |k: Kind| panes.iter().find(|p| p.kind == k).map(|p| &p.image);
-                let lost = match (find(Kind::Sae), find(Kind::Swwae)) {
-                    (Some(sae), Some(swwae)) => {
-                        let (map, mean) = error_map(swwae, sae);
-                        Some((self.ctx.load_texture(name("lost", Kind::Swwae), color_image(&map), PIXELS), mean))
-                    }
-                    _ => None,
-                };
+                let lost = Kind::switch_pair().and_then(|(fixed, recorded)| {
+                    let (map, mean) = error_map(find(recorded)?, find(fixed)?);
+                    Some((self.ctx.load_texture(name("lost", recorded), color_image(&map), PIXELS), mean))
+                });
                 let rebuilt = Rebuilt { panes, lost, seconds, encoder_ran };
                 if preview {
                     self.previews.insert((id, layer, key.2), (self.preview_round, rebuilt));

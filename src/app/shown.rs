@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// What the main view shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum View {
-    /// Input | SAE | SWWAE.
+    /// The input, then every kind's reconstruction.
     #[default]
     Compare,
     /// The comparison and under it the error maps.
@@ -55,7 +55,7 @@ pub enum Blink {
     Off,
     /// The input in place of every reconstruction (hold Space).
     Input,
-    /// SAE and SWWAE change places (hold S).
+    /// Each pane shows the next kind's picture (hold S).
     Swap,
 }
 
@@ -106,7 +106,7 @@ pub struct Photo {
 
 pub struct Model {
     pub name: String,
-    pub arch: String,
+    pub arch: crate::model::Arch,
     pub layers: LayerStatus,
 }
 

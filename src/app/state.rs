@@ -155,7 +155,8 @@ impl LayerinvApp {
             model: None,
             user,
             decoders,
-            layer: opts.layer.clone().or_else(|| settings.layer.clone()).unwrap_or_else(|| "pool3".into()),
+            // Checked against the model when it has loaded (empty: its middle layer).
+            layer: opts.layer.clone().or_else(|| settings.layer.clone()).unwrap_or_default(),
             view,
             photo: None,
             next_id: 1,

@@ -2,7 +2,8 @@
 
 use super::files::file_dialog;
 use crate::decoder_sets::UserData;
-use crate::model::{Kind, Objective};
+use crate::device::Precision;
+use crate::model::{Arch, Kind, Objective};
 use crate::train::TrainConfig;
 use candle_core::Device;
 use eframe::egui;
@@ -17,18 +18,17 @@ pub enum Outcome {
 
 /// The Train dialog's fields.
 pub struct TrainDialog {
+    /// The loaded model's architecture (which of its layers are fc).
+    pub arch: Arch,
     pub data: String,
     pub layers: Vec<(String, bool)>,
     pub kinds: Vec<(Kind, bool)>,
-    pub steps: u64,
+    /// Steps, batch, width, learning rate, precision and objective as the form shows them; the
+    /// rest as [`TrainConfig::trial`] has it.
+    pub settings: TrainConfig,
+    /// The crop side for conv layers (fc layers always train at the model's input size).
     pub crop: usize,
-    pub batch: usize,
-    pub width: f64,
-    pub lr: f64,
     pub device: String,
-    /// `fp32`, or `bf16` for mixed precision (worth it on GPUs with bf16 tensor cores).
-    pub dtype: String,
-    pub objective: Objective,
     /// Empty: a new folder for this run under the user's runs folder.
     pub out: String,
     pub user: UserData,
@@ -36,19 +36,16 @@ pub struct TrainDialog {
 }
 
 impl TrainDialog {
-    pub fn new(layers: Vec<String>, current: &str, user: UserData) -> Self {
+    pub fn new(arch: Arch, layers: Vec<String>, current: &str, user: UserData) -> Self {
+        let settings = TrainConfig::trial();
         Self {
+            arch,
             data: String::new(),
             layers: layers.into_iter().map(|l| (l.clone(), l == current)).collect(),
-            kinds: Kind::ALL.iter().map(|&k| (k, true)).collect(),
-            steps: 500,
-            crop: 96,
-            batch: 8,
-            width: 0.5,
-            lr: 1e-3,
+            kinds: Kind::ALL.iter().map(|&k| (k, settings.kinds.contains(&k))).collect(),
+            crop: settings.crop.unwrap_or(arch.input_size()),
+            settings,
             device: "auto".into(),
-            dtype: "fp32".into(),
-            objective: Objective::First,
             out: String::new(),
             user,
             error: None,
@@ -65,23 +62,22 @@ impl TrainDialog {
         if layers.is_empty() || kinds.is_empty() {
             return Err("pick at least one layer and one kind".into());
         }
-        let fc = layers.iter().any(|l| crate::model::arch::FC_TAPS.contains(&l.as_str()));
+        let fc = layers.iter().any(|l| self.arch.tap(l).is_ok_and(|t| t.is_fc()));
         let out = match self.out.trim() {
             "" => self.user.new_run_dir(&layers),
             dir => PathBuf::from(dir),
         };
-        let mut cfg = TrainConfig::new(PathBuf::from(self.data.trim()), layers, kinds, out);
-        cfg.steps = self.steps.max(1);
-        cfg.batch = self.batch.max(1);
-        cfg.crop = if fc { None } else { Some(self.crop) };
-        cfg.width = self.width;
-        cfg.lr = self.lr;
-        cfg.dtype = crate::device::parse_dtype(&self.dtype).map_err(|e| e.to_string())?;
-        cfg.objective = self.objective;
-        cfg.checkpoint_every = 20;
-        cfg.val_every = 50;
-        cfg.resume = true;
-        Ok(cfg)
+        Ok(TrainConfig {
+            data: PathBuf::from(self.data.trim()),
+            layers,
+            kinds,
+            out,
+            steps: self.settings.steps.max(1),
+            batch: self.settings.batch.max(1),
+            crop: if fc { None } else { Some(self.crop) },
+            resume: true,
+            ..self.settings.clone()
+        })
     }
 }
 
@@ -124,19 +120,19 @@ impl TrainDialog {
                     });
                     ui.end_row();
                     ui.label("Steps");
-                    ui.add(egui::DragValue::new(&mut d.steps).range(1..=1_000_000).prefix("steps "));
+                    ui.add(egui::DragValue::new(&mut d.settings.steps).range(1..=1_000_000).prefix("steps "));
                     ui.end_row();
                     ui.label("Crop (px)");
                     ui.add(egui::DragValue::new(&mut d.crop).range(32..=448).prefix("crop ")).on_hover_text("fc layers always use the full model size");
                     ui.end_row();
                     ui.label("Batch");
-                    ui.add(egui::DragValue::new(&mut d.batch).range(1..=256).prefix("batch "));
+                    ui.add(egui::DragValue::new(&mut d.settings.batch).range(1..=256).prefix("batch "));
                     ui.end_row();
                     ui.label("Width");
-                    ui.add(egui::DragValue::new(&mut d.width).range(0.125..=1.0).speed(0.01).prefix("width ")).on_hover_text("decoder channels inside each stage, 1 = full mirror");
+                    ui.add(egui::DragValue::new(&mut d.settings.width).range(0.125..=1.0).speed(0.01).prefix("width ")).on_hover_text("decoder channels inside each stage, 1 = full mirror");
                     ui.end_row();
                     ui.label("Learning rate");
-                    ui.add(egui::DragValue::new(&mut d.lr).range(1e-6..=1e-1).speed(1e-5).prefix("lr "));
+                    ui.add(egui::DragValue::new(&mut d.settings.lr).range(1e-6..=1e-1).speed(1e-5).prefix("lr "));
                     ui.end_row();
                     ui.label("Device");
                     egui::ComboBox::from_id_salt("train-device").selected_text(d.device.as_str()).show_ui(ui, |ui| {
@@ -146,18 +142,18 @@ impl TrainDialog {
                     });
                     ui.end_row();
                     ui.label("Precision");
-                    egui::ComboBox::from_id_salt("train-dtype").selected_text(d.dtype.as_str()).show_ui(ui, |ui| {
-                        for dt in ["fp32", "bf16"] {
-                            ui.selectable_value(&mut d.dtype, dt.to_string(), dt);
+                    egui::ComboBox::from_id_salt("train-dtype").selected_text(d.settings.precision.name()).show_ui(ui, |ui| {
+                        for p in Precision::ALL {
+                            ui.selectable_value(&mut d.settings.precision, p, p.name());
                         }
                     })
                     .response
                     .on_hover_text("bf16: mixed precision (bf16 activations and convolutions, f32 weights); faster on GPUs with bf16 tensor cores, not on the CPU");
                     ui.end_row();
                     ui.label("Objective");
-                    egui::ComboBox::from_id_salt("train-objective").selected_text(d.objective.name()).show_ui(ui, |ui| {
+                    egui::ComboBox::from_id_salt("train-objective").selected_text(d.settings.objective.name()).show_ui(ui, |ui| {
                         for o in Objective::ALL {
-                            ui.selectable_value(&mut d.objective, o, o.name());
+                            ui.selectable_value(&mut d.settings.objective, o, o.name());
                         }
                     })
                     .response

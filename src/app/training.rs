@@ -200,7 +200,7 @@ impl TrainingRun {
                     run.step,
                     run.cfg.steps,
                     run.images_per_s,
-                    crate::device::dtype_name(run.cfg.dtype),
+                    run.cfg.precision.name(),
                     fmt_secs(run.eta_s)
                 ),
                 RunState::Finished => {

@@ -68,7 +68,7 @@ pub struct Verdict {
 pub enum Reply {
     Model {
         name: String,
-        arch: String,
+        arch: crate::model::Arch,
         fingerprint: String,
         layers: LayerStatus,
     },
@@ -188,10 +188,11 @@ impl State {
         match job {
             Job::LoadModel(source) => {
                 let enc = ModelSource::parse(&source).load(&self.device).map_err(|e| e.to_string())?;
-                let layers = enc.arch.taps().iter().map(|t| (t.to_string(), enc.unavailable_reason(t))).collect();
+                let layers =
+                    enc.arch.taps().iter().map(|t| (t.to_string(), enc.unavailable_reason(t.name()))).collect();
                 let reply = Reply::Model {
                     name: enc.name.clone(),
-                    arch: enc.arch.name().into(),
+                    arch: enc.arch,
                     fingerprint: enc.fingerprint.clone(),
                     layers,
                 };

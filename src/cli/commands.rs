@@ -94,7 +94,7 @@ pub fn fetch(model: &str, endpoint: Option<&str>) -> Result<()> {
         "{} ready at {} ({} taps available)",
         m.repo(),
         path.display(),
-        enc.arch.taps().iter().filter(|t| enc.has_tap(t)).count()
+        enc.arch.taps().iter().filter(|t| enc.has_tap(t.name())).count()
     );
     Ok(())
 }
@@ -132,16 +132,18 @@ pub fn bench(
     batch: usize,
     steps: usize,
     layers: Vec<String>,
-    dtype: &str,
+    precision: crate::device::Precision,
     model: &str,
     as_json: bool,
 ) -> Result<()> {
-    let dtype = crate::device::parse_dtype(dtype)?;
     if batch == 0 || steps == 0 {
         bail!("--batch and --steps must be at least 1");
     }
     let dev = crate::device::parse_device(device)?;
     let enc = ModelSource::parse(model).load(&dev)?;
+    // No layers named: every layer of the conv trunk.
+    let taps = if layers.is_empty() { enc.arch.stage_taps() } else { enc.arch.taps_named(&layers)? };
+    let layers: Vec<String> = taps.iter().map(|t| t.to_string()).collect();
     for l in &layers {
         if let Some(why) = enc.unavailable_reason(l) {
             bail!(why);
@@ -151,7 +153,7 @@ pub fn bench(
         Device::Cpu => "cpu".to_string(),
         _ => crate::device::describe(&dev),
     };
-    let v = crate::bench::run(&enc, &crate::bench::BenchConfig { batch, dtype, steps, layers }, &name)?;
+    let v = crate::bench::run(&enc, &crate::bench::BenchConfig { batch, precision, steps, layers }, &name)?;
     if as_json {
         println!("{v}");
     } else {

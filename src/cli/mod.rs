@@ -31,7 +31,7 @@ pub struct Cli {
     /// App: `bundled` (default, or the last one used), `vgg16`/`vgg19` (downloaded), or a weights file.
     #[arg(long)]
     pub model: Option<String>,
-    /// App: compare (input | SAE | SWWAE), diff (plus error maps), channels (the layer's code,
+    /// App: compare (the input and every kind of decoder), diff (plus error maps), channels (the layer's code,
     /// channel by channel) or all-layers.
     #[arg(long)]
     pub view: Option<String>,
@@ -87,18 +87,19 @@ pub enum Command {
         batch: usize,
         #[arg(long, default_value_t = 5)]
         steps: usize,
-        #[arg(long, default_value = "pool1,pool2,pool3,pool4,pool5", value_delimiter = ',')]
+        /// Layers to time (default: every layer of the model's conv trunk).
+        #[arg(long, value_delimiter = ',')]
         layers: Vec<String>,
         /// fp32, or bf16: mixed precision as PyTorch's autocast (bf16 convolutions and activations,
         /// f32 weights, optimizer and loss)
-        #[arg(long, default_value = "fp32")]
-        dtype: String,
+        #[arg(long, value_enum, default_value_t = crate::device::Precision::Fp32)]
+        dtype: crate::device::Precision,
         #[arg(long, default_value = "bundled")]
         model: String,
         #[arg(long)]
         json: bool,
     },
-    /// Rebuild an image from a layer with the SAE and SWWAE decoders: input | SAE | SWWAE.
+    /// Rebuild an image from a layer with every kind of decoder: the input, then each kind.
     Reconstruct(recon::ReconstructArgs),
     /// Mean MSE, PSNR and SSIM of every available decoder over a folder of photos.
     Eval {
@@ -138,7 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Features { image, layer, out, model }) => commands::features(&image, &layer, &out, &model),
         Some(Command::Fetch { model, endpoint }) => commands::fetch(&model, endpoint.as_deref()),
         Some(Command::Bench { device, batch, steps, layers, dtype, model, json }) => {
-            commands::bench(&device, batch, steps, layers, &dtype, &model, json)
+            commands::bench(&device, batch, steps, layers, dtype, &model, json)
         }
         Some(Command::Reconstruct(args)) => recon::reconstruct_cmd(&args),
         Some(Command::Eval { data, decoders, model, device, json }) => {

@@ -5,7 +5,7 @@ use crate::data::{list_images, load_image};
 use crate::figure::{all_layers, caption, diff_figure, grid, kind_rows, recon_title, CodeChange, Tile};
 use crate::fsutil::write_atomic_with;
 use crate::model::{Kind, ModelSource};
-use crate::recon::{evaluate, features_for, model_input, reconstruct_from, set_labels, DecoderSet};
+use crate::recon::{evaluate, features_for, model_input, reconstruct_from, set_labels, DecoderSet, Method};
 use crate::Error;
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -31,7 +31,7 @@ pub struct ReconstructArgs {
     image: PathBuf,
     #[arg(long, required_unless_present = "all_layers")]
     layer: Option<String>,
-    /// The paper's figure instead: a column per layer, rows SAE and SWWAE.
+    /// The paper's figure instead: a column per layer, a row per kind.
     #[arg(long)]
     all_layers: bool,
     /// Folder of decoders (default: the bundled ones); give it again to compare sets, a row each.
@@ -47,7 +47,7 @@ pub struct ReconstructArgs {
     /// 16 with the most energy in this photo's code).
     #[arg(long)]
     keep_channels: Option<String>,
-    /// Add a row of error maps: |input − SAE|, |input − SWWAE| and |SWWAE − SAE| (what the
+    /// Add a row of error maps: each kind against the input, and SWWAE against SAE (what the
     /// switches add), 0–255 units on a colour scale.
     #[arg(long)]
     diff: bool,
@@ -73,7 +73,7 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
         let mut layers = sets[0].complete_layers();
         layers.retain(|l| sets.iter().all(|s| s.complete_layers().contains(l)));
         if layers.is_empty() {
-            let taps: Vec<&str> = enc.arch.taps().iter().copied().filter(|t| enc.has_tap(t)).collect();
+            let taps: Vec<&str> = enc.arch.taps().iter().map(|t| t.name()).filter(|t| enc.has_tap(t)).collect();
             bail!(
                 "no layer has every kind of decoder for {} in {}; make them with `{}`",
                 enc.name,
@@ -135,23 +135,18 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
                     .collect()
             })
             .collect();
-        let find = |k: Kind| recs[0].iter().find(|r| r.kind == k).map(|r| &r.image);
-        match (args.diff, find(Kind::Sae), find(Kind::Swwae)) {
-            (true, Some(sae), Some(swwae)) => {
-                let top: Vec<Tile> = std::iter::once(input_tile).chain(rows.into_iter().flatten()).collect();
-                diff_figure(&input, sae, swwae, &top)
-            }
-            _ => {
-                // The input once, in the first row; a row per set of decoders.
-                let cells: Vec<Vec<Option<&Tile>>> = rows
-                    .iter()
-                    .enumerate()
-                    .map(|(i, row)| {
-                        std::iter::once((i == 0).then_some(&input_tile)).chain(row.iter().map(Some)).collect()
-                    })
-                    .collect();
-                grid(&[], &cells)
-            }
+        if args.diff {
+            let pictures: Vec<(Kind, &image::RgbImage)> = recs[0].iter().map(|r| (r.kind, &r.image)).collect();
+            let top: Vec<Tile> = std::iter::once(input_tile).chain(rows.into_iter().flatten()).collect();
+            diff_figure(&input, &pictures, &top)
+        } else {
+            // The input once, in the first row; a row per set of decoders.
+            let cells: Vec<Vec<Option<&Tile>>> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, row)| std::iter::once((i == 0).then_some(&input_tile)).chain(row.iter().map(Some)).collect())
+                .collect();
+            grid(&[], &cells)
         }
     };
     write_atomic_with(&args.out, |tmp| {
@@ -212,13 +207,13 @@ pub fn eval_cmd(data: &Path, dirs: &[PathBuf], model: &str, device: &str, as_jso
         "layer", "kind", "decoders", "MSE", "PSNR dB", "SSIM", "vs floor", "dependence"
     );
     for r in &rows {
-        let floor = rows.iter().find(|f| f.layer == r.layer && f.kind == crate::recon::THUMBNAIL).map(|f| f.psnr);
+        let floor = rows.iter().find(|f| f.layer == r.layer && f.kind == Method::Thumbnail).map(|f| f.psnr);
         let vs = match floor {
-            Some(f) if r.kind != crate::recon::THUMBNAIL => format!("{:+.2}", r.psnr - f),
+            Some(f) if !r.kind.is_floor() => format!("{:+.2}", r.psnr - f),
             _ => String::new(),
         };
         let dep = match r.dependence {
-            Some(d) if d < crate::train::health::COLLAPSE_DEPENDENCE && r.kind != crate::recon::FLAT => {
+            Some(d) if d < crate::train::health::COLLAPSE_DEPENDENCE && r.kind != Method::Flat => {
                 format!("{d:.3} COLLAPSED")
             }
             Some(d) => format!("{d:.3}"),

@@ -1,10 +1,16 @@
 //! `layerinv train`: the trainer with a progress bar; Ctrl-C saves a checkpoint and exits.
 
+use crate::device::Precision;
 use crate::model::{Kind, ModelSource, Objective};
 use crate::train::{train, CancelToken, Event, Init, TrainConfig};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
+
+/// The defaults `layerinv train` shows and uses: [`TrainConfig::default`].
+fn d() -> TrainConfig {
+    TrainConfig::default()
+}
 
 /// `layerinv train` options.
 #[derive(clap::Args, Debug)]
@@ -15,55 +21,57 @@ pub struct TrainArgs {
     /// Folder of validation images (default: every 10th training image is held out).
     #[arg(long)]
     val: Option<PathBuf>,
-    #[arg(long, default_value = "pool1,pool2,pool3,pool4,pool5", value_delimiter = ',')]
+    /// Layers to train decoders for (default: every pooled layer of the model).
+    #[arg(long, value_delimiter = ',')]
     layers: Vec<String>,
-    #[arg(long, default_value = "sae,swwae", value_delimiter = ',')]
-    kinds: Vec<String>,
+    /// Kinds of decoder (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    kinds: Vec<Kind>,
     /// Optimisation steps per decoder (in total, counting resumed ones).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = d().steps)]
     steps: u64,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = d().batch)]
     batch: usize,
     /// Side of the square training crops (default: the model's input size; fc layers need it).
     #[arg(long)]
     crop: Option<usize>,
     /// Peak learning rate (Adam; warm-up, then cosine decay to a tenth).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = d().lr)]
     lr: f64,
     /// Decoder channel width inside each stage (1 = full mirror of the encoder).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = d().width)]
     width: f64,
     /// Folder for the decoders and their checkpoints.
-    #[arg(long, default_value = "decoders")]
+    #[arg(long, default_value_os_t = d().out)]
     out: PathBuf,
     /// Continue from the checkpoints in --out.
     #[arg(long)]
     resume: bool,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = d().checkpoint_every)]
     checkpoint_every: u64,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = d().val_every)]
     val_every: u64,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = d().val_images)]
     val_images: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = d().seed)]
     seed: u64,
-    /// Start the new decoders from this decoder file's weights (same layer and width, either
-    /// kind; e.g. SWWAE from a trained SAE).
+    /// Start the new decoders from this decoder file's weights (same layer, width and
+    /// parameters; e.g. SWWAE from a trained SAE).
     #[arg(long)]
     init_from: Option<PathBuf>,
     /// What the decoders minimise: first (the image loss), all (plus every stage's distance to
     /// the encoder's activation of its depth) or layerwise (each stage alone, then a fine-tune
     /// of the stack on the image loss)
-    #[arg(long, default_value = "first")]
-    objective: String,
+    #[arg(long, value_enum, default_value_t = d().objective)]
+    objective: Objective,
     /// layerwise: the share of the steps, at the end, that fine-tunes the stack on the image
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = d().finetune)]
     finetune: f64,
     /// How fresh decoders start: uniform (±1/√fan_in, as PyTorch), scales (uniform, then input
     /// and output scales and the last layer set on the first batch) or calibrated (scales, and
     /// every hidden layer normalised on the first batch)
-    #[arg(long, default_value = "scales")]
-    init: String,
+    #[arg(long, value_enum, default_value_t = d().init)]
+    init: Init,
     #[arg(long, default_value = "bundled")]
     model: String,
     /// cpu, cuda, cuda:N or auto
@@ -71,29 +79,20 @@ pub struct TrainArgs {
     device: String,
     /// fp32, or bf16: mixed precision as PyTorch's autocast (bf16 convolutions and activations,
     /// f32 weights, optimizer and loss); pays off on GPUs with bf16 tensor cores
-    #[arg(long, default_value = "fp32")]
-    dtype: String,
-}
-
-pub fn parse_kinds(kinds: &[String]) -> Result<Vec<Kind>> {
-    kinds
-        .iter()
-        .map(|k| Kind::from_name(k).ok_or_else(|| anyhow::anyhow!("unknown decoder kind {k:?}: choose sae or swwae")))
-        .collect()
-}
-
-pub fn parse_objective(name: &str) -> Result<Objective> {
-    Objective::from_name(name)
-        .ok_or_else(|| anyhow::anyhow!("unknown training objective {name:?}: choose first, all or layerwise"))
+    #[arg(long, value_enum, default_value_t = d().precision)]
+    dtype: Precision,
 }
 
 impl TrainArgs {
     fn config(&self) -> Result<TrainConfig> {
+        if !(0.0..=1.0).contains(&self.finetune) {
+            bail!("--finetune must be between 0 and 1, got {}", self.finetune);
+        }
         Ok(TrainConfig {
             data: self.data.clone(),
             val: self.val.clone(),
             layers: self.layers.clone(),
-            kinds: parse_kinds(&self.kinds)?,
+            kinds: if self.kinds.is_empty() { d().kinds } else { self.kinds.clone() },
             steps: self.steps,
             batch: self.batch,
             crop: self.crop,
@@ -106,16 +105,10 @@ impl TrainArgs {
             val_images: self.val_images,
             seed: self.seed,
             init_from: self.init_from.clone(),
-            objective: parse_objective(&self.objective)?,
-            finetune: if (0.0..=1.0).contains(&self.finetune) {
-                self.finetune
-            } else {
-                bail!("--finetune must be between 0 and 1, got {}", self.finetune)
-            },
-            init: Init::from_name(&self.init).ok_or_else(|| {
-                anyhow::anyhow!("unknown --init {:?}: choose uniform, scales or calibrated", self.init)
-            })?,
-            dtype: crate::device::parse_dtype(&self.dtype)?,
+            objective: self.objective,
+            finetune: self.finetune,
+            init: self.init,
+            precision: self.dtype,
         })
     }
 }
@@ -124,7 +117,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let cfg = args.config()?;
     let dev = crate::device::parse_device(&args.device)?;
     let enc = ModelSource::parse(&args.model).load(&dev)?;
-    let precision = if cfg.dtype == candle_core::DType::BF16 { ", bf16 mixed precision" } else { "" };
+    let precision = if cfg.precision == Precision::Bf16 { ", bf16 mixed precision" } else { "" };
     let about = format!("{} on {}{precision}", enc.name, crate::device::describe(&dev));
     let cancel = CancelToken::default();
     let token = cancel.clone();

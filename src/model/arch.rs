@@ -52,6 +52,52 @@ pub struct FcSpec {
     pub dout: usize,
     /// Its index in torchvision's `classifier` Sequential.
     pub classifier_index: usize,
+    /// Followed by a ReLU (the tap is post-ReLU); the last, the class logits, is not.
+    pub relu: bool,
+}
+
+/// A layer a decoder can start from, checked against its architecture: made only by
+/// [`Arch::tap`] and [`Arch::taps`], so an unknown name is an error where it is read, never a
+/// silent pool1. Ordered as the forward pass goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tap {
+    index: usize,
+    name: &'static str,
+    fc: bool,
+}
+
+impl Tap {
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Its place in the forward order: stages first, then the fc layers.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// A fully connected layer (a vector, no spatial map).
+    pub fn is_fc(&self) -> bool {
+        self.fc
+    }
+}
+
+impl fmt::Display for Tap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name)
+    }
+}
+
+impl PartialEq<str> for Tap {
+    fn eq(&self, other: &str) -> bool {
+        self.name == other
+    }
+}
+
+impl PartialEq<&str> for Tap {
+    fn eq(&self, other: &&str) -> bool {
+        self.name == *other
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,7 +111,7 @@ pub enum Arch {
 
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -74,9 +120,6 @@ const VGG13: &[&[usize]] = &[&[64, 64], &[128, 128], &[256, 256], &[512, 512], &
 const VGG16: &[&[usize]] = &[&[64, 64], &[128, 128], &[256, 256, 256], &[512, 512, 512], &[512, 512, 512]];
 const VGG19: &[&[usize]] =
     &[&[64, 64], &[128, 128], &[256, 256, 256, 256], &[512, 512, 512, 512], &[512, 512, 512, 512]];
-
-/// Every tap a model can have, in forward order, for the widest set of front ends.
-pub const FC_TAPS: [&str; 3] = ["fc6", "fc7", "fc8"];
 
 impl Arch {
     pub const ALL: [Arch; 5] = [Arch::Vgg11, Arch::Vgg13, Arch::Vgg16, Arch::Vgg19, Arch::AlexNet];
@@ -116,9 +159,9 @@ impl Arch {
             _ => (512 * 7 * 7, [0, 3, 6]),
         };
         [
-            FcSpec { tap: "fc6", din: trunk, dout: 4096, classifier_index: idx[0] },
-            FcSpec { tap: "fc7", din: 4096, dout: 4096, classifier_index: idx[1] },
-            FcSpec { tap: "fc8", din: 4096, dout: 1000, classifier_index: idx[2] },
+            FcSpec { tap: "fc6", din: trunk, dout: 4096, classifier_index: idx[0], relu: true },
+            FcSpec { tap: "fc7", din: 4096, dout: 4096, classifier_index: idx[1], relu: true },
+            FcSpec { tap: "fc8", din: 4096, dout: 1000, classifier_index: idx[2], relu: false },
         ]
     }
 
@@ -126,9 +169,39 @@ impl Arch {
         self.stages().into_iter().flat_map(|s| s.convs).collect()
     }
 
-    /// All tap names in forward order.
-    pub fn taps(&self) -> Vec<&'static str> {
-        self.stages().iter().map(|s| s.tap).chain(FC_TAPS).collect()
+    /// Every tap in forward order: the stages', then the fc layers'.
+    pub fn taps(&self) -> Vec<Tap> {
+        let stages = self.stages().into_iter().map(|s| (s.tap, false));
+        let fcs = self.fcs().into_iter().map(|f| (f.tap, true));
+        stages.chain(fcs).enumerate().map(|(index, (name, fc))| Tap { index, name, fc }).collect()
+    }
+
+    /// The taps of the convolutional trunk (pool1 … pool5 for VGG; pool1, pool2, conv3, conv4,
+    /// pool5 for AlexNet): what training and benchmarks do when no layers are named.
+    pub fn stage_taps(&self) -> Vec<Tap> {
+        self.taps().into_iter().filter(|t| !t.is_fc()).collect()
+    }
+
+    /// The tap called `name`, or an error that lists this architecture's taps.
+    pub fn tap(&self, name: &str) -> crate::Result<Tap> {
+        self.taps().into_iter().find(|t| t.name == name).ok_or_else(|| {
+            crate::Error::Unavailable(format!("{name} is not a layer of {self} (its layers: {})", self.tap_names()))
+        })
+    }
+
+    /// Every tap of `names`, or an error naming the first that is not one.
+    pub fn taps_named<S: AsRef<str>>(&self, names: &[S]) -> crate::Result<Vec<Tap>> {
+        names.iter().map(|n| self.tap(n.as_ref())).collect()
+    }
+
+    /// "pool1, pool2, …, fc8", for messages.
+    pub fn tap_names(&self) -> String {
+        self.taps().iter().map(Tap::name).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The tap of the class scores (the fc layer without a ReLU).
+    pub fn logits(&self) -> &'static str {
+        self.fcs().into_iter().find(|f| !f.relu).map_or("fc8", |f| f.tap)
     }
 
     /// Shape of each tap's activation for one image: `[C, H, W]` for stages, `[D]` for fcs.
@@ -183,11 +256,6 @@ impl Arch {
             }
         }
         None
-    }
-
-    /// Index of the stage or fc layer that produces `tap`.
-    pub fn tap_index(&self, tap: &str) -> Option<usize> {
-        self.taps().iter().position(|t| *t == tap)
     }
 }
 

@@ -3,7 +3,7 @@
 //! mark (the `all` objective), or step by step with a look at every pre-activation
 //! (data-dependent initialisation, dead-unit counts).
 
-use super::decoder_spec::{DecOp, DecoderSpec, Kind};
+use super::decoder_spec::{DecOp, DecoderSpec, Switches};
 use super::encoder::Features;
 use super::layers::{candle_dtype, fresh_init, Conv, Dense};
 use crate::error::{Error, Result};
@@ -65,7 +65,7 @@ impl Weighted {
 enum Layer {
     Weighted(Weighted),
     Reshape(usize, usize, usize),
-    Unpool(usize),
+    Unpool(usize, Switches),
     Mark(&'static str),
 }
 
@@ -125,7 +125,7 @@ impl Decoder {
                         weighted(name, Op::Linear(m))
                     }
                     DecOp::Reshape { c, h, w } => Layer::Reshape(c, h, w),
-                    DecOp::Unpool { stage } => Layer::Unpool(stage),
+                    DecOp::Unpool { stage, switches } => Layer::Unpool(stage, switches),
                     DecOp::Mark { tap } => Layer::Mark(tap),
                     DecOp::Conv { name, cin, cout, k, pad } => {
                         let m = Conv::from_vb(cin, cout, k, pad, false, vb.pp(&name))?;
@@ -158,20 +158,20 @@ impl Decoder {
 
     /// Reconstruct the (preprocessed) input images `(B, 3, H, W)` from the encoder's features.
     pub fn forward(&self, f: &Features) -> Result<Tensor> {
-        self.run(self.scaled_tap(f, &self.spec.layer)?, 0..self.layers.len(), f, None)
+        self.run(self.scaled_tap(f, self.spec.layer.name())?, 0..self.layers.len(), f, None)
     }
 
     /// [`Self::forward`], also returning the output at every mark with the mark's tap.
     pub fn forward_marked(&self, f: &Features) -> Result<(Tensor, Vec<(&'static str, Tensor)>)> {
         let mut marks = Vec::new();
-        let y = self.run(self.scaled_tap(f, &self.spec.layer)?, 0..self.layers.len(), f, Some(&mut marks))?;
+        let y = self.run(self.scaled_tap(f, self.spec.layer.name())?, 0..self.layers.len(), f, Some(&mut marks))?;
         Ok((y, marks))
     }
 
     /// The decoder cut at its marks, top to bottom.
     pub fn segments(&self) -> Vec<Segment> {
         let mut out = Vec::new();
-        let (mut input, mut start) = (self.spec.layer.clone(), 0);
+        let (mut input, mut start) = (self.spec.layer.to_string(), 0);
         for (i, l) in self.layers.iter().enumerate() {
             if let Layer::Mark(tap) = l {
                 out.push(Segment {
@@ -226,13 +226,13 @@ impl Decoder {
     fn reshape_or_unpool(&self, l: &Layer, x: &Tensor, f: &Features) -> Result<Tensor> {
         Ok(match l {
             Layer::Reshape(c, h, w) => x.reshape(((), *c, *h, *w))?,
-            Layer::Unpool(stage) => {
+            Layer::Unpool(stage, switches) => {
                 let sw = f.switches.get(*stage).and_then(|s| s.as_ref()).ok_or_else(|| {
                     Error::Unavailable(format!("the features hold no pooling switches for stage {}", stage + 1))
                 })?;
-                match self.spec.kind {
-                    Kind::Swwae => unpool(x, sw)?,
-                    Kind::Sae => unpool_fixed(x, sw)?,
+                match switches {
+                    Switches::Recorded => unpool(x, sw)?,
+                    Switches::Fixed => unpool_fixed(x, sw)?,
                 }
             }
             Layer::Weighted(_) | Layer::Mark(_) => x.clone(),
@@ -261,7 +261,7 @@ impl Decoder {
     /// hook returns (`Some`) replaces that layer's output, ReLU included (for the last layer:
     /// before the output scale). Returns the output.
     pub fn inspect(&self, f: &Features, hook: &mut dyn FnMut(Visit) -> Result<Option<Tensor>>) -> Result<Tensor> {
-        let mut x = self.scaled_tap(f, &self.spec.layer)?;
+        let mut x = self.scaled_tap(f, self.spec.layer.name())?;
         for l in &self.layers {
             x = match l {
                 Layer::Weighted(w) => {

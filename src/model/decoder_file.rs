@@ -45,7 +45,7 @@ impl DecoderMeta {
         HashMap::from([
             ("format".into(), format.into()),
             ("arch".into(), self.spec.arch.name().into()),
-            ("layer".into(), self.spec.layer.clone()),
+            ("layer".into(), self.spec.layer.to_string()),
             ("kind".into(), self.spec.kind.name().into()),
             ("width".into(), self.spec.width.to_string()),
             ("encoder".into(), self.encoder.clone()),
@@ -148,7 +148,7 @@ pub fn load_decoder(path: &Path, encoder: &Encoder, layer: &str, kind: Kind) -> 
     let (tensors, m) = read_safetensors(path, encoder.device())?;
     let meta = DecoderMeta::from_map(path, &m)?;
     let s = &meta.spec;
-    if (s.arch, s.layer.as_str(), s.kind) != (encoder.arch, layer, kind) {
+    if (s.arch, s.layer.name(), s.kind) != (encoder.arch, layer, kind) {
         return Err(Error::bad_file(
             path,
             format!("this is a {} {} {} decoder, expected {} {layer} {kind}", s.arch, s.layer, s.kind, encoder.arch),

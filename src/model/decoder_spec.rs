@@ -8,11 +8,13 @@
 //! each stage names the encoder activation the decoder's output there mirrors (the training
 //! objectives `all` and `layerwise` compare the two).
 
-use super::arch::Arch;
+use super::arch::{Arch, Tap};
 use crate::error::{Error, Result};
 use std::fmt;
 
-/// Which unpooling the decoder uses.
+/// The kinds of decoder, and everything the rest of the program asks about a kind: its name in
+/// files and on the command line, its label, and how it undoes a pooling stage. Nothing outside
+/// `src/model` matches on a kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     /// Stacked autoencoder: fixed switches, the decoder must guess where each max came from.
@@ -21,9 +23,29 @@ pub enum Kind {
     Swwae,
 }
 
+crate::named::named_enum!(Kind);
+
+/// Which pooling switches an unpooling puts each value at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Switches {
+    /// One fixed cell of each window (⌊k/2⌋, ⌊k/2⌋): the decoder must guess the rest.
+    Fixed,
+    /// The cells the encoder's max-pooling recorded for this image.
+    Recorded,
+}
+
+/// How a decoder undoes one max-pooling stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Upsampling {
+    /// Unpooling: each value goes to one cell of its window, zeros elsewhere.
+    Unpool(Switches),
+}
+
 impl Kind {
+    /// Every kind, in the order panes, rows and files list them.
     pub const ALL: [Kind; 2] = [Kind::Sae, Kind::Swwae];
 
+    /// Its name in decoder files and on the command line.
     pub fn name(&self) -> &'static str {
         match self {
             Kind::Sae => "sae",
@@ -35,6 +57,11 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.name() == s.to_ascii_lowercase())
     }
 
+    /// The names of every kind, for messages: "sae, swwae".
+    pub fn names() -> String {
+        Kind::ALL.map(|k| k.name()).join(", ")
+    }
+
     /// How titles and menus name the kind.
     pub fn label(&self) -> &'static str {
         match self {
@@ -43,19 +70,31 @@ impl Kind {
         }
     }
 
+    /// How its decoder undoes a pooling stage.
+    pub fn upsampling(&self) -> Upsampling {
+        match self {
+            Kind::Sae => Upsampling::Unpool(Switches::Fixed),
+            Kind::Swwae => Upsampling::Unpool(Switches::Recorded),
+        }
+    }
+
     /// Whether the decoder reads the encoder's pooling switches (so a switch transplant changes
     /// its picture).
     pub fn reads_switches(&self) -> bool {
-        match self {
-            Kind::Sae => false,
-            Kind::Swwae => true,
-        }
+        self.upsampling() == Upsampling::Unpool(Switches::Recorded)
+    }
+
+    /// The two kinds that differ only in their switches, `(fixed, recorded)`: the gap between
+    /// their pictures is what the switches carry (what max-pooling throws away).
+    pub fn switch_pair() -> Option<(Kind, Kind)> {
+        let with = |s| Kind::ALL.into_iter().find(|k| k.upsampling() == Upsampling::Unpool(s));
+        with(Switches::Fixed).zip(with(Switches::Recorded))
     }
 }
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -91,9 +130,11 @@ impl Objective {
 
 impl fmt::Display for Objective {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
+
+crate::named::named_enum!(Objective);
 
 /// One step of a decoder plan. Layers with weights carry the name of their parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +155,7 @@ pub enum DecOp {
     },
     Unpool {
         stage: usize,
+        switches: Switches,
     },
     Conv {
         name: String,
@@ -156,7 +198,7 @@ impl DecOp {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecoderSpec {
     pub arch: Arch,
-    pub layer: String,
+    pub layer: Tap,
     pub kind: Kind,
     /// Multiplier on the hidden channel counts inside each stage (1.0 = the full mirror of the
     /// encoder). Stage boundaries keep the encoder's width so the switches fit.
@@ -165,16 +207,11 @@ pub struct DecoderSpec {
 
 impl DecoderSpec {
     pub fn new(arch: Arch, layer: &str, kind: Kind, width: f64) -> Result<Self> {
-        if arch.tap_index(layer).is_none() {
-            return Err(Error::Unavailable(format!(
-                "{layer} is not a layer of {arch} (its layers: {})",
-                arch.taps().join(", ")
-            )));
-        }
+        let layer = arch.tap(layer)?;
         if !(width > 0.0 && width <= 4.0) {
             return Err(Error::Unavailable(format!("decoder width must be in (0, 4], got {width}")));
         }
-        Ok(Self { arch, layer: layer.to_string(), kind, width })
+        Ok(Self { arch, layer, kind, width })
     }
 
     fn scaled(&self, c: usize) -> usize {
@@ -188,7 +225,7 @@ impl DecoderSpec {
         let stages = arch.stages();
         let shapes = arch.tap_shapes();
         let mut ops = Vec::new();
-        let tap_i = arch.tap_index(&self.layer).unwrap_or(0);
+        let tap_i = self.layer.index();
         let (mut cur, top_stage) = if tap_i >= stages.len() {
             // fc tap: mirror fc(k) … fc6, ending at the full trunk size so the switches apply.
             let fcs = arch.fcs();
@@ -212,7 +249,9 @@ impl DecoderSpec {
         };
         for (si, st) in stages[..=top_stage].iter().enumerate().rev() {
             if st.pool.is_some() {
-                ops.push(DecOp::Unpool { stage: si });
+                match self.kind.upsampling() {
+                    Upsampling::Unpool(switches) => ops.push(DecOp::Unpool { stage: si, switches }),
+                }
             }
             for (ci, conv) in st.convs.iter().enumerate().rev() {
                 // The stage's input width is kept: the next unpooling needs one channel per switch.

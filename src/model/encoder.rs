@@ -130,14 +130,14 @@ impl Encoder {
     pub fn unavailable_reason(&self, tap: &str) -> Option<String> {
         if self.has_tap(tap) {
             None
-        } else if self.arch.tap_index(tap).is_some() {
+        } else if self.arch.tap(tap).is_ok() {
             Some(format!(
                 "{tap} is not available: the weights of {} stop at the conv trunk; load a model with the classifier head (e.g. `--model {}`)",
                 self.name,
                 if self.arch == Arch::Vgg19 { "vgg19" } else { "vgg16" }
             ))
         } else {
-            Some(format!("{tap} is not a layer of {} (its layers: {})", self.arch, self.arch.taps().join(", ")))
+            self.arch.tap(tap).err().map(|e| e.to_string())
         }
     }
 
@@ -185,7 +185,7 @@ impl Encoder {
         x = x.flatten_from(1)?;
         for (fc, lin) in &self.fcs {
             x = lin.forward(&x)?;
-            if fc.tap != "fc8" {
+            if fc.relu {
                 x = x.relu()?;
             }
             taps.push((fc.tap, x.clone()));

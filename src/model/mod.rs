@@ -13,10 +13,10 @@ pub mod pth;
 pub mod source;
 pub mod weights;
 
-pub use arch::Arch;
+pub use arch::{Arch, Tap};
 pub use decoder::{Decoder, Segment, Visit, OUTPUT_SCALE};
 pub use decoder_file::{decoder_path, load_decoder, save_decoder, DecoderMeta};
-pub use decoder_spec::{DecOp, DecoderSpec, Kind, Objective};
+pub use decoder_spec::{DecOp, DecoderSpec, Kind, Objective, Switches, Upsampling};
 pub use encoder::{Encoder, Features};
 pub use source::ModelSource;
 pub use weights::{load_weights_file, ModelWeights};

@@ -1,17 +1,22 @@
-//! What a training run is asked to do.
+//! What a training run is asked to do, and the one place its defaults are written (the command
+//! line's defaults and the app's Train dialog read them from here).
 
 use super::health::Init;
+use crate::device::Precision;
 use crate::model::{Kind, Objective};
-use candle_core::DType;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// What to train and how.
-#[derive(Debug, Clone)]
+/// What to train and how. A run's record (`run.json`) holds it as is, less the output folder
+/// (the record's own) and `resume`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Folder of training images (searched recursively).
     pub data: PathBuf,
     /// Folder of validation images; `None` holds out every 10th training image instead.
     pub val: Option<PathBuf>,
+    /// The layers to train decoders for; empty: every pooled layer of the model
+    /// ([`crate::model::Arch::stage_taps`]).
     pub layers: Vec<String>,
     pub kinds: Vec<Kind>,
     /// Total optimisation steps per decoder (a resumed decoder continues up to this).
@@ -24,7 +29,9 @@ pub struct TrainConfig {
     /// Decoder channel width (1.0 = full mirror of the encoder).
     pub width: f64,
     /// Where decoders and checkpoints go.
+    #[serde(skip)]
     pub out: PathBuf,
+    #[serde(skip)]
     pub resume: bool,
     pub checkpoint_every: u64,
     pub val_every: u64,
@@ -41,25 +48,27 @@ pub struct TrainConfig {
     pub finetune: f64,
     /// How fresh decoders start ([`super::health::calibrate`] on the first batch).
     pub init: Init,
-    /// Compute dtype: f32, or bf16 for mixed precision (f32 weights, Adam and loss; encoder,
-    /// activations and convolutions in bf16, as PyTorch's autocast).
-    pub dtype: DType,
+    /// f32, or bf16 mixed precision (f32 weights, Adam and loss; encoder, activations and
+    /// convolutions in bf16, as PyTorch's autocast).
+    #[serde(rename = "dtype")]
+    pub precision: Precision,
 }
 
-impl TrainConfig {
-    /// Defaults for everything but the data, the decoders and the output folder.
-    pub fn new(data: PathBuf, layers: Vec<String>, kinds: Vec<Kind>, out: PathBuf) -> Self {
+impl Default for TrainConfig {
+    /// `layerinv train`'s defaults: every kind of every pooled layer, 1000 steps of batch 8 at
+    /// the model's input size, full width, into `decoders/`.
+    fn default() -> Self {
         Self {
-            data,
+            data: PathBuf::new(),
             val: None,
-            layers,
-            kinds,
+            layers: Vec::new(),
+            kinds: Kind::ALL.to_vec(),
             steps: 1000,
             batch: 8,
             crop: None,
             lr: 1e-3,
             width: 1.0,
-            out,
+            out: PathBuf::from("decoders"),
             resume: false,
             checkpoint_every: 100,
             val_every: 200,
@@ -69,7 +78,20 @@ impl TrainConfig {
             objective: Objective::First,
             finetune: 0.2,
             init: Init::default(),
-            dtype: DType::F32,
+            precision: Precision::Fp32,
         }
+    }
+}
+
+impl TrainConfig {
+    /// Defaults for everything but the data, the decoders and the output folder.
+    pub fn new(data: PathBuf, layers: Vec<String>, kinds: Vec<Kind>, out: PathBuf) -> Self {
+        Self { data, layers, kinds, out, ..Self::default() }
+    }
+
+    /// Where the app's Train dialog starts: a short run to watch on a CPU (500 steps of 96-pixel
+    /// crops, half-width decoders), checkpointed and validated often so the preview moves.
+    pub fn trial() -> Self {
+        Self { steps: 500, crop: Some(96), width: 0.5, checkpoint_every: 20, val_every: 50, ..Self::default() }
     }
 }

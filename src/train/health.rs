@@ -45,6 +45,8 @@ impl Init {
     }
 }
 
+crate::named::named_enum!(Init);
+
 /// How a decoder does on a batch of (validation) images.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Health {
@@ -132,12 +134,11 @@ pub fn calibrate(dec: &mut Decoder, f: &Features, x: &Tensor, init: Init) -> Res
         return Ok(Vec::new());
     }
     let mut scales = BTreeMap::new();
-    let taps = std::iter::once(dec.spec.layer.clone())
-        .chain(dec.segments().into_iter().filter_map(|s| s.target.map(str::to_string)));
+    let taps = std::iter::once(dec.spec.layer.name()).chain(dec.segments().into_iter().filter_map(|s| s.target));
     for tap in taps {
-        let t = f.tap(&tap).ok_or_else(|| Error::Unavailable(format!("the features hold no {tap} activation")))?;
+        let t = f.tap(tap).ok_or_else(|| Error::Unavailable(format!("the features hold no {tap} activation")))?;
         let rms = t.to_dtype(DType::F32)?.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()? as f64;
-        scales.insert(tap, if rms.is_finite() && rms > 1e-6 { rms } else { 1.0 });
+        scales.insert(tap.to_string(), if rms.is_finite() && rms > 1e-6 { rms } else { 1.0 });
     }
     let (target_mean, target_std) = channel_stats(x)?;
     // The output scale: the images' spread around their channel means.

@@ -4,10 +4,8 @@
 //! the run's own validation photos, and an unfinished run be resumed with the same settings.
 
 use super::config::TrainConfig;
-use super::health::Init;
 use crate::error::{Error, Result};
 use crate::fsutil::{read_bounded, write_atomic};
-use crate::model::{Kind, Objective};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -41,29 +39,6 @@ impl RunState {
     }
 }
 
-/// The settings of the run, as [`TrainConfig`] has them (names for the enums).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunSettings {
-    pub data: PathBuf,
-    pub val: Option<PathBuf>,
-    pub layers: Vec<String>,
-    pub kinds: Vec<String>,
-    pub steps: u64,
-    pub batch: usize,
-    pub crop: Option<usize>,
-    pub lr: f64,
-    pub width: f64,
-    pub checkpoint_every: u64,
-    pub val_every: u64,
-    pub val_images: usize,
-    pub seed: u64,
-    pub init_from: Option<PathBuf>,
-    pub objective: String,
-    pub finetune: f64,
-    pub init: String,
-    pub dtype: String,
-}
-
 /// `run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -78,32 +53,14 @@ pub struct RunRecord {
     pub step: u64,
     /// The validation photos every decoder of the run was measured on.
     pub val_files: Vec<PathBuf>,
-    pub settings: RunSettings,
+    /// What the run was asked to do (its folder is the record's own).
+    pub settings: TrainConfig,
 }
 
 impl RunRecord {
     /// A new record for `cfg`, running, at step 0.
     pub fn new(cfg: &TrainConfig, started: u64, val_files: Vec<PathBuf>) -> Self {
-        let settings = RunSettings {
-            data: cfg.data.clone(),
-            val: cfg.val.clone(),
-            layers: cfg.layers.clone(),
-            kinds: cfg.kinds.iter().map(|k| k.name().to_string()).collect(),
-            steps: cfg.steps,
-            batch: cfg.batch,
-            crop: cfg.crop,
-            lr: cfg.lr,
-            width: cfg.width,
-            checkpoint_every: cfg.checkpoint_every,
-            val_every: cfg.val_every,
-            val_images: cfg.val_images,
-            seed: cfg.seed,
-            init_from: cfg.init_from.clone(),
-            objective: cfg.objective.name().to_string(),
-            finetune: cfg.finetune,
-            init: cfg.init.name().to_string(),
-            dtype: crate::device::dtype_name(cfg.dtype).to_string(),
-        };
+        let settings = TrainConfig { out: PathBuf::new(), resume: false, ..cfg.clone() };
         Self { format: FORMAT.into(), started, state: RunState::Running, error: None, step: 0, val_files, settings }
     }
 
@@ -134,29 +91,8 @@ impl RunRecord {
     }
 
     /// The configuration to go on with this run in `dir` (resuming its checkpoints).
-    pub fn resume_config(&self, dir: &Path) -> Result<TrainConfig> {
-        let s = &self.settings;
-        let bad = |what: &str, v: &str| Error::bad_file(&dir.join(RUN_RECORD), format!("unknown {what} {v:?}"));
-        let kinds =
-            s.kinds.iter().map(|k| Kind::from_name(k).ok_or_else(|| bad("kind", k))).collect::<Result<Vec<_>>>()?;
-        let mut cfg = TrainConfig::new(s.data.clone(), s.layers.clone(), kinds, dir.to_path_buf());
-        cfg.val = s.val.clone();
-        cfg.steps = s.steps;
-        cfg.batch = s.batch;
-        cfg.crop = s.crop;
-        cfg.lr = s.lr;
-        cfg.width = s.width;
-        cfg.checkpoint_every = s.checkpoint_every;
-        cfg.val_every = s.val_every;
-        cfg.val_images = s.val_images;
-        cfg.seed = s.seed;
-        cfg.init_from = s.init_from.clone();
-        cfg.objective = Objective::from_name(&s.objective).ok_or_else(|| bad("objective", &s.objective))?;
-        cfg.finetune = s.finetune;
-        cfg.init = Init::from_name(&s.init).ok_or_else(|| bad("initialisation", &s.init))?;
-        cfg.dtype = crate::device::parse_dtype(&s.dtype)?;
-        cfg.resume = true;
-        Ok(cfg)
+    pub fn resume_config(&self, dir: &Path) -> TrainConfig {
+        TrainConfig { out: dir.to_path_buf(), resume: true, ..self.settings.clone() }
     }
 
     /// "finished", "cancelled at step 60 of 500", "unfinished at step 60 of 500" (stopped without
@@ -218,6 +154,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Kind, Objective};
 
     #[test]
     fn utc_dates_from_day_counts() {
@@ -239,7 +176,7 @@ mod tests {
         r.save(dir.path()).unwrap();
         let back = RunRecord::load(dir.path()).unwrap().unwrap();
         assert_eq!(back, r);
-        let again = back.resume_config(dir.path()).unwrap();
+        let again = back.resume_config(dir.path());
         assert_eq!((again.steps, again.crop, again.objective, again.resume), (500, Some(96), Objective::All, true));
         assert_eq!(again.kinds, Kind::ALL.to_vec());
         assert_eq!(back.progress(false), "cancelled at step 60 of 500");
@@ -247,5 +184,10 @@ mod tests {
         std::fs::write(dir.path().join(RUN_RECORD), b"{\"format\": 3}").unwrap();
         let err = RunRecord::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("run.json") && err.contains("not a layerinv run record"), "{err}");
+        // A kind this version does not know is named.
+        let text = serde_json::to_string(&r).unwrap().replace("\"swwae\"", "\"upside\"");
+        std::fs::write(dir.path().join(RUN_RECORD), text).unwrap();
+        let err = RunRecord::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("run.json") && err.contains("\"upside\"") && err.contains("sae, swwae"), "{err}");
     }
 }

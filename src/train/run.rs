@@ -17,7 +17,7 @@ use std::time::Instant;
 
 /// The checkpoint kept beside a decoder file (`…_sae.ckpt` for `…_sae.safetensors`).
 pub fn checkpoint_path(out: &Path, spec: &DecoderSpec) -> PathBuf {
-    decoder_path(out, spec.arch, &spec.layer, spec.kind).with_extension("ckpt")
+    decoder_path(out, spec.arch, spec.layer.name(), spec.kind).with_extension("ckpt")
 }
 
 /// Learning rate at `step` (0-based) of `total`: linear warm-up over the first 50 steps, then
@@ -40,22 +40,24 @@ struct Slot {
 /// Train the decoders `cfg` asks for. Returns when every decoder reached `cfg.steps`, failed, or
 /// `cancel` was set; decoders and checkpoints are saved in `cfg.out` along the way and at the end.
 pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel: &CancelToken) -> Result<TrainSummary> {
-    let enc = &enc.to_dtype(cfg.dtype)?;
+    let enc = &enc.to_dtype(cfg.precision.dtype())?;
     let n = enc.arch.input_size();
     let crop = cfg.crop.unwrap_or(n);
-    for l in &cfg.layers {
-        if let Some(why) = enc.unavailable_reason(l) {
+    // No layers named: every layer of the conv trunk.
+    let taps = if cfg.layers.is_empty() { enc.arch.stage_taps() } else { enc.arch.taps_named(&cfg.layers)? };
+    let cfg = &TrainConfig { layers: taps.iter().map(|t| t.to_string()).collect(), ..cfg.clone() };
+    for t in &taps {
+        if let Some(why) = enc.unavailable_reason(t.name()) {
             return Err(Error::Unavailable(why));
         }
-        let fc = enc.arch.tap_index(l).is_some_and(|i| i >= enc.arch.stages().len());
-        if fc && crop != n {
+        if t.is_fc() && crop != n {
             return Err(Error::Unavailable(format!(
-                "{l} needs the full {n}×{n} input: drop --crop or train conv layers separately"
+                "{t} needs the full {n}×{n} input: drop --crop or train conv layers separately"
             )));
         }
     }
-    if cfg.layers.is_empty() || cfg.kinds.is_empty() {
-        return Err(Error::Unavailable("nothing to train: give at least one layer and one kind".into()));
+    if cfg.kinds.is_empty() {
+        return Err(Error::Unavailable("nothing to train: give at least one kind".into()));
     }
     if crop < 32 || crop > 4 * n {
         return Err(Error::Unavailable(format!("crop must be between 32 and {} pixels, got {crop}", 4 * n)));
@@ -150,8 +152,7 @@ fn train_decoders(
             slots.push(Slot { id, trainer, failed: false, val: None, calibrate: fresh && cfg.init != Init::Uniform });
         }
     }
-    let deepest =
-        cfg.layers.iter().max_by_key(|l| enc.arch.tap_index(l).unwrap_or(0)).cloned().unwrap_or_else(|| "pool1".into());
+    let deepest = enc.arch.taps_named(&cfg.layers)?.into_iter().max().map_or("pool1", |t| t.name());
     sink.event(&Event::Started {
         decoders: slots.iter().map(|s| (s.id.clone(), s.trainer.steps)).collect(),
         train_images: files.len(),
@@ -170,7 +171,7 @@ fn train_decoders(
         Some(Tensor::stack(&ts, 0)?)
     };
     let val_features = match &val_x {
-        Some(x) => Some(enc.forward_to(x, &deepest)?),
+        Some(x) => Some(enc.forward_to(x, deepest)?),
         None => None,
     };
     let validate = |slots: &mut Vec<Slot>| -> Result<Vec<ValResult>> {
@@ -203,7 +204,7 @@ fn train_decoders(
             };
             let dspec = &s.trainer.decoder.spec;
             s.trainer.save_checkpoint(&checkpoint_path(&cfg.out, dspec), &meta)?;
-            let path = decoder_path(&cfg.out, dspec.arch, &dspec.layer, dspec.kind);
+            let path = decoder_path(&cfg.out, dspec.arch, dspec.layer.name(), dspec.kind);
             save_decoder(&path, &meta, &s.trainer.tensors(), DType::F16)?;
             paths.push(path);
         }
@@ -238,7 +239,7 @@ fn train_decoders(
                 return Err(Error::bad_file(&cfg.data, "none of the images in this folder could be read"));
             }
         };
-        let features = enc.forward_to(&x, &deepest)?;
+        let features = enc.forward_to(&x, deepest)?;
         for s in slots.iter_mut().filter(|s| s.calibrate) {
             s.trainer.calibrate(&features, &x, cfg.init)?;
             s.calibrate = false;

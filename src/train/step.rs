@@ -151,7 +151,7 @@ impl DecoderTrainer {
         let (tensors, header) = read_safetensors(path, self.decoder_device())?;
         let meta = DecoderMeta::from_map_as(path, &header, crate::model::decoder_file::DECODER_FORMAT)?;
         let spec = &self.decoder.spec;
-        if (meta.spec.arch, meta.spec.layer.as_str(), meta.spec.width) != (spec.arch, spec.layer.as_str(), spec.width) {
+        if (meta.spec.arch, meta.spec.layer, meta.spec.width) != (spec.arch, spec.layer, spec.width) {
             return Err(Error::bad_file(
                 path,
                 format!(

@@ -95,6 +95,18 @@ pub fn assert_clean_failure(out: &Output, needles: &[&str]) {
     }
 }
 
+/// Assert a command line refused before it ran: exit code 2, no panic, one line on stderr
+/// containing `needles`.
+pub fn assert_usage_error(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} not in: {err}");
+    }
+}
+
 /// Write `tensors` (f32) as a zip-format PyTorch state dict, byte for byte what `torch.save` of a
 /// plain dict of tensors writes: `archive/data.pkl` (pickle protocol 2) + one raw storage each.
 pub fn write_pth(path: &std::path::Path, tensors: &[(String, Tensor)]) {
