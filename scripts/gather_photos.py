@@ -76,7 +76,12 @@ SOURCES = [
     ("deb", "endless-sky-data", "0.9.8-1.2", ["*/images/land/*"], None, False),
     ("rcc", "gcompris-qt-data", "3.1-2", ["explore_monuments.rcc:*", "erase.rcc:*",
                                           "explore_world_animals.rcc:*", "explore_world_music.rcc:*",
-                                          "categorization.rcc:*/images/monuments/*"], None, False),
+                                          "categorization.rcc:*/images/monuments/*",
+                                          # added later: monument photos (the paintings excluded below)
+                                          # and farm animals
+                                          "details.rcc:*/details/resource/image/*_background.*",
+                                          "explore_farm_animals.rcc:*/explore_farm_animals/resource/animals/*"],
+     None, False),
     ("deb", "krank", "0.7+dfsg2-4", ["*/unera-backgrounds/*"],
      "public domain (debian/copyright: images by Slava Anishenko)", False),
     ("deb", "scratch", "1.4.0.6~dfsg1-6.1", ["*/Media/Backgrounds/*"], None, False),
@@ -99,7 +104,9 @@ SOURCES = [
     ("deb", "forensics-samples-files", "1.1.4-5", ["*/original-files/pic*"], None, False),
 ]
 # inside the globs above, still not photographs
-EXCLUDE = ["*/debian_logo.jpg"]
+EXCLUDE = ["*/debian_logo.jpg",
+           # gcompris' `details` pictures that are paintings (Van Gogh), not photographs
+           "*/details/*Gogh*", "*/details/*PortraitOfPereTanguy*", "*/details/*Eglise_dAuvers*"]
 
 
 def ensure_pillow():
