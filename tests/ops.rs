@@ -1,4 +1,4 @@
-//! Fast pooling/unpooling ops against their slow twins, and their gradients against finite
+//! Fast pooling/unpooling/spreading ops against their slow twins, and their gradients against finite
 //! differences.
 
 mod common;
@@ -6,8 +6,8 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::devices;
 use layerinv::ops::{
-    max_pool_with_switches, max_pool_with_switches_ref, unpool, unpool_fixed, unpool_fixed_ref, unpool_ref,
-    PoolSwitches,
+    max_pool_with_switches, max_pool_with_switches_ref, spread, spread_ref, unpool, unpool_fixed, unpool_fixed_ref,
+    unpool_ref, PoolSwitches,
 };
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -288,5 +288,75 @@ fn adam_update_matches_the_formula() {
         // The moments come back out for checkpoints in parameter shape.
         let (_, _, m1, v1) = adam.state().next().unwrap().unwrap();
         assert_eq!((m1.dims(), v1.dims()), (&[3usize, 5][..], &[3usize, 5][..]));
+    }
+}
+
+/// Pooled size of `n` cells with window `k`, stride `s`.
+fn pooled(n: usize, k: usize, s: usize) -> usize {
+    (n - k) / s + 1
+}
+
+/// Spreading (the up-convolutional decoder's upsampling) against its twin on every device, in
+/// f32 and bf16; for 2×2 stride-2 windows it is candle's nearest-neighbour upsampling (a third,
+/// independent implementation), and overlapping windows average what lands on a cell.
+#[test]
+fn spread_matches_its_twin_and_nearest_upsampling() {
+    for dev in devices() {
+        for (k, s, h, w) in CASES {
+            let (ph, pw) = (pooled(h, k, s), pooled(w, k, s));
+            let x = Tensor::randn(0f32, 1., (2, 3, ph, pw), &dev).unwrap();
+            let fast = spread(&x, k, s, (h, w)).unwrap();
+            assert_eq!(fast.dims(), &[2, 3, h, w]);
+            let slow = spread_ref(&x, k, s, (h, w)).unwrap();
+            assert!(max_abs_diff(&fast, &slow) < 1e-6, "{dev:?} k={k} {h}x{w}");
+            if (k, s) == (2, 2) && h % 2 == 0 && w % 2 == 0 {
+                let nearest = x.upsample_nearest2d(h, w).unwrap();
+                assert_eq!(max_abs_diff(&fast, &nearest), 0.0, "{dev:?} {h}x{w}");
+            }
+            let half = spread(&x.to_dtype(DType::BF16).unwrap(), k, s, (h, w)).unwrap();
+            let of_half =
+                spread(&x.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap(), k, s, (h, w)).unwrap();
+            assert!(max_abs_diff(&half, &of_half) <= 0.02, "{dev:?} bf16 k={k}: within bf16's rounding of ±4");
+        }
+    }
+    // 3×3 stride 2 over 5 cells: cells 0, 1 from window 0; cell 2 shared by windows 0 and 1.
+    let x = Tensor::new(&[[[[2f32, 4.], [6., 8.]]]], &Device::Cpu).unwrap();
+    let y = spread(&x, 3, 2, (5, 5)).unwrap().squeeze(0).unwrap().squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(y[0], [2., 2., 3., 4., 4.]);
+    assert_eq!(y[2], [4., 4., 5., 6., 6.]);
+    assert_eq!(y[4], [6., 6., 7., 8., 8.]);
+    // A map it cannot fill is an error, not a panic.
+    assert!(spread(&x, 2, 2, (9, 9)).is_err());
+}
+
+/// d/dx sum(w ⊙ spread(x)): the fast kernel's gradient (f32) and the twin's (f64, by candle's
+/// autodiff) against central differences of the twin.
+#[test]
+fn spread_gradients_match_finite_differences() {
+    let dev = Device::Cpu;
+    for (k, s, h, w) in CASES {
+        let (ph, pw) = (pooled(h, k, s), pooled(w, k, s));
+        let x = Tensor::randn(0f64, 1., (1, 2, ph, pw), &dev).unwrap();
+        let weights = Tensor::randn(0f64, 1., (1, 2, h, w), &dev).unwrap();
+        let loss = |t: &Tensor| spread_ref(t, k, s, (h, w)).unwrap().mul(&weights).unwrap().sum_all().unwrap();
+        let var = Var::from_tensor(&x).unwrap();
+        let g_ref = loss(var.as_tensor()).backward().unwrap().get(var.as_tensor()).unwrap().clone();
+        let var32 = Var::from_tensor(&x.to_dtype(DType::F32).unwrap()).unwrap();
+        let w32 = weights.to_dtype(DType::F32).unwrap();
+        let loss32 = spread(var32.as_tensor(), k, s, (h, w)).unwrap().mul(&w32).unwrap().sum_all().unwrap();
+        let g_fast = loss32.backward().unwrap().get(var32.as_tensor()).unwrap().clone();
+        assert!(max_abs_diff(&g_fast, &g_ref) < 1e-5, "k={k} {h}x{w}: fast vs twin");
+        let base = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let g = g_ref.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let eps = 1e-4;
+        for i in (0..base.len()).step_by(5) {
+            let at = |d: f64| {
+                let mut v = base.clone();
+                v[i] += d;
+                loss(&Tensor::from_vec(v, x.shape(), &dev).unwrap()).to_scalar::<f64>().unwrap()
+            };
+            let fd = (at(eps) - at(-eps)) / (2. * eps);
+            assert!((fd - g[i]).abs() < 1e-6, "k={k} {h}x{w} i={i}: fd {fd} vs autodiff {}", g[i]);
+        }
     }
 }

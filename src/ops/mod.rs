@@ -1,5 +1,6 @@
 //! Pooling with switches, the two unpooling flavours (SAE: fixed switch, SWWAE: recorded
-//! switches), and a fast CPU convolution.
+//! switches), spreading over pooling windows (the up-convolutional decoder's upsampling), and a
+//! fast CPU convolution.
 //!
 //! Every fast op has a slow twin built from plain tensor ops (`*_ref`), and the tests compare them.
 //! The fast versions run on CPU for f32/f64/bf16 and, in CUDA builds, on CUDA for f32/bf16 (own
@@ -13,12 +14,14 @@ pub(crate) mod cuda;
 mod cudnn;
 mod loss;
 mod pool;
+mod spread;
 mod unpool;
 
 pub use conv::{candle_conv2d, conv2d, conv2d_packed, conv2d_ref, conv2d_with, ConvAlgo, PackedKernel, PACKED_BUDGET};
 pub use loss::{mse_loss, mse_loss_ref};
 
 pub use pool::{max_pool_with_switches, max_pool_with_switches_ref, PoolSwitches};
+pub use spread::{spread, spread_ref};
 pub use unpool::{unpool, unpool_fixed, unpool_fixed_ref, unpool_ref};
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
