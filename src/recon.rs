@@ -83,31 +83,62 @@ impl DecoderSet {
             .map(|(_, m)| m)
     }
 
-    /// Layers for which every kind is loaded, in the encoder's order.
-    pub fn complete_layers(&self) -> Vec<String> {
+    /// The kinds loaded for `layer`, in [`Kind::ALL`]'s order.
+    pub fn kinds_at(&self, layer: &str) -> Vec<Kind> {
+        Kind::ALL.into_iter().filter(|&k| self.get(layer, k).is_ok()).collect()
+    }
+
+    /// Layers with at least one kind loaded, in the encoder's order.
+    pub fn layers(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for (l, _, _) in &self.entries {
-            if !out.contains(l) && Kind::ALL.iter().all(|&k| self.get(l, k).is_ok()) {
+            if !out.contains(l) && !self.kinds_at(l).is_empty() {
                 out.push(l.clone());
             }
         }
         out
     }
 
-    /// Why `layer` cannot be shown with every kind, or `None` when it can.
+    /// Why `layer` cannot be shown with any kind, or `None` when some kind can show it.
     pub fn unavailable_reason(&self, layer: &str) -> Option<String> {
         let reasons: Vec<String> =
             Kind::ALL.iter().filter_map(|&k| self.get(layer, k).err().map(|e| e.to_string())).collect();
         let missing = format!("no {layer} ");
         match reasons.len() {
-            0 => None,
-            n if n == Kind::ALL.len() && reasons.iter().all(|r| r.starts_with(&missing)) => Some(format!(
+            n if n < Kind::ALL.len() => None,
+            _ if reasons.iter().all(|r| r.starts_with(&missing)) => Some(format!(
                 "no {layer} decoders in {}; make them with `{}`",
                 self.dir.display(),
                 train_command(&self.dir, layer, &Kind::ALL)
             )),
-            _ => Some(reasons[0].clone()),
+            _ => reasons.into_iter().find(|r| !r.starts_with(&missing)),
         }
+    }
+
+    /// Over `layers` (each of which some kind can show), what the other kinds lack: a line per
+    /// kind whose decoders are missing ("no upconv decoders for pool1, pool2 in DIR; make them
+    /// with `…`"), and a line per decoder file that could not be loaded.
+    pub fn missing(&self, layers: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for kind in Kind::ALL {
+            let mut absent = Vec::new();
+            for l in layers {
+                match self.get(l, kind) {
+                    Ok(_) => {}
+                    Err(e) if e.to_string().starts_with(&format!("no {l} ")) => absent.push(l.as_str()),
+                    Err(e) => out.push(e.to_string()),
+                }
+            }
+            if !absent.is_empty() {
+                out.push(format!(
+                    "no {kind} decoders for {} in {}; make them with `{}`",
+                    absent.join(", "),
+                    self.dir.display(),
+                    train_command(&self.dir, &absent.join(","), &[kind])
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -182,7 +213,8 @@ fn input_tensor(enc: &Encoder, input: &RgbImage) -> Result<Tensor> {
     Ok(enc.preprocess.to_tensor(input, n, enc.device())?.unsqueeze(0)?)
 }
 
-/// [`reconstruct`] from `features` the encoder computed for `input` (covering `layers`).
+/// [`reconstruct`] from `features` the encoder computed for `input` (covering `layers`). Each
+/// of `kinds` the set holds at a layer rebuilds it; a layer none of them can rebuild is an error.
 pub fn reconstruct_from(
     enc: &Encoder,
     set: &DecoderSet,
@@ -193,7 +225,14 @@ pub fn reconstruct_from(
 ) -> Result<Vec<Reconstruction>> {
     let mut decoders = Vec::new();
     for l in layers {
-        for &k in kinds {
+        let held: Vec<Kind> = set.kinds_at(l).into_iter().filter(|k| kinds.contains(k)).collect();
+        if held.is_empty() {
+            return Err(Error::Unavailable(
+                set.unavailable_reason(l)
+                    .unwrap_or_else(|| format!("no {l} decoder of the kinds asked for in {}", set.dir.display())),
+            ));
+        }
+        for k in held {
             decoders.push((l.clone(), k, set.get(l, k)?));
         }
     }
@@ -351,24 +390,24 @@ pub fn layer_grid(enc: &Encoder, layer: &str) -> Option<u32> {
     (shape.len() == 3).then(|| shape[1] as u32)
 }
 
-/// Evaluate every complete layer of each of `sets` on the same `images` (each brought to the
-/// model's size): for each layer a row per set and decoder kind, and one for its [`thumbnail`]
-/// floor, then one row for the [`flat`] floor (layer `"any"`). `progress(i, n)` is called after
-/// each image.
+/// Evaluate every layer of each of `sets` on the same `images` (each brought to the model's
+/// size): for each layer a row per set and decoder kind it holds there, and one for its
+/// [`thumbnail`] floor, then one row for the [`flat`] floor (layer `"any"`). `progress(i, n)` is
+/// called after each image.
 pub fn evaluate(
     enc: &Encoder,
     sets: &[DecoderSet],
     images: &[RgbImage],
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<EvalRow>> {
-    let complete: Vec<Vec<String>> = sets.iter().map(DecoderSet::complete_layers).collect();
+    let complete: Vec<Vec<String>> = sets.iter().map(DecoderSet::layers).collect();
     let layers: Vec<String> =
         enc.arch.taps().iter().map(|t| t.to_string()).filter(|t| complete.iter().any(|c| c.contains(t))).collect();
     // (layer, what made the picture, the set)
     let mut rows: Vec<(String, Method, Option<usize>)> = Vec::new();
     for l in &layers {
-        for (i, _) in complete.iter().enumerate().filter(|(_, c)| c.contains(l)) {
-            rows.extend(Kind::ALL.map(|k| (l.clone(), Method::Decoder(k), Some(i))));
+        for (i, set) in sets.iter().enumerate().filter(|(i, _)| complete[*i].contains(l)) {
+            rows.extend(set.kinds_at(l).into_iter().map(|k| (l.clone(), Method::Decoder(k), Some(i))));
         }
         if layer_grid(enc, l).is_some() {
             rows.push((l.clone(), Method::Thumbnail, None));

@@ -30,7 +30,11 @@ impl LayerinvApp {
                 sets.dedup();
                 ui.vertical(|ui| {
                     ui.strong(label);
-                    ui.weak(if sets.len() == 1 { sets[0].as_str() } else { "mixed sets (hover a picture)" });
+                    ui.weak(match sets.len() {
+                        0 => "no decoders (hover a cell)",
+                        1 => sets[0].as_str(),
+                        _ => "mixed sets (hover a picture)",
+                    });
                 });
                 if row == 0 {
                     ui.add(egui::Image::new(&input_tex).fit_to_exact_size(size).alt_text("input image"));
@@ -60,7 +64,8 @@ impl LayerinvApp {
                                 }
                             }
                             None => {
-                                ui.label("—");
+                                let why = self.decoders.kind_missing(l, *kind).unwrap_or_default();
+                                ui.add_sized(size, egui::Label::new("—")).on_hover_text(why);
                             }
                         },
                         Some(Err(e)) => {

@@ -35,11 +35,13 @@ impl LayerinvApp {
     pub(super) fn compare_view(&mut self, ui: &mut egui::Ui) {
         let rows = if self.view == View::Diff { 2.0 } else { 1.0 };
         let avail = ui.available_size();
+        // The input and a pane per kind.
+        let columns = 1.0 + Kind::ALL.len() as f32;
         let fit = |cols: f32, rows: f32| ((avail.x - 40.0) / cols).min((avail.y - 120.0) / rows - 64.0).max(96.0);
         let side = match self.preview(&self.layer).map(|p| p.panes.len() as f32) {
             // The training preview beside the panes, or in a row of its own: whichever is larger.
-            Some(n) => fit(3.0 + n, rows).max(fit(3.0, rows + 1.0)),
-            None => fit(3.0, rows),
+            Some(n) => fit(columns + n, rows).max(fit(columns, rows + 1.0)),
+            None => fit(columns, rows),
         };
         self.picture_rows(ui, side);
         if self.view == View::Diff {
@@ -93,15 +95,23 @@ impl LayerinvApp {
         match self.rebuilt(&layer) {
             Some(Ok(rebuilt)) => {
                 let cells = self.pane_cells(rebuilt, &layer, false, blink);
+                let missing = self.missing_panes(&layer);
                 // The run in progress beside the chosen decoders (same photo, same zoom): in the
                 // same row when the window is wide enough for it, else in a row of its own.
                 let preview = self.preview(&layer).map(|p| self.pane_cells(p, &layer, true, blink));
                 let inline = preview.as_ref().is_some_and(|p| {
-                    (3 + p.len()) as f32 * (side + ui.spacing().item_spacing.x) <= ui.available_width()
+                    (1 + Kind::ALL.len() + p.len()) as f32 * (side + ui.spacing().item_spacing.x)
+                        <= ui.available_width()
                 });
                 let (beside, below) = if inline { (preview, None) } else { (None, preview) };
                 ui.horizontal_top(|ui| {
-                    for cell in std::iter::once(&input).chain(&cells).chain(beside.iter().flatten()) {
+                    for cell in std::iter::once(&input).chain(&cells) {
+                        copy = copy.take().or(cell_ui(ui, cell, side, &mut zoom));
+                    }
+                    for (title, why) in &missing {
+                        missing_ui(ui, title, why, side);
+                    }
+                    for cell in beside.iter().flatten() {
                         copy = copy.take().or(cell_ui(ui, cell, side, &mut zoom));
                     }
                 });
@@ -160,6 +170,10 @@ impl LayerinvApp {
                 ui.horizontal_top(|ui| {
                     copy = cell_ui(ui, &input, side, &mut zoom);
                     for kind in Kind::ALL {
+                        if let Some(why) = self.decoders.kind_missing(&layer, kind) {
+                            missing_ui(ui, &self.pane_title(kind, &layer), &why, side);
+                            continue;
+                        }
                         ui.vertical(|ui| {
                             ui.strong(self.pane_title(kind, &layer));
                             let source = self.decoders.shown(&layer, kind).map(|s| s.note(&layer, kind));
@@ -176,6 +190,14 @@ impl LayerinvApp {
         if let Some(img) = copy {
             self.ctx.copy_image(img);
         }
+    }
+
+    /// Each kind with no decoder to show at `layer`: its pane title and why.
+    fn missing_panes(&self, layer: &str) -> Vec<(String, String)> {
+        Kind::ALL
+            .iter()
+            .filter_map(|&k| self.decoders.kind_missing(layer, k).map(|why| (self.pane_title(k, layer), why)))
+            .collect()
     }
 
     /// The cells of a row of reconstructions (the chosen decoders', or the training preview's);
@@ -251,6 +273,23 @@ fn cell_ui(ui: &mut egui::Ui, cell: &Cell, side: f32, zoom: &mut ZoomPan) -> Opt
         }
     });
     copy
+}
+
+/// The place of a kind with no decoder to show: its title and what to do about it.
+fn missing_ui(ui: &mut egui::Ui, title: &str, why: &str, side: f32) {
+    ui.vertical(|ui| {
+        ui.set_width(side);
+        ui.strong(title);
+        ui.weak("no decoder");
+        let (rect, _) = ui.allocate_exact_size(egui::Vec2::splat(side), egui::Sense::hover());
+        ui.painter().rect_stroke(
+            rect,
+            4.0,
+            egui::Stroke::new(1.0, ui.visuals().weak_text_color()),
+            egui::StrokeKind::Inside,
+        );
+        ui.put(rect.shrink(12.0), egui::Label::new(egui::RichText::new(why).weak()).wrap());
+    });
 }
 
 /// The error maps' colour scale, labelled in 0–255 units.

@@ -117,20 +117,31 @@ impl Decoders {
             })
     }
 
-    /// Every kind's source at `layer`, or `None` when a kind has no decoder to show.
+    /// The source of every kind that has a decoder to show at `layer`, or `None` when none has.
     pub fn sources(&self, layer: &str) -> Option<Vec<Source>> {
-        Kind::ALL.iter().map(|&kind| self.shown(layer, kind).map(|s| Source { kind, dir: s.dir.clone() })).collect()
+        let shown: Vec<Source> = Kind::ALL
+            .iter()
+            .filter_map(|&kind| self.shown(layer, kind).map(|s| Source { kind, dir: s.dir.clone() }))
+            .collect();
+        (!shown.is_empty()).then_some(shown)
     }
 
-    /// Why `layer` cannot be shown, or `None` when every kind has a decoder.
+    /// Why `layer` cannot be shown, or `None` when some kind has a decoder for it.
     pub fn layer_unavailable(&self, layer: &str) -> Option<String> {
         if !self.scanned {
             return Some("the decoders are still being looked for".into());
         }
         let missing: Vec<Kind> = Kind::ALL.into_iter().filter(|&k| self.shown(layer, k).is_none()).collect();
-        if missing.is_empty() {
-            return None;
-        }
+        (missing.len() == Kind::ALL.len()).then(|| self.why_missing(layer, &missing))
+    }
+
+    /// Why `kind` has no pane at `layer`, or `None` when it has a decoder to show.
+    pub fn kind_missing(&self, layer: &str, kind: Kind) -> Option<String> {
+        (self.scanned && self.shown(layer, kind).is_none()).then(|| self.why_missing(layer, &[kind]))
+    }
+
+    /// What to do about `missing` kinds having no decoder to show at `layer`.
+    fn why_missing(&self, layer: &str, missing: &[Kind]) -> String {
         let names: Vec<&str> = missing.iter().map(Kind::label).collect();
         let unpicked: Vec<String> = self
             .sets
@@ -139,7 +150,7 @@ impl Decoders {
             .map(SetInfo::label)
             .collect();
         let kinds: Vec<&str> = missing.iter().map(Kind::name).collect();
-        Some(if unpicked.is_empty() {
+        if unpicked.is_empty() {
             format!(
                 "no {layer} {} decoder in any set; make it with Train > Train decoders…, or `layerinv train --data <photos folder> --layers {layer} --kinds {}`",
                 names.join(" or "),
@@ -151,7 +162,7 @@ impl Decoders {
                 names.join(" and "),
                 unpicked.join(", ")
             )
-        })
+        }
     }
 
     /// Show `dir`'s decoder at `layer`/`kind`.

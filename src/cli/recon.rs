@@ -70,12 +70,12 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
         if args.keep_channels.is_some() || args.diff {
             bail!("--keep-channels and --diff work on one layer: give --layer L instead of --all-layers");
         }
-        let mut layers = sets[0].complete_layers();
-        layers.retain(|l| sets.iter().all(|s| s.complete_layers().contains(l)));
+        let mut layers = sets[0].layers();
+        layers.retain(|l| sets.iter().all(|s| s.layers().contains(l)));
         if layers.is_empty() {
             let taps: Vec<&str> = enc.arch.taps().iter().map(|t| t.name()).filter(|t| enc.has_tap(t)).collect();
             bail!(
-                "no layer has every kind of decoder for {} in {}; make them with `{}`",
+                "no decoders for {} in {}; make them with `{}`",
                 enc.name,
                 dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" and "),
                 crate::recon::train_command(&dirs[0], &taps.join(","), &Kind::ALL)
@@ -153,6 +153,10 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
         picture.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| Error::bad_file(tmp, e.to_string()))
     })?;
     eprintln!("wrote {}", args.out.display());
+    // What some kind lacks is said; the picture shows the others.
+    for m in sets.iter().flat_map(|s| s.missing(&layers)) {
+        eprintln!("note: {m}");
+    }
     Ok(())
 }
 
@@ -165,14 +169,11 @@ pub fn eval_cmd(data: &Path, dirs: &[PathBuf], model: &str, device: &str, as_jso
     let enc = ModelSource::parse(model).load(&dev)?;
     let sets: Vec<DecoderSet> = dirs.iter().map(|d| DecoderSet::load(d, &enc)).collect();
     for set in &sets {
-        if set.complete_layers().is_empty() {
-            bail!(
-                "no layer has every kind of decoder for {} in {}; train some with `layerinv train`",
-                enc.name,
-                set.dir.display()
-            );
+        if set.layers().is_empty() {
+            bail!("no decoders for {} in {}; train some with `layerinv train`", enc.name, set.dir.display());
         }
     }
+    let notes: Vec<String> = sets.iter().flat_map(|s| s.missing(&s.layers())).collect();
     let files = list_images(data)?;
     let mut images = Vec::new();
     for f in &files {
@@ -187,6 +188,10 @@ pub fn eval_cmd(data: &Path, dirs: &[PathBuf], model: &str, device: &str, as_jso
     let bar = indicatif::ProgressBar::new(images.len() as u64);
     let rows = evaluate(&enc, &sets, &images, |i, _| bar.set_position(i as u64))?;
     bar.finish_and_clear();
+    // What some kind lacks (it has no rows).
+    for m in &notes {
+        eprintln!("note: {m}");
+    }
     if as_json {
         let decoders: Vec<_> = sets
             .iter()

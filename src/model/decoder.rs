@@ -257,9 +257,9 @@ impl Decoder {
         out
     }
 
-    /// Run the whole decoder, showing `hook` every layer with weights before its ReLU; what the
-    /// hook returns (`Some`) replaces that layer's output, ReLU included (for the last layer:
-    /// before the output scale). Returns the output.
+    /// Run the whole decoder, showing `hook` every layer with weights before its activation; what
+    /// the hook returns (`Some`) replaces that layer's output before its activation (for the last
+    /// layer: before the output scale). Returns the output.
     pub fn inspect(&self, f: &Features, hook: &mut dyn FnMut(Visit) -> Result<Option<Tensor>>) -> Result<Tensor> {
         let mut x = self.scaled_tap(f, self.spec.layer.name())?;
         for l in &self.layers {
@@ -267,10 +267,11 @@ impl Decoder {
                 Layer::Weighted(w) => {
                     let pre = w.pre(&x)?;
                     let visit = Visit { name: &w.name, pre: pre.clone(), relu: w.relu, out_axis: w.out_axis() };
-                    match hook(visit)? {
-                        Some(y) => y,
-                        None if w.relu => pre.relu()?,
-                        None => pre,
+                    let y = hook(visit)?.unwrap_or(pre);
+                    if w.relu {
+                        y.relu()?
+                    } else {
+                        y
                     }
                 }
                 Layer::Mark(_) => x,

@@ -187,7 +187,7 @@ pub fn calibrate(dec: &mut Decoder, f: &Features, x: &Tensor, init: Init) -> Res
         updates.push((format!("{}.weight", v.name), w));
         updates.push((format!("{}.bias", v.name), b));
         let y = y.to_dtype(v.pre.dtype())?;
-        Ok(Some(if v.relu { y.relu()? } else { y }))
+        Ok(Some(y))
     })?;
     Ok(updates)
 }

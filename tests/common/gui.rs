@@ -66,8 +66,10 @@ pub fn wait_for(h: &mut Harness<'static, LayerinvApp>, what: &str, done: impl Fn
     h.step();
 }
 
+/// `layer` is on screen with a pane for every kind some set has a decoder for.
 pub fn shows_layer(app: &LayerinvApp, layer: &str) -> bool {
-    matches!(app.panes(layer), Some(Ok(p)) if p.len() == 2) && app.layer == layer
+    let kinds = app.decoders.sources(layer).map_or(0, |s| s.len());
+    matches!(app.panes(layer), Some(Ok(p)) if kinds > 0 && p.len() == kinds) && app.layer == layer
 }
 
 #[derive(Debug)]
