@@ -19,8 +19,9 @@ fn starts_and_the_layer_picker_changes_the_view() {
     let dec = common::tiny_decoders("pool1,pool2");
     let mut h = harness(dec.path(), None, "pool2");
     wait_for(&mut h, "pool2 reconstructions", |a| shows_layer(a, "pool2"));
-    assert!(h.query_all_by_label("SAE from pool2").count() > 0);
-    assert!(h.query_all_by_label("SWWAE from pool2").count() > 0);
+    for kind in Kind::ALL {
+        assert!(h.query_all_by_label(&format!("{} from pool2", kind.label())).count() > 0, "{kind}");
+    }
     // Decoders missing from the first folder come from the bundled ones; layers the model cannot
     // serve are disabled with the reason (the bundled trunk has no classifier head).
     assert!(h.state().layer_unavailable("pool4").is_none());
@@ -35,7 +36,7 @@ fn starts_and_the_layer_picker_changes_the_view() {
     let floor = layerinv::recon::thumbnail(&photo, 112);
     let floor = layerinv::train::metrics::psnr(layerinv::train::metrics::mse(&floor, &photo));
     let want = format!("floor {floor:.1} dB");
-    assert_eq!(h.query_all_by_label_contains(&want).count(), 2, "{want}");
+    assert_eq!(h.query_all_by_label_contains(&want).count(), Kind::ALL.len(), "{want}: a pane per kind");
 
     // → steps back to pool2 (the next available layer); its result is cached, so no recompute.
     h.key_press(egui::Key::ArrowRight);
@@ -167,6 +168,12 @@ fn fresh_user(data: &std::path::Path, storage: Option<common::gui::MemoryStorage
 }
 
 /// Where each pane's decoder comes from.
+/// How many kinds the bundled set has decoders for (pool1).
+fn bundled_kinds() -> usize {
+    let dir = layerinv::model::source::weights_dir();
+    Kind::ALL.iter().filter(|k| dir.join(format!("vgg16_pool1_{k}.safetensors")).is_file()).count()
+}
+
 fn pane_dirs(app: &LayerinvApp, layer: &str) -> Vec<std::path::PathBuf> {
     match app.panes(layer) {
         Some(Ok(panes)) => panes.iter().map(|p| p.source.dir.clone()).collect(),
@@ -184,14 +191,16 @@ fn a_trial_run_never_hides_the_bundled_decoders() {
     let bundled = layerinv::model::source::weights_dir();
     let mut h = fresh_user(data.path(), None);
     wait_for(&mut h, "pool1 reconstructions", |a| shows_layer(a, "pool1"));
-    assert_eq!(pane_dirs(h.state(), "pool1"), vec![bundled.clone(), bundled.clone()]);
-    assert_eq!(h.query_all_by_label("bundled").count(), 2, "each pane names its decoder");
+    let n = bundled_kinds();
+    assert_eq!(pane_dirs(h.state(), "pool1"), vec![bundled.clone(); n]);
+    assert_eq!(h.query_all_by_label("bundled").count(), n, "each pane names its decoder");
 
     start_tiny_run(&mut h, None);
     // The first checkpoint (step 20) shows in a preview row; the chosen panes stay bundled.
-    wait_for(&mut h, "the training preview", |a| a.preview("pool1").is_some_and(|p| p.panes.len() == 2));
-    assert_eq!(h.query_all_by_label_contains("training preview, step ").count(), 2);
-    assert_eq!(pane_dirs(h.state(), "pool1"), vec![bundled.clone(), bundled.clone()]);
+    // The run trains every kind, so its preview has a pane per kind.
+    let all = Kind::ALL.len();
+    wait_for(&mut h, "the training preview", |a| a.preview("pool1").is_some_and(|p| p.panes.len() == all));
+    assert_eq!(h.query_all_by_label_contains("training preview, step ").count(), all);
     let run_dir = h.state().training.as_ref().unwrap().out_dir();
     assert!(run_dir.starts_with(data.path().join("runs")), "{}", run_dir.display());
     h.get_by_label("Cancel").click();
@@ -200,7 +209,7 @@ fn a_trial_run_never_hides_the_bundled_decoders() {
     wait_for(&mut h, "its folder read again", |a| {
         a.decoders.set(&run_dir).is_some_and(|s| s.summary().contains("cancelled"))
     });
-    assert_eq!(pane_dirs(h.state(), "pool1"), vec![bundled.clone(), bundled.clone()]);
+    assert_eq!(pane_dirs(h.state(), "pool1"), vec![bundled.clone(); n]);
     let mut storage = common::gui::MemoryStorage::default();
     h.state().current_settings().save(&mut storage);
     drop(h);
@@ -208,28 +217,28 @@ fn a_trial_run_never_hides_the_bundled_decoders() {
     // Started again: the bundled decoders, titled so; the trial run is listed.
     let mut h = fresh_user(data.path(), Some(storage));
     wait_for(&mut h, "pool1 reconstructions after a restart", |a| shows_layer(a, "pool1"));
-    assert_eq!(pane_dirs(h.state(), "pool1"), vec![bundled.clone(), bundled.clone()]);
-    assert_eq!(h.query_all_by_label("bundled").count(), 2);
+    assert_eq!(pane_dirs(h.state(), "pool1"), vec![bundled.clone(); n]);
+    assert_eq!(h.query_all_by_label("bundled").count(), n);
     let summary = h.state().decoders.set(&run_dir).expect("the run is a set").summary();
 
-    // One click in the Decoders menu switches both panes to it.
+    // One click in the Decoders menu switches every pane to it.
     h.get_by_label("Decoders").click();
     h.run_steps(3);
     h.get_by_label(&summary).click();
     h.run_steps(2);
     wait_for(&mut h, "the trial run's pictures", |a| {
-        shows_layer(a, "pool1") && pane_dirs(a, "pool1") == vec![run_dir.clone(), run_dir.clone()]
+        shows_layer(a, "pool1") && pane_dirs(a, "pool1") == vec![run_dir.clone(); all]
     });
-    assert_eq!(h.query_all_by_label_contains("(cancelled)").count(), 2, "each pane says the run was cancelled");
+    assert_eq!(h.query_all_by_label_contains("(cancelled)").count(), all, "each pane says the run was cancelled");
 
     // Forgotten: the folder moves to the trash with its files, the panes go back to bundled.
     h.state_mut().forget_set(&run_dir);
     wait_for(&mut h, "the bundled pictures again", |a| {
-        shows_layer(a, "pool1") && pane_dirs(a, "pool1") == vec![bundled.clone(), bundled.clone()]
+        shows_layer(a, "pool1") && pane_dirs(a, "pool1") == vec![bundled.clone(); n]
     });
     assert!(!run_dir.exists());
     let moved = data.path().join("trash").join(run_dir.file_name().unwrap());
-    for kind in ["sae", "swwae"] {
+    for kind in Kind::ALL {
         assert!(moved.join(format!("vgg16_pool1_{kind}.safetensors")).is_file());
     }
     assert!(h.state().note.as_ref().is_some_and(|n| n.contains("move it back")), "{:?}", h.state().note);
@@ -244,13 +253,13 @@ fn a_finished_run_takes_over_only_where_it_is_better() {
     let two_steps = common::tiny_decoders("pool1");
     let mut h = fresh_user(data.path(), None);
     wait_for(&mut h, "pool1 reconstructions", |a| shows_layer(a, "pool1"));
-    // The user shows a 2-step SAE; SWWAE stays bundled.
+    // The user shows the 2-step decoders, but SWWAE stays bundled.
     h.state_mut().use_decoders_dir(two_steps.path().to_path_buf());
     wait_for(&mut h, "the 2-step SAE", |a| a.decoders.set(two_steps.path()).is_some());
     h.state_mut().decoders.choose("pool1", Kind::Swwae, &bundled);
-    wait_for(&mut h, "the chosen pictures", |a| {
-        shows_layer(a, "pool1") && pane_dirs(a, "pool1") == vec![two_steps.path().to_path_buf(), bundled.clone()]
-    });
+    let two = two_steps.path().to_path_buf();
+    let chosen: Vec<_> = Kind::ALL.map(|k| if k == Kind::Swwae { bundled.clone() } else { two.clone() }).into();
+    wait_for(&mut h, "the chosen pictures", |a| shows_layer(a, "pool1") && pane_dirs(a, "pool1") == chosen);
 
     let assets = repo_path("assets");
     let out = data.path().join("runs").join("finished");
@@ -275,8 +284,12 @@ fn a_finished_run_takes_over_only_where_it_is_better() {
     );
     assert!(note.contains("against bundled's"), "both scores are named: {note}");
     wait_for(&mut h, "the run's SAE beside the bundled SWWAE", |a| {
-        shows_layer(a, "pool1") && pane_dirs(a, "pool1") == vec![out.clone(), bundled.clone()]
+        shows_layer(a, "pool1") && pane_dirs(a, "pool1")[..2] == [out.clone(), bundled.clone()]
     });
+    // The up-conv pane went to the run exactly when the note says the run beat the 2-step one.
+    let upconv_taken = pane_dirs(h.state(), "pool1")[2] == out;
+    let shown = note.split("now shown: ").nth(1).and_then(|s| s.split(';').next()).unwrap_or("");
+    assert_eq!(shown.contains("pool1 D&B up-conv"), upconv_taken, "{note}");
     h.get_by_label_contains("now shown: pool1 SAE");
 
     // Back to the 2-step SAE from the Decoders menu.

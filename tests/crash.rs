@@ -184,7 +184,8 @@ fn a_full_disk_while_saving_keeps_the_previous_files_and_says_so_in_one_line() {
         .filter(|e| e.file_type().unwrap().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
         .collect();
-    assert_eq!(before.len(), 5, "two decoders, two checkpoints and the run's record");
+    let kinds = layerinv::model::Kind::ALL.len();
+    assert_eq!(before.len(), 2 * kinds + 1, "a decoder and a checkpoint per kind, and the run's record");
     // Fill the disk to the last byte.
     let filler = disk.dir.path().join("filler");
     let mut f = std::fs::File::create(&filler).unwrap();

@@ -207,7 +207,7 @@ fn run(
     resume: bool,
 ) -> layerinv::Result<()> {
     let data = repo_path("assets");
-    let mut cfg = TrainConfig::new(data.clone(), vec!["pool2".into()], vec![Kind::Sae, Kind::Swwae], out.to_path_buf());
+    let mut cfg = TrainConfig::new(data.clone(), vec!["pool2".into()], Kind::ALL.to_vec(), out.to_path_buf());
     cfg.val = Some(data);
     (cfg.steps, cfg.batch, cfg.crop, cfg.width, cfg.val_every, cfg.checkpoint_every) =
         (steps, 2, Some(32), 0.25, 0, 100);

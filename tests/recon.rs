@@ -122,21 +122,25 @@ fn reconstruct_and_eval_from_the_command_line() {
     assert_eq!(v["images"], 3);
     assert!(v["model"].as_str().unwrap().contains("VGG-16"));
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 4, "{v}");
-    for (r, (layer, kind)) in
-        results.iter().zip([("pool1", "sae"), ("pool1", "swwae"), ("pool1", "thumbnail"), ("any", "flat")])
-    {
+    assert_eq!(results.len(), 5, "{v}");
+    for (r, (layer, kind)) in results.iter().zip([
+        ("pool1", "sae"),
+        ("pool1", "swwae"),
+        ("pool1", "upconv"),
+        ("pool1", "thumbnail"),
+        ("any", "flat"),
+    ]) {
         assert_eq!((r["layer"].as_str().unwrap(), r["kind"].as_str().unwrap()), (layer, kind));
         let (m, p, s) = (r["mse"].as_f64().unwrap(), r["psnr"].as_f64().unwrap(), r["ssim"].as_f64().unwrap());
         assert!(m > 0.0 && p > 0.0 && p < 60.0 && s > -1.0 && s < 1.0, "{r}");
     }
     // pool1's 112-px thumbnail keeps far more of a photo than its mean colour.
     let psnr = |i: usize| results[i]["psnr"].as_f64().unwrap();
-    assert!(psnr(2) > psnr(3) + 8.0, "thumbnail {} dB, flat {} dB", psnr(2), psnr(3));
+    assert!(psnr(3) > psnr(4) + 8.0, "thumbnail {} dB, flat {} dB", psnr(3), psnr(4));
     // How much each picture varies across the photos, over the photos' own variance: the pool1
     // thumbnail nearly all of it, the mean colour much less.
     let dep = |i: usize| results[i]["dependence"].as_f64().unwrap();
-    assert!(dep(2) > 0.8 && dep(2) < 1.05 && dep(3) < 0.8 * dep(2), "{} {}", dep(2), dep(3));
+    assert!(dep(3) > 0.8 && dep(3) < 1.05 && dep(4) < 0.8 * dep(3), "{} {}", dep(3), dep(4));
 }
 
 /// Two sets of decoders on the same photos: `eval` prints a row per set and kind (a copy of a
@@ -171,10 +175,10 @@ fn several_decoder_sets_compare_on_the_same_photos() {
             .as_f64()
             .unwrap()
     };
-    for kind in ["sae", "swwae"] {
+    for kind in ["sae", "swwae", "upconv"] {
         assert_eq!(row(labels[0], kind), row(labels[1], kind));
     }
-    assert_eq!(rows.len(), 2 * 2 + 2, "two sets × two kinds, pool1's floor, the flat floor");
+    assert_eq!(rows.len(), 2 * 3 + 2, "two sets × three kinds, pool1's floor, the flat floor");
 
     // The bundled set beside a 2-step run: a row each; the bundled decoders are far better.
     let bundled = repo_path("weights");

@@ -14,8 +14,7 @@ fn bundled() -> Encoder {
 }
 
 fn tiny(data: &Path, out: &Path, steps: u64) -> TrainConfig {
-    let mut cfg =
-        TrainConfig::new(data.to_path_buf(), vec!["pool1".into()], vec![Kind::Sae, Kind::Swwae], out.to_path_buf());
+    let mut cfg = TrainConfig::new(data.to_path_buf(), vec!["pool1".into()], Kind::ALL.to_vec(), out.to_path_buf());
     cfg.val = Some(data.to_path_buf());
     cfg.steps = steps;
     cfg.batch = 2;
@@ -31,15 +30,16 @@ fn tiny(data: &Path, out: &Path, steps: u64) -> TrainConfig {
     cfg
 }
 
-/// Both decoders' validation loss (the same held-out crops each time) at the end of the run is
+/// Every kind's validation loss (the same held-out crops each time) at the end of the run is
 /// under half of what it was at the first validation, step 20 of 80, while the learning rate was
 /// still warming up. (Per-batch training losses of 2 random crops swing by 3× with the crops'
 /// content, so they are no measure of learning over a run this short.)
 fn assert_validation_halves(vals: &[(u64, Vec<f64>)]) {
     assert_eq!(vals.iter().map(|v| v.0).collect::<Vec<_>>(), [20, 40, 60, 80]);
     let (first, last) = (&vals[0].1, &vals[3].1);
-    assert_eq!((first.len(), last.len()), (2, 2));
-    for k in 0..2 {
+    let n = Kind::ALL.len();
+    assert_eq!((first.len(), last.len()), (n, n));
+    for k in 0..n {
         assert!(
             last[k] < 0.5 * first[k],
             "decoder {k}: validation loss {} at step 20 → {} at step 80",
@@ -137,7 +137,7 @@ fn cancel_then_resume_reaches_the_step_count() {
     assert_eq!(record.settings.kinds, Kind::ALL);
     // By name in the file, as records written before the settings were the config itself.
     let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("run.json")).unwrap()).unwrap();
-    assert_eq!(raw["settings"]["kinds"], serde_json::json!(["sae", "swwae"]));
+    assert_eq!(raw["settings"]["kinds"], serde_json::json!(Kind::ALL.map(|k| k.name())));
     assert_eq!(raw["settings"]["dtype"], "fp32");
     assert!(!RunRecord::is_live(out.path()), "the lock goes with the run");
 
@@ -152,7 +152,7 @@ fn cancel_then_resume_reaches_the_step_count() {
     cfg.resume = true;
     let s = train(&enc, &cfg, &mut sink, &CancelToken::default()).unwrap();
     assert!(!s.cancelled);
-    assert_eq!(resumed_from, vec![7, 7]);
+    assert_eq!(resumed_from, vec![7; Kind::ALL.len()]);
     assert_eq!(steps_seen, vec![8, 9, 10, 11, 12]);
     let resumed = RunRecord::load(out.path()).unwrap().expect("run.json");
     assert_eq!((resumed.state, resumed.step, resumed.started), (RunState::Finished, 12, record.started));
@@ -278,7 +278,7 @@ fn decoders_at_different_steps_share_a_run_without_extra_validations() {
     cfg.kinds = vec![Kind::Sae];
     train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
     // SAE resumes at 6 and is done after 2 batches; SWWAE starts at 0 and needs all 8.
-    cfg.kinds = vec![Kind::Sae, Kind::Swwae];
+    cfg.kinds = Kind::ALL.to_vec();
     cfg.resume = true;
     cfg.steps = 8;
     cfg.val_every = 4;
@@ -322,7 +322,7 @@ fn fresh_decoders_start_uniform_within_one_over_root_fan_in() {
                 DecOp::Conv { cin, k, .. } => (convs += 1, cin * k * k).1,
                 DecOp::Deconv { cout, k, .. } => (deconvs += 1, cout * k * k).1,
                 DecOp::Linear { din, .. } => (linears += 1, *din).1,
-                DecOp::Reshape { .. } | DecOp::Unpool { .. } | DecOp::Mark { .. } => continue,
+                DecOp::Reshape { .. } | DecOp::Unpool { .. } | DecOp::Spread { .. } | DecOp::Mark { .. } => continue,
             };
             let bound = 1.0 / (fan_in as f64).sqrt();
             for (name, _) in op.params() {

@@ -7,7 +7,7 @@ use super::decoder_spec::{DecOp, DecoderSpec, Switches};
 use super::encoder::Features;
 use super::layers::{candle_dtype, fresh_init, Conv, Dense};
 use crate::error::{Error, Result};
-use crate::ops::{unpool, unpool_fixed};
+use crate::ops::{spread, unpool, unpool_fixed};
 use candle_core::{Module, Tensor};
 use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
 use std::collections::BTreeMap;
@@ -21,11 +21,13 @@ enum Op {
     Deconv(ConvTranspose2d),
 }
 
-/// A layer with weights: `name` prefixes its parameters; `relu` after it (all but the last).
+/// A layer with weights: `name` prefixes its parameters; an activation after it (`relu`: all but
+/// the last), a ReLU or, with a `slope` above 0, a leaky ReLU.
 struct Weighted {
     name: String,
     op: Op,
     relu: bool,
+    slope: f64,
 }
 
 impl Weighted {
@@ -47,10 +49,15 @@ impl Weighted {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.op {
-            Op::Conv(m) => Ok(m.forward_with(x, self.relu)?),
-            _ if self.relu => Ok(self.pre(x)?.relu()?),
+            Op::Conv(m) if self.slope == 0.0 => Ok(m.forward_with(x, self.relu)?),
+            _ if self.relu => self.activate(self.pre(x)?),
             _ => self.pre(x),
         }
+    }
+
+    /// The activation after the layer, on its output before it.
+    fn activate(&self, pre: Tensor) -> Result<Tensor> {
+        Ok(if self.slope == 0.0 { pre.relu()? } else { pre.maximum(&pre.affine(self.slope, 0.0)?)? })
     }
 
     /// The dimension of the weight that indexes output channels.
@@ -66,6 +73,7 @@ enum Layer {
     Weighted(Weighted),
     Reshape(usize, usize, usize),
     Unpool(usize, Switches),
+    Spread(usize),
     Mark(&'static str),
 }
 
@@ -84,7 +92,7 @@ pub struct Visit<'a> {
     pub name: &'a str,
     /// The layer's output before its ReLU, from the (possibly replaced) outputs before it.
     pub pre: Tensor,
-    /// Whether a ReLU follows (false only for the last layer).
+    /// Whether an activation (ReLU, or leaky ReLU) follows (false only for the last layer).
     pub relu: bool,
     /// The weight dimension that indexes output channels.
     pub out_axis: usize,
@@ -113,12 +121,13 @@ impl Decoder {
     pub fn new(spec: DecoderSpec, vb: VarBuilder) -> Result<Self> {
         let plan = spec.plan();
         let last = plan.iter().rposition(|op| !op.params().is_empty()).unwrap_or(0);
+        let slope = spec.kind.negative_slope();
         let layers = plan
             .into_iter()
             .enumerate()
             .map(|(i, op)| {
                 let relu = i != last;
-                let weighted = |name: String, op: Op| Layer::Weighted(Weighted { name, op, relu });
+                let weighted = |name: String, op: Op| Layer::Weighted(Weighted { name, op, relu, slope });
                 Ok(match op {
                     DecOp::Linear { name, din, dout } => {
                         let m = Dense::from_vb(din, dout, vb.pp(&name))?;
@@ -126,6 +135,7 @@ impl Decoder {
                     }
                     DecOp::Reshape { c, h, w } => Layer::Reshape(c, h, w),
                     DecOp::Unpool { stage, switches } => Layer::Unpool(stage, switches),
+                    DecOp::Spread { stage } => Layer::Spread(stage),
                     DecOp::Mark { tap } => Layer::Mark(tap),
                     DecOp::Conv { name, cin, cout, k, pad } => {
                         let m = Conv::from_vb(cin, cout, k, pad, false, vb.pp(&name))?;
@@ -227,13 +237,15 @@ impl Decoder {
         Ok(match l {
             Layer::Reshape(c, h, w) => x.reshape(((), *c, *h, *w))?,
             Layer::Unpool(stage, switches) => {
-                let sw = f.switches.get(*stage).and_then(|s| s.as_ref()).ok_or_else(|| {
-                    Error::Unavailable(format!("the features hold no pooling switches for stage {}", stage + 1))
-                })?;
+                let sw = pooling(f, *stage)?;
                 match switches {
                     Switches::Recorded => unpool(x, sw)?,
                     Switches::Fixed => unpool_fixed(x, sw)?,
                 }
+            }
+            Layer::Spread(stage) => {
+                let sw = pooling(f, *stage)?;
+                spread(x, sw.kernel, sw.stride, sw.in_hw)?
             }
             Layer::Weighted(_) | Layer::Mark(_) => x.clone(),
         })
@@ -269,7 +281,7 @@ impl Decoder {
                     let visit = Visit { name: &w.name, pre: pre.clone(), relu: w.relu, out_axis: w.out_axis() };
                     let y = hook(visit)?.unwrap_or(pre);
                     if w.relu {
-                        y.relu()?
+                        w.activate(y)?
                     } else {
                         y
                     }
@@ -280,4 +292,12 @@ impl Decoder {
         }
         self.scale_output(x)
     }
+}
+
+/// The record of stage `stage`'s max-pooling in `f`: its geometry and switches.
+fn pooling(f: &Features, stage: usize) -> Result<&crate::ops::PoolSwitches> {
+    f.switches
+        .get(stage)
+        .and_then(|s| s.as_ref())
+        .ok_or_else(|| Error::Unavailable(format!("the features hold no pooling switches for stage {}", stage + 1)))
 }

@@ -21,6 +21,8 @@ pub enum Kind {
     Sae,
     /// Stacked what-where autoencoder: the switches the encoder recorded for this image.
     Swwae,
+    /// Dosovitskiy & Brox's up-convolutional network: no switches, a learned upsampling.
+    Upconv,
 }
 
 crate::named::named_enum!(Kind);
@@ -39,17 +41,21 @@ pub enum Switches {
 pub enum Upsampling {
     /// Unpooling: each value goes to one cell of its window, zeros elsewhere.
     Unpool(Switches),
+    /// A learned up-convolution: each value spread over its whole window
+    /// ([`crate::ops::spread`]), then a `k × k` convolution.
+    Learned { k: usize },
 }
 
 impl Kind {
     /// Every kind, in the order panes, rows and files list them.
-    pub const ALL: [Kind; 2] = [Kind::Sae, Kind::Swwae];
+    pub const ALL: [Kind; 3] = [Kind::Sae, Kind::Swwae, Kind::Upconv];
 
     /// Its name in decoder files and on the command line.
     pub fn name(&self) -> &'static str {
         match self {
             Kind::Sae => "sae",
             Kind::Swwae => "swwae",
+            Kind::Upconv => "upconv",
         }
     }
 
@@ -67,6 +73,7 @@ impl Kind {
         match self {
             Kind::Sae => "SAE",
             Kind::Swwae => "SWWAE",
+            Kind::Upconv => "D&B up-conv",
         }
     }
 
@@ -75,6 +82,16 @@ impl Kind {
         match self {
             Kind::Sae => Upsampling::Unpool(Switches::Fixed),
             Kind::Swwae => Upsampling::Unpool(Switches::Recorded),
+            Kind::Upconv => Upsampling::Learned { k: 5 },
+        }
+    }
+
+    /// The slope of its activations below zero: 0 (ReLU) for the mirrors of the encoder, 0.2
+    /// (leaky ReLU) for the up-convolutional network, as Dosovitskiy & Brox.
+    pub fn negative_slope(&self) -> f64 {
+        match self {
+            Kind::Sae | Kind::Swwae => 0.0,
+            Kind::Upconv => 0.2,
         }
     }
 
@@ -157,6 +174,11 @@ pub enum DecOp {
         stage: usize,
         switches: Switches,
     },
+    /// Each value over its whole window of the stage's pooling ([`crate::ops::spread`]), to the
+    /// size that pooling's input had (its geometry, not its switches).
+    Spread {
+        stage: usize,
+    },
     Conv {
         name: String,
         cin: usize,
@@ -189,7 +211,7 @@ impl DecOp {
             DecOp::Deconv { name, cin, cout, k, .. } => {
                 vec![(format!("{name}.weight"), vec![*cin, *cout, *k, *k]), (format!("{name}.bias"), vec![*cout])]
             }
-            DecOp::Reshape { .. } | DecOp::Unpool { .. } | DecOp::Mark { .. } => vec![],
+            DecOp::Reshape { .. } | DecOp::Unpool { .. } | DecOp::Spread { .. } | DecOp::Mark { .. } => vec![],
         }
     }
 }
@@ -251,6 +273,13 @@ impl DecoderSpec {
             if st.pool.is_some() {
                 match self.kind.upsampling() {
                     Upsampling::Unpool(switches) => ops.push(DecOp::Unpool { stage: si, switches }),
+                    Upsampling::Learned { k } => {
+                        ops.push(DecOp::Spread { stage: si });
+                        // The learned upsampling narrows to the stage's width inside.
+                        let cout = self.scaled(cur);
+                        ops.push(DecOp::Conv { name: format!("up{}", si + 1), cin: cur, cout, k, pad: k / 2 });
+                        cur = cout;
+                    }
                 }
             }
             for (ci, conv) in st.convs.iter().enumerate().rev() {
