@@ -6,7 +6,7 @@ use crate::decoder_sets::{SetInfo, UserData};
 use crate::error::{Error, Result};
 use crate::model::decoder_file::decoder_file_name;
 use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Features, Kind};
-use crate::train::metrics::{mse, psnr, ssim};
+use crate::train::metrics::{mse, psnr, speckle, ssim};
 use candle_core::Tensor;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
@@ -168,6 +168,8 @@ pub struct Reconstruction {
     /// dB; infinite for an exact copy.
     pub psnr: f64,
     pub ssim: f64,
+    /// Noise painted where the photo is flat ([`speckle`]); `None` when it has no flat region.
+    pub speckle: Option<f64>,
 }
 
 /// The model-size input the reconstructions are compared with (shorter side resized to the
@@ -251,7 +253,14 @@ pub fn rebuild(
     let y = decoder.forward(features)?.squeeze(0)?;
     let image = enc.preprocess.to_image(&y)?;
     let m = mse(&image, input);
-    Ok(Reconstruction { layer: layer.to_string(), kind, psnr: psnr(m), ssim: ssim(&image, input), image })
+    Ok(Reconstruction {
+        layer: layer.to_string(),
+        kind,
+        psnr: psnr(m),
+        ssim: ssim(&image, input),
+        speckle: speckle(&image, input),
+        image,
+    })
 }
 
 /// What made an evaluated picture: a decoder of some kind, or one of the trivial baselines every
@@ -309,6 +318,9 @@ pub struct EvalRow {
     /// photos' own, as the trainer's collapse check measures it (below
     /// [`crate::train::health::COLLAPSE_DEPENDENCE`]: collapsed); `null` for a single photo.
     pub dependence: Option<f64>,
+    /// Mean [`speckle`] over the photos that have flat regions (0–255 units; about 0 for a
+    /// faithful picture, below 0 for a blurrier one); `null` when none has.
+    pub speckle: Option<f64>,
 }
 
 /// Sums for the variance across images of pictures of the same size: per element, and of squares.
@@ -392,13 +404,14 @@ pub fn layer_grid(enc: &Encoder, layer: &str) -> Option<u32> {
 
 /// Evaluate every layer of each of `sets` on the same `images` (each brought to the model's
 /// size): for each layer a row per set and decoder kind it holds there, and one for its
-/// [`thumbnail`] floor, then one row for the [`flat`] floor (layer `"any"`). `progress(i, n)` is
-/// called after each image.
+/// [`thumbnail`] floor, then one row for the [`flat`] floor (layer `"any"`). After each image
+/// `each(i, input, recs)` sees its model-size input and its reconstructions, per set (to save
+/// them, to show progress); an error it returns stops the evaluation.
 pub fn evaluate(
     enc: &Encoder,
     sets: &[DecoderSet],
     images: &[RgbImage],
-    mut progress: impl FnMut(usize, usize),
+    mut each: impl FnMut(usize, &RgbImage, &[Vec<Reconstruction>]) -> Result<()>,
 ) -> Result<Vec<EvalRow>> {
     let complete: Vec<Vec<String>> = sets.iter().map(DecoderSet::layers).collect();
     let layers: Vec<String> =
@@ -415,6 +428,7 @@ pub fn evaluate(
     }
     rows.push(("any".into(), Method::Flat, None));
     let mut sums = vec![(0.0, 0.0, 0.0); rows.len()];
+    let mut speckles = vec![(0.0, 0usize); rows.len()];
     let mut spreads: Vec<Spread> = rows.iter().map(|_| Spread::default()).collect();
     let mut input_spread = Spread::default();
     for (i, img) in images.iter().enumerate() {
@@ -426,7 +440,9 @@ pub fn evaluate(
             .zip(&complete)
             .map(|(set, layers)| reconstruct_from(enc, set, &features, &input, layers, &Kind::ALL))
             .collect::<Result<Vec<_>>>()?;
-        for (((layer, kind, set), s), spread) in rows.iter().zip(sums.iter_mut()).zip(spreads.iter_mut()) {
+        for ((((layer, kind, set), s), spread), sp) in
+            rows.iter().zip(sums.iter_mut()).zip(spreads.iter_mut()).zip(speckles.iter_mut())
+        {
             let floor;
             let image = match (*kind, set) {
                 (Method::Decoder(k), Some(set)) => match recs[*set].iter().find(|r| &r.layer == layer && r.kind == k) {
@@ -447,8 +463,11 @@ pub fn evaluate(
             s.0 += m;
             s.1 += psnr(m);
             s.2 += ssim(image, &input);
+            if let Some(v) = speckle(image, &input) {
+                *sp = (sp.0 + v, sp.1 + 1);
+            }
         }
-        progress(i + 1, images.len());
+        each(i, &input, &recs)?;
     }
     let n = images.len().max(1) as f64;
     let vx = input_spread.variance().filter(|v| *v > 0.0);
@@ -457,10 +476,12 @@ pub fn evaluate(
         .into_iter()
         .zip(sums)
         .zip(spreads)
-        .map(|(((layer, kind, set), (m, p, s)), spread)| {
+        .zip(speckles)
+        .map(|((((layer, kind, set), (m, p, s)), spread), (sp, sp_n))| {
             let dependence = spread.variance().zip(vx).map(|(v, vx)| v / vx);
             let decoders = set.map(|i| labels[i].clone());
-            EvalRow { layer, kind, decoders, mse: m / n, psnr: p / n, ssim: s / n, dependence }
+            let speckle = (sp_n > 0).then(|| sp / sp_n as f64);
+            EvalRow { layer, kind, decoders, mse: m / n, psnr: p / n, ssim: s / n, dependence, speckle }
         })
         .collect())
 }

@@ -4,7 +4,7 @@ mod common;
 use common::{assert_clean_failure, layerinv, repo_path};
 use image::RgbImage;
 use layerinv::recon::EvalRow;
-use layerinv::train::metrics::{mse, psnr, ssim};
+use layerinv::train::metrics::{mse, psnr, speckle, ssim};
 
 fn photo() -> RgbImage {
     image::open(repo_path("tests/data/chelsea_224.png")).unwrap().to_rgb8()
@@ -25,6 +25,7 @@ fn perfect_reconstruction_scores_infinite_psnr_and_ssim_one() {
         psnr: f64::INFINITY,
         ssim: 1.0,
         dependence: None,
+        speckle: None,
     };
     let v = serde_json::to_value(&row).unwrap();
     assert!(v["psnr"].is_null() && v["ssim"] == 1.0 && v["kind"] == "sae");
@@ -66,6 +67,38 @@ fn metrics_match_hand_computed_values() {
     assert!(psnr(mse(&a, &noisy)) < 23.0);
 }
 
+/// Speckle: a flat sky above a textured ground. The photo against itself is 0; ±6 of
+/// checkerboard noise over it is about 5 (what the noise adds to |x − blur(x)| where the sky is
+/// flat); a blurred copy about 0; a photo with no flat region has none.
+#[test]
+fn speckle_measures_noise_on_flat_regions_only() {
+    let mut seed = 12345u32;
+    let mut rand = move || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 24) as u8
+    };
+    let photo = RgbImage::from_fn(96, 96, |_, y| if y < 48 { image::Rgb([110, 150, 210]) } else { image::Rgb([0; 3]) });
+    let photo =
+        RgbImage::from_fn(
+            96,
+            96,
+            |x, y| if y < 48 { *photo.get_pixel(x, y) } else { image::Rgb([rand(), rand(), rand()]) },
+        );
+    assert_eq!(speckle(&photo, &photo), Some(0.0));
+    let noisy = RgbImage::from_fn(96, 96, |x, y| {
+        let d: i32 = if (x + y) % 2 == 0 { 6 } else { -6 };
+        image::Rgb(photo.get_pixel(x, y).0.map(|v| (v as i32 + d).clamp(0, 255) as u8))
+    });
+    let s = speckle(&noisy, &photo).unwrap();
+    assert!(s > 4.0 && s < 6.5, "checkerboard ±6 on the sky: {s}");
+    let blurred = image::imageops::blur(&photo, 2.0);
+    let s = speckle(&blurred, &photo).unwrap();
+    // (Only what the blur carries from the ground into the sky's lowest rows.)
+    assert!(s.abs() < 0.1, "a blurred copy adds no speckle: {s}");
+    let texture = RgbImage::from_fn(64, 64, |_, _| image::Rgb([rand(), rand(), rand()]));
+    assert_eq!(speckle(&texture, &texture), None, "no flat pixel, no measure");
+}
+
 #[test]
 fn reconstruct_and_eval_from_the_command_line() {
     let dec = common::tiny_decoders("pool1");
@@ -86,6 +119,22 @@ fn reconstruct_and_eval_from_the_command_line() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let pic = image::open(&row).unwrap();
     assert!(pic.width() >= 3 * 224 && pic.height() >= 224, "{:?}", (pic.width(), pic.height()));
+
+    // The bare pictures, named for a script: the input and one per kind, 224×224.
+    let raw = tmp.path().join("raw");
+    let args = ["reconstruct", img.to_str().unwrap(), "--layer", "pool1", "--decoders", d, "--out"];
+    let o = layerinv(&[&args[..], &[row.to_str().unwrap(), "--raw", raw.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut names: Vec<String> =
+        std::fs::read_dir(&raw).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    let mut want = vec!["coffee_input.png".to_string()];
+    want.extend(layerinv::model::Kind::ALL.map(|k| format!("coffee_pool1_{k}.png")));
+    want.sort();
+    assert_eq!(names, want);
+    for n in &names {
+        assert_eq!(image::open(raw.join(n)).unwrap().to_rgb8().dimensions(), (224, 224), "{n}");
+    }
 
     let grid = tmp.path().join("grid.png");
     let o = layerinv(&[
@@ -114,8 +163,25 @@ fn reconstruct_and_eval_from_the_command_line() {
     ]);
     assert_clean_failure(&o, &["no pool3 decoders", "layerinv train", "--layers pool3", d]);
 
-    let o = layerinv(&["eval", "--data", repo_path("assets").to_str().unwrap(), "--decoders", d, "--json"]);
+    let saved = tmp.path().join("saved");
+    let o = layerinv(&[
+        "eval",
+        "--data",
+        repo_path("assets").to_str().unwrap(),
+        "--decoders",
+        d,
+        "--json",
+        "--save",
+        saved.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Every photo's input and its reconstructions, as reconstruct --raw names them.
+    for stem in ["coffee", "chelsea", "rocket"] {
+        assert!(saved.join(format!("{stem}_input.png")).is_file(), "{stem}");
+        for k in layerinv::model::Kind::ALL {
+            assert!(saved.join(format!("{stem}_pool1_{k}.png")).is_file(), "{stem} {k}");
+        }
+    }
     let text = String::from_utf8(o.stdout).unwrap();
     assert_eq!(text.trim().lines().count(), 1);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -133,6 +199,7 @@ fn reconstruct_and_eval_from_the_command_line() {
         assert_eq!((r["layer"].as_str().unwrap(), r["kind"].as_str().unwrap()), (layer, kind));
         let (m, p, s) = (r["mse"].as_f64().unwrap(), r["psnr"].as_f64().unwrap(), r["ssim"].as_f64().unwrap());
         assert!(m > 0.0 && p > 0.0 && p < 60.0 && s > -1.0 && s < 1.0, "{r}");
+        assert!(r["speckle"].as_f64().is_some_and(f64::is_finite), "the photos have flat regions: {r}");
     }
     // pool1's 112-px thumbnail keeps far more of a photo than its mean colour.
     let psnr = |i: usize| results[i]["psnr"].as_f64().unwrap();

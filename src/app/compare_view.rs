@@ -229,14 +229,24 @@ impl LayerinvApp {
                     texture,
                     image: Some(image),
                     numbers: format!("PSNR {psnr}   SSIM {:.3}{floor}", p.ssim),
-                    numbers_about: p.floor.map(|floor| {
-                        format!(
-                            "Floor for {layer}: {floor:.1} dB — this photo squeezed to {layer}'s grid and blown back up. \
-                             {} is {:+.1} dB against it; a decoder below the floor is not using what the layer holds.",
-                            p.kind.label(),
-                            p.psnr - floor
-                        )
-                    }),
+                    numbers_about: {
+                        let floor = p.floor.map(|floor| {
+                            format!(
+                                "Floor for {layer}: {floor:.1} dB — this photo squeezed to {layer}'s grid and blown back up. \
+                                 {} is {:+.1} dB against it; a decoder below the floor is not using what the layer holds.",
+                                p.kind.label(),
+                                p.psnr - floor
+                            )
+                        });
+                        let speckle = p.speckle.map(|s| {
+                            format!(
+                                "Speckle {s:+.2}: the noise this picture adds where the photo is flat (7×7 luma spread under 4), \
+                                 as the mean |x − blur(x)| against the photo's own, 0–255 units; about 0 is clean, above 0.5 shows."
+                            )
+                        });
+                        let lines: Vec<String> = floor.into_iter().chain(speckle).collect();
+                        (!lines.is_empty()).then(|| lines.join("\n\n"))
+                    },
                 }
             })
             .collect()

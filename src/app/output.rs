@@ -157,6 +157,7 @@ impl LayerinvApp {
                         image: p.image.clone(),
                         psnr: p.psnr,
                         ssim: p.ssim,
+                        speckle: p.speckle,
                     };
                     recs.push((self.decoders.set(&p.source.dir).map(|s| s.label()).unwrap_or_default(), rec));
                 }

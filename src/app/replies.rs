@@ -114,6 +114,7 @@ impl LayerinvApp {
                             image: r.image,
                             psnr: r.psnr,
                             ssim: r.ssim,
+                            speckle: r.speckle,
                             floor,
                         }
                     })

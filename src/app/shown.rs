@@ -70,6 +70,8 @@ pub struct Pane {
     pub ssim: f64,
     /// PSNR of the layer's floor for this photo (squeezed to the layer's grid and blown back up).
     pub floor: Option<f64>,
+    /// Noise painted where the photo is flat ([`crate::train::metrics::speckle`]).
+    pub speckle: Option<f64>,
     /// |input − reconstruction| through the error colour map, and its mean (0–255 units).
     pub error: egui::TextureHandle,
     pub error_mean: f64,

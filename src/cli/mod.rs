@@ -116,8 +116,13 @@ pub enum Command {
         /// Print exactly one JSON object.
         #[arg(long)]
         json: bool,
+        /// Also write every photo's bare pictures into this folder, 224×224 PNGs: STEM_input.png
+        /// and STEM_LAYER_KIND.png (`_setN` added with several --decoders), STEM the photo's path
+        /// under --data with `_` for `/`.
+        #[arg(long, value_name = "DIR")]
+        save: Option<PathBuf>,
     },
-    /// Train SAE/SWWAE decoders for some layers on a folder of images.
+    /// Train decoders for some layers on a folder of images.
     Train(train::TrainArgs),
     /// Convert the conv trunk of an ONNX model (e.g. a Keras VGG-16 export) to f16 safetensors.
     ImportOnnx {
@@ -142,8 +147,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             commands::bench(&device, batch, steps, layers, dtype, &model, json)
         }
         Some(Command::Reconstruct(args)) => recon::reconstruct_cmd(&args),
-        Some(Command::Eval { data, decoders, model, device, json }) => {
-            recon::eval_cmd(&data, &recon::decoders_dirs(&decoders), &model, &device, json)
+        Some(Command::Eval { data, decoders, model, device, json, save }) => {
+            recon::eval_cmd(&data, &recon::decoders_dirs(&decoders), &model, &device, json, save.as_deref())
         }
         Some(Command::Train(args)) => train::run(args),
         Some(Command::ImportOnnx { input, output, name }) => commands::import_onnx(&input, &output, name.as_deref()),

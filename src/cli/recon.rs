@@ -5,7 +5,9 @@ use crate::data::{list_images, load_image};
 use crate::figure::{all_layers, caption, diff_figure, grid, kind_rows, recon_title, CodeChange, Tile};
 use crate::fsutil::write_atomic_with;
 use crate::model::{Kind, ModelSource};
-use crate::recon::{evaluate, features_for, model_input, reconstruct_from, set_labels, DecoderSet, Method};
+use crate::recon::{
+    evaluate, features_for, model_input, reconstruct_from, set_labels, DecoderSet, Method, Reconstruction,
+};
 use crate::Error;
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -47,6 +49,10 @@ pub struct ReconstructArgs {
     /// 16 with the most energy in this photo's code).
     #[arg(long)]
     keep_channels: Option<String>,
+    /// Also write the bare pictures into this folder, 224×224 PNGs a script can find:
+    /// STEM_input.png and STEM_LAYER_KIND.png (`_setN` added with several --decoders, N from 1).
+    #[arg(long, value_name = "DIR")]
+    raw: Option<PathBuf>,
     /// Add a row of error maps: each kind against the input, and SWWAE against SAE (what the
     /// switches add), 0–255 units on a colour scale.
     #[arg(long)]
@@ -149,10 +155,13 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
             grid(&[], &cells)
         }
     };
-    write_atomic_with(&args.out, |tmp| {
-        picture.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| Error::bad_file(tmp, e.to_string()))
-    })?;
+    save_png(&args.out, &picture)?;
     eprintln!("wrote {}", args.out.display());
+    if let Some(dir) = &args.raw {
+        let stem = args.image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let n = save_raw(dir, &stem, &input, &recs)?;
+        eprintln!("wrote {n} pictures into {}", dir.display());
+    }
     // What some kind lacks is said; the picture shows the others.
     for m in sets.iter().flat_map(|s| s.missing(&layers)) {
         eprintln!("note: {m}");
@@ -160,11 +169,44 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
     Ok(())
 }
 
+/// Write `img` as a PNG at `path` (atomically: a crash leaves no half-written file).
+fn save_png(path: &Path, img: &image::RgbImage) -> crate::Result<()> {
+    write_atomic_with(path, |tmp| {
+        img.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| Error::bad_file(tmp, e.to_string()))
+    })
+}
+
+/// The bare pictures of one photo into `dir` (made if missing): `STEM_input.png`, and
+/// `STEM_LAYER_KIND.png` for each reconstruction, with `_setN` added (N from 1, in `--decoders`
+/// order) when there are several sets. Returns how many files it wrote.
+fn save_raw(dir: &Path, stem: &str, input: &image::RgbImage, recs: &[Vec<Reconstruction>]) -> crate::Result<usize> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    save_png(&dir.join(format!("{stem}_input.png")), input)?;
+    let mut n = 1;
+    for (i, set) in recs.iter().enumerate() {
+        let suffix = if recs.len() > 1 { format!("_set{}", i + 1) } else { String::new() };
+        for r in set {
+            save_png(&dir.join(format!("{stem}_{}_{}{suffix}.png", r.layer, r.kind)), &r.image)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-pub fn eval_cmd(data: &Path, dirs: &[PathBuf], model: &str, device: &str, as_json: bool) -> Result<()> {
+/// `layerinv eval`: `save`, a folder for every photo's bare pictures ([`save_raw`], STEM the
+/// photo's path under `data` with `_` for the folder separators).
+pub fn eval_cmd(
+    data: &Path,
+    dirs: &[PathBuf],
+    model: &str,
+    device: &str,
+    as_json: bool,
+    save: Option<&Path>,
+) -> Result<()> {
     let dev = crate::device::parse_device(device)?;
     let enc = ModelSource::parse(model).load(&dev)?;
     let sets: Vec<DecoderSet> = dirs.iter().map(|d| DecoderSet::load(d, &enc)).collect();
@@ -175,10 +217,14 @@ pub fn eval_cmd(data: &Path, dirs: &[PathBuf], model: &str, device: &str, as_jso
     }
     let notes: Vec<String> = sets.iter().flat_map(|s| s.missing(&s.layers())).collect();
     let files = list_images(data)?;
-    let mut images = Vec::new();
+    let (mut images, mut stems) = (Vec::new(), Vec::new());
     for f in &files {
         match load_image(f) {
-            Ok(img) => images.push(img),
+            Ok(img) => {
+                images.push(img);
+                let rel = f.strip_prefix(data).unwrap_or(f).with_extension("");
+                stems.push(rel.to_string_lossy().replace(['/', '\\'], "_"));
+            }
             Err(e) => eprintln!("skipped {e}"),
         }
     }
@@ -186,8 +232,17 @@ pub fn eval_cmd(data: &Path, dirs: &[PathBuf], model: &str, device: &str, as_jso
         bail!("{}: no readable images in this folder", data.display());
     }
     let bar = indicatif::ProgressBar::new(images.len() as u64);
-    let rows = evaluate(&enc, &sets, &images, |i, _| bar.set_position(i as u64))?;
+    let rows = evaluate(&enc, &sets, &images, |i, input, recs| {
+        if let Some(dir) = save {
+            save_raw(dir, &stems[i], input, recs)?;
+        }
+        bar.set_position(i as u64 + 1);
+        Ok(())
+    })?;
     bar.finish_and_clear();
+    if let Some(dir) = save {
+        eprintln!("wrote the pictures of {} photos into {}", images.len(), dir.display());
+    }
     // What some kind lacks (it has no rows).
     for m in &notes {
         eprintln!("note: {m}");
@@ -208,8 +263,11 @@ pub fn eval_cmd(data: &Path, dirs: &[PathBuf], model: &str, device: &str, as_jso
     println!("floors: thumbnail = the photo squeezed to the layer's grid and blown back up; flat = its mean colour");
     let width = rows.iter().filter_map(|r| r.decoders.as_ref().map(|d| d.chars().count())).max().unwrap_or(0).max(8);
     println!(
-        "{:<6} {:<9} {:<width$} {:>10} {:>9} {:>7} {:>10} {:>11}",
-        "layer", "kind", "decoders", "MSE", "PSNR dB", "SSIM", "vs floor", "dependence"
+        "speckle = noise added where the photo is flat, 0–255 units (about 0: clean; below 0: blurrier than the photo)"
+    );
+    println!(
+        "{:<6} {:<9} {:<width$} {:>10} {:>9} {:>7} {:>10} {:>8} {:>11}",
+        "layer", "kind", "decoders", "MSE", "PSNR dB", "SSIM", "vs floor", "speckle", "dependence"
     );
     for r in &rows {
         let floor = rows.iter().find(|f| f.layer == r.layer && f.kind == Method::Thumbnail).map(|f| f.psnr);
@@ -224,8 +282,9 @@ pub fn eval_cmd(data: &Path, dirs: &[PathBuf], model: &str, device: &str, as_jso
             Some(d) => format!("{d:.3}"),
             None => String::new(),
         };
+        let speckle = r.speckle.map(|s| format!("{s:+.2}")).unwrap_or_default();
         println!(
-            "{:<6} {:<9} {:<width$} {:>10.6} {:>9.2} {:>7.4} {:>10} {:>11}",
+            "{:<6} {:<9} {:<width$} {:>10.6} {:>9.2} {:>7.4} {:>10} {:>8} {:>11}",
             r.layer,
             r.kind,
             r.decoders.as_deref().unwrap_or(""),
@@ -233,6 +292,7 @@ pub fn eval_cmd(data: &Path, dirs: &[PathBuf], model: &str, device: &str, as_jso
             r.psnr,
             r.ssim,
             vs,
+            speckle,
             dep
         );
     }

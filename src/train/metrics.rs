@@ -82,3 +82,82 @@ pub fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {
     }
     total / 3.0
 }
+
+/// Where a photo is flat: local 7×7 luma standard deviation under this, in 0–255 units.
+pub const FLAT_STD: f64 = 4.0;
+
+/// Speckle: colour noise a decoder paints where the photo is smooth (skies, walls). Over the
+/// pixels where `input` is flat (7×7 luma std < [`FLAT_STD`]), the mean |x − blur(x)| (Gaussian
+/// σ 1.5, every channel, 0–255 units) of `rec` minus the input's own. About 0 for a faithful
+/// copy, below 0 for a blurrier one; `None` when the photo has no flat pixel.
+pub fn speckle(rec: &RgbImage, input: &RgbImage) -> Option<f64> {
+    let (w, h) = (input.width() as usize, input.height() as usize);
+    if rec.dimensions() != input.dimensions() || w == 0 || h == 0 {
+        return None;
+    }
+    let flat = flat_mask(input, w, h);
+    let n = flat.iter().filter(|&&f| f).count();
+    if n == 0 {
+        return None;
+    }
+    let detail = |img: &RgbImage| -> f64 {
+        let mut sum = 0.0;
+        for c in 0..3 {
+            let x: Vec<f64> = img.pixels().map(|p| p[c] as f64).collect();
+            let b = blur(&x, w, h);
+            sum += x.iter().zip(&b).zip(&flat).filter(|(_, &f)| f).map(|((v, s), _)| (v - s).abs()).sum::<f64>();
+        }
+        sum / (3 * n) as f64
+    };
+    Some(detail(rec) - detail(input))
+}
+
+/// The pixels whose 7×7 neighbourhood (clipped at the borders) has a luma standard deviation
+/// under [`FLAT_STD`].
+fn flat_mask(img: &RgbImage, w: usize, h: usize) -> Vec<bool> {
+    let luma: Vec<f64> =
+        img.pixels().map(|p| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64).collect();
+    // Integral images of the luma and its square.
+    let (mut s, mut s2) = (vec![0.0; (w + 1) * (h + 1)], vec![0.0; (w + 1) * (h + 1)]);
+    for y in 0..h {
+        for x in 0..w {
+            let v = luma[y * w + x];
+            let i = (y + 1) * (w + 1) + x + 1;
+            s[i] = v + s[i - 1] + s[i - w - 1] - s[i - w - 2];
+            s2[i] = v * v + s2[i - 1] + s2[i - w - 1] - s2[i - w - 2];
+        }
+    }
+    let rect = |t: &[f64], x0: usize, y0: usize, x1: usize, y1: usize| {
+        t[y1 * (w + 1) + x1] - t[y0 * (w + 1) + x1] - t[y1 * (w + 1) + x0] + t[y0 * (w + 1) + x0]
+    };
+    let mut out = vec![false; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let (x0, y0, x1, y1) = (x.saturating_sub(3), y.saturating_sub(3), (x + 4).min(w), (y + 4).min(h));
+            let n = ((x1 - x0) * (y1 - y0)) as f64;
+            let mean = rect(&s, x0, y0, x1, y1) / n;
+            let var = (rect(&s2, x0, y0, x1, y1) / n - mean * mean).max(0.0);
+            out[y * w + x] = var.sqrt() < FLAT_STD;
+        }
+    }
+    out
+}
+
+/// Gaussian blur, σ 1.5 (radius 5), separable, the border repeated.
+fn blur(x: &[f64], w: usize, h: usize) -> Vec<f64> {
+    let k = window();
+    let at = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+    let mut rows = vec![0.0; w * h];
+    for y in 0..h {
+        for xx in 0..w {
+            rows[y * w + xx] = (0..11).map(|i| k[i] * x[y * w + at(xx as isize + i as isize - 5, w)]).sum();
+        }
+    }
+    let mut out = vec![0.0; w * h];
+    for y in 0..h {
+        for xx in 0..w {
+            out[y * w + xx] = (0..11).map(|i| k[i] * rows[at(y as isize + i as isize - 5, h) * w + xx]).sum();
+        }
+    }
+    out
+}
