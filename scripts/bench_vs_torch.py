@@ -45,7 +45,8 @@ def main():
     args = [x for x in a.args if x != "--"]
     rounds = []
     for i in range(a.rounds):
-        ours = times(run_json([a.layerinv, "bench", "--json", *args]))
+        # Only the kinds torch_ref.py implements, so that both time the same work.
+        ours = times(run_json([a.layerinv, "bench", "--json", "--kinds", "sae,swwae", *args]))
         theirs = times(run_json([sys.executable, os.path.join(here, "torch_ref.py"), *args]))
         rounds.append((ours, theirs))
         print(f"round {i + 1}/{a.rounds} done", file=sys.stderr)

@@ -11,7 +11,8 @@
 #
 # The tests run with NVIDIA_TF32_OVERRIDE=0 so that cuDNN computes in full f32 and the CPU
 # tolerances hold; the benchmarks run with TF32 allowed for convolutions, as PyTorch's default.
-# BENCH_ARGS (default "--batch 8 --steps 20") go to both benchmarks.
+# BENCH_ARGS (default "--batch 8 --steps 20") go to both benchmarks; layerinv times only the kinds
+# torch_ref.py implements (--kinds sae,swwae).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -51,18 +52,18 @@ run)
     done
     grep -E "^== |^test |test result|panicked|Err" "$out/tests.log"
     echo "== cuDNN's algorithm choices (bench --layers pool5 --batch 8)" | tee -a "$out/profile.txt"
-    LAYERINV_CUDNN_LOG=1 .gpu/bin/layerinv bench --device cuda --batch 8 --steps 1 --layers pool5 --json 2>&1 >/dev/null |
+    LAYERINV_CUDNN_LOG=1 .gpu/bin/layerinv bench --kinds sae,swwae --device cuda --batch 8 --steps 1 --layers pool5 --json 2>&1 >/dev/null |
         grep cudnn >>"$out/profile.txt"
     # The README's configuration (BENCH_ARGS) twice around PyTorch's, then a large batch, where
     # per-kernel launch costs matter less.
     bench() { # label args...
         local label=$1; shift
         echo "== bench $label: $*" | tee -a "$out/bench.txt"
-        .gpu/bin/layerinv bench --device cuda "$@" --json 2>&1 | tee -a "$out/bench.txt" || status=1
+        .gpu/bin/layerinv bench --kinds sae,swwae --device cuda "$@" --json 2>&1 | tee -a "$out/bench.txt" || status=1
         python3 .gpu/torch_ref.py --device cuda "$@" 2>&1 | tee -a "$out/bench.txt" || status=1
     }
     bench main $bench_args
-    .gpu/bin/layerinv bench --device cuda $bench_args --json 2>&1 | tee -a "$out/bench.txt" || status=1
+    .gpu/bin/layerinv bench --kinds sae,swwae --device cuda $bench_args --json 2>&1 | tee -a "$out/bench.txt" || status=1
     bench big --batch 32 --steps 10 --layers pool2,pool5
     # Mixed precision, both sides (PyTorch: autocast to bf16).
     bench bf16 $bench_args --dtype bf16
@@ -72,7 +73,7 @@ run)
         for l in pool5 pool1; do
             echo "== layerinv kernels, bench --layers $l --batch 8: encoder, sae step, swwae step, inference" | tee -a "$out/profile.txt"
             LAYERINV_CUDA_PROFILE=1 timeout 150 ncu --profile-from-start off --metrics gpu__time_duration.sum --csv \
-                --log-file "$out/ncu.csv" .gpu/bin/layerinv bench --device cuda --batch 8 --steps 2 --layers $l --json >/dev/null 2>&1
+                --log-file "$out/ncu.csv" .gpu/bin/layerinv bench --kinds sae,swwae --device cuda --batch 8 --steps 2 --layers $l --json >/dev/null 2>&1
             python3 .gpu/ncu_summary.py "$out/ncu.csv" 2>&1 | tee -a "$out/profile.txt"
             rm -f "$out/ncu.csv"
             echo "== PyTorch kernels, one $l swwae step, batch 8" | tee -a "$out/profile.txt"
@@ -84,7 +85,7 @@ run)
     if [ -n "${PROFILE:-}" ] && command -v nsys >/dev/null; then
         for who in layerinv torch; do
             echo "== $who: CUDA API and kernel summary (nsys), bench --layers pool1,pool5 --batch 8 --steps 5" | tee -a "$out/profile.txt"
-            if [ $who = layerinv ]; then cmd=(.gpu/bin/layerinv bench --device cuda --json); else cmd=(python3 .gpu/torch_ref.py --device cuda); fi
+            if [ $who = layerinv ]; then cmd=(.gpu/bin/layerinv bench --kinds sae,swwae --device cuda --json); else cmd=(python3 .gpu/torch_ref.py --device cuda); fi
             timeout 150 nsys profile -o "$out/$who" --force-overwrite true --trace cuda "${cmd[@]}" --batch 8 --steps 5 --layers pool1,pool5 >/dev/null 2>&1
             nsys stats --report cuda_api_sum,cuda_gpu_kern_sum --format csv "$out/$who.nsys-rep" 2>/dev/null | head -60 >>"$out/profile.txt"
             rm -f "$out/$who.nsys-rep" "$out/$who.sqlite"

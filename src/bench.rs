@@ -15,6 +15,8 @@ pub struct BenchConfig {
     pub precision: Precision,
     pub steps: usize,
     pub layers: Vec<String>,
+    /// The kinds to time (scripts/torch_ref.py has SAE and SWWAE).
+    pub kinds: Vec<Kind>,
 }
 
 fn sync(dev: &Device) -> Result<()> {
@@ -47,7 +49,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
     let mut train = Map::new();
     for layer in &cfg.layers {
         let mut per_kind = Map::new();
-        for kind in Kind::ALL {
+        for &kind in &cfg.kinds {
             let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, layer, kind, 1.0)?, &dev)?;
             // As torch_ref.py, which never reads its losses: the steps are queued and their losses
             // read (and checked) after the timing.
@@ -71,7 +73,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
     let decoders: Vec<Decoder> = cfg
         .layers
         .iter()
-        .flat_map(|l| Kind::ALL.map(|k| (l.clone(), k)))
+        .flat_map(|l| cfg.kinds.iter().map(move |&k| (l.clone(), k)))
         .map(|(l, k)| {
             DecoderTrainer::new(DecoderSpec::new(enc.arch, &l, k, 1.0)?, &dev)?.frozen(&dev, cfg.precision.dtype())
         })

@@ -11,7 +11,11 @@ impl LayerinvApp {
             return;
         };
         let layers = self.available_layers();
-        let side = ((ui.available_width() - 120.0) / (layers.len() as f32 + 1.0)).clamp(96.0, 224.0);
+        // A column of row labels (LABEL_WIDTH), the input and the layers; a row per kind.
+        const LABEL_WIDTH: f32 = 100.0;
+        let across = (ui.available_width() - LABEL_WIDTH - 20.0) / (layers.len() as f32 + 1.0) - 6.0;
+        let down = (ui.available_height() - 40.0) / Kind::ALL.len() as f32 - 6.0;
+        let side = across.min(down).clamp(96.0, 224.0);
         let size = egui::vec2(side, side);
         let input_tex = photo.texture.clone();
         let mut clicked = None;
@@ -29,6 +33,7 @@ impl LayerinvApp {
                     layers.iter().filter_map(|l| self.decoders.shown(l, *kind).map(|s| s.label())).collect();
                 sets.dedup();
                 ui.vertical(|ui| {
+                    ui.set_width(LABEL_WIDTH);
                     ui.strong(label);
                     ui.weak(match sets.len() {
                         0 => "no decoders (hover a cell)",

@@ -127,24 +127,21 @@ pub fn import_onnx(input: &Path, output: &Path, name: Option<&str>) -> Result<()
     Ok(())
 }
 
-pub fn bench(
-    device: &str,
-    batch: usize,
-    steps: usize,
-    layers: Vec<String>,
-    precision: crate::device::Precision,
-    model: &str,
-    as_json: bool,
-) -> Result<()> {
-    if batch == 0 || steps == 0 {
+/// `layerinv bench`: `cfg`'s empty `layers` and `kinds` mean every layer of the conv trunk and
+/// every kind.
+pub fn bench(device: &str, model: &str, as_json: bool, mut cfg: crate::bench::BenchConfig) -> Result<()> {
+    if cfg.batch == 0 || cfg.steps == 0 {
         bail!("--batch and --steps must be at least 1");
+    }
+    if cfg.kinds.is_empty() {
+        cfg.kinds = crate::model::Kind::ALL.to_vec();
     }
     let dev = crate::device::parse_device(device)?;
     let enc = ModelSource::parse(model).load(&dev)?;
     // No layers named: every layer of the conv trunk.
-    let taps = if layers.is_empty() { enc.arch.stage_taps() } else { enc.arch.taps_named(&layers)? };
-    let layers: Vec<String> = taps.iter().map(|t| t.to_string()).collect();
-    for l in &layers {
+    let taps = if cfg.layers.is_empty() { enc.arch.stage_taps() } else { enc.arch.taps_named(&cfg.layers)? };
+    cfg.layers = taps.iter().map(|t| t.to_string()).collect();
+    for l in &cfg.layers {
         if let Some(why) = enc.unavailable_reason(l) {
             bail!(why);
         }
@@ -153,7 +150,7 @@ pub fn bench(
         Device::Cpu => "cpu".to_string(),
         _ => crate::device::describe(&dev),
     };
-    let v = crate::bench::run(&enc, &crate::bench::BenchConfig { batch, precision, steps, layers }, &name)?;
+    let v = crate::bench::run(&enc, &cfg, &name)?;
     if as_json {
         println!("{v}");
     } else {

@@ -90,6 +90,9 @@ pub enum Command {
         /// Layers to time (default: every layer of the model's conv trunk).
         #[arg(long, value_delimiter = ',')]
         layers: Vec<String>,
+        /// Kinds of decoder to time (default: all; torch_ref.py has sae and swwae).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        kinds: Vec<crate::model::Kind>,
         /// fp32, or bf16: mixed precision as PyTorch's autocast (bf16 convolutions and activations,
         /// f32 weights, optimizer and loss)
         #[arg(long, value_enum, default_value_t = crate::device::Precision::Fp32)]
@@ -143,8 +146,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Info { model, json }) => commands::info(&model, json),
         Some(Command::Features { image, layer, out, model }) => commands::features(&image, &layer, &out, &model),
         Some(Command::Fetch { model, endpoint }) => commands::fetch(&model, endpoint.as_deref()),
-        Some(Command::Bench { device, batch, steps, layers, dtype, model, json }) => {
-            commands::bench(&device, batch, steps, layers, dtype, &model, json)
+        Some(Command::Bench { device, batch, steps, layers, kinds, dtype, model, json }) => {
+            let cfg = crate::bench::BenchConfig { batch, precision: dtype, steps, layers, kinds };
+            commands::bench(&device, &model, json, cfg)
         }
         Some(Command::Reconstruct(args)) => recon::reconstruct_cmd(&args),
         Some(Command::Eval { data, decoders, model, device, json, save }) => {
