@@ -3,6 +3,7 @@
 //! and the median. `cargo run --release --example app_latency -- [LAYER] [CHANGES]`.
 use layerinv::app::decoders::Source;
 use layerinv::app::worker::{Job, Reply, Variant, Worker};
+use layerinv::compare::CodeEdit;
 use layerinv::model::Kind;
 use std::path::PathBuf;
 
@@ -52,9 +53,9 @@ fn main() -> anyhow::Result<()> {
         let variant = if i % 2 == 0 {
             let mut keep = vec![true; channels];
             keep[i % channels] = false;
-            Variant { switches: None, keep: Some(keep) }
+            Variant { edit: CodeEdit { switches_of: None, keep: Some(keep) }, switches_id: None }
         } else {
-            Variant { switches: Some((1, other.clone())), keep: None }
+            Variant { edit: CodeEdit { switches_of: Some(other.clone()), keep: None }, switches_id: Some(1) }
         };
         let what = if i % 2 == 0 { "mask" } else { "transplant" };
         let (ms, encoder_ran) = run(variant)?;

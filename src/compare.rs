@@ -5,6 +5,51 @@ use crate::error::{Error, Result};
 use crate::model::Features;
 use candle_core::{DType, Tensor};
 use image::{Rgb, RgbImage};
+use std::path::PathBuf;
+
+/// How a layer's code is changed before the decoders see it: the same request from the CLI
+/// (`--switches-from`, `--keep-channels`) and the app (the Switches menu, the Channels view).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct CodeEdit {
+    /// Decode with the pooling switches of this other photo (only kinds that read switches
+    /// change).
+    pub switches_of: Option<PathBuf>,
+    /// Keep only these channels of the layer's code (one flag per channel); `None` keeps all.
+    pub keep: Option<Vec<bool>>,
+}
+
+impl CodeEdit {
+    pub fn is_plain(&self) -> bool {
+        self.switches_of.is_none() && self.keep.is_none()
+    }
+
+    /// `features` with this edit at `layer`: the switches of `theirs` (the features of
+    /// [`Self::switches_of`]'s photo, required when it is set), then the channel mask.
+    pub fn apply(&self, features: &Features, layer: &str, theirs: Option<&Features>) -> Result<Features> {
+        let mut f = match (&self.switches_of, theirs) {
+            (None, _) => features.clone(),
+            (Some(_), Some(theirs)) => with_switches_of(features, theirs)?,
+            (Some(p), None) => {
+                return Err(Error::Unavailable(format!("{}: its features were not computed", p.display())))
+            }
+        };
+        if let Some(keep) = &self.keep {
+            f = keep_channels(&f, layer, keep)?;
+        }
+        Ok(f)
+    }
+
+    /// How titles say it.
+    pub fn change(&self) -> crate::figure::CodeChange {
+        crate::figure::CodeChange {
+            kept: self.keep.as_ref().map(|keep| (keep.iter().filter(|&&k| k).count(), keep.len())),
+            switches_of: self
+                .switches_of
+                .as_ref()
+                .map(|p| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())),
+        }
+    }
+}
 
 /// `f` with the pooling switches of `other` (the same model and input size): the SWWAE decoder
 /// then puts this photo's pooled values ("what") where the other photo's maxima were ("where").

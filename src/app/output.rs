@@ -120,10 +120,7 @@ impl LayerinvApp {
 
     /// How the code at `layer` is changed before the decoders, as titles say it.
     pub fn code_change(&self, layer: &str) -> CodeChange {
-        CodeChange {
-            kept: self.masks.get(layer).map(|keep| (keep.iter().filter(|&&k| k).count(), keep.len())),
-            switches_of: self.variant(layer).switches.map(|(_, path)| file_name(&path)),
-        }
+        self.variant(layer).edit.change()
     }
 
     /// A pane's title: the kind, the layer, and how the code was changed (the decoder's set is

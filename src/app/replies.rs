@@ -5,7 +5,6 @@ use super::shown::{color_image, Channels, Model, Pane, Photo, Rebuilt, View, PIX
 use super::state::LayerinvApp;
 use super::training::RunState;
 use super::worker::{Job, Reply, Verdict};
-use crate::compare::error_map;
 use crate::model::Kind;
 use std::time::{Duration, Instant};
 
@@ -89,41 +88,48 @@ impl LayerinvApp {
                 self.settings.remember(&path);
                 self.photo = Some(Photo { id, path, input, texture, top5 });
             }
-            Reply::Reconstructed { id, layer, variant, sources, preview, recs, floor, seconds, encoder_ran } => {
+            Reply::Reconstructed {
+                id,
+                layer,
+                variant,
+                sources,
+                preview,
+                recs,
+                errors,
+                lost,
+                floor,
+                seconds,
+                encoder_ran,
+            } => {
                 let key = (id, layer.clone(), variant, sources.clone());
                 if preview {
                     self.previews_pending.remove(&(id, layer.clone(), key.2.clone()));
                 } else {
                     self.pending.remove(&key);
                 }
-                let Some(input) = self.photo.as_ref().filter(|p| p.id == id).map(|p| p.input.clone()) else {
+                if self.photo.as_ref().is_none_or(|p| p.id != id) {
                     return;
-                };
+                }
                 let name = |what: &str, kind: Kind| format!("{id}-{layer}-{kind}-{what}-{}", self.cache.len());
                 let panes: Vec<Pane> = recs
                     .into_iter()
                     .zip(sources)
-                    .map(|(r, source)| {
-                        let (err, error_mean) = error_map(&input, &r.image);
-                        Pane {
-                            kind: r.kind,
-                            source,
-                            texture: self.ctx.load_texture(name("rec", r.kind), color_image(&r.image), PIXELS),
-                            error: self.ctx.load_texture(name("err", r.kind), color_image(&err), PIXELS),
-                            error_mean,
-                            image: r.image,
-                            psnr: r.psnr,
-                            ssim: r.ssim,
-                            speckle: r.speckle,
-                            floor,
-                        }
+                    .zip(errors)
+                    .map(|((r, source), (err, error_mean))| Pane {
+                        kind: r.kind,
+                        source,
+                        texture: self.ctx.load_texture(name("rec", r.kind), color_image(&r.image), PIXELS),
+                        error: self.ctx.load_texture(name("err", r.kind), color_image(&err), PIXELS),
+                        error_mean,
+                        image: r.image,
+                        psnr: r.psnr,
+                        ssim: r.ssim,
+                        speckle: r.speckle,
+                        floor,
                     })
                     .collect();
-                let find = |k: Kind| panes.iter().find(|p| p.kind == k).map(|p| &p.image);
-                let lost = Kind::switch_pair().and_then(|(fixed, recorded)| {
-                    let (map, mean) = error_map(find(recorded)?, find(fixed)?);
-                    Some((self.ctx.load_texture(name("lost", recorded), color_image(&map), PIXELS), mean))
-                });
+                let lost_name = format!("{id}-{layer}-lost-{}", self.cache.len());
+                let lost = lost.map(|(map, mean)| (self.ctx.load_texture(lost_name, color_image(&map), PIXELS), mean));
                 let rebuilt = Rebuilt { panes, lost, seconds, encoder_ran };
                 if preview {
                     self.previews.insert((id, layer, key.2), (self.preview_round, rebuilt));

@@ -14,6 +14,7 @@ use super::training::TrainingRun;
 use super::worker::{Job, Variant, Worker};
 use super::zoom::ZoomPan;
 use crate::compare::ChannelSpec;
+use crate::compare::CodeEdit;
 use crate::decoder_sets::UserData;
 use eframe::egui;
 use std::collections::{HashMap, HashSet};
@@ -337,9 +338,10 @@ impl LayerinvApp {
     /// How `layer`'s code is changed before the decoders: the chosen switches, its channel mask.
     pub fn variant(&self, layer: &str) -> Variant {
         let own = self.photo.as_ref().map(|p| p.id);
+        let switches = self.switches_from.clone().filter(|(id, _)| Some(*id) != own);
         Variant {
-            switches: self.switches_from.clone().filter(|(id, _)| Some(*id) != own),
-            keep: self.masks.get(layer).cloned(),
+            switches_id: switches.as_ref().map(|(id, _)| *id),
+            edit: CodeEdit { switches_of: switches.map(|(_, path)| path), keep: self.masks.get(layer).cloned() },
         }
     }
 

@@ -2,7 +2,7 @@
 //! so the UI thread never runs a tensor op.
 
 use super::decoders::Source;
-use crate::compare::{keep_channels, with_switches_of, ChannelMaps};
+use crate::compare::{error_map, ChannelMaps, CodeEdit};
 use crate::data::load_image;
 use crate::decoder_sets::{SetInfo, UserData};
 use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Features, Kind, ModelSource};
@@ -16,18 +16,18 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-/// What a reconstruction changes about the photo's own code before the decoders see it.
+/// What a reconstruction changes about the photo's own code before the decoders see it: the
+/// library's [`CodeEdit`], and the id under which the worker keeps the switches' photo.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Variant {
-    /// Decode with the pooling switches of this other photo (its id and file).
-    pub switches: Option<(u64, PathBuf)>,
-    /// Keep only these channels of the layer's code (one flag per channel); `None` keeps all.
-    pub keep: Option<Vec<bool>>,
+    pub edit: CodeEdit,
+    /// The id of [`CodeEdit::switches_of`]'s photo.
+    pub switches_id: Option<u64>,
 }
 
 impl Variant {
     pub fn is_plain(&self) -> bool {
-        self.switches.is_none() && self.keep.is_none()
+        self.edit.is_plain()
     }
 }
 
@@ -81,9 +81,11 @@ pub enum Reply {
         input: RgbImage,
         top5: Option<Vec<(String, f32)>>,
     },
-    /// `recs` in the order of `sources`; `floor`: PSNR of the layer's thumbnail floor for this
-    /// photo (`None` for fc layers); `seconds`: the whole job; `encoder_ran`: whether it had to
-    /// run the encoder (else only the decoders ran, on a kept encoder pass).
+    /// `recs` in the order of `sources`, with `errors`, each one's |input − picture| map and its
+    /// mean, and `lost`, the map between the two kinds of [`Kind::switch_pair`] when both are
+    /// there; `floor`: PSNR of the layer's thumbnail floor for this photo (`None` for fc layers);
+    /// `seconds`: the whole job; `encoder_ran`: whether it had to run the encoder (else only the
+    /// decoders ran, on a kept encoder pass).
     Reconstructed {
         id: u64,
         layer: String,
@@ -91,6 +93,8 @@ pub enum Reply {
         sources: Vec<Source>,
         preview: bool,
         recs: Vec<Reconstruction>,
+        errors: Vec<(RgbImage, f64)>,
+        lost: Option<(RgbImage, f64)>,
         floor: Option<f64>,
         seconds: f64,
         encoder_ran: bool,
@@ -233,17 +237,12 @@ impl State {
             Job::Reconstruct { id, layer, variant, sources, preview } => {
                 let started = Instant::now();
                 let mut encoder_ran = false;
-                let mut features = match &variant.switches {
-                    Some((other, path)) => {
-                        let theirs = self.features(*other, Some(path), &mut encoder_ran)?.clone();
-                        with_switches_of(self.features(id, None, &mut encoder_ran)?, &theirs)
-                            .map_err(|e| e.to_string())?
-                    }
-                    None => self.features(id, None, &mut encoder_ran)?.clone(),
+                let theirs = match (variant.switches_id, &variant.edit.switches_of) {
+                    (Some(other), Some(path)) => Some(self.features(other, Some(path), &mut encoder_ran)?.clone()),
+                    _ => None,
                 };
-                if let Some(keep) = &variant.keep {
-                    features = keep_channels(&features, &layer, keep).map_err(|e| e.to_string())?;
-                }
+                let own = self.features(id, None, &mut encoder_ran)?;
+                let features = variant.edit.apply(own, &layer, theirs.as_ref()).map_err(|e| e.to_string())?;
                 for source in &sources {
                     self.decoder(&source.dir, &layer, source.kind)?;
                 }
@@ -257,8 +256,25 @@ impl State {
                     })
                     .collect::<std::result::Result<Vec<_>, String>>()?;
                 let floor = layer_grid(enc, &layer).map(|g| psnr(mse(&thumbnail(input, g), input)));
+                // The error maps here, not on the UI thread.
+                let errors = recs.iter().map(|r| error_map(input, &r.image)).collect();
+                let find = |k: Kind| recs.iter().find(|r| r.kind == k).map(|r| &r.image);
+                let lost =
+                    Kind::switch_pair().and_then(|(fixed, recorded)| Some(error_map(find(recorded)?, find(fixed)?)));
                 let seconds = started.elapsed().as_secs_f64();
-                Ok(Reply::Reconstructed { id, layer, variant, sources, preview, recs, floor, seconds, encoder_ran })
+                Ok(Reply::Reconstructed {
+                    id,
+                    layer,
+                    variant,
+                    sources,
+                    preview,
+                    recs,
+                    errors,
+                    lost,
+                    floor,
+                    seconds,
+                    encoder_ran,
+                })
             }
             Job::Channels { id, layer } => {
                 let features = self.features(id, None, &mut false)?;

@@ -1,8 +1,8 @@
 //! `layerinv reconstruct` and `layerinv eval`.
 
-use crate::compare::{keep_channels, with_switches_of, ChannelSpec};
+use crate::compare::{ChannelSpec, CodeEdit};
 use crate::data::{list_images, load_image};
-use crate::figure::{all_layers, caption, diff_figure, grid, kind_rows, recon_title, CodeChange, Tile};
+use crate::figure::{all_layers, caption, diff_figure, grid, kind_rows, recon_title, Tile};
 use crate::fsutil::write_atomic_with;
 use crate::model::{Kind, ModelSource};
 use crate::recon::{
@@ -101,19 +101,19 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
         vec![layer.to_string()]
     };
     let input = model_input(&enc, &load_image(&args.image)?);
-    let mut features = features_for(&enc, &input, &layers)?;
-    let mut change = CodeChange::default();
-    if let Some(other) = &args.switches_from {
-        let theirs = features_for(&enc, &model_input(&enc, &load_image(other)?), &layers)?;
-        features = with_switches_of(&features, &theirs)?;
-        change.switches_of = Some(file_name(other));
-    }
+    let own = features_for(&enc, &input, &layers)?;
+    let theirs = match &args.switches_from {
+        Some(other) => Some(features_for(&enc, &model_input(&enc, &load_image(other)?), &layers)?),
+        None => None,
+    };
+    let mut edit = CodeEdit { switches_of: args.switches_from.clone(), keep: None };
     if let (Some(spec), [layer]) = (&args.keep_channels, layers.as_slice()) {
-        let code = features.tap(layer).ok_or_else(|| Error::Unavailable(format!("no {layer} activation")))?;
-        let keep = ChannelSpec::parse(spec)?.mask(code)?;
-        change.kept = Some((keep.iter().filter(|&&k| k).count(), keep.len()));
-        features = keep_channels(&features, layer, &keep)?;
+        let code = own.tap(layer).ok_or_else(|| Error::Unavailable(format!("no {layer} activation")))?;
+        edit.keep = Some(ChannelSpec::parse(spec)?.mask(code)?);
     }
+    // --all-layers takes no mask, so the layer only matters for one.
+    let features = edit.apply(&own, &layers[0], theirs.as_ref())?;
+    let change = edit.change();
     let recs = sets
         .iter()
         .map(|set| reconstruct_from(&enc, set, &features, &input, &layers, &Kind::ALL))
