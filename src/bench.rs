@@ -92,7 +92,8 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
     )?;
     Ok(json!({
         "device": device_name,
-        "threads": candle_core::utils::get_num_threads(),
+        // The threads the work ran on (`--threads`, else every core).
+        "threads": rayon::current_num_threads(),
         "batch": cfg.batch,
         "dtype": cfg.precision.name(),
         "encoder_fwd_ms_per_img": round(enc_s / (cfg.steps * cfg.batch) as f64 * 1000., 3),

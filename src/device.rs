@@ -62,7 +62,7 @@ fn keep_freed_memory(d: &candle_core::CudaDevice) {
 /// A short description for status lines and benchmark output.
 pub fn describe(d: &Device) -> String {
     match d {
-        Device::Cpu => format!("CPU ({} threads)", candle_core::utils::get_num_threads()),
+        Device::Cpu => format!("CPU ({} threads)", rayon::current_num_threads()),
         #[cfg(feature = "cuda")]
         Device::Cuda(d) => {
             let ctx = d.cuda_stream().context().clone();

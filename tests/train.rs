@@ -68,6 +68,16 @@ fn a_few_steps_lower_the_loss_and_broken_files_are_skipped() {
     let summary = train(&enc, &cfg, &mut sink, &CancelToken::default()).unwrap();
     assert!(!summary.cancelled);
     assert_validation_halves(&vals);
+    // The run's record keeps the curve: every kind at steps 20, 40, 60, 80, as the events said.
+    let record = RunRecord::load(out.path()).unwrap().unwrap();
+    let steps: Vec<u64> = record.curve.iter().map(|p| p.step).collect();
+    assert_eq!(steps, [20, 40, 60, 80].map(|s| [s; Kind::ALL.len()]).concat());
+    let losses: Vec<f64> = vals.iter().flat_map(|(_, l)| l.clone()).collect();
+    // (to JSON's last digit: serde_json reads floats back within an ulp)
+    assert_eq!(record.curve.len(), losses.len());
+    for (p, l) in record.curve.iter().zip(&losses) {
+        assert!((p.loss - l).abs() <= 1e-12 * l.abs(), "{} vs {l}", p.loss);
+    }
     assert!(skipped.iter().any(|p| p.ends_with("notes.jpg")), "{skipped:?}");
     for kind in Kind::ALL {
         let meta = read_decoder_meta(&out.path().join(format!("vgg16_pool1_{kind}.safetensors"))).unwrap();
@@ -338,4 +348,17 @@ fn fresh_decoders_start_uniform_within_one_over_root_fan_in() {
         }
     }
     assert!(convs > 0 && deconvs > 0 && linears > 0, "covered {convs} conv, {deconvs} deconv, {linears} fc layers");
+}
+
+/// `bench --json` says how many threads the work ran on (`--threads 1`: 1, not the machine's
+/// cores) and times only the kinds asked for.
+#[test]
+fn bench_reports_its_threads_and_kinds() {
+    let args = ["--threads", "1", "bench", "--device", "cpu", "--batch", "1", "--steps", "1", "--layers", "pool1"];
+    let o = layerinv(&[&args[..], &["--kinds", "sae", "--json"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["threads"], 1, "{v}");
+    let pool1 = v["train_img_per_s"]["pool1"].as_object().unwrap();
+    assert_eq!(pool1.keys().collect::<Vec<_>>(), ["sae"], "{v}");
 }

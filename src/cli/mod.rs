@@ -140,6 +140,9 @@ pub enum Command {
 /// Run a parsed command line; returns the exit code. Errors are one line, ready to print.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Some(n) = cli.threads {
+        // Our kernels run on rayon's global pool; candle's own (its matrix products) reads the
+        // same variable, so both keep to the cap.
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
         rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global()?;
     }
     let result: anyhow::Result<()> = match cli.command {

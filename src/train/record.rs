@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 /// The record's file name in a run's output folder.
 pub const RUN_RECORD: &str = "run.json";
 const FORMAT: &str = "layerinv-run/1";
-/// Largest record read (it lists at most a few hundred validation photos).
-const MAX_RECORD_BYTES: u64 = 4 << 20;
+/// Largest record read (a few hundred validation photos, and a validation curve of about 100
+/// bytes a point: 10,000 validations of 15 decoders fit).
+const MAX_RECORD_BYTES: u64 = 32 << 20;
 
 /// How a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,13 +56,48 @@ pub struct RunRecord {
     pub val_files: Vec<PathBuf>,
     /// What the run was asked to do (its folder is the record's own).
     pub settings: TrainConfig,
+    /// Every validation of the run, resumed parts included, in order.
+    #[serde(default)]
+    pub curve: Vec<ValPoint>,
+}
+
+/// One decoder's validation at one step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValPoint {
+    pub step: u64,
+    pub layer: String,
+    pub kind: crate::model::Kind,
+    /// Mean squared error, 0–1 pixel units.
+    pub loss: f64,
+    /// Mean PSNR over the validation photos, dB.
+    pub psnr: f64,
 }
 
 impl RunRecord {
     /// A new record for `cfg`, running, at step 0.
     pub fn new(cfg: &TrainConfig, started: u64, val_files: Vec<PathBuf>) -> Self {
         let settings = TrainConfig { out: PathBuf::new(), resume: false, ..cfg.clone() };
-        Self { format: FORMAT.into(), started, state: RunState::Running, error: None, step: 0, val_files, settings }
+        Self {
+            format: FORMAT.into(),
+            started,
+            state: RunState::Running,
+            error: None,
+            step: 0,
+            val_files,
+            settings,
+            curve: Vec::new(),
+        }
+    }
+
+    /// Add a validation's results to the curve.
+    pub fn add_validation(&mut self, step: u64, results: &[super::events::ValResult]) {
+        self.curve.extend(results.iter().map(|r| ValPoint {
+            step,
+            layer: r.id.layer.clone(),
+            kind: r.id.kind,
+            loss: r.loss,
+            psnr: r.psnr,
+        }));
     }
 
     /// The record in `dir`, `None` when the folder has none (a folder of decoders from elsewhere).

@@ -89,12 +89,15 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
     }
     let val_files = &val_files[..val_files.len().min(cfg.val_images)];
 
-    // The run's record: a resumed run keeps when it first started; how it ends is written last.
-    let started = match RunRecord::load(&cfg.out) {
-        Ok(Some(r)) if cfg.resume => r.started,
-        _ => now_unix(),
+    // The run's record: a resumed run keeps when it first started and its validation curve; how
+    // it ends is written last.
+    let (started, curve) = match RunRecord::load(&cfg.out) {
+        // Validations after the checkpoint the run resumes from are made again.
+        Ok(Some(r)) if cfg.resume => (r.started, r.curve.into_iter().filter(|p| p.step <= r.step).collect()),
+        _ => (now_unix(), Vec::new()),
     };
     let mut record = RunRecord::new(cfg, started, val_files.to_vec());
+    record.curve = curve;
     record.save(&cfg.out)?;
     let result = train_decoders(enc, cfg, sink, cancel, files, val_files, &mut record);
     match &result {
@@ -286,6 +289,7 @@ fn train_decoders(
         let done = !slots.iter().any(active);
         if cfg.val_every > 0 && (batches.is_multiple_of(cfg.val_every) || done) && val_x.is_some() {
             let results = validate(&mut slots)?;
+            record.add_validation(step, &results);
             report_validation(sink, step, results);
         }
         if cfg.checkpoint_every > 0 && batches.is_multiple_of(cfg.checkpoint_every) && !done {
@@ -303,6 +307,7 @@ fn train_decoders(
     }
     if slots.iter().any(|s| s.val.is_none() && !s.failed) && val_x.is_some() && !cancelled {
         let results = validate(&mut slots)?;
+        record.add_validation(step, &results);
         report_validation(sink, step, results);
     }
     let saved = save(&slots)?;
