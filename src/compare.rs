@@ -2,7 +2,7 @@
 //! switches, keep only some of its channels, and map where a reconstruction differs.
 
 use crate::error::{Error, Result};
-use crate::model::Features;
+use crate::model::{Features, Kind};
 use candle_core::{DType, Tensor};
 use image::{Rgb, RgbImage};
 use std::path::PathBuf;
@@ -229,6 +229,15 @@ pub fn keep_channels(f: &Features, layer: &str, keep: &[bool]) -> Result<Feature
 /// The error maps' scale: |difference| in 0–255 units from 0 (dark) to this (bright); larger
 /// differences saturate.
 pub const ERROR_SCALE_MAX: f32 = 128.0;
+
+/// What the switches change: [`error_map`] of the picture of the kind that reads the recorded
+/// switches against that of its twin with fixed ones ([`Kind::switch_pair`]), when `pictures`
+/// hold both.
+pub fn switches_map(pictures: &[(Kind, &RgbImage)]) -> Option<(RgbImage, f64)> {
+    let (fixed, recorded) = Kind::switch_pair()?;
+    let find = |kind: Kind| pictures.iter().find(|(k, _)| *k == kind).map(|(_, img)| *img);
+    Some(error_map(find(recorded)?, find(fixed)?))
+}
 
 /// Where `a` and `b` differ: per pixel the mean over RGB of |a − b| (0–255 units), through the
 /// perceptual colour map [`colour_map`] over 0–[`ERROR_SCALE_MAX`]. Also the mean |a − b|.

@@ -1,7 +1,7 @@
 //! Labelled pictures for the CLI and the GUI's export: a comparison row (the input, then every kind)
 //! and the paper's all-layers figure. Text is drawn with the Ubuntu font egui ships.
 
-use crate::compare::{colour_bar, error_map, ERROR_SCALE_MAX};
+use crate::compare::{colour_bar, error_map, switches_map, ERROR_SCALE_MAX};
 use crate::model::Kind;
 use crate::recon::Reconstruction;
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
@@ -108,11 +108,8 @@ pub fn grid(row_labels: &[String], rows: &[Vec<Option<&Tile>>]) -> RgbImage {
 pub fn error_maps(input: &RgbImage, pictures: &[(Kind, &RgbImage)]) -> Vec<(String, (RgbImage, f64))> {
     let mut maps: Vec<(String, (RgbImage, f64))> =
         pictures.iter().map(|(k, img)| (format!("|input − {}|", k.label()), error_map(input, img))).collect();
-    let find = |kind: Kind| pictures.iter().find(|(k, _)| *k == kind).map(|(_, img)| *img);
-    if let Some((fixed, recorded)) = Kind::switch_pair() {
-        if let (Some(a), Some(b)) = (find(fixed), find(recorded)) {
-            maps.push((format!("|{} − {}|: the switches", recorded.label(), fixed.label()), error_map(b, a)));
-        }
+    if let (Some(map), Some((fixed, recorded))) = (switches_map(pictures), Kind::switch_pair()) {
+        maps.push((format!("|{} − {}|: the switches", recorded.label(), fixed.label()), map));
     }
     maps
 }

@@ -2,7 +2,7 @@
 //! so the UI thread never runs a tensor op.
 
 use super::decoders::Source;
-use crate::compare::{error_map, ChannelMaps, CodeEdit};
+use crate::compare::{error_map, switches_map, ChannelMaps, CodeEdit};
 use crate::data::load_image;
 use crate::decoder_sets::{SetInfo, UserData};
 use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Features, Kind, ModelSource};
@@ -258,9 +258,8 @@ impl State {
                 let floor = layer_grid(enc, &layer).map(|g| psnr(mse(&thumbnail(input, g), input)));
                 // The error maps here, not on the UI thread.
                 let errors = recs.iter().map(|r| error_map(input, &r.image)).collect();
-                let find = |k: Kind| recs.iter().find(|r| r.kind == k).map(|r| &r.image);
-                let lost =
-                    Kind::switch_pair().and_then(|(fixed, recorded)| Some(error_map(find(recorded)?, find(fixed)?)));
+                let pictures: Vec<(Kind, &RgbImage)> = recs.iter().map(|r| (r.kind, &r.image)).collect();
+                let lost = switches_map(&pictures);
                 let seconds = started.elapsed().as_secs_f64();
                 Ok(Reply::Reconstructed {
                     id,
