@@ -227,7 +227,7 @@ impl State {
                 // One encoder pass for every layer (and the top-5 where the model has fc8).
                 let features = features_of(enc, &input).map_err(|e| e.to_string())?;
                 let top5 = features
-                    .tap("fc8")
+                    .tap(enc.arch.logits())
                     .map(|l| crate::model::labels::top_k(l, 5))
                     .transpose()
                     .map_err(|e| e.to_string())?;

@@ -88,18 +88,6 @@ impl fmt::Display for Tap {
     }
 }
 
-impl PartialEq<str> for Tap {
-    fn eq(&self, other: &str) -> bool {
-        self.name == other
-    }
-}
-
-impl PartialEq<&str> for Tap {
-    fn eq(&self, other: &&str) -> bool {
-        self.name == *other
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Arch {
     Vgg11,
