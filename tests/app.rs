@@ -32,7 +32,7 @@ fn starts_and_the_layer_picker_changes_the_view() {
     assert!(h.query_all_by_label("SWWAE from pool1").count() > 0);
     assert_eq!(h.query_all_by_label("SWWAE from pool2").count(), 0);
     // Each pane shows pool1's floor for this photo: the photo squeezed to 112 px and blown back up.
-    let photo = h.state().photo.as_ref().map(|p| p.input.clone()).unwrap();
+    let photo = h.state().photo().map(|p| p.input.clone()).unwrap();
     let floor = layerinv::recon::thumbnail(&photo, 112);
     let floor = layerinv::train::metrics::psnr(layerinv::train::metrics::mse(&floor, &photo));
     let want = format!("floor {floor:.1} dB");
@@ -52,16 +52,14 @@ fn a_dropped_photo_loads_and_a_bad_one_keeps_the_old() {
     wait_for(&mut h, "the demo photo", |a| shows_layer(a, "pool1"));
     let coffee = repo_path("assets/coffee.png");
     drop_file(&mut h, coffee.clone());
-    wait_for(&mut h, "the dropped photo", |a| {
-        a.photo.as_ref().is_some_and(|p| p.path == coffee) && shows_layer(a, "pool1")
-    });
+    wait_for(&mut h, "the dropped photo", |a| a.photo().is_some_and(|p| p.path == coffee) && shows_layer(a, "pool1"));
 
     let bad = repo_path("tests/data/odd/not_an_image.jpg");
     drop_file(&mut h, bad);
-    wait_for(&mut h, "the error", |a| a.last_error.is_some() && a.loading.is_none());
+    wait_for(&mut h, "the error", |a| a.last_error.is_some() && a.photos.loading.is_none());
     let err = h.state().last_error.clone().unwrap();
     assert!(err.contains("not_an_image.jpg"), "{err}");
-    assert_eq!(h.state().photo.as_ref().unwrap().path, coffee, "the previous photo stays");
+    assert_eq!(h.state().photo().unwrap().path, coffee, "the previous photo stays");
     h.get_by_label_contains("Error:");
 }
 

@@ -37,7 +37,7 @@ fn zoom_is_linked_and_blink_shows_the_input_or_the_other_kind() {
     h.event(egui::Event::Zoom(2.0));
     h.step();
     h.step();
-    let z = h.state().zoom;
+    let z = h.state().compare.zoom;
     assert!((z.zoom - 2.0).abs() < 1e-3, "zoom {}", z.zoom);
     assert!(z.uv().width() < 0.51);
     // + zooms in further, up to the limit; 0 shows the whole picture again.
@@ -45,20 +45,20 @@ fn zoom_is_linked_and_blink_shows_the_input_or_the_other_kind() {
         h.key_press(egui::Key::Plus);
         h.step();
     }
-    assert_eq!(h.state().zoom.zoom, layerinv::app::zoom::MAX_ZOOM);
+    assert_eq!(h.state().compare.zoom.zoom, layerinv::app::zoom::MAX_ZOOM);
     h.key_press(egui::Key::Num0);
     h.step();
-    assert_eq!(h.state().zoom.zoom, 1.0);
+    assert_eq!(h.state().compare.zoom.zoom, 1.0);
 
     // Hold Space: the input in every reconstruction's place; let go: back.
     h.key_down(egui::Key::Space);
     h.step();
-    assert_eq!(h.state().blink, Blink::Input);
+    assert_eq!(h.state().compare.blink, Blink::Input);
     assert!(h.query_by_label("input, in SAE's place").is_some());
     assert!(h.query_by_label("input, in SWWAE's place").is_some());
     h.key_up(egui::Key::Space);
     h.step();
-    assert_eq!(h.state().blink, Blink::Off);
+    assert_eq!(h.state().compare.blink, Blink::Off);
     assert!(h.query_by_label("SAE from pool1").is_some());
     // Hold S: SAE and SWWAE change places.
     h.key_down(egui::Key::S);
@@ -104,7 +104,7 @@ fn a_channel_switched_off_changes_both_kinds_and_back_on_changes_nothing() {
     // Back on: every channel kept is the plain code, pixel for pixel.
     h.get_by_label(&format!("channel {strongest}")).click();
     h.step();
-    assert!(h.state().masks.is_empty());
+    assert!(h.state().edits.keeps_all());
     wait_rebuilt(&mut h, "the plain reconstructions");
     for (k, before) in [Kind::Sae, Kind::Swwae].iter().zip(&plain) {
         assert_eq!(&image_of(h.state(), "pool5", *k), before);
@@ -125,7 +125,7 @@ fn another_photos_switches_change_swwae_only_and_its_own_change_nothing() {
     wait_for(&mut h, "the rocket", |a| shows_layer(a, "pool3"));
     let chelsea = repo_path("assets/chelsea.png");
     h.state_mut().open_image(&chelsea);
-    wait_for(&mut h, "chelsea", |a| a.photo.as_ref().is_some_and(|p| p.path == chelsea) && shows_layer(a, "pool3"));
+    wait_for(&mut h, "chelsea", |a| a.photo().is_some_and(|p| p.path == chelsea) && shows_layer(a, "pool3"));
     let plain = [Kind::Sae, Kind::Swwae].map(|k| image_of(h.state(), "pool3", k));
 
     // The Switches menu offers the photos seen before.
@@ -155,16 +155,16 @@ fn page_down_steps_through_the_folder() {
     }
     std::fs::write(dir.path().join("notes.txt"), "not a photo").unwrap();
     let mut h = harness(dec.path(), Some(dir.path().to_path_buf()), "pool1");
-    let at = |name: &'static str| move |a: &LayerinvApp| a.photo.as_ref().is_some_and(|p| p.path.ends_with(name));
+    let at = |name: &'static str| move |a: &LayerinvApp| a.photo().is_some_and(|p| p.path.ends_with(name));
     wait_for(&mut h, "the folder's first photo", at("a.png"));
-    assert_eq!(h.state().folder.len(), 3);
+    assert_eq!(h.state().photos.folder.len(), 3);
     h.key_press(egui::Key::PageDown);
     wait_for(&mut h, "the second photo", at("b.png"));
     h.key_press(egui::Key::PageDown);
     wait_for(&mut h, "the third photo", at("c.jpg"));
     h.key_press(egui::Key::PageDown);
     h.step();
-    assert!(h.state().loading.is_none(), "the last photo stays");
+    assert!(h.state().photos.loading.is_none(), "the last photo stays");
     h.key_press(egui::Key::PageUp);
     wait_for(&mut h, "back to the second", at("b.png"));
 }
@@ -185,9 +185,9 @@ fn a_restarted_app_comes_back_on_the_same_photo_layer_and_view() {
     let mut opts = options(dec.path(), None, None);
     opts.image = None;
     let mut h = harness_with(opts, Some(storage));
-    wait_for(&mut h, "the restored photo", |a| a.photo.is_some() && a.model.is_some());
+    wait_for(&mut h, "the restored photo", |a| a.photo().is_some() && a.model.is_some());
     let app = h.state();
-    assert_eq!(app.photo.as_ref().unwrap().path, coffee);
+    assert_eq!(app.photo().unwrap().path, coffee);
     assert_eq!(app.layer, "pool2");
     assert_eq!(app.view, View::Diff);
     assert_eq!(app.settings.recent.first(), Some(&coffee));

@@ -6,7 +6,7 @@ use eframe::egui;
 
 impl LayerinvApp {
     pub(super) fn all_layers_view(&mut self, ui: &mut egui::Ui) {
-        let Some(photo) = &self.photo else {
+        let Some(photo) = self.photo() else {
             ui.heading("Drop a photo here, or File > Open image…");
             return;
         };

@@ -2,23 +2,47 @@
 //! a strip of unit bars). Clicking a channel drops it from the code both decoders see; the panes
 //! above show the masked reconstruction, rebuilt by the decoders alone.
 
+use super::compare_view::CompareView;
 use super::shown::Channels;
 use super::state::LayerinvApp;
 use crate::compare::ChannelSpec;
 use eframe::egui;
 
-impl LayerinvApp {
-    pub(super) fn channels_view(&mut self, ui: &mut egui::Ui) {
+/// The channels view's own state.
+#[derive(Debug)]
+pub struct ChannelsView {
+    /// How many channels "Top k" keeps.
+    pub top_k: usize,
+}
+
+impl Default for ChannelsView {
+    fn default() -> Self {
+        Self { top_k: 16 }
+    }
+}
+
+/// What the user did to the layer's channels.
+#[derive(Debug)]
+pub enum Action {
+    Toggle(usize),
+    Solo(usize),
+    None,
+    Spec(ChannelSpec),
+}
+
+impl ChannelsView {
+    /// The pictures (drawn by `pictures`, with their zoom) above the layer's channels; what the
+    /// user did to the channels, for the app to apply.
+    pub fn ui(&mut self, ui: &mut egui::Ui, app: &LayerinvApp, pictures: &mut CompareView) -> Option<Action> {
         let avail = ui.available_size();
         let side = ((avail.x - 40.0) / 3.0).min(avail.y * 0.42 - 60.0).max(96.0);
-        self.picture_rows(ui, side);
-        let layer = self.layer.clone();
-        let (n, kept) = match self.mask(&layer) {
+        pictures.picture_rows(ui, app, side);
+        let layer = app.layer.as_str();
+        let (n, kept) = match app.mask(layer) {
             Some(keep) => (keep.len(), keep.iter().filter(|&&k| k).count()),
             None => (0, 0),
         };
-        let top_k_id = egui::Id::unique("channels-top-k");
-        let mut top_k: usize = ui.data(|d| d.get_temp(top_k_id)).unwrap_or(16);
+        let top_k = &mut self.top_k;
         let mut action: Option<Action> = None;
         ui.horizontal_wrapped(|ui| {
             ui.strong(format!("{layer}: {kept} of {n} channels kept"));
@@ -29,18 +53,17 @@ impl LayerinvApp {
                 action = Some(Action::None);
             }
             if n > 0 {
-                ui.add(egui::DragValue::new(&mut top_k).range(1..=n).prefix("k "));
+                ui.add(egui::DragValue::new(top_k).range(1..=n).prefix("k "));
                 let top =
                     ui.button("Top k").on_hover_text("Keep the k channels with the most energy in this photo's code");
                 if top.clicked() {
-                    action = Some(Action::Spec(ChannelSpec::Top(top_k)));
+                    action = Some(Action::Spec(ChannelSpec::Top(*top_k)));
                 }
             }
             ui.label("Click a channel to drop it or take it back; right-click to keep it alone (solo).");
         });
-        ui.data_mut(|d| d.insert_temp(top_k_id, top_k));
         ui.separator();
-        match self.channel_maps(&layer) {
+        match app.channel_maps(layer) {
             None => {
                 ui.spinner();
             }
@@ -48,7 +71,7 @@ impl LayerinvApp {
                 ui.colored_label(ui.visuals().error_fg_color, e.as_str());
             }
             Some(Ok(c)) => {
-                let keep = self.mask(&layer).unwrap_or_default();
+                let keep = app.mask(layer).unwrap_or_default();
                 egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
                     action = action.take().or(if c.maps.tile == (1, 1) {
                         unit_strip(ui, c, &keep)
@@ -58,21 +81,8 @@ impl LayerinvApp {
                 });
             }
         }
-        match action {
-            Some(Action::Toggle(c)) => self.toggle_channel(&layer, c),
-            Some(Action::Solo(c)) => self.set_mask(&layer, (0..n).map(|i| i == c).collect()),
-            Some(Action::None) => self.set_mask(&layer, vec![false; n]),
-            Some(Action::Spec(spec)) => self.keep_channels(&layer, &spec),
-            None => {}
-        }
+        action
     }
-}
-
-enum Action {
-    Toggle(usize),
-    Solo(usize),
-    None,
-    Spec(ChannelSpec),
 }
 
 /// The activation maps, most energy first, each labelled with its channel index.

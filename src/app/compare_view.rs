@@ -30,30 +30,78 @@ struct Cell<'a> {
     numbers_about: Option<String>,
 }
 
-impl LayerinvApp {
+/// The picture views' own state (Compare, Diff, and the pictures above Channels): one zoom and
+/// pan for every picture, and the blink held down.
+#[derive(Debug, Default)]
+pub struct CompareView {
+    pub zoom: ZoomPan,
+    pub blink: Blink,
+}
+
+impl CompareView {
+    /// The keys of the picture views: + and − zoom, 0 shows the whole picture, Space (the input)
+    /// and S (the next kind) blink while held. `typing`: a text field has the keyboard.
+    pub fn keys(&mut self, ui: &egui::Ui, typing: bool) {
+        use egui::Key;
+        if typing {
+            self.blink = Blink::Off;
+            return;
+        }
+        let pressed = |k: Key| ui.input(|i| i.key_pressed(k) && !i.modifiers.command);
+        if pressed(Key::Plus) || pressed(Key::Equals) {
+            self.zoom.zoom_by(2.0, egui::pos2(0.5, 0.5));
+        }
+        if pressed(Key::Minus) {
+            self.zoom.zoom_by(0.5, egui::pos2(0.5, 0.5));
+        }
+        if pressed(Key::Num0) {
+            self.zoom = Default::default();
+        }
+        self.blink = ui.input(|i| {
+            if i.key_down(Key::Space) {
+                Blink::Input
+            } else if i.key_down(Key::S) && !i.modifiers.command {
+                Blink::Swap
+            } else {
+                Blink::Off
+            }
+        });
+    }
+
+    /// The toolbar's zoom button while zoomed in: back to the whole picture.
+    pub fn zoom_button(&mut self, ui: &mut egui::Ui) {
+        if self.zoom.zoom > 1.0 {
+            ui.separator();
+            let button = ui.button(format!("zoom {:.1}×", self.zoom.zoom));
+            if button.on_hover_text("Back to the whole picture (0)").clicked() {
+                self.zoom = Default::default();
+            }
+        }
+    }
+
     /// Compare and Diff: the row of pictures at the size the window allows, the error row in Diff.
-    pub(super) fn compare_view(&mut self, ui: &mut egui::Ui) {
-        let rows = if self.view == View::Diff { 2.0 } else { 1.0 };
+    pub fn ui(&mut self, ui: &mut egui::Ui, app: &LayerinvApp) {
+        let rows = if app.view == View::Diff { 2.0 } else { 1.0 };
         let avail = ui.available_size();
         // The input and a pane per kind.
         let columns = 1.0 + Kind::ALL.len() as f32;
         let fit = |cols: f32, rows: f32| ((avail.x - 40.0) / cols).min((avail.y - 120.0) / rows - 64.0).max(96.0);
-        let side = match self.preview(&self.layer).map(|p| p.panes.len() as f32) {
+        let side = match app.preview(&app.layer).map(|p| p.panes.len() as f32) {
             // The training preview beside the panes, or in a row of its own: whichever is larger.
             Some(n) => fit(columns + n, rows).max(fit(columns, rows + 1.0)),
             None => fit(columns, rows),
         };
-        self.picture_rows(ui, side);
-        if self.view == View::Diff {
+        self.picture_rows(ui, app, side);
+        if app.view == View::Diff {
             scale_bar(ui, side.min(320.0));
         }
-        if let Some(Ok(panes)) = self.panes(&self.layer) {
+        if let Some(Ok(panes)) = app.panes(&app.layer) {
             let find = |k: Kind| panes.iter().find(|p| p.kind == k);
             let pair = Kind::switch_pair().and_then(|(fixed, recorded)| find(fixed).zip(find(recorded)));
             if let Some((fixed, recorded)) = pair {
                 ui.label(format!(
                     "At {}, {} is {:+.1} dB PSNR and {:+.3} SSIM against {}.",
-                    self.layer,
+                    app.layer,
                     recorded.kind.label(),
                     recorded.psnr - fixed.psnr,
                     recorded.ssim - fixed.ssim,
@@ -65,16 +113,16 @@ impl LayerinvApp {
     }
 
     /// The input and every kind's reconstruction at `side` pixels (and in Diff, their error maps).
-    pub(super) fn picture_rows(&mut self, ui: &mut egui::Ui, side: f32) {
-        let Some(photo) = &self.photo else {
+    pub fn picture_rows(&mut self, ui: &mut egui::Ui, app: &LayerinvApp, side: f32) {
+        let Some(photo) = app.photo() else {
             ui.vertical_centered(|ui| {
                 ui.add_space(80.0);
                 ui.heading("Drop a photo or a folder here, or File > Open photo…");
             });
             return;
         };
-        let layer = self.layer.clone();
-        let mut zoom = self.zoom;
+        let layer = app.layer.clone();
+        let zoom = &mut self.zoom;
         let blink = self.blink;
         let input = Cell {
             title: match blink {
@@ -92,13 +140,13 @@ impl LayerinvApp {
             }),
         };
         let mut copy = None;
-        match self.rebuilt(&layer) {
+        match app.rebuilt(&layer) {
             Some(Ok(rebuilt)) => {
-                let cells = self.pane_cells(rebuilt, &layer, false, blink);
-                let missing = self.missing_panes(&layer);
+                let cells = pane_cells(app, rebuilt, &layer, false, blink);
+                let missing = missing_panes(app, &layer);
                 // The run in progress beside the chosen decoders (same photo, same zoom): in the
                 // same row when the window is wide enough for it, else in a row of its own.
-                let preview = self.preview(&layer).map(|p| self.pane_cells(p, &layer, true, blink));
+                let preview = app.preview(&layer).map(|p| pane_cells(app, p, &layer, true, blink));
                 let inline = preview.as_ref().is_some_and(|p| {
                     (1 + Kind::ALL.len() + p.len()) as f32 * (side + ui.spacing().item_spacing.x)
                         <= ui.available_width()
@@ -106,13 +154,13 @@ impl LayerinvApp {
                 let (beside, below) = if inline { (preview, None) } else { (None, preview) };
                 ui.horizontal_top(|ui| {
                     for cell in std::iter::once(&input).chain(&cells) {
-                        copy = copy.take().or(cell_ui(ui, cell, side, &mut zoom));
+                        copy = copy.take().or(cell_ui(ui, cell, side, zoom));
                     }
                     for (title, why) in &missing {
                         missing_ui(ui, title, why, side);
                     }
                     for cell in beside.iter().flatten() {
-                        copy = copy.take().or(cell_ui(ui, cell, side, &mut zoom));
+                        copy = copy.take().or(cell_ui(ui, cell, side, zoom));
                     }
                 });
                 if let Some(cells) = &below {
@@ -122,11 +170,11 @@ impl LayerinvApp {
                             ui.label(PREVIEW);
                         });
                         for cell in cells {
-                            copy = copy.take().or(cell_ui(ui, cell, side, &mut zoom));
+                            copy = copy.take().or(cell_ui(ui, cell, side, zoom));
                         }
                     });
                 }
-                if self.view == View::Diff {
+                if app.view == View::Diff {
                     let lost = rebuilt.lost.as_ref();
                     let pair = Kind::switch_pair().map(|(fixed, recorded)| (fixed.label(), recorded.label()));
                     let mut errors: Vec<Cell> = lost
@@ -145,7 +193,7 @@ impl LayerinvApp {
                     for p in &rebuilt.panes {
                         errors.push(Cell {
                             title: format!("|input − {}|", p.kind.label()),
-                            source: Some(self.pane_source(p, &layer, false)),
+                            source: Some(app.pane_source(p, &layer, false)),
                             about: None,
                             texture: &p.error,
                             image: None,
@@ -155,28 +203,28 @@ impl LayerinvApp {
                     }
                     ui.horizontal_top(|ui| {
                         for cell in &errors {
-                            cell_ui(ui, cell, side, &mut zoom);
+                            cell_ui(ui, cell, side, zoom);
                         }
                     });
                 }
             }
             Some(Err(e)) => {
                 ui.horizontal_top(|ui| {
-                    cell_ui(ui, &input, side, &mut zoom);
+                    cell_ui(ui, &input, side, zoom);
                     ui.colored_label(ui.visuals().error_fg_color, e.as_str());
                 });
             }
             None => {
                 ui.horizontal_top(|ui| {
-                    copy = cell_ui(ui, &input, side, &mut zoom);
+                    copy = cell_ui(ui, &input, side, zoom);
                     for kind in Kind::ALL {
-                        if let Some(why) = self.decoders.kind_missing(&layer, kind) {
-                            missing_ui(ui, &self.pane_title(kind, &layer), &why, side);
+                        if let Some(why) = app.decoders.kind_missing(&layer, kind) {
+                            missing_ui(ui, &app.pane_title(kind, &layer), &why, side);
                             continue;
                         }
                         ui.vertical(|ui| {
-                            ui.strong(self.pane_title(kind, &layer));
-                            let source = self.decoders.shown(&layer, kind).map(|s| s.note(&layer, kind));
+                            ui.strong(app.pane_title(kind, &layer));
+                            let source = app.decoders.shown(&layer, kind).map(|s| s.note(&layer, kind));
                             ui.weak(source.unwrap_or_default());
                             let (rect, _) = ui.allocate_exact_size(egui::Vec2::splat(side), egui::Sense::hover());
                             ui.put(rect, egui::Spinner::new().size(32.0));
@@ -186,71 +234,76 @@ impl LayerinvApp {
                 });
             }
         }
-        self.zoom = zoom;
         if let Some(img) = copy {
-            self.ctx.copy_image(img);
+            app.ctx.copy_image(img);
         }
     }
+}
 
-    /// Each kind with no decoder to show at `layer`: its pane title and why.
-    fn missing_panes(&self, layer: &str) -> Vec<(String, String)> {
-        Kind::ALL
-            .iter()
-            .filter_map(|&k| self.decoders.kind_missing(layer, k).map(|why| (self.pane_title(k, layer), why)))
-            .collect()
-    }
+/// Each kind with no decoder to show at `layer`: its pane title and why.
+fn missing_panes(app: &LayerinvApp, layer: &str) -> Vec<(String, String)> {
+    Kind::ALL
+        .iter()
+        .filter_map(|&k| app.decoders.kind_missing(layer, k).map(|why| (app.pane_title(k, layer), why)))
+        .collect()
+}
 
-    /// The cells of a row of reconstructions (the chosen decoders', or the training preview's);
-    /// a held blink shows the input, or the other kind's picture, in their place.
-    fn pane_cells<'a>(&'a self, rebuilt: &'a Rebuilt, layer: &str, preview: bool, blink: Blink) -> Vec<Cell<'a>> {
-        let Some(photo) = &self.photo else { return Vec::new() };
-        rebuilt
-            .panes
-            .iter()
-            .map(|p| {
-                // The next kind's picture (the first's after the last).
-                let swapped = rebuilt.panes.iter().skip_while(|q| q.kind <= p.kind).find(|q| q.kind != p.kind);
-                let swapped = swapped.or(rebuilt.panes.iter().find(|q| q.kind != p.kind)).unwrap_or(p);
-                let place = p.kind.label();
-                let (texture, image, title) = match blink {
-                    Blink::Off => (&p.texture, &p.image, self.pane_title(p.kind, layer)),
-                    Blink::Input => (&photo.texture, &photo.input, format!("input, in {place}'s place")),
-                    Blink::Swap => {
-                        (&swapped.texture, &swapped.image, format!("{}, in {place}'s place", swapped.kind.label()))
-                    }
-                };
-                let psnr = if p.psnr.is_finite() { format!("{:.1} dB", p.psnr) } else { "inf".into() };
-                let floor = p.floor.map(|f| format!("   floor {f:.1} dB")).unwrap_or_default();
-                let record = self.decoders.record(&p.source, layer);
-                Cell {
-                    title,
-                    source: Some(self.pane_source(p, layer, preview)),
-                    about: if preview { record.map(|r| format!("{PREVIEW}\n{r}")) } else { record },
-                    texture,
-                    image: Some(image),
-                    numbers: format!("PSNR {psnr}   SSIM {:.3}{floor}", p.ssim),
-                    numbers_about: {
-                        let floor = p.floor.map(|floor| {
-                            format!(
-                                "Floor for {layer}: {floor:.1} dB — this photo squeezed to {layer}'s grid and blown back up. \
-                                 {} is {:+.1} dB against it; a decoder below the floor is not using what the layer holds.",
-                                p.kind.label(),
-                                p.psnr - floor
-                            )
-                        });
-                        let speckle = p.speckle.map(|s| {
-                            format!(
-                                "Speckle {s:+.2}: the noise this picture adds where the photo is flat (7×7 luma spread under 4), \
-                                 as the mean |x − blur(x)| against the photo's own, 0–255 units; about 0 is clean, above 0.5 shows."
-                            )
-                        });
-                        let lines: Vec<String> = floor.into_iter().chain(speckle).collect();
-                        (!lines.is_empty()).then(|| lines.join("\n\n"))
-                    },
+/// The cells of a row of reconstructions (the chosen decoders', or the training preview's);
+/// a held blink shows the input, or the other kind's picture, in their place.
+fn pane_cells<'a>(
+    app: &'a LayerinvApp,
+    rebuilt: &'a Rebuilt,
+    layer: &str,
+    preview: bool,
+    blink: Blink,
+) -> Vec<Cell<'a>> {
+    let Some(photo) = app.photo() else { return Vec::new() };
+    rebuilt
+        .panes
+        .iter()
+        .map(|p| {
+            // The next kind's picture (the first's after the last).
+            let swapped = rebuilt.panes.iter().skip_while(|q| q.kind <= p.kind).find(|q| q.kind != p.kind);
+            let swapped = swapped.or(rebuilt.panes.iter().find(|q| q.kind != p.kind)).unwrap_or(p);
+            let place = p.kind.label();
+            let (texture, image, title) = match blink {
+                Blink::Off => (&p.texture, &p.image, app.pane_title(p.kind, layer)),
+                Blink::Input => (&photo.texture, &photo.input, format!("input, in {place}'s place")),
+                Blink::Swap => {
+                    (&swapped.texture, &swapped.image, format!("{}, in {place}'s place", swapped.kind.label()))
                 }
-            })
-            .collect()
-    }
+            };
+            let psnr = if p.psnr.is_finite() { format!("{:.1} dB", p.psnr) } else { "inf".into() };
+            let floor = p.floor.map(|f| format!("   floor {f:.1} dB")).unwrap_or_default();
+            let record = app.decoders.record(&p.source, layer);
+            Cell {
+                title,
+                source: Some(app.pane_source(p, layer, preview)),
+                about: if preview { record.map(|r| format!("{PREVIEW}\n{r}")) } else { record },
+                texture,
+                image: Some(image),
+                numbers: format!("PSNR {psnr}   SSIM {:.3}{floor}", p.ssim),
+                numbers_about: {
+                    let floor = p.floor.map(|floor| {
+                        format!(
+                            "Floor for {layer}: {floor:.1} dB — this photo squeezed to {layer}'s grid and blown back up. \
+                             {} is {:+.1} dB against it; a decoder below the floor is not using what the layer holds.",
+                            p.kind.label(),
+                            p.psnr - floor
+                        )
+                    });
+                    let speckle = p.speckle.map(|s| {
+                        format!(
+                            "Speckle {s:+.2}: the noise this picture adds where the photo is flat (7×7 luma spread under 4), \
+                             as the mean |x − blur(x)| against the photo's own, 0–255 units; about 0 is clean, above 0.5 shows."
+                        )
+                    });
+                    let lines: Vec<String> = floor.into_iter().chain(speckle).collect();
+                    (!lines.is_empty()).then(|| lines.join("\n\n"))
+                },
+            }
+        })
+        .collect()
 }
 
 /// Draw a cell; the picture to copy when the user asked for it (right-click > Copy).

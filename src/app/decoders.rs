@@ -358,9 +358,9 @@ impl LayerinvApp {
 
     /// The training preview of the current photo at `layer`, when a run trains it.
     pub fn preview(&self, layer: &str) -> Option<&Rebuilt> {
-        let p = self.photo.as_ref()?;
+        let p = self.photo()?;
         self.preview_sources(layer)?;
-        self.previews.get(&(p.id, layer.to_string(), self.variant(layer))).map(|(_, r)| r)
+        self.results.preview(&(p.id, layer.to_string(), self.variant(layer)))
     }
 
     /// The running run's decoders at `layer` that exist yet, when the preview is on.

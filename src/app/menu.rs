@@ -98,13 +98,14 @@ impl LayerinvApp {
                 ui.close();
                 self.switches_dialog();
             }
-            if ui.add_enabled(self.switches_from.is_some(), egui::Button::new("The photo's own switches")).clicked() {
+            let transplant = self.edits.switches_of(self.photos.current_id()).is_some();
+            if ui.add_enabled(transplant, egui::Button::new("The photo's own switches")).clicked() {
                 ui.close();
                 self.use_own_switches();
             }
             if ui.add(egui::Button::new("Whole picture (zoom 1×)").shortcut_text("0")).clicked() {
                 ui.close();
-                self.zoom = Default::default();
+                self.compare.zoom = Default::default();
             }
         });
         ui.menu_button("Model", |ui| {

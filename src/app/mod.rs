@@ -2,21 +2,25 @@
 //! SWWAE, look closer (zoom, blink, error maps), transplant switches, switch channels off; train
 //! decoders from a menu. All compute runs on worker threads (see [`worker`]).
 //!
-//! `state` holds the app and its actions; `replies` folds worker answers into it; the views
-//! (`view`, `compare_view`, `channels_view`, `all_layers`, `menu`) draw it; panels and dialogs
-//! that own their state (`train_dialog`, `training`, `help`, `download`) draw themselves.
+//! `state` holds the app and its actions; its parts own their state: the photos (`photos`), what
+//! the worker computed (`results`), the code edits (`edits`), the decoder sets (`decoders`), the
+//! picture and channel views (`compare_view`, `channels_view`, which draw themselves from the
+//! app's state), the dialogs and panels (`train_dialog`, `training`, `help`, `download`).
+//! `replies` folds worker answers into it; `view`, `all_layers` and `menu` draw the window.
 
 mod all_layers;
 mod channels_view;
 mod compare_view;
 pub mod decoders;
 mod download;
+mod edits;
 mod files;
 mod help;
-mod masks;
 mod menu;
 mod output;
+mod photos;
 mod replies;
+mod results;
 mod screenshot;
 mod settings;
 mod shown;

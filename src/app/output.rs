@@ -1,123 +1,16 @@
-//! The pictures the app writes: the `--screenshot` run (wait for the view, grab the window,
-//! exit), File > Export view as PNG, and the copy to the clipboard.
+//! The pictures the app writes: File > Export view as PNG and the copy to the clipboard (the
+//! `--screenshot` run is in `screenshot.rs`).
 
 use super::files::file_name;
-use super::screenshot::SCREENSHOT_TIMEOUT;
 use super::shown::{color_image, Pane, View};
 use super::state::LayerinvApp;
 use crate::figure::{all_layers, caption, diff_figure, recon_title, row, CodeChange, Tile};
 use crate::model::Kind;
 use crate::recon::Reconstruction;
-use eframe::egui;
 use image::{Rgb, RgbImage};
 use std::path::Path;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
 
 impl LayerinvApp {
-    /// Whether everything the current view shows has arrived (`Err` when it failed).
-    pub fn view_complete(&self) -> Result<bool, String> {
-        if self.photo.is_none() || self.loading.is_some() || self.model.is_none() {
-            return Ok(false);
-        }
-        let layers = match self.view {
-            View::AllLayers => self.available_layers(),
-            _ => vec![self.layer.clone()],
-        };
-        if self.view == View::Channels || self.keep_spec.is_some() {
-            match self.channel_maps(&self.layer) {
-                Some(Err(e)) => return Err(e.clone()),
-                Some(Ok(_)) if self.keep_spec.is_none() => {}
-                _ => return Ok(false),
-            }
-        }
-        for l in &layers {
-            match self.rebuilt(l) {
-                Some(Err(e)) => return Err(e.clone()),
-                Some(Ok(_)) => {}
-                None => return Ok(false),
-            }
-        }
-        Ok(!layers.is_empty())
-    }
-
-    pub(super) fn tick_screenshot(&mut self) {
-        let complete = self.view_complete();
-        let Some(shot) = &mut self.screenshot else { return };
-        // Report each reconstruction's time once (the README's latency figures come from here).
-        let mut times: Vec<String> = Vec::new();
-        for ((_, layer, variant, _), r) in &self.cache {
-            if let Ok(r) = r {
-                let what = if variant.is_plain() { "plain" } else { "changed code" };
-                let ran = if r.encoder_ran { "encoder and decoders" } else { "decoders only" };
-                times.push(format!("{layer} ({what}): {:.0} ms, {ran}", 1000.0 * r.seconds));
-            }
-        }
-        if times.len() > shot.reported {
-            times.sort();
-            for t in &times {
-                eprintln!("rebuilt {t}");
-            }
-            shot.reported = times.len();
-        }
-        if let Some(img) = shot.slot.lock().ok().and_then(|mut s| s.take()) {
-            let [w, h] = img.size;
-            let bytes: Vec<u8> = img.pixels.iter().flat_map(|c| c.to_array()).collect();
-            let path = shot.path.clone();
-            let saved = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
-                .ok_or_else(|| crate::Error::Unavailable("screenshot has the wrong size".into()))
-                .and_then(|img| {
-                    crate::fsutil::write_atomic_with(&path, |tmp| {
-                        img.save_with_format(tmp, image::ImageFormat::Png)
-                            .map_err(|e| crate::Error::bad_file(tmp, e.to_string()))
-                    })
-                });
-            match saved {
-                Ok(()) => eprintln!("wrote {}", path.display()),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    self.exit.store(1, Ordering::SeqCst);
-                }
-            }
-            self.ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-            return;
-        }
-        if shot.requested {
-            self.ctx.request_repaint();
-            return;
-        }
-        let failed = complete.as_ref().err().cloned().or_else(|| {
-            (self.photo.is_none() && self.loading.is_none() && self.model.is_some())
-                .then(|| self.last_error.clone().unwrap_or_else(|| "no photo to show".into()))
-        });
-        let failed = failed.or_else(|| {
-            (shot.started.elapsed() > SCREENSHOT_TIMEOUT).then(|| "the view did not appear in time".to_string())
-        });
-        if let Some(why) = failed {
-            eprintln!("error: {why}");
-            self.exit.store(1, Ordering::SeqCst);
-            self.ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-            return;
-        }
-        if complete == Ok(true) {
-            // Let the textures reach the screen for a couple of frames, then grab it.
-            shot.ready_frames += 1;
-            if shot.ready_frames >= 3 {
-                shot.requested = true;
-                let slot = shot.slot.clone();
-                let ctx = self.ctx.clone();
-                self.ctx.request_screenshot(move |img: Arc<egui::ColorImage>| {
-                    if let Ok(mut s) = slot.lock() {
-                        *s = Some(img);
-                    }
-                    ctx.request_repaint();
-                });
-            }
-        }
-        self.ctx.request_repaint_after(Duration::from_millis(50));
-    }
-
     /// How the code at `layer` is changed before the decoders, as titles say it.
     pub fn code_change(&self, layer: &str) -> CodeChange {
         self.variant(layer).edit.change()
@@ -142,7 +35,7 @@ impl LayerinvApp {
     /// The current view as one labelled picture (what Export and Copy write).
     pub fn view_figure(&self) -> Result<RgbImage, String> {
         let not_ready = || "nothing to export yet: the reconstructions are not ready".to_string();
-        let photo = self.photo.as_ref().ok_or_else(not_ready)?;
+        let photo = self.photo().ok_or_else(not_ready)?;
         if self.view == View::AllLayers {
             let mut recs = Vec::new();
             for l in self.available_layers() {

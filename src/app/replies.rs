@@ -6,13 +6,10 @@ use super::state::LayerinvApp;
 use super::training::RunState;
 use super::worker::{Job, Reply, Verdict};
 use crate::model::Kind;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// While training, panes refresh from the newest decoder files at most this often.
 const REFRESH_EVERY: Duration = Duration::from_secs(4);
-
-/// Masked or transplanted reconstructions kept per photo and layer besides the plain one.
-const KEEP_VARIANTS: usize = 4;
 
 impl LayerinvApp {
     /// Everything that is not drawing; called at the start of each frame.
@@ -57,7 +54,7 @@ impl LayerinvApp {
                 // Pictures made with decoders that changed (a run wrote new ones) or went are stale;
                 // the others stay, so reading the folders again recomputes nothing else.
                 let changed = self.decoders.update(sets, &order);
-                self.cache.retain(|k, _| !k.3.iter().any(|s| changed.contains(&s.dir)));
+                self.results.forget_decoded_by(&changed);
                 if self.layer_unavailable(&self.layer).is_some() {
                     if let Some(first) = self.available_layers().get(self.available_layers().len() / 2) {
                         self.layer = first.clone();
@@ -73,20 +70,9 @@ impl LayerinvApp {
             }
             Reply::Judged { run, photos, verdicts } => self.on_judged(&run, photos, verdicts),
             Reply::Image { id, path, input, top5 } => {
-                if self.loading.as_ref().is_some_and(|(i, _)| *i == id) {
-                    self.loading = None;
-                }
                 let texture = self.ctx.load_texture(format!("input-{id}"), color_image(&input), PIXELS);
-                if let Some(dir) = path.parent() {
-                    let same_folder = self.folder.first().and_then(|p| p.parent()) == Some(dir);
-                    if !same_folder || !self.folder.contains(&path) {
-                        self.folder = crate::data::photos_in(dir).unwrap_or_default();
-                    }
-                }
-                self.history.retain(|(_, p)| p != &path);
-                self.history.push((id, path.clone()));
                 self.settings.remember(&path);
-                self.photo = Some(Photo { id, path, input, texture, top5 });
+                self.photos.arrived(Photo { id, path, input, texture, top5 });
             }
             Reply::Reconstructed {
                 id,
@@ -102,15 +88,17 @@ impl LayerinvApp {
                 encoder_ran,
             } => {
                 let key = (id, layer.clone(), variant, sources.clone());
-                if preview {
-                    self.previews_pending.remove(&(id, layer.clone(), key.2.clone()));
-                } else {
-                    self.pending.remove(&key);
-                }
-                if self.photo.as_ref().is_none_or(|p| p.id != id) {
+                if self.photos.current_id() != Some(id) {
+                    // A photo no longer on screen: nothing waits for it any more.
+                    if preview {
+                        self.results.store_preview((id, layer, key.2), None);
+                    } else {
+                        self.results.abandon(&key);
+                    }
                     return;
                 }
-                let name = |what: &str, kind: Kind| format!("{id}-{layer}-{kind}-{what}-{}", self.cache.len());
+                let n = self.results.len();
+                let name = |what: &str, kind: Kind| format!("{id}-{layer}-{kind}-{what}-{n}");
                 let panes: Vec<Pane> = recs
                     .into_iter()
                     .zip(sources)
@@ -128,54 +116,29 @@ impl LayerinvApp {
                         floor,
                     })
                     .collect();
-                let lost_name = format!("{id}-{layer}-lost-{}", self.cache.len());
+                let lost_name = format!("{id}-{layer}-lost-{n}");
                 let lost = lost.map(|(map, mean)| (self.ctx.load_texture(lost_name, color_image(&map), PIXELS), mean));
                 let rebuilt = Rebuilt { panes, lost, seconds, encoder_ran };
                 if preview {
-                    self.previews.insert((id, layer, key.2), (self.preview_round, rebuilt));
-                    return;
+                    self.results.store_preview((id, layer, key.2), Some(rebuilt));
+                } else {
+                    self.results.store(key, Ok(rebuilt));
                 }
-                if !key.2.is_plain() {
-                    // At most KEEP_VARIANTS changed codes per photo and layer: this one and any
-                    // others (the cache is unordered, so not necessarily the newest; a dropped
-                    // one is rebuilt by the decoders when it is asked for again).
-                    let mut others: Vec<_> = self
-                        .cache
-                        .keys()
-                        .filter(|(i, l, v, _)| *i == id && *l == layer && !v.is_plain() && *v != key.2)
-                        .cloned()
-                        .collect();
-                    others.truncate(others.len().saturating_sub(KEEP_VARIANTS - 1));
-                    for k in others {
-                        self.cache.remove(&k);
-                    }
-                }
-                self.cache.insert(key, Ok(rebuilt));
             }
             Reply::Channels { id, layer, maps } => {
-                self.channels_pending.remove(&(id, layer.clone()));
                 let atlas = self.ctx.load_texture(format!("channels-{id}-{layer}"), color_image(&maps.atlas), PIXELS);
-                self.channels.insert((id, layer), Ok(Channels { maps, atlas }));
+                self.results.store_channels((id, layer), Ok(Channels { maps, atlas }));
             }
             Reply::Failed { job, error } => {
                 match job {
-                    Job::LoadImage { id, .. } => {
-                        if self.loading.as_ref().is_some_and(|(i, _)| *i == id) {
-                            self.loading = None;
-                        }
-                    }
+                    Job::LoadImage { id, .. } => self.photos.done_loading(id),
                     Job::Reconstruct { id, layer, variant, preview: true, .. } => {
-                        self.previews_pending.remove(&(id, layer, variant));
+                        self.results.store_preview((id, layer, variant), None);
                     }
                     Job::Reconstruct { id, layer, variant, sources, preview: false } => {
-                        let key = (id, layer, variant, sources);
-                        self.pending.remove(&key);
-                        self.cache.insert(key, Err(error.clone()));
+                        self.results.store((id, layer, variant, sources), Err(error.clone()));
                     }
-                    Job::Channels { id, layer } => {
-                        self.channels_pending.remove(&(id, layer.clone()));
-                        self.channels.insert((id, layer), Err(error.clone()));
-                    }
+                    Job::Channels { id, layer } => self.results.store_channels((id, layer), Err(error.clone())),
                     Job::ScanSets(_) => self.decoders.scanned = true,
                     Job::LoadModel(_) | Job::Judge { .. } => {}
                 }
@@ -186,10 +149,10 @@ impl LayerinvApp {
 
     /// `--keep-channels`: once the shown layer's channels are known, turn the spec into its mask.
     fn apply_keep_spec(&mut self) {
-        if self.keep_spec.is_none() || !matches!(self.channel_maps(&self.layer), Some(Ok(_))) {
+        if self.edits.keep_spec.is_none() || !matches!(self.channel_maps(&self.layer), Some(Ok(_))) {
             return;
         }
-        if let Some(spec) = self.keep_spec.take() {
+        if let Some(spec) = self.edits.keep_spec.take() {
             let layer = self.layer.clone();
             self.keep_channels(&layer, &spec);
         }
@@ -198,8 +161,8 @@ impl LayerinvApp {
     /// Ask for the reconstructions, training previews and channel maps the view needs and nobody
     /// computed yet.
     fn request_needed(&mut self) {
-        let Some(photo) = &self.photo else { return };
-        if self.model.is_none() || !self.decoders.scanned || self.loading.is_some() {
+        let Some(photo) = self.photo() else { return };
+        if self.model.is_none() || !self.decoders.scanned || self.photos.loading.is_some() {
             return;
         }
         let id = photo.id;
@@ -207,22 +170,20 @@ impl LayerinvApp {
             View::AllLayers => self.available_layers(),
             _ => vec![self.layer.clone()],
         };
-        let needs_channels = self.view == View::Channels || self.keep_spec.is_some();
+        let needs_channels = self.view == View::Channels || self.edits.keep_spec.is_some();
         for layer in wanted {
             if self.layer_unavailable(&layer).is_some() {
                 continue;
             }
             let at = (id, layer.clone());
-            if needs_channels && !self.channels.contains_key(&at) && !self.channels_pending.contains(&at) {
-                self.channels_pending.insert(at.clone());
+            if needs_channels && self.results.ask_channels(&at) {
                 self.worker.send(Job::Channels { id, layer: layer.clone() });
             }
-            if self.keep_spec.is_some() {
+            if self.edits.keep_spec.is_some() {
                 continue; // the mask is not known yet
             }
             let Some(key) = self.key(&layer) else { continue };
-            if !self.cache.contains_key(&key) && !self.pending.contains(&key) {
-                self.pending.insert(key.clone());
+            if self.results.ask(&key) {
                 let (id, layer, variant, sources) = key;
                 self.worker.send(Job::Reconstruct { id, layer, variant, sources, preview: false });
             }
@@ -231,9 +192,7 @@ impl LayerinvApp {
         let layer = self.layer.clone();
         if let (Some(sources), false) = (self.preview_sources(&layer), self.view == View::AllLayers) {
             let at = (id, layer.clone(), self.variant(&layer));
-            let fresh = self.previews.get(&at).is_some_and(|(round, _)| *round == self.preview_round);
-            if !fresh && !self.previews_pending.contains(&at) {
-                self.previews_pending.insert(at.clone());
+            if self.results.ask_preview(&at) {
                 let (id, layer, variant) = at;
                 self.worker.send(Job::Reconstruct { id, layer, variant, sources, preview: true });
             }
@@ -248,7 +207,7 @@ impl LayerinvApp {
         if was_running && !run.is_running() {
             // The run ended: read its folder (and its record) once more; a finished run is then
             // measured against the decoders it would replace.
-            self.previews.clear();
+            self.results.forget_previews();
             if run.state == RunState::Finished {
                 self.judge_after_scan = Some(out.clone());
             } else {
@@ -260,18 +219,16 @@ impl LayerinvApp {
             self.worker.send(Job::ScanSets(vec![out]));
             return;
         }
-        if run.take_checkpoint() && self.last_refresh.elapsed() >= REFRESH_EVERY {
-            self.last_refresh = Instant::now();
+        if run.new_decoders(REFRESH_EVERY) {
             self.worker.send(Job::ScanSets(vec![out]));
-            self.preview_round += 1;
+            self.results.refresh_previews();
         }
     }
 
     /// Start a training run (from the dialog, or resuming one); its folder joins the sets.
     pub fn start_training(&mut self, cfg: crate::train::TrainConfig, device: candle_core::Device) {
         let ctx = self.ctx.clone();
-        self.last_refresh = Instant::now() - REFRESH_EVERY;
-        self.previews.clear();
+        self.results.forget_previews();
         let out = cfg.out.clone();
         if !out.starts_with(self.user.runs()) && !self.decoders.folders.contains(&out) {
             self.decoders.folders.push(out);

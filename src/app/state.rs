@@ -1,27 +1,31 @@
-//! The app's state and the user's actions on it. Worker replies and the reconstruction cache are
-//! in `replies.rs`, drawing in `view.rs` and its neighbours, the pictures it writes in
-//! `output.rs`, what it remembers between runs in `settings.rs`.
+//! The app's state and the user's actions on it. Its parts are panels that own their state: the
+//! photos (`photos.rs`), what the worker computed (`results.rs`), the code edits (`edits.rs`),
+//! the decoder sets (`decoders.rs`), the views (`compare_view.rs`, `channels_view.rs`), the
+//! dialogs. Worker replies are folded in by `replies.rs`, the window drawn by `view.rs`, the
+//! pictures it writes made in `output.rs` and `screenshot.rs`, what it remembers between runs
+//! kept by `settings.rs`.
 
+use super::channels_view::ChannelsView;
+use super::compare_view::CompareView;
 use super::decoders::Decoders;
 use super::download::Download;
+use super::edits::CodeEdits;
 use super::files::demo_photo;
 use super::help::Help;
+use super::photos::Photos;
+use super::results::Results;
 use super::screenshot::Screenshot;
 use super::settings::Settings;
-use super::shown::{Blink, Channels, Key, Model, Pane, Photo, Rebuilt, View};
+use super::shown::{Key, Model, Pane, Photo, Rebuilt, View};
 use super::train_dialog::TrainDialog;
 use super::training::TrainingRun;
 use super::worker::{Job, Variant, Worker};
-use super::zoom::ZoomPan;
 use crate::compare::ChannelSpec;
-use crate::compare::CodeEdit;
 use crate::decoder_sets::UserData;
 use eframe::egui;
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Command-line options of the app.
 #[derive(Debug, Clone, Default)]
@@ -59,41 +63,22 @@ pub struct LayerinvApp {
     pub decoders: Decoders,
     pub layer: String,
     pub view: View,
-    pub photo: Option<Photo>,
-    pub(super) next_id: u64,
-    /// Image being loaded (id, path).
-    pub loading: Option<(u64, PathBuf)>,
-    pub cache: HashMap<Key, Result<Rebuilt, String>>,
-    pub(super) pending: HashSet<Key>,
-    /// The training preview per (photo, layer, variant): the newest reconstruction by the running
-    /// run's decoders, and the refresh it was asked for in.
-    pub previews: HashMap<(u64, String, Variant), (u64, Rebuilt)>,
-    pub(super) previews_pending: HashSet<(u64, String, Variant)>,
-    /// Counts the preview's refreshes (a new checkpoint was read).
-    pub(super) preview_round: u64,
+    pub photos: Photos,
+    /// What the worker computed for them, and is computing.
+    pub results: Results,
+    /// How the code is changed before the decoders (channel masks, another photo's switches).
+    pub edits: CodeEdits,
+    /// Zoom, pan and blink of the picture views.
+    pub compare: CompareView,
+    pub channels_view: ChannelsView,
     /// A line for the status bar that is not an error (a finished run took over a pane…).
     pub note: Option<String>,
     /// A finished run to measure against the decoders it would replace, once its folder is read.
     pub(super) judge_after_scan: Option<PathBuf>,
-    pub channels: HashMap<(u64, String), Result<Channels, String>>,
-    pub(super) channels_pending: HashSet<(u64, String)>,
-    /// Channels kept per layer, where not all are.
-    pub masks: HashMap<String, Vec<bool>>,
-    /// `--keep-channels`, until the layer's channels are known.
-    pub(super) keep_spec: Option<ChannelSpec>,
-    /// SWWAE decodes with this other photo's switches (id, file).
-    pub switches_from: Option<(u64, PathBuf)>,
-    /// Photos opened in this run, newest last (the switch sources on offer).
-    pub history: Vec<(u64, PathBuf)>,
-    /// The photos of the current photo's folder (PageUp/PageDown).
-    pub folder: Vec<PathBuf>,
     pub settings: Settings,
-    pub zoom: ZoomPan,
-    pub blink: Blink,
     pub last_error: Option<String>,
     pub train_dialog: Option<TrainDialog>,
     pub training: Option<TrainingRun>,
-    pub(super) last_refresh: Instant,
     pub download: Option<Download>,
     pub help: Help,
     pub(super) screenshot: Option<Screenshot>,
@@ -159,30 +144,17 @@ impl LayerinvApp {
             // Checked against the model when it has loaded (empty: its middle layer).
             layer: opts.layer.clone().or_else(|| settings.layer.clone()).unwrap_or_default(),
             view,
-            photo: None,
-            next_id: 1,
-            loading: None,
-            cache: HashMap::new(),
-            pending: HashSet::new(),
-            previews: HashMap::new(),
-            previews_pending: HashSet::new(),
-            preview_round: 0,
+            photos: Photos::default(),
+            results: Results::default(),
+            edits: CodeEdits::new(keep_spec),
+            compare: CompareView::default(),
+            channels_view: ChannelsView::default(),
             note: None,
             judge_after_scan: None,
-            channels: HashMap::new(),
-            channels_pending: HashSet::new(),
-            masks: HashMap::new(),
-            keep_spec,
-            switches_from: None,
-            history: Vec::new(),
-            folder: Vec::new(),
             settings,
-            zoom: ZoomPan::default(),
-            blink: Blink::Off,
             last_error,
             train_dialog: None,
             training: None,
-            last_refresh: Instant::now(),
             download: None,
             help: Help::default(),
             screenshot: opts.screenshot.clone().map(Screenshot::new),
@@ -215,37 +187,32 @@ impl LayerinvApp {
 
     /// Ask the worker to load an image; the current one stays until it arrives.
     pub fn open_image(&mut self, path: &Path) {
-        let id = self.new_id();
-        self.loading = Some((id, path.to_path_buf()));
+        let id = self.photos.new_id();
+        self.photos.start_loading(id, path);
         self.worker.send(Job::LoadImage { id, path: path.to_path_buf() });
     }
 
-    pub(super) fn new_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id - 1
+    /// The photo on screen.
+    pub fn photo(&self) -> Option<&Photo> {
+        self.photos.current.as_ref()
     }
 
     /// Step by `step` through the photos of the current photo's folder.
     pub fn step_photo(&mut self, step: i32) {
-        let Some(photo) = &self.photo else { return };
-        let Some(i) = self.folder.iter().position(|p| p == &photo.path) else { return };
-        let j = (i as i32 + step).clamp(0, self.folder.len() as i32 - 1) as usize;
-        if j != i {
-            let next = self.folder[j].clone();
+        if let Some(next) = self.photos.step(step) {
             self.open_image(&next);
         }
     }
 
     /// SWWAE decodes with the switches of the photo at `path` (loaded by the worker when needed).
     pub fn use_switches_of(&mut self, path: &Path) {
-        let known = self.history.iter().find(|(_, p)| p == path).map(|(id, _)| *id);
-        let id = known.unwrap_or_else(|| self.new_id());
-        self.switches_from = Some((id, path.to_path_buf()));
+        let id = self.photos.id_of(path);
+        self.edits.use_switches_of(id, path);
     }
 
     /// SWWAE decodes with the photo's own switches again.
     pub fn use_own_switches(&mut self) {
-        self.switches_from = None;
+        self.edits.use_own_switches();
     }
 
     /// The device the work runs on, as the status bar names it ("CPU (2 threads)", "CUDA 0 (…)").
@@ -276,23 +243,13 @@ impl LayerinvApp {
     pub fn load_model(&mut self, source: String) {
         self.model_source = source.clone();
         self.model = None;
-        self.forget_results();
+        self.results.forget();
         self.worker.send(Job::LoadModel(source));
         self.decoders.scanned = false;
         self.scan_sets();
-        if let Some(p) = &self.photo {
-            let path = p.path.clone();
+        if let Some(path) = self.photo().map(|p| p.path.clone()) {
             self.open_image(&path);
         }
-    }
-
-    pub(super) fn forget_results(&mut self) {
-        self.cache.clear();
-        self.pending.clear();
-        self.previews.clear();
-        self.previews_pending.clear();
-        self.channels.clear();
-        self.channels_pending.clear();
     }
 
     /// Why `layer` cannot be shown, or `None`.
@@ -337,30 +294,25 @@ impl LayerinvApp {
 
     /// How `layer`'s code is changed before the decoders: the chosen switches, its channel mask.
     pub fn variant(&self, layer: &str) -> Variant {
-        let own = self.photo.as_ref().map(|p| p.id);
-        let switches = self.switches_from.clone().filter(|(id, _)| Some(*id) != own);
-        Variant {
-            switches_id: switches.as_ref().map(|(id, _)| *id),
-            edit: CodeEdit { switches_of: switches.map(|(_, path)| path), keep: self.masks.get(layer).cloned() },
-        }
+        self.edits.variant(layer, self.photos.current_id())
     }
 
     /// The cache key of the current photo's reconstructions at `layer`: the variant of its code
     /// and the decoders the panes show (`None` while a kind has none).
     pub fn key(&self, layer: &str) -> Option<Key> {
-        let p = self.photo.as_ref()?;
+        let p = self.photo()?;
         Some((p.id, layer.to_string(), self.variant(layer), self.decoders.sources(layer)?))
     }
 
     /// Whether the reconstructions of the current photo at `layer` are being computed.
     pub fn is_pending(&self, layer: &str) -> bool {
-        self.key(layer).is_some_and(|k| self.pending.contains(&k))
+        self.key(layer).is_some_and(|k| self.results.is_pending(&k))
     }
 
     /// The current photo's reconstructions at `layer`, as the current variant and decoders have
     /// them.
     pub fn rebuilt(&self, layer: &str) -> Option<&Result<Rebuilt, String>> {
-        self.cache.get(&self.key(layer)?)
+        self.results.rebuilt(&self.key(layer)?)
     }
 
     /// The panes of [`Self::rebuilt`].

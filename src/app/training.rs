@@ -8,6 +8,7 @@ use eframe::egui;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 enum Msg {
     Event(Event),
@@ -52,8 +53,10 @@ pub struct TrainingRun {
     pub images_per_s: f64,
     pub eta_s: f64,
     pub skipped: usize,
-    /// Set when a checkpoint was written since the last call to [`Self::take_checkpoint`].
+    /// Set when a checkpoint was written since [`Self::new_decoders`] last said so.
     checkpoint: bool,
+    /// When [`Self::new_decoders`] last said so.
+    last_refresh: Option<Instant>,
     /// The training thread has ended (its run record is written).
     done: bool,
     pub messages: Vec<String>,
@@ -93,6 +96,7 @@ impl TrainingRun {
             eta_s: 0.0,
             skipped: 0,
             checkpoint: false,
+            last_refresh: None,
             done: false,
             messages: Vec::new(),
         };
@@ -163,8 +167,16 @@ impl TrainingRun {
     }
 
     /// Whether new decoder files were written since the last call.
-    pub fn take_checkpoint(&mut self) -> bool {
-        std::mem::take(&mut self.checkpoint)
+    /// Whether the run wrote new decoder files since this last said so, at most once per `every`
+    /// (a checkpoint in between is reported when `every` has passed).
+    pub fn new_decoders(&mut self, every: Duration) -> bool {
+        let due = self.last_refresh.is_none_or(|t| t.elapsed() >= every);
+        if !(self.checkpoint && due) {
+            return false;
+        }
+        self.checkpoint = false;
+        self.last_refresh = Some(Instant::now());
+        true
     }
 
     pub fn cancel(&self) {

@@ -1,7 +1,7 @@
 //! The window: menu, toolbar (layer, view, switches), the view, status bar; keys.
 
 use super::files::file_name;
-use super::shown::{Blink, View};
+use super::shown::View;
 use super::state::LayerinvApp;
 use eframe::egui;
 
@@ -21,12 +21,24 @@ impl eframe::App for LayerinvApp {
             }
         }
         egui::Panel::top("toolbar").show(ui, |ui| self.toolbar(ui));
-        egui::CentralPanel::default().show(ui, |ui| match self.view {
-            View::Compare | View::Diff => self.compare_view(ui),
-            View::Channels => self.channels_view(ui),
-            View::AllLayers => {
-                egui::ScrollArea::both().show(ui, |ui| self.all_layers_view(ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            // The views draw themselves from the app's state; they own only their own.
+            let mut compare = std::mem::take(&mut self.compare);
+            match self.view {
+                View::Compare | View::Diff => compare.ui(ui, self),
+                View::Channels => {
+                    let mut channels = std::mem::take(&mut self.channels_view);
+                    let action = channels.ui(ui, self, &mut compare);
+                    self.channels_view = channels;
+                    if let Some(action) = action {
+                        self.channel_action(action);
+                    }
+                }
+                View::AllLayers => {
+                    egui::ScrollArea::both().show(ui, |ui| self.all_layers_view(ui));
+                }
             }
+            self.compare = compare;
         });
         self.dialogs(ui.ctx());
         self.drop_overlay(ui);
@@ -55,8 +67,9 @@ impl LayerinvApp {
         if let Some(p) = dropped.first() {
             self.open_path(p);
         }
-        if ui.ctx().egui_wants_keyboard_input() {
-            self.blink = Blink::Off;
+        let typing = ui.ctx().egui_wants_keyboard_input();
+        self.compare.keys(ui, typing);
+        if typing {
             return;
         }
         use egui::Key;
@@ -76,27 +89,9 @@ impl LayerinvApp {
                 self.view = view;
             }
         }
-        if pressed(Key::Plus) || pressed(Key::Equals) {
-            self.zoom.zoom_by(2.0, egui::pos2(0.5, 0.5));
-        }
-        if pressed(Key::Minus) {
-            self.zoom.zoom_by(0.5, egui::pos2(0.5, 0.5));
-        }
-        if pressed(Key::Num0) {
-            self.zoom = Default::default();
-        }
         if pressed(Key::F1) {
             self.help.shortcuts = !self.help.shortcuts;
         }
-        self.blink = ui.input(|i| {
-            if i.key_down(Key::Space) {
-                Blink::Input
-            } else if i.key_down(Key::S) && !i.modifiers.command {
-                Blink::Swap
-            } else {
-                Blink::Off
-            }
-        });
         let command =
             |k: Key, shift: bool| ui.input(|i| i.modifiers.command && i.modifiers.shift == shift && i.key_pressed(k));
         if command(Key::O, false) {
@@ -155,17 +150,8 @@ impl LayerinvApp {
             }
             ui.separator();
             self.switches_picker(ui);
-            if self.zoom.zoom > 1.0 {
-                ui.separator();
-                if ui
-                    .button(format!("zoom {:.1}×", self.zoom.zoom))
-                    .on_hover_text("Back to the whole picture (0)")
-                    .clicked()
-                {
-                    self.zoom = Default::default();
-                }
-            }
-            if self.loading.is_some() {
+            self.compare.zoom_button(ui);
+            if self.photos.loading.is_some() {
                 ui.spinner();
                 ui.label("loading image…");
             }
@@ -174,8 +160,8 @@ impl LayerinvApp {
 
     /// "Switches: own ▾": SWWAE decodes with this photo's switches or another's.
     fn switches_picker(&mut self, ui: &mut egui::Ui) {
-        let own = self.photo.as_ref().map(|p| p.id);
-        let current = self.switches_from.as_ref().filter(|(id, _)| Some(*id) != own);
+        let own = self.photos.current_id();
+        let current = self.edits.switches_of(own);
         let text = current.map(|(_, p)| file_name(p)).unwrap_or_else(|| "this photo's own".into());
         let mut pick = None;
         let mut other = false;
@@ -186,7 +172,7 @@ impl LayerinvApp {
                 if ui.selectable_label(current.is_none(), "this photo's own").clicked() {
                     pick = Some(None);
                 }
-                for (id, path) in self.history.iter().rev() {
+                for (id, path) in self.photos.history.iter().rev() {
                     if Some(*id) != own && ui.selectable_label(current.is_some_and(|(c, _)| c == id), file_name(path)).clicked() {
                         pick = Some(Some(path.clone()));
                     }
