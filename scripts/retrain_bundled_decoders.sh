@@ -14,6 +14,11 @@
 # and val/ are replaced) and trained from. Binary: $LAYERINV, else target/release/layerinv, built
 # with cargo if missing and cargo is there. Example on the GPU machine:
 #   LAYERINV=.gpu/bin/layerinv scripts/retrain_bundled_decoders.sh --packs .gpu/packs decoders --device cuda
+# (`scripts/gpu-check.sh train` does this within a time budget and brings the decoders back).
+#
+# LAYERINV_DEADLINE (seconds since the epoch, `date +%s`): each run gets the time left and is then
+# interrupted as by Ctrl-C (its checkpoint saved: the same command with --resume continues it);
+# the runs after it are skipped. Extra arguments go to every run, e.g. `--kinds upconv`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packs=
@@ -48,10 +53,33 @@ if [ ! -x "$bin" ]; then
   cargo build --release
 fi
 common=(--data "$photos/train" --val "$photos/val" --out "$out" --batch 16 --init uniform "$@")
-"$bin" train "${common[@]}" --layers pool1,pool2 --width 1    --crop 128 --steps 4384
-"$bin" train "${common[@]}" --layers pool3       --width 0.5  --crop 128 --steps 5402
-"$bin" train "${common[@]}" --layers pool4,pool5 --width 0.25 --crop 192 --steps 1478
+# Each run's record (run.json, with its validation curve) is kept as OUT/run-N.json, since the next
+# run in the folder writes its own: `python3 scripts/curves.py OUT/run-*.json --svg docs/…` plots them.
+n=0
+train() {
+    n=$((n + 1))
+    local rc=0
+    if [ -z "${LAYERINV_DEADLINE:-}" ]; then
+        "$bin" train "${common[@]}" "$@" || rc=$?
+    else
+        local left=$((LAYERINV_DEADLINE - $(date +%s)))
+        if [ "$left" -lt 60 ]; then
+            echo "skipped, the deadline is near: train $*" >&2
+            return 0
+        fi
+        timeout -s INT -k 120 "$left" "$bin" train "${common[@]}" "$@" || rc=$?
+        if [ "$rc" -eq 124 ]; then
+            echo "stopped at the deadline: train $* (checkpoint saved; run it again with --resume)" >&2
+            rc=0
+        fi
+    fi
+    [ ! -f "$out/run.json" ] || cp "$out/run.json" "$out/run-$n.json"
+    return "$rc"
+}
+train --layers pool1,pool2 --width 1    --crop 128 --steps 4384
+train --layers pool3       --width 0.5  --crop 128 --steps 5402
+train --layers pool4,pool5 --width 0.25 --crop 192 --steps 1478
 # Warm restarts of the schedule, longer (pool1/pool2 and pool4/pool5 were still improving).
-"$bin" train "${common[@]}" --layers pool1,pool2 --width 1    --crop 128 --steps 10000 --resume
-"$bin" train "${common[@]}" --layers pool4,pool5 --width 0.25 --crop 192 --steps 4500 --resume
+train --layers pool1,pool2 --width 1    --crop 128 --steps 10000 --resume
+train --layers pool4,pool5 --width 0.25 --crop 192 --steps 4500 --resume
 echo "decoders in $out; score them with: $bin eval --data $photos/val --decoders $out"
