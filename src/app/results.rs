@@ -5,6 +5,7 @@
 use super::shown::{Channels, Key, Rebuilt};
 use super::worker::Variant;
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::path::PathBuf;
 
 /// Masked or transplanted reconstructions kept per photo and layer besides the plain one.
@@ -51,11 +52,7 @@ impl Results {
 
     /// Whether `key` is to be asked for (neither known nor asked); it counts as asked from now.
     pub fn ask(&mut self, key: &Key) -> bool {
-        let new = !self.rebuilt.contains_key(key) && !self.pending.contains(key);
-        if new {
-            self.pending.insert(key.clone());
-        }
-        new
+        ask_once(&self.rebuilt, &mut self.pending, key)
     }
 
     /// A reconstruction arrived, or failed. At most [`KEEP_VARIANTS`] changed codes per photo
@@ -133,17 +130,22 @@ impl Results {
 
     /// Whether the channel maps at `at` are to be asked for; they count as asked from now.
     pub fn ask_channels(&mut self, at: &ChannelsAt) -> bool {
-        let new = !self.channels.contains_key(at) && !self.channels_pending.contains(at);
-        if new {
-            self.channels_pending.insert(at.clone());
-        }
-        new
+        ask_once(&self.channels, &mut self.channels_pending, at)
     }
 
     pub fn store_channels(&mut self, at: ChannelsAt, channels: Result<Channels, String>) {
         self.channels_pending.remove(&at);
         self.channels.insert(at, channels);
     }
+}
+
+/// Whether `at` is to be asked for (neither `known` nor `pending`); it is pending from now.
+fn ask_once<K: Hash + Eq + Clone, V>(known: &HashMap<K, V>, pending: &mut HashSet<K>, at: &K) -> bool {
+    let new = !known.contains_key(at) && !pending.contains(at);
+    if new {
+        pending.insert(at.clone());
+    }
+    new
 }
 
 #[cfg(test)]
@@ -157,7 +159,10 @@ mod tests {
 
     /// The variant that keeps only channel `c` of 8.
     fn masked(c: usize) -> Variant {
-        Variant { edit: CodeEdit { switches_of: None, keep: Some((0..8).map(|i| i == c).collect()) }, switches_id: None }
+        Variant {
+            edit: CodeEdit { switches_of: None, keep: Some((0..8).map(|i| i == c).collect()) },
+            switches_id: None,
+        }
     }
 
     fn key(id: u64, variant: Variant) -> Key {
