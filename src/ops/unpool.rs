@@ -4,14 +4,15 @@
 
 use super::{contiguous_slice, fast_path, PoolSwitches};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 /// Unpool `x` `(B, C, h, w)` with switches of the same shape into `(B, C, H, W)`. SWWAE passes the
 /// switches the encoder recorded; SAE passes [`PoolSwitches::fixed`]. Differentiable w.r.t. `x`.
 pub fn unpool(x: &Tensor, sw: &PoolSwitches) -> Result<Tensor> {
     check_shapes(x, sw)?;
-    // The CUDA kernel stores without averaging: overlapping windows (AlexNet) take the twin there.
+    // The CUDA kernel stores without averaging: overlapping windows (AlexNet) take the twin there,
+    // which averages in f64 as the CPU kernel does.
     if !fast_path(x) || (!x.device().is_cpu() && sw.overlapping()) {
         return unpool_ref(x, sw);
     }
@@ -74,8 +75,14 @@ fn check_shapes(x: &Tensor, sw: &PoolSwitches) -> Result<()> {
 
 /// The slow twin of [`unpool`]: `index_add` into the flattened maps, divided by the count.
 /// (`index_add` rather than `scatter_add`, whose backward in candle 0.11 fails on these shapes.)
+/// With overlapping windows the sums and the division are in f64, rounded once, as the CPU kernel
+/// does: a cell that three windows' maxima share then keeps its value exactly (3v/3 in f32 can be
+/// an ulp off). CUDA runs this twin for overlapping windows, so its round trip must be exact too.
 pub fn unpool_ref(x: &Tensor, sw: &PoolSwitches) -> Result<Tensor> {
     check_shapes(x, sw)?;
+    if sw.overlapping() && x.dtype() != DType::F64 {
+        return unpool_ref(&x.to_dtype(DType::F64)?, sw)?.to_dtype(x.dtype());
+    }
     let (b, c, oh, ow) = x.dims4()?;
     let (h, w) = sw.in_hw;
     let dev = x.device();
