@@ -144,6 +144,17 @@ run)
             NVIDIA_TF32_OVERRIDE=0 .gpu/bin/$t --test-threads 4 >>"$out/tests.log" 2>&1 || status=1
         done
     done
+    # A failing conv test again, alone on one thread and with cuDNN's algorithm choices logged:
+    # says whether it is a race between test threads (each has its own stream) and which
+    # algorithm gave the wrong numbers.
+    if grep -q "^test .* FAILED" "$out/tests.log"; then
+        for t in ops conv model; do
+            for name in $(sed -n "/^== test $t /,/^== test /s/^test \([^ ]*\) \.\.\. FAILED$/\1/p" "$out/tests.log" | sort -u); do
+                echo "== again alone: $t $name (one thread, LAYERINV_CUDNN_LOG=1)" | tee -a "$out/tests.log"
+                NVIDIA_TF32_OVERRIDE=0 LAYERINV_CUDNN_LOG=1 .gpu/bin/$t "$name" --exact --test-threads 1 >>"$out/tests.log" 2>&1
+            done
+        done
+    fi
     grep -E "^== |^test |test result|panicked|Err" "$out/tests.log"
     echo "== cuDNN's algorithm choices (bench --layers pool5 --batch 8)" | tee -a "$out/profile.txt"
     LAYERINV_CUDNN_LOG=1 .gpu/bin/layerinv bench --kinds sae,swwae --device cuda --batch 8 --steps 1 --layers pool5 --json 2>&1 >/dev/null |
