@@ -95,7 +95,7 @@ pub fn speckle(rec: &RgbImage, input: &RgbImage) -> Option<f64> {
     if rec.dimensions() != input.dimensions() || w == 0 || h == 0 {
         return None;
     }
-    let flat = flat_mask(input, w, h);
+    let flat = flat_mask(input);
     let n = flat.iter().filter(|&&f| f).count();
     if n == 0 {
         return None;
@@ -112,9 +112,10 @@ pub fn speckle(rec: &RgbImage, input: &RgbImage) -> Option<f64> {
     Some(detail(rec) - detail(input))
 }
 
-/// The pixels whose 7×7 neighbourhood (clipped at the borders) has a luma standard deviation
-/// under [`FLAT_STD`].
-fn flat_mask(img: &RgbImage, w: usize, h: usize) -> Vec<bool> {
+/// Where [`speckle`] looks: the pixels (row-major) whose 7×7 neighbourhood (clipped at the
+/// borders) has a luma standard deviation under [`FLAT_STD`].
+pub fn flat_mask(img: &RgbImage) -> Vec<bool> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
     let luma: Vec<f64> =
         img.pixels().map(|p| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64).collect();
     // Integral images of the luma and its square.
