@@ -73,6 +73,37 @@ fn zoom_is_linked_and_blink_shows_the_input_or_the_other_kind() {
     assert_eq!(h.state().view, View::Diff);
     assert!(h.query_by_label("|input − SAE|").is_some());
     assert!(h.query_by_label("|SWWAE − SAE|: what the switches change").is_some());
+    // Four pictures (the input and three kinds), three error maps against the input.
+    for kind in Kind::ALL {
+        assert!(h.query_by_label(&format!("picture: {} from pool1", kind.label())).is_some(), "{kind}");
+        assert!(h.query_by_label(&format!("|input − {}|", kind.label())).is_some(), "{kind}");
+    }
+}
+
+#[test]
+fn the_all_layers_view_has_a_row_per_kind_and_a_click_opens_the_layer() {
+    // Up-conv decoders only at pool1 (the bundle has none): its row is there, with a hover cell
+    // where a layer has no decoder of the kind.
+    let dec = common::tiny_decoders("pool1");
+    let mut h = harness(dec.path(), None, "pool1");
+    wait_for(&mut h, "pool1 reconstructions", |a| shows_layer(a, "pool1"));
+    h.key_press(egui::Key::Num4);
+    h.step();
+    assert_eq!(h.state().view, View::AllLayers);
+    let layers = h.state().available_layers();
+    assert_eq!(layers, ["pool1", "pool2", "pool3", "pool4", "pool5"]);
+    wait_for(&mut h, "every layer's reconstructions", |a| layers.iter().all(|l| matches!(a.panes(l), Some(Ok(_)))));
+    for kind in Kind::ALL {
+        assert!(h.query_by_label(kind.label()).is_some(), "no row label {kind}");
+        assert!(h.query_by_label(&format!("{} pool1", kind.label())).is_some(), "no {kind} picture at pool1");
+    }
+    assert!(h.query_by_label("SAE pool5").is_some());
+    assert!(h.query_by_label("D&B up-conv pool5").is_none(), "no up-conv decoder at pool5");
+    // A picture opens its layer in the comparison.
+    h.get_by_label("SWWAE pool3").click();
+    h.step();
+    assert_eq!(h.state().view, View::Compare);
+    assert_eq!(h.state().layer, "pool3");
 }
 
 #[test]

@@ -35,7 +35,10 @@ impl eframe::App for LayerinvApp {
                     }
                 }
                 View::AllLayers => {
-                    egui::ScrollArea::both().show(ui, |ui| self.all_layers_view(ui));
+                    let clicked = egui::ScrollArea::both().show(ui, |ui| super::all_layers::ui(ui, self)).inner;
+                    if let Some(layer) = clicked {
+                        self.select_layer(&layer);
+                    }
                 }
             }
             self.compare = compare;
