@@ -139,6 +139,9 @@ fn cli_reconstruct_draws_the_experiments_and_refuses_bad_requests_in_one_line() 
         assert_eq!(err.contains(&note), absent, "{err}");
         if absent {
             assert!(err.contains(&format!("--kinds {kind}")), "{err}");
+            // Not into the program's own folder: into one of the user's, then shown beside it.
+            assert!(err.contains("--out decoders`, then add `--decoders decoders`"), "{err}");
+            assert!(!err.contains(&format!("--out {}", repo_path("weights").display())), "{err}");
         }
     }
     let diff = out("diff.png");

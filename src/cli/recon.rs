@@ -81,7 +81,7 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
         if layers.is_empty() {
             let taps: Vec<&str> = enc.arch.taps().iter().map(|t| t.name()).filter(|t| enc.has_tap(t)).collect();
             bail!(
-                "no decoders for {} in {}; make them with `{}`",
+                "no decoders for {} in {}; make them with {}",
                 enc.name,
                 dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" and "),
                 crate::recon::train_command(&dirs[0], &taps.join(","), &Kind::ALL)

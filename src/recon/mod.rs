@@ -15,14 +15,25 @@ use candle_core::Tensor;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 
-/// The command that would train the missing decoder(s).
+/// How to make the missing decoder(s) of the set in `dir`: the training command, quoted. Into
+/// `dir` itself, except for the bundled folder, which is the program's own (read-only where it is
+/// installed): those go to a folder of the user's, shown beside the bundled ones with
+/// `--decoders`.
 pub fn train_command(dir: &Path, layer: &str, kinds: &[Kind]) -> String {
     let kinds: Vec<&str> = kinds.iter().map(Kind::name).collect();
-    format!(
-        "layerinv train --data <photos folder> --layers {layer} --kinds {} --out {}",
-        kinds.join(","),
-        dir.display()
-    )
+    let command = |out: &Path| {
+        format!(
+            "`layerinv train --data <photos folder> --layers {layer} --kinds {} --out {}`",
+            kinds.join(","),
+            out.display()
+        )
+    };
+    if crate::decoder_sets::is_bundled(dir) {
+        let mine = Path::new("decoders");
+        format!("{}, then add `--decoders {}`", command(mine), mine.display())
+    } else {
+        command(dir)
+    }
 }
 
 /// Every decoder a folder holds for an encoder, by (layer, kind); for the ones it cannot provide,
@@ -61,7 +72,7 @@ impl DecoderSet {
                         }
                     } else {
                         Entry::Missing(format!(
-                            "no {layer} {kind} decoder in {} ({} is missing); make it with `{}`",
+                            "no {layer} {kind} decoder in {} ({} is missing); make it with {}",
                             dir.display(),
                             decoder_file_name(enc.arch, layer, kind),
                             train_command(dir, layer, &[kind])
@@ -128,7 +139,7 @@ impl DecoderSet {
         }
         if Kind::ALL.iter().all(|&k| self.lacks(layer, k)) {
             return Some(format!(
-                "no {layer} decoders in {}; make them with `{}`",
+                "no {layer} decoders in {}; make them with {}",
                 self.dir.display(),
                 train_command(&self.dir, layer, &Kind::ALL)
             ));
@@ -156,7 +167,7 @@ impl DecoderSet {
             }
             if !absent.is_empty() {
                 out.push(format!(
-                    "no {kind} decoders for {} in {}; make them with `{}`",
+                    "no {kind} decoders for {} in {}; make them with {}",
                     absent.join(", "),
                     self.dir.display(),
                     train_command(&self.dir, &absent.join(","), &[kind])
