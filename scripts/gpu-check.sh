@@ -8,6 +8,8 @@
 #                               #   $OUT (or .gpu/out)
 #   PROFILE=1 scripts/gpu-check.sh run   # also per-kernel GPU times: ours (ncu), PyTorch's (profiler),
 #                                        # and CUDA API host time for both (nsys, where installed)
+#   scripts/gpu-check.sh cpubench       # there: the CPU bench beside PyTorch on the host's CPU
+#                                       #   (issue 27), at 2 threads and at all, CPU_ROUNDS rounds
 #   scripts/gpu-check.sh train [ARGS]   # there: the bundle's recipe on the packs that travelled in
 #                                       #   .gpu/packs, for TRAIN_SECONDS (default 420); ARGS go to
 #                                       #   every run (--kinds upconv); the decoders come back in $OUT
@@ -77,6 +79,20 @@ unslim)
     rm -f "$marker"
     git status --short | head
     echo "the index is whole again"
+    ;;
+cpubench)
+    # there: issue 27's CPU measurement on the GPU machine's host (a 16-core Xeon with AVX-512):
+    # layerinv beside PyTorch, alternating rounds (CPU_ROUNDS, default 3), at 2 threads and at all.
+    out=${OUT:-$here/.gpu/out}
+    mkdir -p "$out"
+    [ -x .gpu/bin/layerinv ] || tar -C .gpu -xJf .gpu/bin.tar.xz
+    lscpu | grep -E "^(Model name|Flags|CPU\(s\))" | tee "$out/cpu.txt"
+    status=0
+    for threads in 2 "$(nproc)"; do
+        python3 scripts/bench_vs_torch.py --rounds "${CPU_ROUNDS:-3}" --layerinv .gpu/bin/layerinv -- \
+            --device cpu --threads "$threads" --batch 4 --steps 3 --layers pool2,pool5 2>&1 | tee -a "$out/cpubench.txt" || status=1
+    done
+    exit $status
     ;;
 train)
     shift
@@ -199,7 +215,7 @@ run)
     exit $status
     ;;
 *)
-    echo "usage: scripts/gpu-check.sh pack|size|slim|unslim (here), run|train (there)" >&2
+    echo "usage: scripts/gpu-check.sh pack|size|slim|unslim (here), run|cpubench|train (there)" >&2
     exit 2
     ;;
 esac
