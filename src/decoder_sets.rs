@@ -278,11 +278,10 @@ impl SetInfo {
         let m = self.usable(layer, kind)?;
         let val = m.val_psnr.map(|p| format!(" · validation {p:.1} dB")).unwrap_or_default();
         let mut out = format!(
-            "{} {layer} decoder, {}: {} steps · {} images seen{val} · objective {} · width {}\n{}",
+            "{} {layer} decoder, {}: {}{val} · objective {} · width {}\n{}",
             kind.label(),
             self.label(),
-            m.steps,
-            m.images,
+            m.training(),
             m.objective.name(),
             m.spec.width,
             decoder_path(&self.dir, m.spec.arch, layer, kind).display()

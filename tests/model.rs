@@ -135,6 +135,7 @@ fn meta(enc: &Encoder, layer: &str, kind: Kind, width: f64) -> DecoderMeta {
         encoder: enc.fingerprint.clone(),
         steps: 10,
         images: 80,
+        earlier: layerinv::model::Earlier { steps: 7, images: 56 },
         val_loss: Some(0.5),
         val_psnr: Some(20.25),
         objective: layerinv::model::Objective::All,

@@ -105,6 +105,7 @@ fn a_decoder_forced_to_collapse_is_reported() {
         encoder: enc.fingerprint.clone(),
         steps: 0,
         images: 0,
+        earlier: Default::default(),
         val_loss: None,
         val_psnr: None,
         objective: Objective::First,

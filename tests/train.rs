@@ -4,7 +4,7 @@ mod common;
 
 use common::{assert_clean_failure, assert_usage_error, demo_photo_dir, layerinv};
 use layerinv::model::decoder_file::read_decoder_meta;
-use layerinv::model::{Encoder, Kind, ModelSource};
+use layerinv::model::{Earlier, Encoder, Kind, ModelSource};
 use layerinv::train::record::{RunRecord, RunState};
 use layerinv::train::{checkpoint_path, train, CancelToken, Event, TrainConfig};
 use std::path::Path;
@@ -286,6 +286,42 @@ fn init_from_copies_weights_of_the_same_layer_and_refuses_others() {
     let mut t = layerinv::train::DecoderTrainer::new(other, enc.device()).unwrap();
     let err = t.init_from(&sae_file, &enc.fingerprint).unwrap_err().to_string();
     assert!(err.contains("vgg16_pool1_sae.safetensors") && err.contains("pool1") && err.contains("pool2"), "{err}");
+}
+
+/// A decoder started from another's file (`--init-from`, e.g. the bundled one on another
+/// machine) records the training behind those weights beside its own run's steps, over every
+/// earlier start, and keeps it when resumed.
+#[test]
+fn init_from_keeps_the_record_of_the_training_before() {
+    let enc = bundled();
+    let data = demo_photo_dir(false);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let file = |d: &tempfile::TempDir| d.path().join("vgg16_pool1_sae.safetensors");
+    let mut cfg = tiny(data.path(), dirs[0].path(), 3);
+    cfg.kinds = vec![Kind::Sae];
+    train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
+    let first = read_decoder_meta(&file(&dirs[0])).unwrap();
+    assert_eq!((first.steps, first.earlier), (3, Earlier::default()));
+    assert!(!first.training().contains("started from"), "{}", first.training());
+
+    (cfg.out, cfg.steps, cfg.init_from) = (dirs[1].path().to_path_buf(), 2, Some(file(&dirs[0])));
+    train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
+    let second = read_decoder_meta(&file(&dirs[1])).unwrap();
+    assert_eq!(second.steps, 2, "its own run's steps drive its schedule");
+    assert_eq!(second.earlier, Earlier { steps: 3, images: first.images });
+    assert!(second.training().contains("after 3 steps"), "{}", second.training());
+
+    // Resumed further: its own steps grow, the record of before stays.
+    (cfg.steps, cfg.resume) = (4, true);
+    train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
+    let resumed = read_decoder_meta(&file(&dirs[1])).unwrap();
+    assert_eq!((resumed.steps, resumed.earlier), (4, second.earlier));
+
+    // Started again from that one: both earlier runs count.
+    (cfg.out, cfg.steps, cfg.resume, cfg.init_from) = (dirs[2].path().to_path_buf(), 1, false, Some(file(&dirs[1])));
+    train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
+    let third = read_decoder_meta(&file(&dirs[2])).unwrap();
+    assert_eq!(third.earlier, Earlier { steps: 3 + 4, images: first.images + resumed.images });
 }
 
 #[test]

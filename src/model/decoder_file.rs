@@ -18,6 +18,15 @@ const FORMAT: &str = DECODER_FORMAT;
 /// The `format` of training checkpoints (weights plus optimizer state, f32).
 pub const CHECKPOINT_FORMAT: &str = "layerinv-checkpoint/1";
 
+/// What a decoder's starting weights had already been trained for (`--init-from`, every earlier
+/// start counted): zero for a decoder trained from scratch. Its own `steps` and `images` count
+/// only its run, whose learning-rate schedule they drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Earlier {
+    pub steps: u64,
+    pub images: u64,
+}
+
 /// Everything a decoder file records besides its weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecoderMeta {
@@ -26,6 +35,8 @@ pub struct DecoderMeta {
     pub encoder: String,
     pub steps: u64,
     pub images: u64,
+    /// The training of the weights it started from (absent in older files: none).
+    pub earlier: Earlier,
     pub val_loss: Option<f64>,
     pub val_psnr: Option<f64>,
     /// How it was trained (absent in older files: `first`).
@@ -35,6 +46,19 @@ pub struct DecoderMeta {
 }
 
 impl DecoderMeta {
+    /// The training behind its weights, this run's and the earlier ones', for records:
+    /// "5000 steps · 80000 images seen, after 10000 steps and 160000 images of the decoder it started from".
+    pub fn training(&self) -> String {
+        let own = format!("{} steps · {} images seen", self.steps, self.images);
+        if self.earlier == Earlier::default() {
+            return own;
+        }
+        format!(
+            "{own}, after {} steps and {} images of the decoder it started from",
+            self.earlier.steps, self.earlier.images
+        )
+    }
+
     fn to_map(&self) -> HashMap<String, String> {
         self.to_map_as(FORMAT)
     }
@@ -51,6 +75,8 @@ impl DecoderMeta {
             ("encoder".into(), self.encoder.clone()),
             ("steps".into(), self.steps.to_string()),
             ("images".into(), self.images.to_string()),
+            ("earlier_steps".into(), self.earlier.steps.to_string()),
+            ("earlier_images".into(), self.earlier.images.to_string()),
             ("val_loss".into(), opt(self.val_loss)),
             ("val_psnr".into(), opt(self.val_psnr)),
             ("objective".into(), self.objective.name().into()),
@@ -77,6 +103,10 @@ impl DecoderMeta {
             get(k)?.parse().map_err(|_| Error::bad_file(path, format!("bad {k} in decoder metadata")))
         };
         let opt = |k: &str| m.get(k).and_then(|v| v.parse::<f64>().ok());
+        let count = |k: &str| -> Result<u64> {
+            m.get(k)
+                .map_or(Ok(0), |v| v.parse().map_err(|_| Error::bad_file(path, format!("bad {k} in decoder metadata"))))
+        };
         let spec = DecoderSpec::new(arch, get("layer")?, kind, num("width")?)
             .map_err(|e| Error::bad_file(path, e.to_string()))?;
         Ok(Self {
@@ -84,6 +114,7 @@ impl DecoderMeta {
             encoder: get("encoder")?.clone(),
             steps: num("steps")? as u64,
             images: num("images")? as u64,
+            earlier: Earlier { steps: count("earlier_steps")?, images: count("earlier_images")? },
             val_loss: opt("val_loss"),
             val_psnr: opt("val_psnr"),
             objective: match m.get("objective") {

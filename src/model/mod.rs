@@ -15,7 +15,7 @@ pub mod weights;
 
 pub use arch::{Arch, Tap};
 pub use decoder::{Decoder, Segment, Visit, OUTPUT_SCALE};
-pub use decoder_file::{decoder_path, load_decoder, save_decoder, DecoderMeta};
+pub use decoder_file::{decoder_path, load_decoder, save_decoder, DecoderMeta, Earlier};
 pub use decoder_spec::{DecOp, DecoderSpec, Kind, Objective, Switches, Upsampling};
 pub use encoder::{Encoder, Features};
 pub use source::ModelSource;

@@ -200,6 +200,7 @@ fn train_decoders(
                 encoder: enc.fingerprint.clone(),
                 steps: s.trainer.steps,
                 images: s.trainer.images,
+                earlier: s.trainer.earlier,
                 val_loss: s.val.as_ref().map(|v| v.loss),
                 val_psnr: s.val.as_ref().map(|v| v.psnr),
                 objective: cfg.objective,

@@ -8,7 +8,7 @@ use crate::error::{Context, Error, Result};
 use crate::fsutil::write_atomic;
 use crate::model::decoder_file::CHECKPOINT_FORMAT;
 use crate::model::weights::{fmt_shape, read_safetensors};
-use crate::model::{Decoder, DecoderMeta, DecoderSpec, Features, Objective};
+use crate::model::{Decoder, DecoderMeta, DecoderSpec, Earlier, Features, Objective};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
@@ -29,6 +29,8 @@ pub struct DecoderTrainer {
     pub steps: u64,
     /// Training images seen.
     pub images: u64,
+    /// The training of the weights it started from ([`Self::init_from`]).
+    pub earlier: Earlier,
 }
 
 impl DecoderTrainer {
@@ -38,7 +40,7 @@ impl DecoderTrainer {
         let decoder = Decoder::new(spec, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
         let vars =
             varmap.data().lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-        Ok(Self { decoder, adam: Adam::new(vars)?, steps: 0, images: 0 })
+        Ok(Self { decoder, adam: Adam::new(vars)?, steps: 0, images: 0, earlier: Earlier::default() })
     }
 
     /// The data-dependent initialisation of [`super::health::calibrate`] on one batch (`x` and its
@@ -177,6 +179,7 @@ impl DecoderTrainer {
             Ok(x.to_dtype(DType::F32)?)
         })?;
         self.decoder.scales = meta.scales;
+        self.earlier = Earlier { steps: meta.earlier.steps + meta.steps, images: meta.earlier.images + meta.images };
         Ok(())
     }
 
@@ -238,6 +241,7 @@ impl DecoderTrainer {
         trainer.decoder.scales = meta.scales.clone();
         trainer.steps = meta.steps;
         trainer.images = meta.images;
+        trainer.earlier = meta.earlier;
         Ok((trainer, meta))
     }
 }
