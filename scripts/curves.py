@@ -82,13 +82,13 @@ def svg(curves, title):
             out.append(f'<line x1="{x0}" x2="{x0 + pw}" y1="{fy(v):.1f}" y2="{fy(v):.1f}" stroke="#eee"/>')
         out.append(f'<text x="{x0 + pw}" y="{y0 + ph + 14}" text-anchor="end">step {smax}</text>')
         out.append(f'<text x="{x0}" y="{y0 + ph + 14}">0</text>')
-        for j, ((l, kind), pts) in enumerate(sorted(curves.items())):
+        for (l, kind), pts in sorted(curves.items()):
             if l != layer:
                 continue
             colour = KIND_COLOURS.get(kind, "#555")
             path = " ".join(f"{fx(s):.1f},{fy(v):.1f}" for s, v, _ in pts)
             out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6"/>')
-    legend_y = y0 + ph + 36
+    legend_y = m + ph + 36
     for j, kind in enumerate(sorted({k for _, k in curves})):
         x = m + j * 110
         out.append(f'<line x1="{x}" x2="{x + 24}" y1="{legend_y}" y2="{legend_y}" '

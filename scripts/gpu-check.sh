@@ -44,6 +44,18 @@ travel_mb() { # what the device tool sends: tracked and untracked-not-ignored fi
         xargs -0 -r stat -c %s -- 2>/dev/null | awk '{s += $1} END {printf "%.1f", s / 1e6}'
 }
 
+# There, before any mode that runs the binaries: $OUT ready, the binaries unpacked (not when
+# LAYERINV names another build, as when `train` is tried here with a CPU build), and the CUDA
+# libraries of the machine's PyTorch install on the loader's path.
+out=${OUT:-$here/.gpu/out}
+device_side() {
+    mkdir -p "$out"
+    [ -n "${LAYERINV:-}" ] || tar -C .gpu -xJf .gpu/bin.tar.xz
+    local site=/opt/torch/.venv/lib/python3.12/site-packages cudnn
+    cudnn=$(find "$site/nvidia" -name 'libcudnn.so.9' 2>/dev/null | head -1)
+    export LD_LIBRARY_PATH=${cudnn:+$(dirname "$cudnn"):}$site/nvidia/cu13/lib:/usr/local/nvidia/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+}
+
 case "${1:-}" in
 size)
     echo "travels: $(travel_mb) MB with .gpu carried (the limit: 67.1 MB)"
@@ -83,9 +95,7 @@ unslim)
 cpubench)
     # there: issue 27's CPU measurement on the GPU machine's host (a 16-core Xeon with AVX-512):
     # layerinv beside PyTorch, alternating rounds (CPU_ROUNDS, default 3), at 2 threads and at all.
-    out=${OUT:-$here/.gpu/out}
-    mkdir -p "$out"
-    [ -x .gpu/bin/layerinv ] || tar -C .gpu -xJf .gpu/bin.tar.xz
+    device_side
     lscpu | grep -E "^(Model name|Flags|CPU\(s\))" | tee "$out/cpu.txt"
     status=0
     for threads in 2 "$(nproc)"; do
@@ -96,13 +106,8 @@ cpubench)
     ;;
 train)
     shift
-    out=${OUT:-$here/.gpu/out}
-    mkdir -p "$out"
     [ -d .gpu/packs ] || { echo "no .gpu/packs: scripts/gpu-check.sh pack with the corpus gathered" >&2; exit 1; }
-    [ -n "${LAYERINV:-}" ] || tar -C .gpu -xJf .gpu/bin.tar.xz
-    site=/opt/torch/.venv/lib/python3.12/site-packages
-    cudnn=$(find "$site/nvidia" -name 'libcudnn.so.9' 2>/dev/null | head -1)
-    export LD_LIBRARY_PATH=${cudnn:+$(dirname "$cudnn"):}$site/nvidia/cu13/lib:/usr/local/nvidia/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    device_side
     export LAYERINV_DEADLINE=$(($(date +%s) + ${TRAIN_SECONDS:-420}))
     decoders=${TMPDIR:-/tmp}/layerinv-decoders
     # Decoders brought along (.gpu/decoders) are continued (--resume needs their checkpoints).
@@ -132,8 +137,8 @@ pack)
     # One stream with a dictionary larger than a binary: the kernels all four embed compress once.
     tar -C .gpu -cf - bin | xz --lzma2=preset=6,dict=192MiB -T1 >.gpu/bin.tar.xz
     rm -rf .gpu/bin
-    # The corpus, for `train` there: JPEG quality PACK_QUALITY (default 85, 19.8 MB for the 898
-    # photos, 38 dB from the lossless shrunk photo; 90 does not fit beside the binaries).
+    # The corpus, for `train` there: JPEG quality PACK_QUALITY (default 85: 20.7 MB of packs for the
+    # 898 photos, 38 dB from the lossless shrunk photo; 90 does not fit beside the binaries).
     photos=${LAYERINV_PHOTOS:-$HOME/.cache/layerinv/photos}
     if [ -e "$photos/manifest.tsv" ]; then
         python3 scripts/shrink_photos.py "$photos" .gpu/packs --quality "${PACK_QUALITY:-85}"
@@ -145,12 +150,7 @@ pack)
     ;;
 run)
     # Four files come back from the device tool at most: gpu.txt, tests.log, bench.txt, profile.txt.
-    out=${OUT:-$here/.gpu/out}
-    mkdir -p "$out"
-    tar -C .gpu -xJf .gpu/bin.tar.xz
-    site=/opt/torch/.venv/lib/python3.12/site-packages
-    cudnn=$(find "$site/nvidia" -name 'libcudnn.so.9' 2>/dev/null | head -1)
-    export LD_LIBRARY_PATH=${cudnn:+$(dirname "$cudnn"):}$site/nvidia/cu13/lib:/usr/local/nvidia/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    device_side
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
     status=0
     # TEST_ROUNDS (default 1): issue 24 asks for three green rounds in a row (about 30 s more).
