@@ -18,7 +18,7 @@ pub struct Photos {
 }
 
 impl Photos {
-    pub fn new_id(&mut self) -> u64 {
+    fn new_id(&mut self) -> u64 {
         self.last_id += 1;
         self.last_id
     }
@@ -36,9 +36,11 @@ impl Photos {
         self.current.as_ref().map(|p| p.id)
     }
 
-    /// Photo `id` is being loaded from `path`.
-    pub fn start_loading(&mut self, id: u64, path: &Path) {
+    /// A photo is being loaded from `path`: its new id.
+    pub fn start_loading(&mut self, path: &Path) -> u64 {
+        let id = self.new_id();
         self.loading = Some((id, path.to_path_buf()));
+        id
     }
 
     /// Photo `id` failed to load or arrived: it is no longer loading.

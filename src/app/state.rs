@@ -187,8 +187,7 @@ impl LayerinvApp {
 
     /// Ask the worker to load an image; the current one stays until it arrives.
     pub fn open_image(&mut self, path: &Path) {
-        let id = self.photos.new_id();
-        self.photos.start_loading(id, path);
+        let id = self.photos.start_loading(path);
         self.worker.send(Job::LoadImage { id, path: path.to_path_buf() });
     }
 
