@@ -74,6 +74,9 @@ fn main() -> anyhow::Result<()> {
             (y * side..((y + 1) * side).min(h))
                 .all(|py| (x * side..((x + 1) * side).min(w)).all(|px| flat[py * w + px]))
         };
+        // The three codes, one per variant, serve every layer (each decoder reads its own stages).
+        let feats =
+            [f.clone(), with_fixed_where(&f, &|s, y, x| window_flat(s, y, x))?, with_fixed_where(&f, &|_, _, _| true)?];
         for (li, layer) in layers.iter().enumerate() {
             let decoder = set.get(layer, Kind::Swwae)?;
             let stages = enc.arch.tap(layer)?.index() + 1;
@@ -86,11 +89,6 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             flat_share[li] += flat_windows as f64 / windows.max(1) as f64;
-            let feats = [
-                f.clone(),
-                with_fixed_where(&f, &|s, y, x| window_flat(s, y, x))?,
-                with_fixed_where(&f, &|_, _, _| true)?,
-            ];
             for (vi, fv) in feats.iter().enumerate() {
                 let r = rebuild(&enc, decoder, fv, &input, layer, Kind::Swwae)?;
                 let e = &mut sums[li][vi];
