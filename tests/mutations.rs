@@ -5,9 +5,11 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{assert_clean_failure, layerinv, repo_path, tiny_decoders, write_onnx, write_pth, write_pth_declaring};
+use common::{
+    assert_clean_failure, bundled, layerinv, repo_path, tiny_decoders, write_onnx, write_pth, write_pth_declaring,
+};
 use layerinv::data::load_image;
-use layerinv::model::{load_decoder, load_weights_file, DecoderSpec, Encoder, Kind, ModelSource, Objective};
+use layerinv::model::{load_decoder, load_weights_file, DecoderSpec, Kind, Objective};
 use layerinv::train::{checkpoint_path, DecoderTrainer};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -111,10 +113,6 @@ fn keep_as_fuzz_seed(target: &str, selector: u8, file: &Path, bytes: &[u8]) {
     let dir = Path::new(&dir).join(target);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(file.file_name().unwrap()), [&[selector], bytes].concat()).unwrap();
-}
-
-fn bundled() -> Encoder {
-    ModelSource::parse("bundled").load(&Device::Cpu).unwrap()
 }
 
 #[test]

@@ -4,18 +4,14 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{layerinv, repo_path};
+use common::{bundled, layerinv, repo_path};
 use layerinv::model::decoder_file::read_decoder_meta;
-use layerinv::model::{save_decoder, Decoder, DecoderMeta, DecoderSpec, Encoder, Kind, ModelSource, Objective};
+use layerinv::model::{save_decoder, Decoder, DecoderMeta, DecoderSpec, Encoder, Kind, Objective};
 use layerinv::train::health::{check, COLLAPSE_DEPENDENCE};
 use layerinv::train::objective::{loss, StepLoss};
 use layerinv::train::{checkpoint_path, train, CancelToken, DecoderTrainer, Event, Init, TrainConfig};
 use std::collections::HashMap;
 use std::path::Path;
-
-fn bundled() -> Encoder {
-    ModelSource::parse("bundled").load(&Device::Cpu).unwrap()
-}
 
 /// The three demo photos, centre-cropped to `size`, preprocessed: `(3, 3, size, size)`.
 fn demo_batch(enc: &Encoder, size: usize) -> Tensor {

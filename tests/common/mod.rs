@@ -7,9 +7,10 @@ pub mod gui;
 
 use candle_core::{DType, Device, Tensor};
 use layerinv::data::Preprocess;
-use layerinv::model::{Arch, Encoder, ModelWeights};
+use layerinv::model::{Arch, Encoder, Kind, ModelSource, ModelWeights};
+use layerinv::train::TrainConfig;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 /// Random canonical weights for `arch`: the conv trunk, plus the fc head when `with_fc`.
@@ -274,4 +275,29 @@ pub fn demo_photo_dir(broken: bool) -> tempfile::TempDir {
         std::fs::write(d.path().join("notes.jpg"), b"this is not a jpeg").unwrap();
     }
     d
+}
+
+/// The bundled VGG-16 trunk on the CPU (real ImageNet weights).
+pub fn bundled() -> Encoder {
+    ModelSource::parse("bundled").load(&Device::Cpu).unwrap()
+}
+
+/// A tiny training run of every kind at pool1 on the CPU: photos from `data` (also the
+/// validation photos), into `out`, `steps` steps of batch 2 on 32-px crops at width 0.25.
+pub fn tiny_run(data: &Path, out: &Path, steps: u64) -> TrainConfig {
+    let mut cfg = TrainConfig::new(data.to_path_buf(), vec!["pool1".into()], Kind::ALL.to_vec(), out.to_path_buf());
+    cfg.val = Some(data.to_path_buf());
+    cfg.steps = steps;
+    cfg.batch = 2;
+    cfg.crop = Some(32);
+    cfg.width = 0.25;
+    cfg.lr = 3e-3;
+    cfg.checkpoint_every = 5;
+    cfg.val_every = 0;
+    // The start the "validation loss halves from step 20 to 80" limit of tests/train.rs was
+    // measured with (0 of 15 runs failing); the default start (scales) begins nearer the images'
+    // statistics, so its step-20 loss is already lower and the ratio sits near the limit (0.54
+    // seen once).
+    cfg.init = layerinv::train::Init::Uniform;
+    cfg
 }
