@@ -147,6 +147,11 @@ fn cli_train_errors_are_one_line() {
     assert_usage_error(&out, &["'half'", "--dtype", "fp32, bf16"]);
     let out = layerinv(&["train", "--data", d, "--layers", "pool9"]);
     assert_clean_failure(&out, &["pool9 is not a layer of vgg16", "pool1, pool2"]);
+    // A layer or kind named twice (as extra arguments after a recipe's own can do).
+    let out = layerinv(&["train", "--data", d, "--layers", "pool1,pool2", "--layers", "pool1"]);
+    assert_clean_failure(&out, &["pool1 is asked for twice"]);
+    let out = layerinv(&["train", "--data", d, "--layers", "pool1", "--kinds", "sae,swwae,sae"]);
+    assert_clean_failure(&out, &["sae is asked for twice"]);
 }
 
 /// A fresh decoder starts as PyTorch's layers do: every weight and bias uniform in ±1/√fan_in

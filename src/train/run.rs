@@ -37,6 +37,11 @@ struct Slot {
     calibrate: bool,
 }
 
+/// The first item of `items` that an earlier one equals.
+fn first_repeated<T: PartialEq>(items: &[T]) -> Option<&T> {
+    items.iter().enumerate().find(|(i, x)| items[..*i].contains(x)).map(|(_, x)| x)
+}
+
 /// Train the decoders `cfg` asks for. Returns when every decoder reached `cfg.steps`, failed, or
 /// `cancel` was set; decoders and checkpoints are saved in `cfg.out` along the way and at the end.
 pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel: &CancelToken) -> Result<TrainSummary> {
@@ -58,6 +63,12 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
     }
     if cfg.kinds.is_empty() {
         return Err(Error::Unavailable("nothing to train: give at least one kind".into()));
+    }
+    // One decoder per layer and kind: a name given twice would train two into one file.
+    let repeated =
+        first_repeated(&taps).map(|t| t.to_string()).or_else(|| first_repeated(&cfg.kinds).map(|k| k.to_string()));
+    if let Some(name) = repeated {
+        return Err(Error::Unavailable(format!("{name} is asked for twice: give each layer and kind once")));
     }
     if crop < 32 || crop > 4 * n {
         return Err(Error::Unavailable(format!("crop must be between 32 and {} pixels, got {crop}", 4 * n)));
