@@ -180,10 +180,14 @@ pub fn recon_title(kind: Kind, layer: Option<&str>, source: Option<&str>, change
 /// A row of the all-layers figure: its label and its reconstructions, one per layer.
 pub type LayerRow<'a> = (String, Vec<&'a Reconstruction>);
 
-/// The rows of the all-layers figure for one set of reconstructions: a row per kind, labelled
-/// by `label`.
+/// The rows of the all-layers figure for one set of reconstructions: a row per kind among them
+/// (a kind the set has at no layer gets no empty row), labelled by `label`.
 pub fn kind_rows<'a>(recs: &'a [Reconstruction], label: impl Fn(Kind) -> String) -> Vec<LayerRow<'a>> {
-    Kind::ALL.iter().map(|&k| (label(k), recs.iter().filter(|r| r.kind == k).collect())).collect()
+    Kind::ALL
+        .iter()
+        .map(|&k| (label(k), recs.iter().filter(|r| r.kind == k).collect::<Vec<_>>()))
+        .filter(|(_, row)| !row.is_empty())
+        .collect()
 }
 
 /// The paper's figure: the input, then a column per layer, a labelled row per decoder (a kind, or

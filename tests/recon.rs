@@ -341,3 +341,33 @@ fn reconstructions_from_kept_features_equal_a_fresh_pass() {
         }
     }
 }
+
+/// The all-layers figure has a row per kind the set holds: a kind it has at no layer (the
+/// bundle's up-conv today) adds no empty row, and a kind it has at some layers keeps its row.
+#[test]
+fn the_all_layers_figure_has_no_row_for_a_kind_the_set_lacks() {
+    use layerinv::figure::{all_layers, kind_rows};
+    use layerinv::model::Kind;
+    use layerinv::recon::Reconstruction;
+    let input = photo();
+    let rec = |layer: &str, kind| Reconstruction {
+        layer: layer.into(),
+        kind,
+        image: input.clone(),
+        psnr: 30.0,
+        ssim: 0.9,
+        speckle: None,
+    };
+    let two_kinds =
+        [rec("pool1", Kind::Sae), rec("pool2", Kind::Sae), rec("pool1", Kind::Swwae), rec("pool2", Kind::Swwae)];
+    let rows = kind_rows(&two_kinds, |k| k.label().to_string());
+    assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["SAE", "SWWAE"]);
+    let mut three_kinds = two_kinds.to_vec();
+    three_kinds.push(rec("pool1", Kind::Upconv));
+    let rows3 = kind_rows(&three_kinds, |k| k.label().to_string());
+    assert_eq!(rows3.len(), 3);
+    assert_eq!(rows3[2].1.len(), 1, "up-conv at pool1 only");
+    // The figure is a row shorter without the missing kind.
+    let (h2, h3) = (all_layers(&input, &rows).height(), all_layers(&input, &rows3).height());
+    assert!(h2 < h3 && h3 - h2 >= input.height(), "{h2} vs {h3}");
+}
