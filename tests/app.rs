@@ -300,3 +300,31 @@ fn a_finished_run_takes_over_only_where_it_is_better() {
         shows_layer(a, "pool1") && pane_dirs(a, "pool1")[0] == two_steps.path()
     });
 }
+
+/// A run whose decoder diverges shows each rollback in the training panel and as a marked line on
+/// the loss curves.
+#[test]
+fn the_training_panel_shows_each_rollback() {
+    let dec = common::tiny_decoders("pool1");
+    let mut h = harness(dec.path(), None, "pool1");
+    wait_for(&mut h, "the model", |a| a.model.is_some() && shows_layer(a, "pool1"));
+    let assets = repo_path("assets");
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg =
+        layerinv::train::TrainConfig::new(assets.clone(), vec!["pool1".into()], vec![Kind::Sae], out.path().into());
+    cfg.val = Some(assets);
+    cfg.steps = 12;
+    cfg.batch = 2;
+    cfg.crop = Some(32);
+    cfg.width = 0.25;
+    cfg.lr = 1e4;
+    h.state_mut().start_training(cfg, candle_core::Device::Cpu);
+    wait_for(&mut h, "the run to end", |a| a.training.as_ref().is_some_and(|r| !r.is_running()));
+    h.run_steps(2);
+    let run = h.state().training.as_ref().unwrap();
+    assert_eq!(run.rollbacks.len(), 4, "{:?}", run.rollbacks);
+    assert_eq!(h.query_all_by_label_contains("Warning: pool1 sae decoder diverged at step").count(), 4);
+    assert_eq!(h.query_all_by_label_contains("learning rate halved to").count(), 4);
+    // The curve's legend names the rollback line.
+    assert!(h.query_all_by_label("rollback: pool1 sae").count() > 0);
+}

@@ -94,37 +94,117 @@ fn bf16_mixed_precision_lowers_the_loss_too() {
     }
 }
 
+/// Rewrite the learning-rate multiplier a checkpoint carries (as a guard's rollbacks leave it).
+fn set_lr_scale(ckpt: &std::path::Path, scale: f64) {
+    let bytes = std::fs::read(ckpt).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut header = meta.metadata().clone().unwrap();
+    header.insert("lr_scale".into(), scale.to_string());
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tensors: Vec<(String, safetensors::tensor::TensorView)> =
+        st.tensors().into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+    std::fs::write(ckpt, safetensors::serialize(tensors, Some(header)).unwrap()).unwrap();
+}
+
+/// A decoder whose loss explodes (a learning rate of 10,000) is rolled back to its last good
+/// state with half the rate, again and again, and after four rollbacks stops at that state with
+/// its files as they were; the run's other decoder (resumed at a sane rate: its checkpoint's
+/// multiplier) trains on to the end untouched, and `run.json` records every rollback.
 #[test]
-fn a_nan_loss_stops_that_decoder_and_keeps_its_checkpoint() {
+fn a_diverging_decoder_rolls_back_with_half_the_rate_then_stops_and_the_others_go_on() {
     let enc = bundled();
     let data = demo_photo_dir(false);
     let out = tempfile::tempdir().unwrap();
     let mut cfg = tiny(data.path(), out.path(), 5);
-    cfg.kinds = vec![Kind::Sae];
+    cfg.kinds = vec![Kind::Sae, Kind::Swwae];
     train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
-    let dec_file = out.path().join("vgg16_pool1_sae.safetensors");
-    let before = std::fs::read(&dec_file).unwrap();
+    let sae_file = out.path().join("vgg16_pool1_sae.safetensors");
+    let weights = |p: &std::path::Path| {
+        let bytes = std::fs::read(p).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut v: Vec<(String, Vec<u8>)> = st.tensors().into_iter().map(|(n, t)| (n, t.data().to_vec())).collect();
+        v.sort();
+        v
+    };
+    let weights_before = weights(&sae_file);
+    let swwae_ckpt = out.path().join("vgg16_pool1_swwae.ckpt");
+    set_lr_scale(&swwae_ckpt, 1e-7);
+
     cfg.resume = true;
-    cfg.steps = 10;
-    cfg.lr = f64::NAN;
-    let mut failures = Vec::new();
-    let err = train(
-        &enc,
-        &cfg,
-        &mut |e: &Event| {
-            if let Event::DecoderFailed { error, .. } = e {
-                failures.push(error.clone())
-            }
-        },
-        &CancelToken::default(),
-    )
-    .unwrap_err()
-    .to_string();
-    assert_eq!(failures.len(), 1, "{failures:?}");
-    assert!(failures[0].contains("NaN") && failures[0].contains("pool1 sae"), "{}", failures[0]);
-    assert!(err.contains("every decoder failed"), "{err}");
-    assert_eq!(std::fs::read(&dec_file).unwrap(), before, "the last good decoder file stays");
-    assert_eq!(read_decoder_meta(&dec_file).unwrap().steps, 5);
+    cfg.steps = 40;
+    cfg.lr = 1e4;
+    let mut events = Vec::new();
+    let summary = train(&enc, &cfg, &mut |e: &Event| events.push(e.clone()), &CancelToken::default()).unwrap();
+
+    let rollbacks: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RolledBack { id, rollback, lr } => Some((id.clone(), rollback.clone(), *lr)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rollbacks.len(), 4, "{rollbacks:?}");
+    for (i, (id, r, lr)) in rollbacks.iter().enumerate() {
+        assert_eq!(id.kind, Kind::Sae, "only the exploding decoder rolls back");
+        assert_eq!(r.back_to, 5, "back to the state it was resumed in");
+        assert_eq!(r.count, i as u32 + 1);
+        let halved = 0.5f64.powi(i as i32 + 1);
+        assert_eq!((r.lr_scale, *lr), (halved, 1e4 * halved), "the rate halves each time");
+        let said = r.describe(id, *lr);
+        assert!(said.contains("pool1 sae decoder diverged at step") && said.contains("learning rate halved"), "{said}");
+    }
+    assert_eq!(summary.failed.len(), 1, "{:?}", summary.failed);
+    let (id, why) = &summary.failed[0];
+    assert_eq!(id.kind, Kind::Sae);
+    assert!(why.contains("diverged 4 times") && why.contains("last good state, step 5"), "{why}");
+    assert_eq!(weights(&sae_file), weights_before, "its file holds its last good weights");
+    assert_eq!(read_decoder_meta(&sae_file).unwrap().steps, 5);
+    // The other decoder went on to the end, its steps reported after every rollback.
+    let last_rollback = events.iter().rposition(|e| matches!(e, Event::RolledBack { .. })).unwrap();
+    let swwae_after = events[last_rollback..]
+        .iter()
+        .filter(|e| matches!(e, Event::Step { losses, .. } if losses.iter().any(|(id, _)| id.kind == Kind::Swwae)))
+        .count();
+    assert!(swwae_after > 0);
+    assert_eq!(read_decoder_meta(&out.path().join("vgg16_pool1_swwae.safetensors")).unwrap().steps, 40);
+    let record = RunRecord::load(out.path()).unwrap().unwrap();
+    assert_eq!(record.rollbacks.len(), 4);
+    assert!(record.rollbacks.iter().all(|p| p.kind == Kind::Sae && p.back_to == 5 && p.step > 5));
+    assert_eq!(record.rollbacks[0].lr, 5e3);
+}
+
+/// A learning rate that is not a positive number is refused before anything runs.
+#[test]
+fn a_learning_rate_that_is_not_positive_is_refused() {
+    let enc = bundled();
+    let data = demo_photo_dir(false);
+    let out = tempfile::tempdir().unwrap();
+    for lr in [f64::NAN, 0.0, -1e-3, f64::INFINITY] {
+        let mut cfg = tiny(data.path(), out.path(), 5);
+        cfg.lr = lr;
+        let err = train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap_err().to_string();
+        assert!(err.contains("learning rate must be a positive number"), "{lr}: {err}");
+    }
+    assert!(!out.path().join("vgg16_pool1_sae.safetensors").exists());
+}
+
+/// `layerinv train` says each rollback in a `warning:` line naming the decoder, the step and the
+/// new rate.
+#[test]
+fn cli_train_warns_of_each_rollback() {
+    let data = demo_photo_dir(false);
+    let out = tempfile::tempdir().unwrap();
+    let (d, o) = (data.path().to_str().unwrap(), out.path().to_str().unwrap());
+    let args = ["--threads", "2", "train", "--data", d, "--val", d, "--layers", "pool1", "--kinds", "sae"];
+    let rest = ["--steps", "12", "--batch", "2", "--crop", "32", "--width", "0.25", "--lr", "1e4", "--out", o];
+    let run = layerinv(&[&args[..], &rest[..]].concat());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{err}");
+    let warnings: Vec<&str> =
+        err.lines().filter(|l| l.starts_with("warning: pool1 sae decoder diverged at step")).collect();
+    assert_eq!(warnings.len(), 4, "{err}");
+    assert!(warnings[0].contains("rolled back to step 0, learning rate halved to 5.0e3"), "{err}");
+    assert!(err.contains("diverged 4 times"), "{err}");
 }
 
 #[test]

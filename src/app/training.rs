@@ -49,6 +49,9 @@ pub struct TrainingRun {
     pub val_psnr: Vec<(DecoderId, f64)>,
     /// Decoders the latest validation found collapsed, with how it was measured.
     pub collapsed: Vec<(DecoderId, String)>,
+    /// Every rollback of the divergence guard: the decoder, the step whose loss diverged, what
+    /// happened.
+    pub rollbacks: Vec<(DecoderId, u64, String)>,
     pub step: u64,
     pub images_per_s: f64,
     pub eta_s: f64,
@@ -91,6 +94,7 @@ impl TrainingRun {
             curves: Vec::new(),
             val_psnr: Vec::new(),
             collapsed: Vec::new(),
+            rollbacks: Vec::new(),
             step: 0,
             images_per_s: 0.0,
             eta_s: 0.0,
@@ -150,6 +154,10 @@ impl TrainingRun {
                 self.val_psnr = results.into_iter().map(|r| (r.id, r.psnr)).collect();
             }
             Event::Collapsed { id, why, .. } => self.collapsed.push((id, why)),
+            Event::RolledBack { id, rollback, lr } => {
+                let text = rollback.describe(&id, lr);
+                self.rollbacks.push((id, rollback.step, text));
+            }
             Event::Checkpoint { .. } => self.checkpoint = true,
             Event::DecoderFailed { id, error } => self.messages.push(format!("{id} stopped: {error}")),
             Event::Finished { cancelled, .. } => {
@@ -241,8 +249,12 @@ impl TrainingRun {
             ui.label(format!("validation PSNR: {}", parts.join(" · ")));
         }
         for (id, why) in &run.collapsed {
-            ui.colored_label(ui.visuals().warn_fg_color, format!("⚠ {id} decoder {why}"));
+            ui.colored_label(ui.visuals().warn_fg_color, format!("Warning: {id} decoder {why}"));
         }
+        for (_, _, what) in &run.rollbacks {
+            ui.colored_label(ui.visuals().warn_fg_color, format!("Warning: {what}"));
+        }
+        let warn = ui.visuals().warn_fg_color;
         if let Some(m) = run.messages.last() {
             ui.label(m.as_str());
         }
@@ -255,6 +267,14 @@ impl TrainingRun {
                 for (id, pts) in &run.curves {
                     let log: Vec<[f64; 2]> = pts.iter().filter(|p| p[1] > 0.0).map(|p| [p[0], p[1].log10()]).collect();
                     plot.line(egui_plot::Line::new(id.to_string(), log));
+                }
+                // Each rollback: a dashed line at the step whose loss diverged.
+                for (id, step, _) in &run.rollbacks {
+                    plot.vline(
+                        egui_plot::VLine::new(format!("rollback: {id}"), *step as f64)
+                            .color(warn)
+                            .style(egui_plot::LineStyle::dashed_loose()),
+                    );
                 }
             });
         if cancel {

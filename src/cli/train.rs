@@ -35,7 +35,8 @@ pub struct TrainArgs {
     /// Side of the square training crops (default: the model's input size; fc layers need it).
     #[arg(long)]
     crop: Option<usize>,
-    /// Peak learning rate (Adam; warm-up, then cosine decay to a tenth).
+    /// Peak learning rate (Adam; warm-up, then cosine decay to a tenth); the up-conv kind takes a
+    /// quarter of it (its dense inputs make each step larger)
     #[arg(long, default_value_t = d().lr)]
     lr: f64,
     /// Decoder channel width inside each stage (1 = full mirror of the encoder).
@@ -162,6 +163,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             say(format!("step {step} validation PSNR: {}", parts.join(", ")));
         }
         Event::Collapsed { id, why, .. } => say(format!("warning: {id} decoder {why}")),
+        Event::RolledBack { id, rollback, lr } => say(format!("warning: {}", rollback.describe(id, *lr))),
         Event::Checkpoint { .. } => {}
         Event::DecoderFailed { id, error } => say(format!("{id} stopped: {error} (its last checkpoint is kept)")),
         Event::Finished { step, cancelled } => {

@@ -95,6 +95,24 @@ impl Kind {
         }
     }
 
+    /// What its decoders' learning rate is multiplied by (the run's `--lr` is SAE's and SWWAE's).
+    ///
+    /// Adam moves every weight by about the learning rate a step, whatever its size, so a unit's
+    /// output moves by up to the rate times the sum of its inputs: the more non-zero inputs a unit
+    /// has, the further one step throws it. After an unpooling three of every four inputs of a
+    /// SAE or SWWAE convolution are zero; up-conv's spread fills them all, and its 5×5 layers
+    /// have 25/9 the taps. At the same rate its steps are some four to eleven times larger, and
+    /// at 10⁻³ its pool3 decoder diverged within a few steps of the warm-up's end (loss 0.1 →
+    /// 2,358, 96-px crops, width 0.5, batch 8), where at a quarter of it it learned steadily
+    /// (16.0 dB at step 100, 18.0 at step 200, ahead of SAE). Dosovitskiy & Brox trained theirs
+    /// with Adam at 10⁻⁴.
+    pub fn learning_rate_scale(&self) -> f64 {
+        match self.upsampling() {
+            Upsampling::Unpool(_) => 1.0,
+            Upsampling::Learned { .. } => 0.25,
+        }
+    }
+
     /// Whether the decoder reads the encoder's pooling switches (so a switch transplant changes
     /// its picture).
     pub fn reads_switches(&self) -> bool {

@@ -85,6 +85,26 @@ impl Adam {
         }
     }
 
+    /// A copy of the weights, moments and step count, for [`Self::restore_snapshot`].
+    pub fn snapshot(&self) -> Result<AdamSnapshot> {
+        let values = self
+            .slots
+            .iter()
+            .map(|(_, var, mv)| Ok((var.as_tensor().copy()?, mv.copy()?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AdamSnapshot { values, t: self.t })
+    }
+
+    /// Go back to a [`Self::snapshot`] of this optimizer.
+    pub fn restore_snapshot(&mut self, snap: &AdamSnapshot) -> Result<()> {
+        for ((_, var, mv), (w, m)) in self.slots.iter_mut().zip(&snap.values) {
+            var.set(w)?;
+            *mv = m.copy()?;
+        }
+        self.t = snap.t;
+        Ok(())
+    }
+
     /// Restore weights and moments by name; `get` returns the saved tensor for a key like
     /// `adam_m.features.0.weight`.
     pub fn restore(&mut self, t: u64, mut get: impl FnMut(&str, &[usize]) -> Result<Tensor>) -> Result<()> {
@@ -97,6 +117,12 @@ impl Adam {
         self.t = t;
         Ok(())
     }
+}
+
+/// Weights and moments of every variable (in the optimizer's order) and the step count.
+pub struct AdamSnapshot {
+    values: Vec<(Tensor, Tensor)>,
+    t: u64,
 }
 
 /// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²` in place on the stacked moments, from the gradient.

@@ -24,7 +24,8 @@ pub struct TrainConfig {
     pub batch: usize,
     /// Side of the square training crops; `None` = the model's input size.
     pub crop: Option<usize>,
-    /// Peak learning rate (short warm-up, then cosine decay to a tenth of it).
+    /// Peak learning rate (short warm-up, then cosine decay to a tenth of it), times each kind's
+    /// [`Kind::learning_rate_scale`].
     pub lr: f64,
     /// Decoder channel width (1.0 = full mirror of the encoder).
     pub width: f64,

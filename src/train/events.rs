@@ -69,6 +69,13 @@ pub enum Event {
         step: u64,
         paths: Vec<PathBuf>,
     },
+    /// The divergence guard found this decoder's loss not finite or far above its recent best, and
+    /// put it back to its last good state with half the learning rate (`lr`, the new peak rate).
+    RolledBack {
+        id: DecoderId,
+        rollback: super::guard::Rollback,
+        lr: f64,
+    },
     /// A decoder stopped (its last good checkpoint stays); the others go on.
     DecoderFailed {
         id: DecoderId,

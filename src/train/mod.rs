@@ -3,6 +3,7 @@
 mod adam;
 mod config;
 mod events;
+pub mod guard;
 pub mod health;
 pub mod metrics;
 pub mod objective;

@@ -59,6 +59,25 @@ pub struct RunRecord {
     /// Every validation of the run, resumed parts included, in order.
     #[serde(default)]
     pub curve: Vec<ValPoint>,
+    /// Every rollback of the divergence guard, in order.
+    #[serde(default)]
+    pub rollbacks: Vec<RollbackPoint>,
+}
+
+/// One rollback of one decoder ([`super::guard`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackPoint {
+    /// The step whose loss diverged.
+    pub step: u64,
+    pub layer: String,
+    pub kind: crate::model::Kind,
+    /// That step's loss (`null` where it was not finite), and the median of the recent ones.
+    pub loss: Option<f32>,
+    pub typical: f32,
+    /// The step the decoder went back to.
+    pub back_to: u64,
+    /// The decoder's peak learning rate from then on.
+    pub lr: f64,
 }
 
 /// One decoder's validation at one step.
@@ -86,7 +105,21 @@ impl RunRecord {
             val_files,
             settings,
             curve: Vec::new(),
+            rollbacks: Vec::new(),
         }
+    }
+
+    /// Add a rollback of decoder `id` that left it at peak learning rate `lr`.
+    pub fn add_rollback(&mut self, id: &super::events::DecoderId, r: &super::guard::Rollback, lr: f64) {
+        self.rollbacks.push(RollbackPoint {
+            step: r.step,
+            layer: id.layer.clone(),
+            kind: id.kind,
+            loss: r.loss.is_finite().then_some(r.loss),
+            typical: r.typical,
+            back_to: r.back_to,
+            lr,
+        });
     }
 
     /// Add a validation's results to the curve.

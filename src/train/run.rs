@@ -4,6 +4,7 @@
 
 use super::config::TrainConfig;
 use super::events::{CancelToken, DecoderId, Event, EventSink, TrainSummary, ValResult};
+use super::guard::{Guard, Verdict};
 use super::health::{check as check_health, Init};
 use super::objective::StepLoss;
 use super::record::{now_unix, RunRecord, RunState};
@@ -31,10 +32,23 @@ pub fn learning_rate(peak: f64, step: u64, total: u64) -> f64 {
 struct Slot {
     id: DecoderId,
     trainer: DecoderTrainer,
+    /// Rolls the decoder back when its loss diverges.
+    guard: Guard,
+    /// What the decoder's last step minimised (the guard's history restarts when it changes).
+    minimised: Option<StepLoss>,
     failed: bool,
+    /// The step of the decoder's files on disk (a resumed decoder's: its checkpoint's).
+    saved_step: Option<u64>,
     val: Option<ValResult>,
     /// Fresh: calibrate on the first batch before the first step.
     calibrate: bool,
+}
+
+impl Slot {
+    /// The decoder's peak learning rate: the run's, times its kind's scale and the guard's.
+    fn peak_lr(&self, cfg: &TrainConfig) -> f64 {
+        cfg.lr * self.id.kind.learning_rate_scale() * self.trainer.lr_scale
+    }
 }
 
 /// The first item of `items` that an earlier one equals.
@@ -73,6 +87,9 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
     if crop < 32 || crop > 4 * n {
         return Err(Error::Unavailable(format!("crop must be between 32 and {} pixels, got {crop}", 4 * n)));
     }
+    if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
+        return Err(Error::Unavailable(format!("the learning rate must be a positive number, got {}", cfg.lr)));
+    }
     if cfg.batch == 0 || cfg.steps == 0 {
         return Err(Error::Unavailable("batch and steps must be at least 1".into()));
     }
@@ -102,13 +119,18 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
 
     // The run's record: a resumed run keeps when it first started and its validation curve; how
     // it ends is written last.
-    let (started, curve) = match RunRecord::load(&cfg.out) {
+    let (started, curve, rollbacks) = match RunRecord::load(&cfg.out) {
         // Validations after the checkpoint the run resumes from are made again.
-        Ok(Some(r)) if cfg.resume => (r.started, r.curve.into_iter().filter(|p| p.step <= r.step).collect()),
-        _ => (now_unix(), Vec::new()),
+        Ok(Some(r)) if cfg.resume => (
+            r.started,
+            r.curve.into_iter().filter(|p| p.step <= r.step).collect(),
+            r.rollbacks.into_iter().filter(|p| p.step <= r.step).collect(),
+        ),
+        _ => (now_unix(), Vec::new(), Vec::new()),
     };
     let mut record = RunRecord::new(cfg, started, val_files.to_vec());
     record.curve = curve;
+    record.rollbacks = rollbacks;
     record.save(&cfg.out)?;
     let result = train_decoders(enc, cfg, sink, cancel, files, val_files, &mut record);
     match &result {
@@ -153,7 +175,8 @@ fn train_decoders(
         for &kind in &cfg.kinds {
             let dspec = DecoderSpec::new(enc.arch, layer, kind, cfg.width)?;
             let ckpt = checkpoint_path(&cfg.out, &dspec);
-            let (trainer, fresh) = if cfg.resume && ckpt.exists() {
+            let resumed = cfg.resume && ckpt.exists();
+            let (trainer, fresh) = if resumed {
                 (DecoderTrainer::resume(&ckpt, dspec, &enc.fingerprint, cfg.objective, &dev)?.0, false)
             } else {
                 let mut t = DecoderTrainer::new(dspec, &dev)?;
@@ -163,7 +186,16 @@ fn train_decoders(
                 (t, cfg.init_from.is_none())
             };
             let id = DecoderId { layer: layer.clone(), kind };
-            slots.push(Slot { id, trainer, failed: false, val: None, calibrate: fresh && cfg.init != Init::Uniform });
+            slots.push(Slot {
+                id,
+                saved_step: resumed.then_some(trainer.steps),
+                trainer,
+                guard: Guard::default(),
+                minimised: None,
+                failed: false,
+                val: None,
+                calibrate: fresh && cfg.init != Init::Uniform,
+            });
         }
     }
     let deepest = enc.arch.taps_named(&cfg.layers)?.into_iter().max().map_or("pool1", |t| t.name());
@@ -200,28 +232,35 @@ fn train_decoders(
         }
         Ok(out)
     };
-    let save = |slots: &[Slot]| -> Result<Vec<PathBuf>> {
+    // A decoder's files (decoder and checkpoint); `None` when it has nothing worth saving.
+    let save_one = |s: &Slot| -> Result<Option<PathBuf>> {
+        if s.trainer.steps == 0 || !s.trainer.weights_finite()? {
+            return Ok(None);
+        }
+        let meta = DecoderMeta {
+            spec: s.trainer.decoder.spec.clone(),
+            encoder: enc.fingerprint.clone(),
+            steps: s.trainer.steps,
+            images: s.trainer.images,
+            earlier: s.trainer.earlier,
+            val_loss: s.val.as_ref().map(|v| v.loss),
+            val_psnr: s.val.as_ref().map(|v| v.psnr),
+            objective: cfg.objective,
+            scales: s.trainer.decoder.scales.clone(),
+        };
+        let dspec = &s.trainer.decoder.spec;
+        s.trainer.save_checkpoint(&checkpoint_path(&cfg.out, dspec), &meta)?;
+        let path = decoder_path(&cfg.out, dspec.arch, dspec.layer.name(), dspec.kind);
+        save_decoder(&path, &meta, &s.trainer.tensors(), DType::F16)?;
+        Ok(Some(path))
+    };
+    let save = |slots: &mut [Slot]| -> Result<Vec<PathBuf>> {
         let mut paths = Vec::new();
-        for s in slots.iter().filter(|s| !s.failed && s.trainer.steps > 0) {
-            if !s.trainer.weights_finite()? {
-                continue;
+        for s in slots.iter_mut().filter(|s| !s.failed) {
+            if let Some(p) = save_one(s)? {
+                s.saved_step = Some(s.trainer.steps);
+                paths.push(p);
             }
-            let meta = DecoderMeta {
-                spec: s.trainer.decoder.spec.clone(),
-                encoder: enc.fingerprint.clone(),
-                steps: s.trainer.steps,
-                images: s.trainer.images,
-                earlier: s.trainer.earlier,
-                val_loss: s.val.as_ref().map(|v| v.loss),
-                val_psnr: s.val.as_ref().map(|v| v.psnr),
-                objective: cfg.objective,
-                scales: s.trainer.decoder.scales.clone(),
-            };
-            let dspec = &s.trainer.decoder.spec;
-            s.trainer.save_checkpoint(&checkpoint_path(&cfg.out, dspec), &meta)?;
-            let path = decoder_path(&cfg.out, dspec.arch, dspec.layer.name(), dspec.kind);
-            save_decoder(&path, &meta, &s.trainer.tensors(), DType::F16)?;
-            paths.push(path);
         }
         Ok(paths)
     };
@@ -266,22 +305,69 @@ fn train_decoders(
             .enumerate()
             .filter(|(_, s)| active(s))
             .map(|(i, s)| {
-                let lr = learning_rate(cfg.lr, s.trainer.steps, cfg.steps);
+                let lr = learning_rate(s.peak_lr(cfg), s.trainer.steps, cfg.steps);
                 let which = StepLoss::at(cfg.objective, s.trainer.steps, cfg.steps, cfg.finetune);
-                (i, s.trainer.queue_step(&features, &x, enc.preprocess, lr, which))
+                if s.minimised.replace(which) != Some(which) {
+                    s.guard.reset_history();
+                }
+                let queued = s
+                    .guard
+                    .before_step(&s.trainer)
+                    .and_then(|()| s.trainer.queue_step(&features, &x, enc.preprocess, lr, which));
+                (i, queued)
             })
             .collect();
         let mut losses = Vec::new();
         for (i, loss) in queued {
             let s = &mut slots[i];
-            match loss.and_then(|l| s.trainer.finish_step(&l, x.dim(0)?)) {
-                Ok(loss) => losses.push((s.id.clone(), loss)),
-                Err(e) => {
-                    s.failed = true;
-                    let msg = e.to_string();
-                    sink.event(&Event::DecoderFailed { id: s.id.clone(), error: msg.clone() });
-                    failed.push((s.id.clone(), msg));
+            let before = s.trainer.steps;
+            let outcome = loss.and_then(|l| Ok(l.to_scalar::<f32>()?)).and_then(|v| match s.guard.judge(v, before) {
+                Verdict::Healthy => {
+                    s.trainer.count_step(x.dim(0)?);
+                    losses.push((s.id.clone(), v));
+                    Ok(None)
                 }
+                Verdict::Diverged { typical } => {
+                    let Some(rb) = s.guard.roll_back(&mut s.trainer, before + 1, v, typical)? else {
+                        return Err(Error::Unavailable(format!(
+                            "the loss became {v} at step {}, before any good state to go back to; try a lower learning rate",
+                            before + 1
+                        )));
+                    };
+                    let lr = s.peak_lr(cfg);
+                    // The last validation measured weights it no longer has.
+                    s.val = None;
+                    record.add_rollback(&s.id, &rb, lr);
+                    sink.event(&Event::RolledBack { id: s.id.clone(), rollback: rb.clone(), lr });
+                    Ok(s.guard.exhausted().then_some(rb))
+                }
+            });
+            let stop = match outcome {
+                Ok(None) => None,
+                // Diverged too often: it stops at its last good state, written out now unless the
+                // files on disk already hold it.
+                Ok(Some(rb)) => {
+                    let diverged = format!(
+                        "{} diverged {} times (the last at step {}, loss {})",
+                        s.id, rb.count, rb.step, rb.loss
+                    );
+                    let at = format!("stopped at its last good state, step {}", rb.back_to);
+                    Some(if s.saved_step == Some(rb.back_to) {
+                        format!("{diverged}; {at}, which its files hold")
+                    } else {
+                        match save_one(s) {
+                            Ok(Some(path)) => format!("{diverged}; {at}, saved in {}", path.display()),
+                            Ok(None) => format!("{diverged}; {at}, before any step: nothing to save"),
+                            Err(e) => format!("{diverged}; its last good state could not be saved: {e}"),
+                        }
+                    })
+                }
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(msg) = stop {
+                s.failed = true;
+                sink.event(&Event::DecoderFailed { id: s.id.clone(), error: msg.clone() });
+                failed.push((s.id.clone(), msg));
             }
         }
         // Progress is the slowest decoder that trained on this batch: it reaches `total` last.
@@ -305,7 +391,7 @@ fn train_decoders(
             report_validation(sink, step, results);
         }
         if cfg.checkpoint_every > 0 && batches.is_multiple_of(cfg.checkpoint_every) && !done {
-            let paths = save(&slots)?;
+            let paths = save(&mut slots)?;
             record.step = step;
             record.save(&cfg.out)?;
             sink.event(&Event::Checkpoint { step, paths });
@@ -322,7 +408,7 @@ fn train_decoders(
         record.add_validation(step, &results);
         report_validation(sink, step, results);
     }
-    let saved = save(&slots)?;
+    let saved = save(&mut slots)?;
     record.step = step;
     sink.event(&Event::Checkpoint { step, paths: saved.clone() });
     sink.event(&Event::Finished { step, cancelled });

@@ -21,6 +21,13 @@ pub fn reconstruction_loss(y: &Tensor, x: &Tensor, preprocess: Preprocess) -> Re
     Ok(crate::ops::mse_loss(y, x, preprocess.loss_scale())?)
 }
 
+/// A decoder's training state at one step, kept in memory ([`DecoderTrainer::snapshot`]).
+pub struct Snapshot {
+    pub steps: u64,
+    images: u64,
+    adam: super::adam::AdamSnapshot,
+}
+
 /// A decoder with its trainable variables and Adam state.
 pub struct DecoderTrainer {
     pub decoder: Decoder,
@@ -31,6 +38,9 @@ pub struct DecoderTrainer {
     pub images: u64,
     /// The training of the weights it started from ([`Self::init_from`]).
     pub earlier: Earlier,
+    /// Multiplies the run's learning rate for this decoder: 1, halved by each rollback of the
+    /// divergence guard ([`super::guard`]); kept in the checkpoint.
+    pub lr_scale: f64,
 }
 
 impl DecoderTrainer {
@@ -40,7 +50,7 @@ impl DecoderTrainer {
         let decoder = Decoder::new(spec, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
         let vars =
             varmap.data().lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-        Ok(Self { decoder, adam: Adam::new(vars)?, steps: 0, images: 0, earlier: Earlier::default() })
+        Ok(Self { decoder, adam: Adam::new(vars)?, steps: 0, images: 0, earlier: Earlier::default(), lr_scale: 1.0 })
     }
 
     /// The data-dependent initialisation of [`super::health::calibrate`] on one batch (`x` and its
@@ -99,9 +109,27 @@ impl DecoderTrainer {
                 self.steps + 1
             )));
         }
+        self.count_step(images);
+        Ok(value)
+    }
+
+    /// Count a step taken on `images` images.
+    pub fn count_step(&mut self, images: usize) {
         self.steps += 1;
         self.images += images as u64;
-        Ok(value)
+    }
+
+    /// A copy of the weights, Adam's state and the counts, to go back to with [`Self::restore`].
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot { steps: self.steps, images: self.images, adam: self.adam.snapshot()? })
+    }
+
+    /// Go back to a [`Self::snapshot`] of this decoder.
+    pub fn restore(&mut self, snap: &Snapshot) -> Result<()> {
+        self.adam.restore_snapshot(&snap.adam)?;
+        self.steps = snap.steps;
+        self.images = snap.images;
+        Ok(())
     }
 
     /// The current weights by parameter name.
@@ -143,6 +171,7 @@ impl DecoderTrainer {
         }
         let mut header = meta.to_map_as(CHECKPOINT_FORMAT);
         header.insert("adam_t".into(), self.adam.t.to_string());
+        header.insert("lr_scale".into(), self.lr_scale.to_string());
         let bytes = safetensors::serialize(out, Some(header)).in_file(path)?;
         write_atomic(path, &bytes)
     }
@@ -242,6 +271,9 @@ impl DecoderTrainer {
         trainer.steps = meta.steps;
         trainer.images = meta.images;
         trainer.earlier = meta.earlier;
+        // Checkpoints from before the guard have none: the run's own rate.
+        trainer.lr_scale =
+            header.get("lr_scale").and_then(|v| v.parse().ok()).filter(|s: &f64| *s > 0.0 && *s <= 1.0).unwrap_or(1.0);
         Ok((trainer, meta))
     }
 }

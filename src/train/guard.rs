@@ -1,0 +1,190 @@
+//! The divergence guard: each decoder of a run keeps, in memory, its last state whose loss was
+//! healthy (weights, Adam's moments and step count); a loss that is not finite or that rises far
+//! above its recent losses rolls the decoder back to that state with half the learning rate.
+//! After [`MAX_ROLLBACKS`] rollbacks the decoder stops, left at its last good state.
+//!
+//! "Far above" is [`RISE`] times the median of the last [`WINDOW`] healthy losses, not their
+//! minimum: a batch of a few flat-sky crops can score a tenth of a textured one, so the minimum
+//! of a few hundred small batches sits far below what the decoder typically does, while a
+//! diverging decoder's loss leaves the median by orders of magnitude within a few steps (the
+//! up-conv pool3 run that asked for this guard: 0.11 → 9.2 → 6,332).
+
+use super::events::DecoderId;
+use super::step::{DecoderTrainer, Snapshot};
+use crate::error::Result;
+use std::collections::VecDeque;
+
+/// A loss this many times the median of the recent ones counts as diverged.
+pub const RISE: f32 = 10.0;
+/// How many of the latest healthy losses the median is taken over.
+pub const WINDOW: usize = 200;
+/// Steps between two candidate snapshots.
+pub const SNAPSHOT_EVERY: u64 = 20;
+/// Rollbacks after which the decoder stops.
+pub const MAX_ROLLBACKS: u32 = 4;
+/// Below this many recent losses (a fresh or reset history) the median is a poor guide to batch
+/// noise, so only a rise of [`EARLY_RISE`] times it counts; non-finite losses always count.
+const MIN_HISTORY: usize = 5;
+pub const EARLY_RISE: f32 = 100.0;
+
+/// What one step's loss says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    Healthy,
+    /// The loss is not finite or [`RISE`] times above `typical`, the median of the recent losses.
+    Diverged {
+        typical: f32,
+    },
+}
+
+/// One decoder's guard.
+#[derive(Default)]
+pub struct Guard {
+    recent: VecDeque<f32>,
+    /// The last state confirmed good: its loss was healthy.
+    good: Option<Snapshot>,
+    /// A state taken before a step, confirmed good when that step's loss is healthy (the loss of
+    /// a step is computed with the weights before its update).
+    pending: Option<Snapshot>,
+    pub rollbacks: u32,
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollback {
+    /// The step whose loss diverged (1-based, as progress counts).
+    pub step: u64,
+    pub loss: f32,
+    /// The median of the recent healthy losses.
+    pub typical: f32,
+    /// The step the decoder went back to.
+    pub back_to: u64,
+    /// The decoder's learning-rate multiplier from now on ([`DecoderTrainer::lr_scale`]).
+    pub lr_scale: f64,
+    /// Rollbacks of this decoder so far, this one included.
+    pub count: u32,
+}
+
+impl Rollback {
+    /// "pool3 upconv decoder diverged at step 48 (loss 9.2, 84× its recent median 0.11): rolled
+    /// back to step 40, learning rate halved to 5.0e-4 (rollback 1 of at most 4)".
+    pub fn describe(&self, id: &DecoderId, lr: f64) -> String {
+        let loss = if self.loss.is_finite() {
+            format!("loss {:.3}, {:.0}× its recent median {:.3}", self.loss, self.loss / self.typical, self.typical)
+        } else {
+            format!("loss {}", self.loss)
+        };
+        format!(
+            "{id} decoder diverged at step {} ({loss}): rolled back to step {}, learning rate halved to {lr:.1e} (rollback {} of at most {MAX_ROLLBACKS})",
+            self.step, self.back_to, self.count
+        )
+    }
+}
+
+impl Guard {
+    /// Before a step: take a candidate snapshot when one is due (the first step, then every
+    /// [`SNAPSHOT_EVERY`] steps).
+    pub fn before_step(&mut self, trainer: &DecoderTrainer) -> Result<()> {
+        let due = match &self.good {
+            None => true,
+            Some(g) => trainer.steps >= g.steps + SNAPSHOT_EVERY,
+        };
+        if due && self.pending.as_ref().is_none_or(|p| p.steps != trainer.steps) {
+            self.pending = Some(trainer.snapshot()?);
+        }
+        Ok(())
+    }
+
+    /// Judge a step's loss; a healthy one joins the recent losses and confirms a pending
+    /// snapshot taken before this step.
+    pub fn judge(&mut self, loss: f32, trainer_steps_before: u64) -> Verdict {
+        let typical = self.median();
+        let rise = if self.recent.len() >= MIN_HISTORY { RISE } else { EARLY_RISE };
+        let diverged = !loss.is_finite() || loss > rise * typical;
+        if diverged {
+            self.pending = None;
+            return Verdict::Diverged { typical };
+        }
+        self.recent.push_back(loss);
+        if self.recent.len() > WINDOW {
+            self.recent.pop_front();
+        }
+        if self.pending.as_ref().is_some_and(|p| p.steps == trainer_steps_before) {
+            self.good = self.pending.take();
+        }
+        Verdict::Healthy
+    }
+
+    /// The median of the recent losses (infinite while there are none).
+    fn median(&self) -> f32 {
+        let mut v: Vec<f32> = self.recent.iter().copied().collect();
+        if v.is_empty() {
+            return f32::INFINITY;
+        }
+        v.sort_by(f32::total_cmp);
+        v[v.len() / 2]
+    }
+
+    /// Forget the recent losses (the loss changes meaning: `layerwise` starts its fine-tune).
+    pub fn reset_history(&mut self) {
+        self.recent.clear();
+    }
+
+    /// Put `trainer` back to the last good state with half the learning rate. `None` when there
+    /// is no good state to go back to.
+    pub fn roll_back(
+        &mut self,
+        trainer: &mut DecoderTrainer,
+        step: u64,
+        loss: f32,
+        typical: f32,
+    ) -> Result<Option<Rollback>> {
+        let Some(good) = &self.good else { return Ok(None) };
+        trainer.restore(good)?;
+        trainer.lr_scale *= 0.5;
+        self.rollbacks += 1;
+        Ok(Some(Rollback {
+            step,
+            loss,
+            typical,
+            back_to: good.steps,
+            lr_scale: trainer.lr_scale,
+            count: self.rollbacks,
+        }))
+    }
+
+    /// Whether the decoder has rolled back as often as it may.
+    pub fn exhausted(&self) -> bool {
+        self.rollbacks >= MAX_ROLLBACKS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rise_of_ten_times_the_recent_median_or_a_nan_diverges() {
+        let mut g = Guard::default();
+        // Too few losses for the median to say much: only a hundredfold rise counts; a NaN always.
+        assert_eq!(g.judge(1.0, 0), Verdict::Healthy);
+        assert_eq!(g.judge(150.0, 1), Verdict::Diverged { typical: 1.0 });
+        assert_eq!(g.judge(50.0, 1), Verdict::Healthy);
+        assert!(matches!(g.judge(f32::NAN, 2), Verdict::Diverged { .. }));
+        for s in 2..10 {
+            assert_eq!(g.judge(0.5, s), Verdict::Healthy);
+        }
+        // A lucky batch far below the others does not make the typical loss look diverged.
+        assert_eq!(g.judge(0.01, 10), Verdict::Healthy);
+        assert_eq!(g.judge(4.0, 11), Verdict::Healthy);
+        assert_eq!(g.judge(5.5, 12), Verdict::Diverged { typical: 0.5 });
+        assert!(matches!(g.judge(f32::INFINITY, 12), Verdict::Diverged { .. }));
+        // The median is the recent one: after WINDOW healthy steps at 4.0 the early 0.5s are gone.
+        for s in 12..12 + WINDOW as u64 {
+            assert_eq!(g.judge(4.0, s), Verdict::Healthy);
+        }
+        assert_eq!(g.judge(39.0, 300), Verdict::Healthy);
+        g.reset_history();
+        assert_eq!(g.judge(1e6, 301), Verdict::Healthy);
+    }
+}
