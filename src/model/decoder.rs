@@ -7,7 +7,7 @@ use super::decoder_spec::{DecOp, DecoderSpec, Switches};
 use super::encoder::Features;
 use super::layers::{candle_dtype, fresh_init, Conv, Dense};
 use crate::error::{Error, Result};
-use crate::ops::{spread, unpool, unpool_fixed};
+use crate::ops::{spread, unpool, unpool_fixed, PoolSwitches, Upsample};
 use candle_core::{Module, Tensor};
 use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
 use std::collections::BTreeMap;
@@ -55,6 +55,17 @@ impl Weighted {
         }
     }
 
+    /// `up` (after the pooling `sw`) then this layer, fused ([`Conv::forward_upsampled`]), with
+    /// its activation (`activate`) or without; `None` where the fused op does not apply.
+    fn forward_upsampled(&self, x: &Tensor, up: Upsample, sw: &PoolSwitches, activate: bool) -> Result<Option<Tensor>> {
+        let Op::Conv(m) = &self.op else { return Ok(None) };
+        let activate = activate && self.relu;
+        // The plain ReLU is fused into the convolution; a leaky one follows it.
+        let fused_relu = activate && self.slope == 0.0;
+        let Some(y) = m.forward_upsampled(x, up, sw, fused_relu)? else { return Ok(None) };
+        Ok(Some(if activate && !fused_relu { self.activate(y)? } else { y }))
+    }
+
     /// The activation after the layer, on its output before it.
     fn activate(&self, pre: Tensor) -> Result<Tensor> {
         Ok(if self.slope == 0.0 { pre.relu()? } else { pre.maximum(&pre.affine(self.slope, 0.0)?)? })
@@ -98,6 +109,18 @@ pub struct Visit<'a> {
     pub out_axis: usize,
 }
 
+impl Layer {
+    /// The stage and upsampling of a layer that the fused op can take with the convolution after
+    /// it: SAE's fixed-cell unpooling and up-conv's spread (SWWAE's switches differ per channel).
+    fn fusable(&self) -> Option<(usize, Upsample)> {
+        match self {
+            Layer::Unpool(stage, Switches::Fixed) => Some((*stage, Upsample::FixedCell)),
+            Layer::Spread(stage) => Some((*stage, Upsample::Spread)),
+            _ => None,
+        }
+    }
+}
+
 /// The key of the output scale in [`Decoder::scales`].
 pub const OUTPUT_SCALE: &str = "output";
 
@@ -113,6 +136,9 @@ pub struct Decoder {
     /// learning rate per step, so weights of very different sizes learn at very different
     /// relative rates). A scale not listed is 1 (decoders trained before they were recorded).
     pub scales: BTreeMap<String, f64>,
+    /// Upsample and convolve in one op where it applies (on by default; off: the two steps, the
+    /// twin the tests compare against).
+    pub fused: bool,
 }
 
 impl Decoder {
@@ -151,7 +177,7 @@ impl Decoder {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { spec, layers, scales: BTreeMap::new() })
+        Ok(Self { spec, layers, scales: BTreeMap::new(), fused: true })
     }
 
     /// The constant the activation of `tap` is divided by where it enters this decoder.
@@ -215,8 +241,14 @@ impl Decoder {
         mut marks: Option<&mut Vec<(&'static str, Tensor)>>,
     ) -> Result<Tensor> {
         let last = range.end == self.layers.len();
-        for l in &self.layers[range] {
-            x = match l {
+        let layers = &self.layers[range];
+        let mut i = 0;
+        while i < layers.len() {
+            if let Some(y) = self.fused_pair(layers, i, &x, f, true)? {
+                (x, i) = (y, i + 2);
+                continue;
+            }
+            x = match &layers[i] {
                 Layer::Weighted(w) => w.forward(&x)?,
                 Layer::Mark(tap) => {
                     if let Some(m) = marks.as_deref_mut() {
@@ -226,11 +258,31 @@ impl Decoder {
                 }
                 other => self.reshape_or_unpool(other, &x, f)?,
             };
+            i += 1;
         }
         if last {
             x = self.scale_output(x)?;
         }
         Ok(x)
+    }
+
+    /// Where `layers[i]` is an upsampling the fused op takes with the convolution after it: that
+    /// pair's output (with the convolution's activation when `activate`); `None` otherwise.
+    fn fused_pair(
+        &self,
+        layers: &[Layer],
+        i: usize,
+        x: &Tensor,
+        f: &Features,
+        activate: bool,
+    ) -> Result<Option<Tensor>> {
+        if !self.fused {
+            return Ok(None);
+        }
+        let (Some((stage, up)), Some(Layer::Weighted(w))) = (layers[i].fusable(), layers.get(i + 1)) else {
+            return Ok(None);
+        };
+        w.forward_upsampled(x, up, pooling(f, stage)?, activate)
     }
 
     fn reshape_or_unpool(&self, l: &Layer, x: &Tensor, f: &Features) -> Result<Tensor> {
@@ -274,10 +326,24 @@ impl Decoder {
     /// layer: before the output scale). Returns the output.
     pub fn inspect(&self, f: &Features, hook: &mut dyn FnMut(Visit) -> Result<Option<Tensor>>) -> Result<Tensor> {
         let mut x = self.scaled_tap(f, self.spec.layer.name())?;
-        for l in &self.layers {
+        let mut i = 0;
+        while i < self.layers.len() {
+            // An upsampling the fused op takes goes with the layer after it.
+            let fused = self.fused_pair(&self.layers, i, &x, f, false)?;
+            let (l, pre) = match fused {
+                Some(pre) => {
+                    i += 1;
+                    (&self.layers[i], Some(pre))
+                }
+                None => (&self.layers[i], None),
+            };
+            i += 1;
             x = match l {
                 Layer::Weighted(w) => {
-                    let pre = w.pre(&x)?;
+                    let pre = match pre {
+                        Some(p) => p,
+                        None => w.pre(&x)?,
+                    };
                     let visit = Visit { name: &w.name, pre: pre.clone(), relu: w.relu, out_axis: w.out_axis() };
                     let y = hook(visit)?.unwrap_or(pre);
                     if w.relu {

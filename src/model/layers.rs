@@ -1,7 +1,9 @@
 //! The layers with weights that encoder and decoders share: the convolution (our fast stride-1
 //! op, candle's otherwise) and the fully connected layer. Both compute in their input's dtype.
 
-use crate::ops::{candle_conv2d, conv2d, conv2d_packed, PackedKernel};
+use crate::ops::{
+    candle_conv2d, conv2d, conv2d_packed, upsample_conv_with, PackedKernel, PoolSwitches, Upsample, UpsamplePlan,
+};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use std::sync::{Arc, OnceLock};
@@ -16,12 +18,25 @@ pub struct Conv {
     /// plain tensors that never change (not a trainer's variables); `None` where they are not
     /// packed (see [`PackedKernel::new`]).
     packed: OnceLock<Option<Arc<PackedKernel>>>,
+    /// For a layer after an upsampling ([`Self::forward_upsampled`]) with weights that never
+    /// change: its coarse kernel, made (and packed) on the first pass.
+    coarse: OnceLock<Option<CoarseKernel>>,
+}
+
+/// The kernel and bias of [`crate::ops::upsample_conv`]'s coarse convolution for one layer, in the
+/// dtype of the first input, packed where the CPU convolution packs.
+struct CoarseKernel {
+    up: Upsample,
+    plan: UpsamplePlan,
+    weight: Tensor,
+    bias: Tensor,
+    packed: Option<Arc<PackedKernel>>,
 }
 
 impl Conv {
     /// `relu`: apply a ReLU to the output (fused into the convolution where possible).
     pub fn new(weight: Tensor, bias: Tensor, pad: usize, stride: usize, relu: bool) -> Self {
-        Self { weight, bias, pad, stride, relu, packed: OnceLock::new() }
+        Self { weight, bias, pad, stride, relu, packed: OnceLock::new(), coarse: OnceLock::new() }
     }
 
     /// A trainable layer named `vb`'s prefix: `weight (cout, cin, k, k)`, `bias`, initialised as
@@ -70,6 +85,44 @@ impl Conv {
             let (w, b) = (self.weight.to_dtype(compute)?, self.bias.to_dtype(compute)?);
             candle_conv2d(&x.to_dtype(compute)?, &w, &b, self.pad, self.stride, relu)?.to_dtype(x.dtype())
         }
+    }
+}
+
+impl Conv {
+    /// `up` (after the 2×2 pooling `sw`) then this convolution, with or without the ReLU, computed
+    /// from the coarse map `x` by the fused op ([`crate::ops::upsample_conv`]). `None` where the
+    /// fused op does not apply (not on the CPU, a strided layer, overlapping windows): the caller
+    /// upsamples and convolves as two steps.
+    pub fn forward_upsampled(&self, x: &Tensor, up: Upsample, sw: &PoolSwitches, relu: bool) -> Result<Option<Tensor>> {
+        let (_, _, k, _) = self.weight.dims4()?;
+        if !x.device().is_cpu() || self.stride != 1 || self.pad != k / 2 {
+            return Ok(None);
+        }
+        let Some(plan) = UpsamplePlan::new(up, k, sw) else { return Ok(None) };
+        let frozen = !self.weight.track_op() && !self.bias.track_op();
+        if frozen && self.coarse.get().is_none() {
+            let (w, b) = plan.coarse_kernel(&self.weight, &self.bias)?;
+            let (w, b) = (w.to_dtype(x.dtype())?, b.to_dtype(x.dtype())?);
+            let packed = PackedKernel::new(&w, plan.coarse_pad())?;
+            let _ = self.coarse.set(Some(CoarseKernel { up, plan: plan.clone(), weight: w, bias: b, packed }));
+        }
+        let kept = self
+            .coarse
+            .get()
+            .and_then(|c| c.as_ref())
+            .filter(|c| c.up == up && c.plan == plan && c.weight.dtype() == x.dtype());
+        let y = match kept {
+            Some(c) => upsample_conv_with(x, &plan, sw, |x, pad| match &c.packed {
+                Some(p) => conv2d_packed(x, &c.weight, &c.bias, pad, relu, p),
+                None => conv2d(x, &c.weight, &c.bias, pad, relu),
+            })?,
+            None => {
+                let (w, b) = plan.coarse_kernel(&self.weight, &self.bias)?;
+                let (w, b) = (w.to_dtype(x.dtype())?, b.to_dtype(x.dtype())?);
+                upsample_conv_with(x, &plan, sw, |x, pad| conv2d(x, &w, &b, pad, relu))?
+            }
+        };
+        Ok(Some(y))
     }
 }
 

@@ -16,6 +16,7 @@ mod loss;
 mod pool;
 mod spread;
 mod unpool;
+mod upsample_conv;
 
 pub use conv::{candle_conv2d, conv2d, conv2d_packed, conv2d_ref, conv2d_with, ConvAlgo, PackedKernel, PACKED_BUDGET};
 pub use loss::{mse_loss, mse_loss_ref};
@@ -23,6 +24,9 @@ pub use loss::{mse_loss, mse_loss_ref};
 pub use pool::{max_pool_with_switches, max_pool_with_switches_ref, PoolSwitches};
 pub use spread::{spread, spread_ref};
 pub use unpool::{unpool, unpool_fixed, unpool_fixed_ref, unpool_ref};
+pub use upsample_conv::{
+    interleave, interleave_ref, upsample_conv, upsample_conv_ref, upsample_conv_with, Plan as UpsamplePlan, Upsample,
+};
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 
