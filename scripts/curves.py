@@ -3,6 +3,11 @@
 a Markdown table, from the `curve` that every run keeps in its run.json.
 
     python3 scripts/curves.py RUN.json|RUN_DIR ... --svg docs/curves/NAME.svg [--title TEXT]
+    python3 scripts/curves.py RUN_DIR --target 21.5     # time to quality
+
+With --target DB it also says, per decoder, the minutes of training (wall clock, over every part
+of a resumed run; records kept since validation points carry `secs`) until its validation PSNR
+first reached DB, or that it did not, with the PSNR against minutes at each validation.
 
 Several records (the bundle recipe's runs, resumed parts, runs of other trips) are joined in the
 order given: a run that continues another (--resume) repeats its points up to the checkpoint it
@@ -34,13 +39,29 @@ def load(path):
 
 
 def join(records):
-    """{(layer, kind): [(step, psnr, loss)]}, later records winning at equal steps."""
+    """{(layer, kind): [(step, psnr, loss, secs or None)]}, later records winning at equal steps."""
     curves = {}
     for rec in records:
         for p in rec.get("curve", []):
             pts = curves.setdefault((p["layer"], p["kind"]), {})
-            pts[int(p["step"])] = (float(p["psnr"]), float(p["loss"]))
-    return {k: sorted((s, v[0], v[1]) for s, v in pts.items()) for k, pts in curves.items()}
+            secs = p.get("secs")
+            pts[int(p["step"])] = (float(p["psnr"]), float(p["loss"]), None if secs is None else float(secs))
+    return {k: sorted((s,) + v for s, v in pts.items()) for k, pts in curves.items()}
+
+
+def time_to_quality(curves, target):
+    """Per decoder: minutes to the first validation at or above `target` dB, and the curve."""
+    lines = [f"| layer | kind | minutes to {target:.2f} dB | PSNR by minute |", "|---|---|---|---|"]
+    for (layer, kind), pts in sorted(curves.items(), key=lambda kv: (layer_key(kv[0][0]), kv[0][1])):
+        timed = [p for p in pts if p[3] is not None]
+        if not timed:
+            lines.append(f"| {layer} | {kind} | (no times in this record) | |")
+            continue
+        hit = next((p for p in timed if p[1] >= target), None)
+        reached = f"{hit[3] / 60:.1f} (step {hit[0]})" if hit else f"not reached (best {max(p[1] for p in timed):.2f})"
+        curve = ", ".join(f"{p[3] / 60:.1f}: {p[1]:.2f}" for p in timed)
+        lines.append(f"| {layer} | {kind} | {reached} | {curve} |")
+    return "\n".join(lines)
 
 
 def layer_key(layer):
@@ -109,11 +130,15 @@ def main():
     ap.add_argument("records", nargs="+", help="run.json files or run folders, oldest first")
     ap.add_argument("--svg", help="write the plot here (atomically)")
     ap.add_argument("--title", default="validation PSNR by step")
+    ap.add_argument("--target", type=float, help="also the minutes until each decoder first reached this PSNR (dB)")
     args = ap.parse_args()
     curves = join(load(p) for p in args.records)
     if not curves:
         sys.exit("no validation points in " + ", ".join(args.records) + " (runs shorter than --val-every have none)")
     print(table(curves))
+    if args.target is not None:
+        print()
+        print(time_to_quality(curves, args.target))
     if args.svg:
         os.makedirs(os.path.dirname(args.svg) or ".", exist_ok=True)
         tmp = args.svg + ".tmp"

@@ -36,7 +36,7 @@ fn a_few_steps_lower_the_loss_and_broken_files_are_skipped() {
     let mut vals = Vec::new();
     let mut skipped = Vec::new();
     let mut sink = |e: &Event| match e {
-        Event::Validation { step, results } => vals.push((*step, results.iter().map(|r| r.loss).collect())),
+        Event::Validation { step, results, .. } => vals.push((*step, results.iter().map(|r| r.loss).collect())),
         Event::Skipped(s) => skipped.push(s.path.clone()),
         _ => {}
     };
@@ -74,7 +74,7 @@ fn bf16_mixed_precision_lowers_the_loss_too() {
     let out = tempfile::tempdir().unwrap();
     let (mut vals, mut psnrs) = (Vec::new(), Vec::new());
     let mut sink = |e: &Event| {
-        if let Event::Validation { step, results } = e {
+        if let Event::Validation { step, results, .. } = e {
             vals.push((*step, results.iter().map(|r| r.loss).collect()));
             psnrs.extend(results.iter().map(|r| r.psnr));
         }

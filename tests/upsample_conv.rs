@@ -34,7 +34,10 @@ const CHANNELS: [(usize, usize); 2] = [(5, 7), (64, 64)];
 /// Fine sizes: even, odd in either direction, non-square.
 const SIZES: [(usize, usize); 3] = [(8, 8), (7, 9), (12, 6)];
 
-fn cases() -> Vec<(Upsample, usize, (usize, usize), (usize, usize))> {
+/// One case: the upsampling, the fine kernel size, `(cin, cout)`, the fine `(h, w)`.
+type Case = (Upsample, usize, (usize, usize), (usize, usize));
+
+fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     for (up, k) in [(Upsample::FixedCell, 3), (Upsample::Spread, 5), (Upsample::Spread, 3), (Upsample::FixedCell, 5)] {
         for ch in CHANNELS {

@@ -158,9 +158,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
             bar.set_message(msg);
         }
-        Event::Validation { step, results } => {
+        Event::Validation { step, secs, results } => {
             let parts: Vec<String> = results.iter().map(|r| format!("{} {:.2} dB", r.id, r.psnr)).collect();
-            say(format!("step {step} validation PSNR: {}", parts.join(", ")));
+            say(format!("step {step} ({} of training) validation PSNR: {}", fmt_secs(*secs), parts.join(", ")));
         }
         Event::Collapsed { id, why, .. } => say(format!("warning: {id} decoder {why}")),
         Event::RolledBack { id, rollback, lr } => say(format!("warning: {}", rollback.describe(id, *lr))),

@@ -77,13 +77,13 @@ impl AxisMap {
         (self.hi - self.lo + 1) as usize
     }
 
-    /// The `(2, size, k)` matrix: entry `[p][o − lo][t]` is 1 where tap `t` of phase `p` reads
+    /// The `(size, 2, k)` matrix: entry `[o − lo][p][t]` is 1 where tap `t` of phase `p` reads
     /// offset `o`.
     fn matrix(&self) -> Vec<[Vec<f32>; 2]> {
         let (k, n) = (self.taps[0].len(), self.size());
         let mut m = vec![[vec![0f32; k], vec![0f32; k]]; n];
-        for p in 0..2 {
-            for (t, o) in self.taps[p].iter().enumerate() {
+        for (p, taps) in self.taps.iter().enumerate() {
+            for (t, o) in taps.iter().enumerate() {
                 if let Some(o) = o {
                     m[(o - self.lo) as usize][p][t] = 1.0;
                 }

@@ -55,6 +55,8 @@ pub enum Event {
     },
     Validation {
         step: u64,
+        /// Wall-clock seconds of training so far (over every part of a resumed run).
+        secs: f64,
         results: Vec<ValResult>,
     },
     /// A validation found this decoder collapsed (its output no longer depends on its input);

@@ -90,6 +90,10 @@ pub struct ValPoint {
     pub loss: f64,
     /// Mean PSNR over the validation photos, dB.
     pub psnr: f64,
+    /// Wall-clock seconds of training before this validation, over every part of a resumed run
+    /// (absent in records from before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secs: Option<f64>,
 }
 
 impl RunRecord {
@@ -122,15 +126,21 @@ impl RunRecord {
         });
     }
 
-    /// Add a validation's results to the curve.
-    pub fn add_validation(&mut self, step: u64, results: &[super::events::ValResult]) {
+    /// Add a validation's results, after `secs` seconds of training, to the curve.
+    pub fn add_validation(&mut self, step: u64, secs: f64, results: &[super::events::ValResult]) {
         self.curve.extend(results.iter().map(|r| ValPoint {
             step,
             layer: r.id.layer.clone(),
             kind: r.id.kind,
             loss: r.loss,
             psnr: r.psnr,
+            secs: Some(secs),
         }));
+    }
+
+    /// The seconds of training the curve has reached (0 for a new record).
+    pub fn trained_secs(&self) -> f64 {
+        self.curve.iter().filter_map(|p| p.secs).fold(0.0, f64::max)
     }
 
     /// The record in `dir`, `None` when the folder has none (a folder of decoders from elsewhere).

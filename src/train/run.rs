@@ -269,6 +269,8 @@ fn train_decoders(
     let loader = BatchLoader::new(files, cfg.batch, spec, enc.preprocess, cfg.seed.wrapping_add(start_step));
     let mut failed = Vec::new();
     let started = Instant::now();
+    // Training time of the parts of a resumed run before this one.
+    let earlier_secs = record.trained_secs();
     let mut images_done = 0u64;
     let mut cancelled = false;
     let mut step = start_step;
@@ -387,8 +389,9 @@ fn train_decoders(
         let done = !slots.iter().any(active);
         if cfg.val_every > 0 && (batches.is_multiple_of(cfg.val_every) || done) && val_x.is_some() {
             let results = validate(&mut slots)?;
-            record.add_validation(step, &results);
-            report_validation(sink, step, results);
+            let secs = earlier_secs + started.elapsed().as_secs_f64();
+            record.add_validation(step, secs, &results);
+            report_validation(sink, step, secs, results);
         }
         if cfg.checkpoint_every > 0 && batches.is_multiple_of(cfg.checkpoint_every) && !done {
             let paths = save(&mut slots)?;
@@ -405,8 +408,9 @@ fn train_decoders(
     }
     if slots.iter().any(|s| s.val.is_none() && !s.failed) && val_x.is_some() && !cancelled {
         let results = validate(&mut slots)?;
-        record.add_validation(step, &results);
-        report_validation(sink, step, results);
+        let secs = earlier_secs + started.elapsed().as_secs_f64();
+        record.add_validation(step, secs, &results);
+        report_validation(sink, step, secs, results);
     }
     let saved = save(&mut slots)?;
     record.step = step;
@@ -416,10 +420,10 @@ fn train_decoders(
 }
 
 /// The validation event, then one collapse event per collapsed decoder.
-fn report_validation(sink: &mut dyn EventSink, step: u64, results: Vec<ValResult>) {
+fn report_validation(sink: &mut dyn EventSink, step: u64, secs: f64, results: Vec<ValResult>) {
     let collapsed: Vec<(DecoderId, String)> =
         results.iter().filter_map(|r| r.health.collapse().map(|why| (r.id.clone(), why))).collect();
-    sink.event(&Event::Validation { step, results });
+    sink.event(&Event::Validation { step, secs, results });
     for (id, why) in collapsed {
         sink.event(&Event::Collapsed { step, id, why });
     }
