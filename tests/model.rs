@@ -361,3 +361,20 @@ fn bf16_training_follows_f32() {
         }
     }
 }
+
+/// SAE and SWWAE train at the run's rate; an up-conv decoder at `min(1, 2000 / fan-in)` of its
+/// widest up-convolution (25·cin: 1,600 at VGG-16's pool1, 12,800 at pool5), whatever its width.
+#[test]
+fn upconv_learning_rates_shrink_with_the_fan_in_of_the_widest_upconvolution() {
+    let want = [("pool1", 1.0), ("pool2", 0.625), ("pool3", 0.3125), ("pool4", 0.15625), ("pool5", 0.15625)];
+    for (layer, scale) in want {
+        for width in [0.25, 1.0] {
+            let spec = |kind| DecoderSpec::new(Arch::Vgg16, layer, kind, width).unwrap();
+            assert_eq!(spec(Kind::Upconv).learning_rate_scale(), scale, "{layer} width {width}");
+            assert_eq!(spec(Kind::Sae).learning_rate_scale(), 1.0);
+            assert_eq!(spec(Kind::Swwae).learning_rate_scale(), 1.0);
+        }
+    }
+    // fc taps go through pool5's stages: the same widest up-convolution.
+    assert_eq!(DecoderSpec::new(Arch::Vgg16, "fc7", Kind::Upconv, 0.25).unwrap().learning_rate_scale(), 0.15625);
+}

@@ -35,8 +35,9 @@ pub struct TrainArgs {
     /// Side of the square training crops (default: the model's input size; fc layers need it).
     #[arg(long)]
     crop: Option<usize>,
-    /// Peak learning rate (Adam; warm-up, then cosine decay to a tenth); the up-conv kind takes a
-    /// quarter of it (its dense inputs make each step larger)
+    /// Peak learning rate (Adam; warm-up, then cosine decay to a tenth); up-conv decoders below
+    /// pool1 take a share of it (pool2 5/8, pool3 5/16, pool4 and pool5 5/32: their wide, dense
+    /// up-convolutions make each step larger)
     #[arg(long, default_value_t = d().lr)]
     lr: f64,
     /// Decoder channel width inside each stage (1 = full mirror of the encoder).

@@ -95,24 +95,6 @@ impl Kind {
         }
     }
 
-    /// What its decoders' learning rate is multiplied by (the run's `--lr` is SAE's and SWWAE's).
-    ///
-    /// Adam moves every weight by about the learning rate a step, whatever its size, so a unit's
-    /// output moves by up to the rate times the sum of its inputs: the more non-zero inputs a unit
-    /// has, the further one step throws it. After an unpooling three of every four inputs of a
-    /// SAE or SWWAE convolution are zero; up-conv's spread fills them all, and its 5×5 layers
-    /// have 25/9 the taps. At the same rate its steps are some four to eleven times larger, and
-    /// at 10⁻³ its pool3 decoder diverged within a few steps of the warm-up's end (loss 0.1 →
-    /// 2,358, 96-px crops, width 0.5, batch 8), where at a quarter of it it learned steadily
-    /// (16.0 dB at step 100, 18.0 at step 200, ahead of SAE). Dosovitskiy & Brox trained theirs
-    /// with Adam at 10⁻⁴.
-    pub fn learning_rate_scale(&self) -> f64 {
-        match self.upsampling() {
-            Upsampling::Unpool(_) => 1.0,
-            Upsampling::Learned { .. } => 0.25,
-        }
-    }
-
     /// Whether the decoder reads the encoder's pooling switches (so a switch transplant changes
     /// its picture).
     pub fn reads_switches(&self) -> bool {
@@ -234,6 +216,10 @@ impl DecOp {
     }
 }
 
+/// The fan-in of an up-convolution that trains steadily at the full learning rate (see
+/// [`DecoderSpec::learning_rate_scale`]): 2,000 inputs at 10⁻³.
+pub const UPSAMPLING_FAN_IN: f64 = 2000.0;
+
 /// What a decoder is: for which architecture, tap and kind, at which channel width.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecoderSpec {
@@ -340,6 +326,38 @@ impl DecoderSpec {
             }
         }
         ops
+    }
+
+    /// What this decoder's learning rate is multiplied by: 1 for SAE and SWWAE; for a learned
+    /// upsampling, `min(1, UPSAMPLING_FAN_IN / the largest fan-in of its up-convolutions)`.
+    ///
+    /// Adam moves every weight by about the learning rate a step, whatever its size, so a unit's
+    /// output moves by up to the rate times the sum of its inputs: the more non-zero inputs, the
+    /// further one step throws it. After an unpooling three of every four inputs of a SAE or
+    /// SWWAE convolution are zero; up-conv's spread fills them all, and its 5×5 `up` layers have
+    /// 25·cin inputs (1,600 at pool1, 6,400 at pool3, 12,800 at pool4 and pool5). In 500-step
+    /// runs of the Train dialog's defaults (`docs/upconv.md`) the rate times that fan-in trained
+    /// steadily at 1.6 (pool1 at 10⁻³) and 1.9 (pool3 at 3·10⁻⁴), learned slower at 3.2, and
+    /// diverged at 4.5 (pool5 at 3.5·10⁻⁴) and 6.4 (pool3 at 10⁻³): the scale keeps it at 2 for
+    /// the run's default rate of 10⁻³.
+    pub fn learning_rate_scale(&self) -> f64 {
+        let mut widest = 0;
+        let mut after_spread = false;
+        for op in self.plan() {
+            match op {
+                DecOp::Spread { .. } => after_spread = true,
+                DecOp::Conv { cin, k, .. } if after_spread => {
+                    widest = widest.max(cin * k * k);
+                    after_spread = false;
+                }
+                _ => after_spread = false,
+            }
+        }
+        if widest == 0 {
+            1.0
+        } else {
+            (UPSAMPLING_FAN_IN / widest as f64).min(1.0)
+        }
     }
 
     /// Every parameter `(name, shape)` of this decoder.

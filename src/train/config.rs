@@ -25,7 +25,7 @@ pub struct TrainConfig {
     /// Side of the square training crops; `None` = the model's input size.
     pub crop: Option<usize>,
     /// Peak learning rate (short warm-up, then cosine decay to a tenth of it), times each kind's
-    /// [`Kind::learning_rate_scale`].
+    /// decoder's [`crate::model::DecoderSpec::learning_rate_scale`].
     pub lr: f64,
     /// Decoder channel width (1.0 = full mirror of the encoder).
     pub width: f64,

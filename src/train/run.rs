@@ -45,9 +45,9 @@ struct Slot {
 }
 
 impl Slot {
-    /// The decoder's peak learning rate: the run's, times its kind's scale and the guard's.
+    /// The decoder's peak learning rate: the run's, times its own scale and the guard's.
     fn peak_lr(&self, cfg: &TrainConfig) -> f64 {
-        cfg.lr * self.id.kind.learning_rate_scale() * self.trainer.lr_scale
+        cfg.lr * self.trainer.decoder.spec.learning_rate_scale() * self.trainer.lr_scale
     }
 }
 
