@@ -132,7 +132,9 @@ impl TrainDialog {
                     ui.add(egui::DragValue::new(&mut d.settings.width).range(0.125..=1.0).speed(0.01).prefix("width ")).on_hover_text("decoder channels inside each stage, 1 = full mirror");
                     ui.end_row();
                     ui.label("Learning rate");
-                    ui.add(egui::DragValue::new(&mut d.settings.lr).range(1e-6..=1e-1).speed(1e-5).prefix("lr "));
+                    ui.add(egui::DragValue::new(&mut d.settings.lr).range(1e-6..=1e-1).speed(1e-5).prefix("lr ")).on_hover_text(
+                        "Adam's peak rate; up-conv decoders below pool1 take a share of it (pool2 5/8, pool3 5/16, pool4 and pool5 5/32). A decoder whose loss explodes is rolled back with half its rate.",
+                    );
                     ui.end_row();
                     ui.label("Device");
                     egui::ComboBox::from_id_salt("train-device").selected_text(d.device.as_str()).show_ui(ui, |ui| {
