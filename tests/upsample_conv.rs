@@ -175,8 +175,10 @@ fn decoders_give_the_same_pictures_and_gradients_fused_and_unfused() {
             assert_eq!(yf.dims(), &[2, 3, side, side]);
             assert!(rel_diff(&yf, &yu) < 1e-4, "{kind} {side}: {}", rel_diff(&yf, &yu));
             for ((n, a), (_, b)) in gf.iter().zip(&gu) {
+                // Float rounding through a dozen layers of another summation order: up to about
+                // 1e-3 of the largest value seen in runs; a wrong tap or phase is off by O(1).
                 let d = rel_diff(a, b);
-                assert!(d < 1e-3, "{kind} {side}: gradient of {n} differs by {d}");
+                assert!(d < 1e-2, "{kind} {side}: gradient of {n} differs by {d}");
             }
         }
     }
