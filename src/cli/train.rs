@@ -166,7 +166,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Event::Collapsed { id, why, .. } => say(format!("warning: {id} decoder {why}")),
         Event::RolledBack { id, rollback, lr } => say(format!("warning: {}", rollback.describe(id, *lr))),
         Event::Checkpoint { .. } => {}
-        Event::DecoderFailed { id, error } => say(format!("{id} stopped: {error} (its last checkpoint is kept)")),
+        Event::DecoderFailed { id, error } => say(format!("{id} stopped: {error}")),
         Event::Finished { step, cancelled } => {
             bar.finish_and_clear();
             if *cancelled {

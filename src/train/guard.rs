@@ -65,12 +65,28 @@ pub struct Rollback {
     pub count: u32,
 }
 
+/// A loss (or a ratio of losses) for a message: three decimals up to 10,000, else "1.2e12".
+pub fn fmt_loss(v: f32) -> String {
+    if v.is_finite() && v.abs() >= 1e4 {
+        format!("{v:.1e}")
+    } else if v.is_finite() && v.abs() >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 impl Rollback {
     /// "pool3 upconv decoder diverged at step 48 (loss 9.2, 84× its recent median 0.11): rolled
     /// back to step 40, learning rate halved to 5.0e-4 (rollback 1 of at most 4)".
     pub fn describe(&self, id: &DecoderId, lr: f64) -> String {
         let loss = if self.loss.is_finite() {
-            format!("loss {:.3}, {:.0}× its recent median {:.3}", self.loss, self.loss / self.typical, self.typical)
+            format!(
+                "loss {}, {}× its recent median {}",
+                fmt_loss(self.loss),
+                fmt_loss(self.loss / self.typical),
+                fmt_loss(self.typical)
+            )
         } else {
             format!("loss {}", self.loss)
         };
@@ -162,6 +178,14 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn losses_read_well_in_messages() {
+        assert_eq!(fmt_loss(0.1234), "0.123");
+        assert_eq!(fmt_loss(84.4), "84");
+        assert_eq!(fmt_loss(1.2118e13), "1.2e13");
+        assert_eq!(fmt_loss(f32::NAN), "NaN");
+    }
 
     #[test]
     fn a_rise_of_ten_times_the_recent_median_or_a_nan_diverges() {

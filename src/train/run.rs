@@ -350,8 +350,10 @@ fn train_decoders(
                 // files on disk already hold it.
                 Ok(Some(rb)) => {
                     let diverged = format!(
-                        "{} diverged {} times (the last at step {}, loss {})",
-                        s.id, rb.count, rb.step, rb.loss
+                        "diverged {} times (the last at step {}, loss {})",
+                        rb.count,
+                        rb.step,
+                        super::guard::fmt_loss(rb.loss)
                     );
                     let at = format!("stopped at its last good state, step {}", rb.back_to);
                     Some(if s.saved_step == Some(rb.back_to) {
@@ -364,7 +366,7 @@ fn train_decoders(
                         }
                     })
                 }
-                Err(e) => Some(e.to_string()),
+                Err(e) => Some(format!("{e} (its last saved files are kept)")),
             };
             if let Some(msg) = stop {
                 s.failed = true;
@@ -387,7 +389,8 @@ fn train_decoders(
         let eta_s = left as f64 * cfg.batch as f64 / rate.max(1e-9);
         sink.event(&Event::Step { step, total: cfg.steps, losses, images_per_s: rate, eta_s });
         let done = !slots.iter().any(active);
-        if cfg.val_every > 0 && (batches.is_multiple_of(cfg.val_every) || done) && val_x.is_some() {
+        let validating = slots.iter().any(|s| !s.failed);
+        if cfg.val_every > 0 && (batches.is_multiple_of(cfg.val_every) || done) && val_x.is_some() && validating {
             let results = validate(&mut slots)?;
             let secs = earlier_secs + started.elapsed().as_secs_f64();
             record.add_validation(step, secs, &results);
