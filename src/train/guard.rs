@@ -3,7 +3,7 @@
 //! above its recent losses rolls the decoder back to that state with half the learning rate.
 //! After [`MAX_ROLLBACKS`] rollbacks the decoder stops, left at its last good state.
 //!
-//! "Far above" is [`RISE`] times the median of the last [`WINDOW`] healthy losses, not their
+//! "Far above" is, for [`PERSIST`] steps in a row, [`RISE`] times the median of the last [`WINDOW`] healthy losses, not their
 //! minimum: a batch of a few flat-sky crops can score a tenth of a textured one, so the minimum
 //! of a few hundred small batches sits far below what the decoder typically does, while a
 //! diverging decoder's loss leaves the median by orders of magnitude within a few steps (the
@@ -20,6 +20,10 @@ pub const RISE: f32 = 10.0;
 pub const WINDOW: usize = 200;
 /// Steps between two candidate snapshots.
 pub const SNAPSHOT_EVERY: u64 = 20;
+/// Steps in a row whose loss must be that high before it counts as diverged (a single small batch
+/// of textured crops can score ten times a flat one; a diverging decoder stays up). A loss that is
+/// not finite counts at once.
+pub const PERSIST: u32 = 3;
 /// Rollbacks after which the decoder stops.
 pub const MAX_ROLLBACKS: u32 = 4;
 /// Below this many recent losses (a fresh or reset history) the median is a poor guide to batch
@@ -31,6 +35,9 @@ pub const EARLY_RISE: f32 = 100.0;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Verdict {
     Healthy,
+    /// Far above the recent median, fewer than [`PERSIST`] steps in a row: the step stands, the
+    /// loss stays out of the median and confirms no snapshot.
+    Suspect,
     /// The loss is not finite or [`RISE`] times above `typical`, the median of the recent losses.
     Diverged {
         typical: f32,
@@ -46,6 +53,8 @@ pub struct Guard {
     /// A state taken before a step, confirmed good when that step's loss is healthy (the loss of
     /// a step is computed with the weights before its update).
     pending: Option<Snapshot>,
+    /// Steps in a row far above the median so far.
+    high: u32,
     pub rollbacks: u32,
 }
 
@@ -116,11 +125,16 @@ impl Guard {
     pub fn judge(&mut self, loss: f32, trainer_steps_before: u64) -> Verdict {
         let typical = self.median();
         let rise = if self.recent.len() >= MIN_HISTORY { RISE } else { EARLY_RISE };
-        let diverged = !loss.is_finite() || loss > rise * typical;
-        if diverged {
+        if !loss.is_finite() || loss > rise * typical {
             self.pending = None;
-            return Verdict::Diverged { typical };
+            self.high += 1;
+            if !loss.is_finite() || self.high >= PERSIST {
+                self.high = 0;
+                return Verdict::Diverged { typical };
+            }
+            return Verdict::Suspect;
         }
+        self.high = 0;
         self.recent.push_back(loss);
         if self.recent.len() > WINDOW {
             self.recent.pop_front();
@@ -190,25 +204,31 @@ mod tests {
     #[test]
     fn a_rise_of_ten_times_the_recent_median_or_a_nan_diverges() {
         let mut g = Guard::default();
+        let judge = |g: &mut Guard, loss: f32| g.judge(loss, 0);
         // Too few losses for the median to say much: only a hundredfold rise counts; a NaN always.
-        assert_eq!(g.judge(1.0, 0), Verdict::Healthy);
-        assert_eq!(g.judge(150.0, 1), Verdict::Diverged { typical: 1.0 });
-        assert_eq!(g.judge(50.0, 1), Verdict::Healthy);
-        assert!(matches!(g.judge(f32::NAN, 2), Verdict::Diverged { .. }));
-        for s in 2..10 {
-            assert_eq!(g.judge(0.5, s), Verdict::Healthy);
+        assert_eq!(judge(&mut g, 1.0), Verdict::Healthy);
+        assert_eq!(judge(&mut g, 150.0), Verdict::Suspect);
+        assert_eq!(judge(&mut g, 50.0), Verdict::Healthy);
+        assert!(matches!(judge(&mut g, f32::NAN), Verdict::Diverged { .. }));
+        for _ in 0..8 {
+            assert_eq!(judge(&mut g, 0.5), Verdict::Healthy);
         }
         // A lucky batch far below the others does not make the typical loss look diverged.
-        assert_eq!(g.judge(0.01, 10), Verdict::Healthy);
-        assert_eq!(g.judge(4.0, 11), Verdict::Healthy);
-        assert_eq!(g.judge(5.5, 12), Verdict::Diverged { typical: 0.5 });
-        assert!(matches!(g.judge(f32::INFINITY, 12), Verdict::Diverged { .. }));
+        assert_eq!(judge(&mut g, 0.01), Verdict::Healthy);
+        assert_eq!(judge(&mut g, 4.0), Verdict::Healthy);
+        // One or two high steps are a hard batch; the third in a row is divergence.
+        assert_eq!(judge(&mut g, 5.5), Verdict::Suspect);
+        assert_eq!(judge(&mut g, 0.6), Verdict::Healthy);
+        assert_eq!(judge(&mut g, 5.5), Verdict::Suspect);
+        assert_eq!(judge(&mut g, 60.0), Verdict::Suspect);
+        assert_eq!(judge(&mut g, 600.0), Verdict::Diverged { typical: 0.5 });
+        assert!(matches!(judge(&mut g, f32::INFINITY), Verdict::Diverged { .. }));
         // The median is the recent one: after WINDOW healthy steps at 4.0 the early 0.5s are gone.
-        for s in 12..12 + WINDOW as u64 {
-            assert_eq!(g.judge(4.0, s), Verdict::Healthy);
+        for _ in 0..WINDOW {
+            assert_eq!(judge(&mut g, 4.0), Verdict::Healthy);
         }
-        assert_eq!(g.judge(39.0, 300), Verdict::Healthy);
+        assert_eq!(judge(&mut g, 39.0), Verdict::Healthy);
         g.reset_history();
-        assert_eq!(g.judge(1e6, 301), Verdict::Healthy);
+        assert_eq!(judge(&mut g, 1e6), Verdict::Healthy);
     }
 }

@@ -324,7 +324,7 @@ fn train_decoders(
             let s = &mut slots[i];
             let before = s.trainer.steps;
             let outcome = loss.and_then(|l| Ok(l.to_scalar::<f32>()?)).and_then(|v| match s.guard.judge(v, before) {
-                Verdict::Healthy => {
+                Verdict::Healthy | Verdict::Suspect => {
                     s.trainer.count_step(x.dim(0)?);
                     losses.push((s.id.clone(), v));
                     Ok(None)
