@@ -328,15 +328,13 @@ impl Decoder {
         let mut x = self.scaled_tap(f, self.spec.layer.name())?;
         let mut i = 0;
         while i < self.layers.len() {
-            // An upsampling the fused op takes goes with the layer after it.
-            let fused = self.fused_pair(&self.layers, i, &x, f, false)?;
-            let (l, pre) = match fused {
-                Some(pre) => {
-                    i += 1;
-                    (&self.layers[i], Some(pre))
-                }
-                None => (&self.layers[i], None),
-            };
+            // An upsampling the fused op takes goes with the convolution after it: their output
+            // is that convolution's pre-activation.
+            let pre = self.fused_pair(&self.layers, i, &x, f, false)?;
+            if pre.is_some() {
+                i += 1;
+            }
+            let l = &self.layers[i];
             i += 1;
             x = match l {
                 Layer::Weighted(w) => {

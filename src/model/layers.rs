@@ -2,7 +2,8 @@
 //! op, candle's otherwise) and the fully connected layer. Both compute in their input's dtype.
 
 use crate::ops::{
-    candle_conv2d, conv2d, conv2d_packed, upsample_conv_with, PackedKernel, PoolSwitches, Upsample, UpsamplePlan,
+    candle_conv2d, conv2d, conv2d_packed, upsample_conv, upsample_conv_with, PackedKernel, PoolSwitches, Upsample,
+    UpsamplePlan,
 };
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -26,7 +27,6 @@ pub struct Conv {
 /// The kernel and bias of [`crate::ops::upsample_conv`]'s coarse convolution for one layer, in the
 /// dtype of the first input, packed where the CPU convolution packs.
 struct CoarseKernel {
-    up: Upsample,
     plan: UpsamplePlan,
     weight: Tensor,
     bias: Tensor,
@@ -101,26 +101,19 @@ impl Conv {
         let Some(plan) = UpsamplePlan::new(up, k, sw) else { return Ok(None) };
         let frozen = !self.weight.track_op() && !self.bias.track_op();
         if frozen && self.coarse.get().is_none() {
-            let (w, b) = plan.coarse_kernel(&self.weight, &self.bias)?;
-            let (w, b) = (w.to_dtype(x.dtype())?, b.to_dtype(x.dtype())?);
+            let (w, b) = plan.coarse_kernel(&self.weight, &self.bias, x.dtype())?;
             let packed = PackedKernel::new(&w, plan.coarse_pad())?;
-            let _ = self.coarse.set(Some(CoarseKernel { up, plan: plan.clone(), weight: w, bias: b, packed }));
+            let _ = self.coarse.set(Some(CoarseKernel { plan: plan.clone(), weight: w, bias: b, packed }));
         }
-        let kept = self
-            .coarse
-            .get()
-            .and_then(|c| c.as_ref())
-            .filter(|c| c.up == up && c.plan == plan && c.weight.dtype() == x.dtype());
+        let kept =
+            self.coarse.get().and_then(|c| c.as_ref()).filter(|c| c.plan == plan && c.weight.dtype() == x.dtype());
         let y = match kept {
             Some(c) => upsample_conv_with(x, &plan, sw, |x, pad| match &c.packed {
                 Some(p) => conv2d_packed(x, &c.weight, &c.bias, pad, relu, p),
                 None => conv2d(x, &c.weight, &c.bias, pad, relu),
             })?,
-            None => {
-                let (w, b) = plan.coarse_kernel(&self.weight, &self.bias)?;
-                let (w, b) = (w.to_dtype(x.dtype())?, b.to_dtype(x.dtype())?);
-                upsample_conv_with(x, &plan, sw, |x, pad| conv2d(x, &w, &b, pad, relu))?
-            }
+            // A trainer's weights change every step: the kernel is made again each time.
+            None => upsample_conv(x, &self.weight, &self.bias, relu, up, sw)?,
         };
         Ok(Some(y))
     }

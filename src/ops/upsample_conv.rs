@@ -137,8 +137,8 @@ impl Plan {
     }
 
     /// The coarse kernel `(4·cout, cin, K, K)` (phases outermost) and bias `(4·cout)` from the fine
-    /// kernel `w (cout, cin, k, k)` and bias `b`; differentiable.
-    pub fn coarse_kernel(&self, w: &Tensor, b: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// kernel `w (cout, cin, k, k)` and bias `b`, in `dtype`; differentiable.
+    pub fn coarse_kernel(&self, w: &Tensor, b: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
         let (cout, cin, k, k2) = w.dims4()?;
         if (k, k2) != (self.k, self.k) {
             candle_core::bail!("upsample_conv: a {k}×{k2} kernel for a plan of {}×{}", self.k, self.k)
@@ -153,7 +153,7 @@ impl Plan {
             .contiguous()?
             .reshape((4 * cout, cin, n, n))?;
         let bc = Tensor::cat(&[b, b, b, b], 0)?;
-        Ok((wc, bc))
+        Ok((wc.to_dtype(dtype)?, bc.to_dtype(dtype)?))
     }
 
     /// Rows (or columns) of coarse input the convolution needs for a fine size `fine`: the
@@ -167,9 +167,9 @@ impl Plan {
 }
 
 /// `conv2d(up(x), w, b, k / 2)` (then ReLU) for the coarse `x (B, cin, h, w)` that the pooling
-/// `sw` made of a `sw.in_hw` map, computed on the coarse map with `plan` (from [`Plan::new`]);
-/// `coarse` is the kernel [`Plan::coarse_kernel`] made of `w` and `b` (a frozen layer keeps it),
-/// and `conv` runs the coarse convolution (the caller's: packed for frozen weights).
+/// `sw` made of a `sw.in_hw` map, computed on the coarse map with `plan` (from [`Plan::new`]):
+/// `conv(x, pad)` runs the coarse convolution with the kernel [`Plan::coarse_kernel`] made of
+/// `w` and `b` (the caller's: a frozen layer keeps it packed).
 pub fn upsample_conv_with(
     x: &Tensor,
     plan: &Plan,
@@ -200,8 +200,7 @@ pub fn upsample_conv(
 ) -> Result<Tensor> {
     let (_, _, k, _) = w.dims4()?;
     let Some(plan) = Plan::new(up, k, sw) else { return upsample_conv_ref(x, w, b, relu, up, sw) };
-    let (wc, bc) = plan.coarse_kernel(w, b)?;
-    let (wc, bc) = (wc.to_dtype(x.dtype())?, bc.to_dtype(x.dtype())?);
+    let (wc, bc) = plan.coarse_kernel(w, b, x.dtype())?;
     upsample_conv_with(x, &plan, sw, |x, pad| super::conv2d(x, &wc, &bc, pad, relu))
 }
 
