@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod objective;
 pub mod record;
 mod run;
+mod slot;
 mod step;
 
 pub use adam::Adam;

@@ -4,15 +4,13 @@
 
 use super::config::TrainConfig;
 use super::events::{CancelToken, DecoderId, Event, EventSink, TrainSummary, ValResult};
-use super::guard::{Guard, Verdict};
-use super::health::{check as check_health, Init};
-use super::objective::StepLoss;
+use super::health::check as check_health;
 use super::record::{now_unix, RunRecord, RunState};
-use super::step::DecoderTrainer;
+use super::slot::{Slot, StepEnd};
 use crate::data::{list_images, load_centre_crops, BatchLoader, CropSpec, Loaded, IMAGE_EXTENSIONS};
 use crate::error::{Error, Result};
-use crate::model::{decoder_path, save_decoder, DecoderMeta, DecoderSpec, Encoder};
-use candle_core::{DType, Tensor};
+use crate::model::{decoder_path, DecoderSpec, Encoder};
+use candle_core::Tensor;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -27,28 +25,6 @@ pub fn learning_rate(peak: f64, step: u64, total: u64) -> f64 {
     let warm = ((step + 1) as f64 / 50.0).min(1.0);
     let t = (step as f64 / total.max(1) as f64).min(1.0);
     peak * warm * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
-}
-
-struct Slot {
-    id: DecoderId,
-    trainer: DecoderTrainer,
-    /// Rolls the decoder back when its loss diverges.
-    guard: Guard,
-    /// What the decoder's last step minimised (the guard's history restarts when it changes).
-    minimised: Option<StepLoss>,
-    failed: bool,
-    /// The step of the decoder's files on disk (a resumed decoder's: its checkpoint's).
-    saved_step: Option<u64>,
-    val: Option<ValResult>,
-    /// Fresh: calibrate on the first batch before the first step.
-    calibrate: bool,
-}
-
-impl Slot {
-    /// The decoder's peak learning rate: the run's, times its own scale and the guard's.
-    fn peak_lr(&self, cfg: &TrainConfig) -> f64 {
-        cfg.lr * self.trainer.decoder.spec.learning_rate_scale() * self.trainer.lr_scale
-    }
 }
 
 /// The first item of `items` that an earlier one equals.
@@ -173,29 +149,7 @@ fn train_decoders(
     let mut slots = Vec::new();
     for layer in &cfg.layers {
         for &kind in &cfg.kinds {
-            let dspec = DecoderSpec::new(enc.arch, layer, kind, cfg.width)?;
-            let ckpt = checkpoint_path(&cfg.out, &dspec);
-            let resumed = cfg.resume && ckpt.exists();
-            let (trainer, fresh) = if resumed {
-                (DecoderTrainer::resume(&ckpt, dspec, &enc.fingerprint, cfg.objective, &dev)?.0, false)
-            } else {
-                let mut t = DecoderTrainer::new(dspec, &dev)?;
-                if let Some(init) = &cfg.init_from {
-                    t.init_from(init, &enc.fingerprint)?;
-                }
-                (t, cfg.init_from.is_none())
-            };
-            let id = DecoderId { layer: layer.clone(), kind };
-            slots.push(Slot {
-                id,
-                saved_step: resumed.then_some(trainer.steps),
-                trainer,
-                guard: Guard::default(),
-                minimised: None,
-                failed: false,
-                val: None,
-                calibrate: fresh && cfg.init != Init::Uniform,
-            });
+            slots.push(Slot::open(enc, cfg, layer, kind, &dev)?);
         }
     }
     let deepest = enc.arch.taps_named(&cfg.layers)?.into_iter().max().map_or("pool1", |t| t.name());
@@ -232,35 +186,10 @@ fn train_decoders(
         }
         Ok(out)
     };
-    // A decoder's files (decoder and checkpoint); `None` when it has nothing worth saving.
-    let save_one = |s: &Slot| -> Result<Option<PathBuf>> {
-        if s.trainer.steps == 0 || !s.trainer.weights_finite()? {
-            return Ok(None);
-        }
-        let meta = DecoderMeta {
-            spec: s.trainer.decoder.spec.clone(),
-            encoder: enc.fingerprint.clone(),
-            steps: s.trainer.steps,
-            images: s.trainer.images,
-            earlier: s.trainer.earlier,
-            val_loss: s.val.as_ref().map(|v| v.loss),
-            val_psnr: s.val.as_ref().map(|v| v.psnr),
-            objective: cfg.objective,
-            scales: s.trainer.decoder.scales.clone(),
-        };
-        let dspec = &s.trainer.decoder.spec;
-        s.trainer.save_checkpoint(&checkpoint_path(&cfg.out, dspec), &meta)?;
-        let path = decoder_path(&cfg.out, dspec.arch, dspec.layer.name(), dspec.kind);
-        save_decoder(&path, &meta, &s.trainer.tensors(), DType::F16)?;
-        Ok(Some(path))
-    };
     let save = |slots: &mut [Slot]| -> Result<Vec<PathBuf>> {
         let mut paths = Vec::new();
         for s in slots.iter_mut().filter(|s| !s.failed) {
-            if let Some(p) = save_one(s)? {
-                s.saved_step = Some(s.trainer.steps);
-                paths.push(p);
-            }
+            paths.extend(s.save(&enc.fingerprint, cfg)?);
         }
         Ok(paths)
     };
@@ -306,72 +235,19 @@ fn train_decoders(
             .iter_mut()
             .enumerate()
             .filter(|(_, s)| active(s))
-            .map(|(i, s)| {
-                let lr = learning_rate(s.peak_lr(cfg), s.trainer.steps, cfg.steps);
-                let which = StepLoss::at(cfg.objective, s.trainer.steps, cfg.steps, cfg.finetune);
-                if s.minimised.replace(which) != Some(which) {
-                    s.guard.reset_history();
-                }
-                let queued = s
-                    .guard
-                    .before_step(&s.trainer)
-                    .and_then(|()| s.trainer.queue_step(&features, &x, enc.preprocess, lr, which));
-                (i, queued)
-            })
+            .map(|(i, s)| (i, s.queue(&features, &x, enc.preprocess, cfg)))
             .collect();
         let mut losses = Vec::new();
         for (i, loss) in queued {
             let s = &mut slots[i];
-            let before = s.trainer.steps;
-            let outcome = loss.and_then(|l| Ok(l.to_scalar::<f32>()?)).and_then(|v| match s.guard.judge(v, before) {
-                Verdict::Healthy | Verdict::Suspect => {
-                    s.trainer.count_step(x.dim(0)?);
-                    losses.push((s.id.clone(), v));
-                    Ok(None)
+            match s.finish(loss, x.dim(0)?, &enc.fingerprint, cfg, record, sink) {
+                StepEnd::Trained(v) => losses.push((s.id.clone(), v)),
+                StepEnd::RolledBack => {}
+                StepEnd::Stopped(msg) => {
+                    s.failed = true;
+                    sink.event(&Event::DecoderFailed { id: s.id.clone(), error: msg.clone() });
+                    failed.push((s.id.clone(), msg));
                 }
-                Verdict::Diverged { typical } => {
-                    let Some(rb) = s.guard.roll_back(&mut s.trainer, before + 1, v, typical)? else {
-                        return Err(Error::Unavailable(format!(
-                            "the loss became {v} at step {}, before any good state to go back to; try a lower learning rate",
-                            before + 1
-                        )));
-                    };
-                    let lr = s.peak_lr(cfg);
-                    // The last validation measured weights it no longer has.
-                    s.val = None;
-                    record.add_rollback(&s.id, &rb, lr);
-                    sink.event(&Event::RolledBack { id: s.id.clone(), rollback: rb.clone(), lr });
-                    Ok(s.guard.exhausted().then_some(rb))
-                }
-            });
-            let stop = match outcome {
-                Ok(None) => None,
-                // Diverged too often: it stops at its last good state, written out now unless the
-                // files on disk already hold it.
-                Ok(Some(rb)) => {
-                    let diverged = format!(
-                        "diverged {} times (the last at step {}, loss {})",
-                        rb.count,
-                        rb.step,
-                        super::guard::fmt_loss(rb.loss)
-                    );
-                    let at = format!("stopped at its last good state, step {}", rb.back_to);
-                    Some(if s.saved_step == Some(rb.back_to) {
-                        format!("{diverged}; {at}, which its files hold")
-                    } else {
-                        match save_one(s) {
-                            Ok(Some(path)) => format!("{diverged}; {at}, saved in {}", path.display()),
-                            Ok(None) => format!("{diverged}; {at}, before any step: nothing to save"),
-                            Err(e) => format!("{diverged}; its last good state could not be saved: {e}"),
-                        }
-                    })
-                }
-                Err(e) => Some(format!("{e} (its last saved files are kept)")),
-            };
-            if let Some(msg) = stop {
-                s.failed = true;
-                sink.event(&Event::DecoderFailed { id: s.id.clone(), error: msg.clone() });
-                failed.push((s.id.clone(), msg));
             }
         }
         // Progress is the slowest decoder that trained on this batch: it reaches `total` last.
