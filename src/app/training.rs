@@ -139,6 +139,7 @@ impl TrainingRun {
                 self.skipped += 1;
                 self.messages.push(format!("skipped {}: {}", s.path.display(), s.error));
             }
+            Event::Note(note) => self.messages.push(note),
             Event::Step { step, losses, images_per_s, eta_s, .. } => {
                 self.step = step;
                 self.images_per_s = images_per_s;

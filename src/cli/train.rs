@@ -2,6 +2,7 @@
 
 use crate::device::Precision;
 use crate::model::{Kind, ModelSource, Objective};
+use crate::train::encoded::{CacheConfig, DEFAULT_LIMIT_BYTES};
 use crate::train::{train, CancelToken, Event, Init, TrainConfig};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -83,6 +84,16 @@ pub struct TrainArgs {
     /// f32 weights, optimizer and loss); pays off on GPUs with bf16 tensor cores
     #[arg(long, value_enum, default_value_t = d().precision)]
     dtype: Precision,
+    /// Folder that keeps the encoder's codes of whole training photos for later runs (default:
+    /// ~/.cache/layerinv/encoded; safe to delete)
+    #[arg(long, conflicts_with = "no_cache")]
+    cache: Option<PathBuf>,
+    /// Encode every crop instead of cutting crops from photos encoded whole
+    #[arg(long)]
+    no_cache: bool,
+    /// The most the cache folder may hold, in GB
+    #[arg(long, default_value_t = DEFAULT_LIMIT_BYTES as f64 / 1e9)]
+    cache_limit: f64,
 }
 
 impl TrainArgs {
@@ -90,6 +101,15 @@ impl TrainArgs {
         if !(0.0..=1.0).contains(&self.finetune) {
             bail!("--finetune must be between 0 and 1, got {}", self.finetune);
         }
+        if !(self.cache_limit.is_finite() && self.cache_limit >= 0.0) {
+            bail!("--cache-limit must be a number of GB, got {}", self.cache_limit);
+        }
+        let cache = match (&self.cache, self.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => Some(CacheConfig { dir: dir.clone(), limit: 0, fill_always: false }),
+            (None, false) => CacheConfig::user_default(),
+        }
+        .map(|c| CacheConfig { limit: (self.cache_limit * 1e9) as u64, ..c });
         Ok(TrainConfig {
             data: self.data.clone(),
             val: self.val.clone(),
@@ -111,6 +131,7 @@ impl TrainArgs {
             finetune: self.finetune,
             init: self.init,
             precision: self.dtype,
+            cache,
         })
     }
 }
@@ -150,6 +171,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             bar.set_position(decoders.iter().map(|(_, s)| *s).min().unwrap_or(0));
         }
         Event::Skipped(s) => say(format!("skipped {}: {}", s.path.display(), s.error)),
+        Event::Note(note) => say(note.clone()),
         Event::Step { step, losses, images_per_s, eta_s, .. } => {
             let mean = losses.iter().map(|(_, l)| *l as f64).sum::<f64>() / losses.len().max(1) as f64;
             bar.set_position(*step);

@@ -3,6 +3,7 @@
 
 use super::{load_image, resize_shorter_side, Preprocess};
 use crate::error::{Error, Result};
+use crate::model::Features;
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 use rand::rngs::StdRng;
@@ -88,13 +89,78 @@ pub struct Skipped {
 
 /// What the background loader sends: a batch or a skipped file.
 pub enum Loaded {
-    Batch(Tensor),
+    /// Crops `(B, 3, crop, crop)` on the CPU, with their features when the loader encoded them
+    /// (cut from photos encoded whole: [`crate::train::encoded`]); `None`: encode `x`.
+    Batch {
+        x: Tensor,
+        features: Option<Features>,
+    },
+    Skipped(Skipped),
+    /// Something the run's user should know about how batches are made (one line).
+    Note(String),
+    /// No file in the list could be read.
+    Exhausted,
+}
+
+/// Random photos from a list, each decoded once and kept in memory (up to [`CACHE_BYTES`])
+/// scaled so its shorter side is `scale`. A file that cannot be read leaves the list.
+pub struct PhotoSource {
+    files: Vec<PathBuf>,
+    scale: u32,
+    decoded: HashMap<PathBuf, Arc<RgbImage>>,
+    decoded_bytes: usize,
+}
+
+/// A photo drawn from a [`PhotoSource`].
+pub enum Drawn {
+    Photo(PathBuf, Arc<RgbImage>),
     Skipped(Skipped),
     /// No file in the list could be read.
     Exhausted,
 }
 
-/// Endless random batches from a list of files, prepared on a background thread.
+impl PhotoSource {
+    pub fn new(files: Vec<PathBuf>, scale: usize) -> Self {
+        Self { files, scale: scale as u32, decoded: HashMap::new(), decoded_bytes: 0 }
+    }
+
+    /// How many files are left in the list.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// A photo chosen uniformly at random.
+    pub fn draw(&mut self, rng: &mut StdRng) -> Drawn {
+        if self.files.is_empty() {
+            return Drawn::Exhausted;
+        }
+        let i = rng.random_range(0..self.files.len());
+        if let Some(img) = self.decoded.get(&self.files[i]) {
+            return Drawn::Photo(self.files[i].clone(), img.clone());
+        }
+        match load_image(&self.files[i]) {
+            Ok(img) => {
+                let img = Arc::new(resize_shorter_side(&img, self.scale));
+                let bytes = img.as_raw().len();
+                if self.decoded_bytes + bytes <= CACHE_BYTES {
+                    self.decoded_bytes += bytes;
+                    self.decoded.insert(self.files[i].clone(), img.clone());
+                }
+                Drawn::Photo(self.files[i].clone(), img)
+            }
+            Err(e) => {
+                let path = self.files.swap_remove(i);
+                Drawn::Skipped(Skipped { path, error: e.to_string() })
+            }
+        }
+    }
+}
+
+/// Endless random batches, prepared on a background thread.
 pub struct BatchLoader {
     rx: Option<Receiver<Loaded>>,
     stop: Arc<AtomicBool>,
@@ -102,56 +168,46 @@ pub struct BatchLoader {
 }
 
 impl BatchLoader {
+    /// Batches of random crops (flipped left–right half of the time) of the photos in `files`.
     pub fn new(files: Vec<PathBuf>, batch: usize, spec: CropSpec, preprocess: Preprocess, seed: u64) -> Self {
+        Self::spawn(move |send| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut photos = PhotoSource::new(files, spec.scale);
+            loop {
+                let mut items = Vec::with_capacity(batch);
+                while items.len() < batch {
+                    match photos.draw(&mut rng) {
+                        Drawn::Photo(_, img) => items.push(random_crop(&img, spec.crop, &mut rng)),
+                        Drawn::Skipped(s) => {
+                            if !send(Loaded::Skipped(s)) {
+                                return;
+                            }
+                        }
+                        Drawn::Exhausted => {
+                            send(Loaded::Exhausted);
+                            return;
+                        }
+                    }
+                }
+                let Ok(x) = crops_tensor(&items, spec.crop, preprocess) else { return };
+                if !send(Loaded::Batch { x, features: None }) {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// A loader whose thread runs `body`, which hands each message to `send`; `send` returns
+    /// false once the loader is dropped, and `body` should then return.
+    pub fn spawn(body: impl FnOnce(&mut dyn FnMut(Loaded) -> bool) + Send + 'static) -> Self {
         let (tx, rx) = sync_channel(2);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("batch-loader".into())
             .spawn(move || {
-                let mut rng = StdRng::seed_from_u64(seed);
-                let mut files = files;
-                let mut cache: HashMap<PathBuf, Arc<RgbImage>> = HashMap::new();
-                let mut cached_bytes = 0usize;
-                'outer: while !stop2.load(Ordering::Relaxed) {
-                    let mut items = Vec::with_capacity(batch);
-                    while items.len() < batch {
-                        if files.is_empty() {
-                            let _ = tx.send(Loaded::Exhausted);
-                            break 'outer;
-                        }
-                        let i = rng.random_range(0..files.len());
-                        let img = match cache.get(&files[i]) {
-                            Some(img) => img.clone(),
-                            None => match load_image(&files[i]) {
-                                Ok(img) => {
-                                    let img = Arc::new(resize_shorter_side(&img, spec.scale as u32));
-                                    let bytes = img.as_raw().len();
-                                    if cached_bytes + bytes <= CACHE_BYTES {
-                                        cached_bytes += bytes;
-                                        cache.insert(files[i].clone(), img.clone());
-                                    }
-                                    img
-                                }
-                                Err(e) => {
-                                    let path = files.swap_remove(i);
-                                    if tx.send(Loaded::Skipped(Skipped { path, error: e.to_string() })).is_err() {
-                                        break 'outer;
-                                    }
-                                    continue;
-                                }
-                            },
-                        };
-                        items.push(random_crop(&img, spec.crop, &mut rng));
-                    }
-                    let tensors: candle_core::Result<Vec<Tensor>> =
-                        items.iter().map(|img| preprocess.to_tensor(img, spec.crop, &Device::Cpu)).collect();
-                    let Ok(tensors) = tensors else { break };
-                    let Ok(x) = Tensor::stack(&tensors, 0) else { break };
-                    if tx.send(Loaded::Batch(x)).is_err() {
-                        break;
-                    }
-                }
+                let mut send = |m: Loaded| !stop2.load(Ordering::Relaxed) && tx.send(m).is_ok();
+                body(&mut send)
             })
             .ok();
         Self { rx: Some(rx), stop, thread }
@@ -175,7 +231,15 @@ impl Drop for BatchLoader {
     }
 }
 
-fn random_crop(img: &RgbImage, crop: usize, rng: &mut StdRng) -> RgbImage {
+/// Square crops as one preprocessed batch `(B, 3, crop, crop)` on the CPU.
+pub fn crops_tensor(items: &[RgbImage], crop: usize, preprocess: Preprocess) -> candle_core::Result<Tensor> {
+    let tensors: Vec<Tensor> =
+        items.iter().map(|img| preprocess.to_tensor(img, crop, &Device::Cpu)).collect::<candle_core::Result<_>>()?;
+    Tensor::stack(&tensors, 0)
+}
+
+/// A random `crop × crop` square of `img`, flipped left–right half of the time.
+pub fn random_crop(img: &RgbImage, crop: usize, rng: &mut StdRng) -> RgbImage {
     let (w, h) = img.dimensions();
     let c = crop as u32;
     let x = rng.random_range(0..=w.saturating_sub(c));

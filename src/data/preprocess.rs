@@ -54,8 +54,13 @@ impl Preprocess {
     /// Resize the shorter side to `size` and centre-crop to `size × size`; then a `(3, size, size)`
     /// f32 tensor. A `size × size` image is used as is.
     pub fn to_tensor(&self, img: &RgbImage, size: usize, device: &Device) -> Result<Tensor> {
-        let img = resize_centre_crop(img, size as u32);
-        let n = size * size;
+        self.image_tensor(&resize_centre_crop(img, size as u32), device)
+    }
+
+    /// The image as it is, `(3, H, W)`.
+    pub fn image_tensor(&self, img: &RgbImage, device: &Device) -> Result<Tensor> {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let n = h * w;
         let mut data = vec![0f32; 3 * n];
         for c in 0..3 {
             let (src, shift, scale) = self.channel(c);
@@ -63,7 +68,7 @@ impl Preprocess {
                 *dst = (p[src] as f32 / 255.0 - shift) * scale;
             }
         }
-        Tensor::from_vec(data, (3, size, size), device)
+        Tensor::from_vec(data, (3, h, w), device)
     }
 
     /// Undo the preprocessing of a `(3, H, W)` tensor, clamp to 0–255 and round.

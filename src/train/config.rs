@@ -1,6 +1,7 @@
 //! What a training run is asked to do, and the one place its defaults are written (the command
 //! line's defaults and the app's Train dialog read them from here).
 
+use super::encoded::CacheConfig;
 use super::health::Init;
 use crate::device::Precision;
 use crate::model::{Kind, Objective};
@@ -53,6 +54,10 @@ pub struct TrainConfig {
     /// convolutions in bf16, as PyTorch's autocast).
     #[serde(rename = "dtype")]
     pub precision: Precision,
+    /// Where the encoder's codes of whole training photos are kept between runs
+    /// ([`super::encoded`]); `None`: every crop is encoded. A machine's setting, not the run's.
+    #[serde(skip, default = "CacheConfig::user_default")]
+    pub cache: Option<CacheConfig>,
 }
 
 impl Default for TrainConfig {
@@ -80,6 +85,7 @@ impl Default for TrainConfig {
             finetune: 0.2,
             init: Init::default(),
             precision: Precision::Fp32,
+            cache: CacheConfig::user_default(),
         }
     }
 }

@@ -44,6 +44,9 @@ pub enum Event {
     },
     /// A file the loader skipped (unreadable or not an image).
     Skipped(Skipped),
+    /// One line about how the run makes its batches (the encoder cache: what it holds, a damaged
+    /// entry made again, a full or unwritable folder).
+    Note(String),
     /// One batch done: the step just taken (by the slowest decoder that trained on it), and the
     /// losses of the decoders that trained on it.
     Step {

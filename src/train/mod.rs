@@ -2,6 +2,7 @@
 
 mod adam;
 mod config;
+pub mod encoded;
 mod events;
 pub mod guard;
 pub mod health;

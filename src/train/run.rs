@@ -7,11 +7,12 @@ use super::events::{CancelToken, DecoderId, Event, EventSink, TrainSummary, ValR
 use super::health::check as check_health;
 use super::record::{now_unix, RunRecord, RunState};
 use super::slot::{Slot, StepEnd};
-use crate::data::{list_images, load_centre_crops, BatchLoader, CropSpec, Loaded, IMAGE_EXTENSIONS};
+use crate::data::{list_images, load_centre_crops, CropSpec, Loaded, IMAGE_EXTENSIONS};
 use crate::error::{Error, Result};
 use crate::model::{decoder_path, DecoderSpec, Encoder};
 use candle_core::Tensor;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The checkpoint kept beside a decoder file (`…_sae.ckpt` for `…_sae.safetensors`).
@@ -35,7 +36,7 @@ fn first_repeated<T: PartialEq>(items: &[T]) -> Option<&T> {
 /// Train the decoders `cfg` asks for. Returns when every decoder reached `cfg.steps`, failed, or
 /// `cancel` was set; decoders and checkpoints are saved in `cfg.out` along the way and at the end.
 pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel: &CancelToken) -> Result<TrainSummary> {
-    let enc = &enc.to_dtype(cfg.precision.dtype())?;
+    let enc = &Arc::new(enc.to_dtype(cfg.precision.dtype())?);
     let n = enc.arch.input_size();
     let crop = cfg.crop.unwrap_or(n);
     // No layers named: every layer of the conv trunk.
@@ -128,7 +129,7 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
 /// The decoders of a run whose folder is locked and whose record is written: load, train,
 /// validate, checkpoint.
 fn train_decoders(
-    enc: &Encoder,
+    enc: &Arc<Encoder>,
     cfg: &TrainConfig,
     sink: &mut dyn EventSink,
     cancel: &CancelToken,
@@ -195,7 +196,13 @@ fn train_decoders(
     };
 
     let start_step = slots.iter().map(|s| s.trainer.steps).min().unwrap_or(0);
-    let loader = BatchLoader::new(files, cfg.batch, spec, enc.preprocess, cfg.seed.wrapping_add(start_step));
+    let taps = enc.arch.taps_named(&cfg.layers)?;
+    let seed = cfg.seed.wrapping_add(start_step);
+    let (loader, note) =
+        super::encoded::batch_loader(enc, cfg, &taps, files, spec, seed, cfg.steps - start_step.min(cfg.steps));
+    if let Some(note) = note {
+        sink.event(&Event::Note(note));
+    }
     let mut failed = Vec::new();
     let started = Instant::now();
     // Training time of the parts of a resumed run before this one.
@@ -214,20 +221,32 @@ fn train_decoders(
             cancelled = true;
             break;
         }
-        let x = match loader.next() {
-            Some(Loaded::Batch(x)) => x.to_device(&dev)?,
+        let (x, features) = match loader.next() {
+            Some(Loaded::Batch { x, features }) => (x.to_device(&dev)?, features),
             Some(Loaded::Skipped(s)) => {
                 sink.event(&Event::Skipped(s));
+                continue;
+            }
+            Some(Loaded::Note(note)) => {
+                sink.event(&Event::Note(note));
                 continue;
             }
             Some(Loaded::Exhausted) | None => {
                 return Err(Error::bad_file(&cfg.data, "none of the images in this folder could be read"));
             }
         };
-        let features = enc.forward_to(&x, deepest)?;
-        for s in slots.iter_mut().filter(|s| s.calibrate) {
-            s.trainer.calibrate(&features, &x, cfg.init)?;
-            s.calibrate = false;
+        let features = match features {
+            Some(f) => f,
+            None => enc.forward_to(&x, deepest)?,
+        };
+        if slots.iter().any(|s| s.calibrate) {
+            // Calibration reads every activation up to the decoder's layer, more than a batch cut
+            // from cached encodings carries.
+            let all = enc.forward_to(&x, deepest)?;
+            for s in slots.iter_mut().filter(|s| s.calibrate) {
+                s.trainer.calibrate(&all, &x, cfg.init)?;
+                s.calibrate = false;
+            }
         }
         // Every decoder's step is queued before the first loss is read, so a GPU works through
         // all of them without waiting for the host in between.
