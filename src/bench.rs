@@ -3,6 +3,7 @@
 use crate::device::Precision;
 use crate::error::Result;
 use crate::model::{Decoder, DecoderSpec, Encoder, Kind};
+use crate::train::encoded::Layout;
 use crate::train::DecoderTrainer;
 use candle_core::{Device, Tensor};
 use serde_json::{json, Map, Value};
@@ -47,6 +48,9 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
     // weights include the classifier; the bundled trunk-only model stops at pool5).
     let enc_s = time(&mut || enc.forward(&x).map(|_| ()), cfg.steps)?;
     let mut train = Map::new();
+    // The same steps as `train` takes them with its encoder cache full: features cut from each
+    // image's stored encoding instead of encoded (CPU only, where the cache is used).
+    let mut train_cached = Map::new();
     for layer in &cfg.layers {
         let mut per_kind = Map::new();
         for &kind in &cfg.kinds {
@@ -68,6 +72,26 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
             per_kind.insert(kind.name().into(), json!(round((cfg.batch * cfg.steps) as f64 / secs, 2)));
         }
         train.insert(layer.clone(), Value::Object(per_kind));
+        if let Some(places) = cached_encodings(enc, layer, &x)? {
+            let mut per_kind = Map::new();
+            for &kind in &cfg.kinds {
+                let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, layer, kind, 1.0)?, &dev)?;
+                let mut losses = Vec::new();
+                let secs = time(
+                    &mut || {
+                        let f = places.cut(enc.dtype())?;
+                        losses.push(t.queue_step(&f, &x, enc.preprocess, 1e-4, crate::train::StepLoss::Image)?);
+                        Ok(())
+                    },
+                    cfg.steps,
+                )?;
+                for loss in &losses {
+                    t.finish_step(loss, cfg.batch)?;
+                }
+                per_kind.insert(kind.name().into(), json!(round((cfg.batch * cfg.steps) as f64 / secs, 2)));
+            }
+            train_cached.insert(layer.clone(), Value::Object(per_kind));
+        }
     }
     // Decoders as the app holds them after loading a file: plain tensors, no autograd graph.
     let decoders: Vec<Decoder> = cfg
@@ -98,6 +122,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
         "dtype": cfg.precision.name(),
         "encoder_fwd_ms_per_img": round(enc_s / (cfg.steps * cfg.batch) as f64 * 1000., 3),
         "train_img_per_s": train,
+        "train_cached_img_per_s": train_cached,
         "infer_all_ms": round(infer_s / reps as f64 * 1000., 1),
     }))
 }
@@ -105,4 +130,37 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
 fn round(v: f64, digits: i32) -> f64 {
     let p = 10f64.powi(digits);
     (v * p).round() / p
+}
+
+/// The batch `x`'s encodings at `layer` as the encoder cache stores them, for
+/// [`CachedBatch::cut`]; `None` where `train` uses no cache (not on the CPU, or a layer whose
+/// crops cannot be cut from stored encodings).
+fn cached_encodings(enc: &Encoder, layer: &str, x: &Tensor) -> Result<Option<CachedBatch>> {
+    let (b, _, h, w) = x.dims4()?;
+    let taps = enc.arch.taps_named(&[layer])?;
+    let layout = match Layout::plan(enc.arch, &taps, crate::model::Objective::First, h) {
+        Ok(l) if enc.device().is_cpu() && h == w => l,
+        _ => return Ok(None),
+    };
+    let mut maps = Vec::with_capacity(b);
+    for i in 0..b {
+        maps.push(layout.pack(&enc.forward_to(&x.narrow(0, i, 1)?, layer)?, h, w)?);
+    }
+    Ok(Some(CachedBatch { layout, maps, side: h }))
+}
+
+/// A batch's stored encodings ([`cached_encodings`]).
+struct CachedBatch {
+    layout: Layout,
+    maps: Vec<Vec<u8>>,
+    side: usize,
+}
+
+impl CachedBatch {
+    /// The batch's features, cut from the stored encodings as `train` cuts its crops.
+    fn cut(&self, dtype: candle_core::DType) -> Result<crate::model::Features> {
+        let places: Vec<(&[u8], usize, usize, usize, usize)> =
+            self.maps.iter().map(|m| (m.as_slice(), self.side, self.side, 0, 0)).collect();
+        self.layout.cut(&places, self.side, dtype)
+    }
 }

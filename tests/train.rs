@@ -281,4 +281,8 @@ fn bench_reports_its_threads_and_kinds() {
     assert_eq!(v["threads"], 1, "{v}");
     let pool1 = v["train_img_per_s"]["pool1"].as_object().unwrap();
     assert_eq!(pool1.keys().collect::<Vec<_>>(), ["sae"], "{v}");
+    // On the CPU the step `train` takes with its encoder cache full is timed too.
+    let cached = v["train_cached_img_per_s"]["pool1"].as_object().unwrap();
+    assert_eq!(cached.keys().collect::<Vec<_>>(), ["sae"], "{v}");
+    assert!(cached["sae"].as_f64().unwrap() > 0.0, "{v}");
 }
