@@ -23,6 +23,13 @@ fn keep_freed_memory() {
 
 fn main() {
     keep_freed_memory();
+    // `layerinv info | head` ends quietly when head stops reading, as other command-line tools do
+    // (Rust ignores SIGPIPE, and the next print then panics).
+    // SAFETY: restores the default action of one signal before any thread starts.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL)
+    };
     let cli = match layerinv::cli::Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version print as clap writes them.

@@ -102,3 +102,54 @@ fn onnx_trunks_import_to_f16_safetensors_with_caffe_preprocessing() {
         "{err}"
     );
 }
+
+/// The bundled weights are looked for in `$LAYERINV_WEIGHTS`, beside the executable, in
+/// `../share/layerinv/weights` from it (an installed package), in the checkout a cargo-built
+/// executable sits in, and last in the checkout it was built from; the first that holds the
+/// model wins, and where none does one line names every place looked.
+#[test]
+fn the_bundled_weights_are_found_in_order_and_a_missing_bundle_names_every_place() {
+    use layerinv::model::source::{find_weights_dir, weights_places, BUNDLED_MODEL_FILE};
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let env = r.join("env");
+    let installed = r.join("usr/bin/layerinv");
+    let checkout = r.join("src-checkout");
+    let places = weights_places(Some(env.clone()), Some(&installed), &checkout);
+    let expected = [
+        env.clone(),
+        r.join("usr/bin/weights"),
+        r.join("usr/bin/../share/layerinv/weights"),
+        r.join("weights"),
+        r.parent().unwrap().join("weights"),
+        checkout.join("weights"),
+    ];
+    assert_eq!(places, expected);
+
+    let err = find_weights_dir(&places).unwrap_err();
+    assert!(!err.contains('\n') && err.contains(BUNDLED_MODEL_FILE) && err.contains("LAYERINV_WEIGHTS"), "{err}");
+    for p in &places {
+        assert!(err.contains(&p.display().to_string()), "{err} lacks {}", p.display());
+    }
+    // Filled from the last place to the first: each time the earlier place wins.
+    for (i, place) in places.iter().enumerate().rev() {
+        // The parent of the temporary folder is shared: leave it alone.
+        if i == 4 {
+            continue;
+        }
+        std::fs::create_dir_all(place).unwrap();
+        std::fs::write(place.join(BUNDLED_MODEL_FILE), b"x").unwrap();
+        assert_eq!(find_weights_dir(&places).unwrap(), *place);
+    }
+
+    // A cargo build: `target/release/layerinv` and a test binary in `target/debug/deps/` both
+    // find the checkout they sit in.
+    let checkout = r.join("clone");
+    std::fs::create_dir_all(checkout.join("weights")).unwrap();
+    std::fs::write(checkout.join("weights").join(BUNDLED_MODEL_FILE), b"x").unwrap();
+    let elsewhere = r.join("nowhere");
+    for exe in ["target/release/layerinv", "target/debug/deps/app-0123"] {
+        let places = weights_places(None, Some(&checkout.join(exe)), &elsewhere);
+        assert_eq!(find_weights_dir(&places).unwrap(), checkout.join("weights"), "{exe}");
+    }
+}

@@ -10,12 +10,20 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     name = "layerinv",
-    version,
-    about = "How much of an image survives inside each layer of a pretrained classifier"
+    version = env!("LAYERINV_VERSION"),
+    about = "How much of an image survives inside each layer of a pretrained classifier",
+    long_about = "How much of an image survives inside each layer of a pretrained classifier.\n\nWith no \
+                  subcommand it opens the desktop app (on PHOTO, a photo or a folder of photos, if given); \
+                  the subcommands are the same work on the command line.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// App: open this photo, or the first photo of this folder (as --image; what a file manager
+    /// passes).
+    #[arg(value_name = "PHOTO", conflicts_with = "image")]
+    pub photo: Option<PathBuf>,
     /// Cap the CPU threads used (default: all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
@@ -127,6 +135,14 @@ pub enum Command {
     },
     /// Train decoders for some layers on a folder of images.
     Train(train::TrainArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (layerinv.1 and one per subcommand) into a folder.
+    #[command(hide = true)]
+    Man { out: PathBuf },
     /// Convert the conv trunk of an ONNX model (e.g. a Keras VGG-16 export) to f16 safetensors.
     ImportOnnx {
         input: PathBuf,
@@ -159,6 +175,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Some(Command::Train(args)) => train::run(args),
         Some(Command::ImportOnnx { input, output, name }) => commands::import_onnx(&input, &output, name.as_deref()),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "layerinv",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Some(Command::Man { out }) => write_man_pages(&out),
         #[cfg(not(feature = "gui"))]
         None => anyhow::bail!(
             "this layerinv was built without the desktop app (feature `gui`); use a subcommand (see --help)"
@@ -166,7 +192,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         #[cfg(feature = "gui")]
         None => {
             let opts = crate::app::AppOptions {
-                image: cli.image,
+                image: cli.image.or(cli.photo),
                 layer: cli.layer,
                 screenshot: cli.screenshot,
                 model: cli.model.unwrap_or_default(),
@@ -181,4 +207,24 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
     };
     result.map(|()| 0)
+}
+
+/// `layerinv.1` and `layerinv-SUBCOMMAND.1` for every visible subcommand, from the clap
+/// definitions, into `out`.
+fn write_man_pages(out: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(out).with_context(|| format!("{}", out.display()))?;
+    let cmd = <Cli as clap::CommandFactory>::command().version(env!("CARGO_PKG_VERSION"));
+    let mut pages = vec![("layerinv".to_string(), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+        let name = format!("layerinv-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name).version(env!("CARGO_PKG_VERSION"))));
+    }
+    for (name, page) in pages {
+        let mut bytes = Vec::new();
+        clap_mangen::Man::new(page).render(&mut bytes)?;
+        let path = out.join(format!("{name}.1"));
+        crate::fsutil::write_atomic(&path, &bytes)?;
+    }
+    Ok(())
 }

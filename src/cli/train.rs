@@ -91,6 +91,10 @@ pub struct TrainArgs {
     /// Encode every crop instead of cutting crops from photos encoded whole
     #[arg(long)]
     no_cache: bool,
+    /// Encode every photo whole and keep it in the cache even when this run is too short to pay
+    /// for it (for later runs)
+    #[arg(long, conflicts_with = "no_cache")]
+    fill_cache: bool,
     /// The most the cache folder may hold, in GB
     #[arg(long, default_value_t = DEFAULT_LIMIT_BYTES as f64 / 1e9)]
     cache_limit: f64,
@@ -109,7 +113,7 @@ impl TrainArgs {
             (Some(dir), false) => Some(CacheConfig { dir: dir.clone(), limit: 0, fill_always: false }),
             (None, false) => CacheConfig::user_default(),
         }
-        .map(|c| CacheConfig { limit: (self.cache_limit * 1e9) as u64, ..c });
+        .map(|c| CacheConfig { limit: (self.cache_limit * 1e9) as u64, fill_always: self.fill_cache, ..c });
         Ok(TrainConfig {
             data: self.data.clone(),
             val: self.val.clone(),

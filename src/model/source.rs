@@ -5,7 +5,7 @@ use super::hub::HubModel;
 use super::weights::load_weights_file;
 use crate::error::{Error, Result};
 use candle_core::Device;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// File name of the bundled ImageNet VGG-16 conv trunk inside the weights folder.
 pub const BUNDLED_MODEL_FILE: &str = "vgg16_imagenet_trunk.f16.safetensors";
@@ -32,7 +32,7 @@ impl ModelSource {
     /// The weights file to load (no network: a hub model must already be downloaded).
     pub fn path(&self) -> Result<PathBuf> {
         match self {
-            ModelSource::Bundled => Ok(weights_dir().join(BUNDLED_MODEL_FILE)),
+            ModelSource::Bundled => bundled_model_path(),
             ModelSource::File(p) => Ok(p.clone()),
             ModelSource::Hub(m) => m.cached().ok_or_else(|| {
                 Error::Unavailable(format!(
@@ -50,16 +50,55 @@ impl ModelSource {
     }
 }
 
-/// The folder holding the bundled model and decoders: `$LAYERINV_WEIGHTS` if set, else a
-/// `weights/` folder beside the executable or two levels up (cargo's `target/<profile>/`), else
-/// the source checkout this binary was built from.
-pub fn weights_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("LAYERINV_WEIGHTS") {
-        return PathBuf::from(d);
+/// The folders the bundled model and decoders are looked for in, in order: `$LAYERINV_WEIGHTS`
+/// (`env`), a `weights/` folder beside the executable (`exe`), `../share/layerinv/weights` from
+/// it (an installed package: `/usr/bin` → `/usr/share/layerinv/weights`), the `weights/` folder
+/// of a checkout the executable sits two or three levels inside (cargo's `target/<profile>/` and
+/// its `deps/` and `examples/`), and last `checkout`'s, the source this binary was built from.
+pub fn weights_places(env: Option<PathBuf>, exe: Option<&Path>, checkout: &Path) -> Vec<PathBuf> {
+    let mut places: Vec<PathBuf> = env.into_iter().collect();
+    if let Some(dir) = exe.and_then(Path::parent) {
+        places.push(dir.join("weights"));
+        places.push(dir.join("../share/layerinv/weights"));
+        places.extend(dir.ancestors().skip(2).take(2).map(|d| d.join("weights")));
     }
-    let built_in = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights");
-    let near_exe = std::env::current_exe().ok().and_then(|exe| {
-        exe.ancestors().skip(1).take(4).map(|d| d.join("weights")).find(|d| d.join(BUNDLED_MODEL_FILE).is_file())
-    });
-    near_exe.unwrap_or(built_in)
+    places.push(checkout.join("weights"));
+    places
+}
+
+/// The first of `places` that holds the bundled model, or one line naming every place looked.
+pub fn find_weights_dir(places: &[PathBuf]) -> std::result::Result<PathBuf, String> {
+    if let Some(d) = places.iter().find(|d| d.join(BUNDLED_MODEL_FILE).is_file()) {
+        return Ok(d.clone());
+    }
+    let looked: Vec<String> = places.iter().map(|p| p.display().to_string()).collect();
+    Err(format!(
+        "the bundled model ({BUNDLED_MODEL_FILE}) is in none of the places looked: {}; set LAYERINV_WEIGHTS to the folder that holds it, or pass --model FILE",
+        looked.join(", ")
+    ))
+}
+
+/// This process's [`weights_places`].
+fn own_weights_places() -> Vec<PathBuf> {
+    let exe = std::env::current_exe().ok();
+    weights_places(
+        std::env::var_os("LAYERINV_WEIGHTS").map(PathBuf::from),
+        exe.as_deref(),
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    )
+}
+
+/// The folder holding the bundled model and decoders ([`weights_places`]); where none does,
+/// `$LAYERINV_WEIGHTS` or else the checkout's (so that lists of decoder folders name one).
+pub fn weights_dir() -> PathBuf {
+    find_weights_dir(&own_weights_places()).unwrap_or_else(|_| {
+        std::env::var_os("LAYERINV_WEIGHTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("weights"))
+    })
+}
+
+/// The bundled model's file, or why there is none.
+fn bundled_model_path() -> Result<PathBuf> {
+    find_weights_dir(&own_weights_places()).map(|d| d.join(BUNDLED_MODEL_FILE)).map_err(Error::Unavailable)
 }

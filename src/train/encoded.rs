@@ -533,14 +533,14 @@ pub fn batch_loader(
     let fill = cache.fill_always || fill_pays(steps_left * cfg.batch as u64, files.len(), spec.crop, spec.scale);
     let have = folder.count();
     let note = format!(
-        "encoder cache: {have} of {} photo encodings for this run in {}; {}",
-        2 * files.len(),
+        "encoder cache: {} holds {have} photo encodings for this encoder and these layers (this run's {} photos need {}); {}",
         folder.dir.display(),
+        files.len(),
+        2 * files.len(),
         if fill {
-            "the others are made as their photos are drawn".to_string()
+            "the missing ones are made as their photos are drawn"
         } else {
-            "the run is too short to pay for encoding its photos whole, so it encodes the other crops one by one"
-                .to_string()
+            "the run is too short to pay for encoding its photos whole, so it encodes the crops of the others one by one (--fill-cache makes them anyway)"
         }
     );
     let encoding = Encoding { enc: Arc::clone(enc), layout, folder: Some(folder), fill, damaged: 0 };
