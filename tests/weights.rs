@@ -119,7 +119,7 @@ fn the_bundled_weights_are_found_in_order_and_a_missing_bundle_names_every_place
     let expected = [
         env.clone(),
         r.join("usr/bin/weights"),
-        r.join("usr/bin/../share/layerinv/weights"),
+        r.join("usr/share/layerinv/weights"),
         r.join("weights"),
         r.parent().unwrap().join("weights"),
         checkout.join("weights"),

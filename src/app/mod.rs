@@ -37,6 +37,11 @@ pub use state::{AppOptions, LayerinvApp};
 
 use eframe::egui;
 
+/// The window's icon (the package's 64-pixel one; a blank one if it cannot be read).
+fn window_icon() -> egui::IconData {
+    eframe::icon_data::from_png_bytes(include_bytes!("../../packaging/icons/layerinv-64.png")).unwrap_or_default()
+}
+
 /// Open the window and run until it is closed. Returns the process exit code (non-zero when a
 /// `--screenshot` run could not show its view).
 pub fn run(opts: AppOptions) -> anyhow::Result<i32> {
@@ -46,6 +51,8 @@ pub fn run(opts: AppOptions) -> anyhow::Result<i32> {
             .with_inner_size([1180.0, 800.0])
             .with_min_inner_size([720.0, 520.0])
             .with_title("layerinv — what survives in each layer")
+            .with_app_id("layerinv")
+            .with_icon(window_icon())
             .with_drag_and_drop(true),
         // A --screenshot run opens at the default size and keeps nothing.
         persist_window: !screenshot,

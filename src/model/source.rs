@@ -59,7 +59,7 @@ pub fn weights_places(env: Option<PathBuf>, exe: Option<&Path>, checkout: &Path)
     let mut places: Vec<PathBuf> = env.into_iter().collect();
     if let Some(dir) = exe.and_then(Path::parent) {
         places.push(dir.join("weights"));
-        places.push(dir.join("../share/layerinv/weights"));
+        places.extend(dir.parent().map(|prefix| prefix.join("share/layerinv/weights")));
         places.extend(dir.ancestors().skip(2).take(2).map(|d| d.join("weights")));
     }
     places.push(checkout.join("weights"));
