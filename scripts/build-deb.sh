@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${LAYERINV:-}" ]; then
     cargo build --release --locked
-    LAYERINV=target/release/layerinv
+    LAYERINV=${CARGO_TARGET_DIR:-target}/release/layerinv
 fi
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 ARCH=$(dpkg --print-architecture)
