@@ -26,6 +26,11 @@ fn a_photo_given_alone_opens_the_app_on_it_and_subcommands_still_parse() {
     assert_eq!(cli.photo.as_deref(), Some(Path::new("/photos/canyon.jpg")));
     let cli = Cli::try_parse_from(["layerinv", "info", "--json"]).unwrap();
     assert!(matches!(cli.command, Some(Command::Info { json: true, .. })));
+    // A global option before the subcommand does not turn the subcommand into a photo.
+    let cli = Cli::try_parse_from(["layerinv", "--threads", "2", "train", "--data", "photos"]).unwrap();
+    assert!(matches!(cli.command, Some(Command::Train(_))) && cli.photo.is_none());
+    let cli = Cli::try_parse_from(["layerinv", "--threads", "2", "canyon.jpg"]).unwrap();
+    assert_eq!(cli.photo.as_deref(), Some(Path::new("canyon.jpg")));
     // A photo and --image name the same thing: one of them.
     assert!(Cli::try_parse_from(["layerinv", "a.jpg", "--image", "b.jpg"]).is_err());
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
     long_about = "How much of an image survives inside each layer of a pretrained classifier.\n\nWith no \
                   subcommand it opens the desktop app (on PHOTO, a photo or a folder of photos, if given); \
                   the subcommands are the same work on the command line.",
-    args_conflicts_with_subcommands = true
+    subcommand_precedence_over_arg = true
 )]
 pub struct Cli {
     #[command(subcommand)]
