@@ -4,7 +4,7 @@
 use layerinv::app::decoders::Source;
 use layerinv::app::worker::{Job, Reply, Variant, Worker};
 use layerinv::compare::CodeEdit;
-use layerinv::model::Kind;
+use layerinv::model::{decoder_path, Arch, Kind};
 use std::path::PathBuf;
 
 #[global_allocator]
@@ -29,7 +29,18 @@ fn main() -> anyhow::Result<()> {
     let w = Worker::spawn(candle_core::Device::Cpu, Default::default(), || {});
     w.send(Job::LoadModel("bundled".into()));
     answer(&w)?;
-    let sources: Vec<Source> = Kind::ALL.iter().map(|&kind| Source { kind, dir: root.join("weights") }).collect();
+    // The kinds the bundled set has at this layer, as the app shows them.
+    let weights = root.join("weights");
+    let sources: Vec<Source> = Kind::ALL
+        .iter()
+        .filter(|&&kind| decoder_path(&weights, Arch::Vgg16, &layer, kind).is_file())
+        .map(|&kind| Source { kind, dir: weights.clone() })
+        .collect();
+    if sources.is_empty() {
+        anyhow::bail!("no bundled decoder for {layer} in {}", weights.display());
+    }
+    let kinds: Vec<&str> = sources.iter().map(|s| s.kind.name()).collect();
+    println!("{layer}: timing the bundled {} decoders", kinds.join(", "));
     let (photo, other) = (root.join("assets/chelsea.png"), root.join("assets/rocket.jpg"));
     for (id, path) in [(1, &other), (2, &photo)] {
         w.send(Job::LoadImage { id, path: path.clone() });

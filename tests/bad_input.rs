@@ -179,3 +179,13 @@ fn bad_weights_fail_with_one_line_naming_the_file_and_tensor() {
         &["weights.txt", "unknown weights format"],
     );
 }
+
+/// A mistyped model name is not taken for a file path: one line names the choices.
+#[test]
+fn a_mistyped_model_name_names_the_choices() {
+    let out = common::layerinv(&["info", "--model", "vgg61"]);
+    common::assert_clean_failure(&out, &["unknown model \"vgg61\"", "bundled, vgg16, vgg19", "weights file"]);
+    // A path that is missing is still named as a path.
+    let out = common::layerinv(&["info", "--model", "nowhere/vgg16.safetensors"]);
+    common::assert_clean_failure(&out, &["nowhere/vgg16.safetensors"]);
+}

@@ -12,7 +12,8 @@ use layerinv::data::load_image;
 use layerinv::model::{load_decoder, load_weights_file, DecoderSpec, Kind, Objective};
 use layerinv::train::{checkpoint_path, DecoderTrainer};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// xorshift64: the same cases on every run.
 struct Rng(u64);
@@ -87,21 +88,49 @@ fn mutants(valid: &[u8], n: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Write each mutant to `dir/name`, run `load` on it (true: it loaded): no panic, done within
-/// 10 s each. The valid file itself must load when `valid_loads`, so the mutants start from a
-/// file that reaches every stage of the loader.
-fn survive(dir: &Path, name: &str, valid: &[u8], n: usize, seed: u64, valid_loads: bool, load: impl Fn(&Path) -> bool) {
+/// Each load gets this long, on its own thread: a loader that hangs fails the test instead of
+/// hanging the suite.
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Run `load` on `path` on a thread of its own: its answer, `Err` if it panicked, `None` when it
+/// gave none within [`LIMIT`] (the thread is left behind; the test fails).
+fn load_within_limit(
+    load: &Arc<dyn Fn(&Path) -> bool + Send + Sync>,
+    path: &Path,
+) -> Option<std::thread::Result<bool>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (load, path) = (load.clone(), path.to_path_buf());
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&path))));
+    });
+    rx.recv_timeout(LIMIT).ok()
+}
+
+/// Write each mutant to `dir/name`, run `load` on it (true: it loaded): no panic, an answer
+/// within [`LIMIT`] each. The valid file itself must load when `valid_loads`, so the mutants
+/// start from a file that reaches every stage of the loader.
+fn survive(
+    dir: &Path,
+    name: &str,
+    valid: &[u8],
+    n: usize,
+    seed: u64,
+    valid_loads: bool,
+    load: impl Fn(&Path) -> bool + Send + Sync + 'static,
+) {
+    let load: Arc<dyn Fn(&Path) -> bool + Send + Sync> = Arc::new(load);
     let path = dir.join(name);
     std::fs::write(&path, valid).unwrap();
-    assert_eq!(load(&path), valid_loads, "{name}: the unmutated file");
+    let answer = |what: &str| match load_within_limit(&load, &path) {
+        None => panic!("{name}, {what}: no answer within {LIMIT:?}"),
+        Some(Err(_)) => panic!("{name}, {what}: the loader panicked"),
+        Some(Ok(loaded)) => loaded,
+    };
+    assert_eq!(answer("the unmutated file"), valid_loads, "{name}: the unmutated file");
     let mut loaded = 0;
     for (what, bytes) in mutants(valid, n, seed) {
         std::fs::write(&path, &bytes).unwrap();
-        let started = Instant::now();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&path)));
-        assert!(result.is_ok(), "{name}, {what}: the loader panicked");
-        assert!(started.elapsed() < Duration::from_secs(10), "{name}, {what}: took {:?}", started.elapsed());
-        loaded += usize::from(result.unwrap_or(false));
+        loaded += usize::from(answer(&what));
     }
     eprintln!("{name}: {n} mutants, {loaded} loaded, {} refused", n - loaded);
 }
@@ -153,18 +182,20 @@ fn mutated_weights_files_never_panic() {
 
 #[test]
 fn mutated_decoders_and_checkpoints_never_panic() {
-    let enc = bundled();
+    let enc = Arc::new(bundled());
     let trained = tiny_decoders("pool1");
     let dir = tempfile::tempdir().unwrap();
     let decoder = std::fs::read(repo_path("weights/vgg16_pool1_swwae.safetensors")).unwrap();
-    survive(dir.path(), "vgg16_pool1_swwae.safetensors", &decoder, 90, 6, true, |p| {
-        load_decoder(p, &enc, "pool1", Kind::Swwae).is_ok()
+    let e = enc.clone();
+    survive(dir.path(), "vgg16_pool1_swwae.safetensors", &decoder, 90, 6, true, move |p| {
+        load_decoder(p, &e, "pool1", Kind::Swwae).is_ok()
     });
     let spec = DecoderSpec::new(enc.arch, "pool1", Kind::Sae, 0.25).unwrap();
     let ckpt = std::fs::read(checkpoint_path(trained.path(), &spec)).unwrap();
     keep_as_fuzz_seed("decoder", 1, Path::new("pool1_sae.ckpt"), &ckpt);
-    survive(dir.path(), "vgg16_pool1_sae.ckpt", &ckpt, 90, 7, true, |p| {
-        DecoderTrainer::resume(p, spec.clone(), &enc.fingerprint, Objective::First, &Device::Cpu).is_ok()
+    let fingerprint = enc.fingerprint.clone();
+    survive(dir.path(), "vgg16_pool1_sae.ckpt", &ckpt, 90, 7, true, move |p| {
+        DecoderTrainer::resume(p, spec.clone(), &fingerprint, Objective::First, &Device::Cpu).is_ok()
     });
 }
 

@@ -1,5 +1,5 @@
 //! The channels view: the layer's code as a grid of activation maps ordered by energy (fc layers:
-//! a strip of unit bars). Clicking a channel drops it from the code both decoders see; the panes
+//! a strip of unit bars). Clicking a channel drops it from the code every decoder sees; the panes
 //! above show the masked reconstruction, rebuilt by the decoders alone.
 
 use super::compare_view::CompareView;

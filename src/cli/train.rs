@@ -84,16 +84,14 @@ pub struct TrainArgs {
     /// f32 weights, optimizer and loss); pays off on GPUs with bf16 tensor cores
     #[arg(long, value_enum, default_value_t = d().precision)]
     dtype: Precision,
-    /// Folder that keeps the encoder's codes of whole training photos for later runs (default:
-    /// ~/.cache/layerinv/encoded; safe to delete)
-    #[arg(long, conflicts_with = "no_cache")]
+    /// Cut training crops from photos encoded whole, kept in this folder for later runs (no
+    /// folder: ~/.cache/layerinv/encoded). Faster, but decoders trained so see fewer image edges
+    /// and reconstruct the borders of a photo worse (docs/cpu_speed.md, "Encode once")
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
     cache: Option<PathBuf>,
-    /// Encode every crop instead of cutting crops from photos encoded whole
-    #[arg(long)]
-    no_cache: bool,
-    /// Encode every photo whole and keep it in the cache even when this run is too short to pay
+    /// With --cache: encode every photo whole and keep it even when this run is too short to pay
     /// for it (for later runs)
-    #[arg(long, conflicts_with = "no_cache")]
+    #[arg(long, requires = "cache")]
     fill_cache: bool,
     /// The most the cache folder may hold, in GB
     #[arg(long, default_value_t = DEFAULT_LIMIT_BYTES as f64 / 1e9)]
@@ -108,10 +106,13 @@ impl TrainArgs {
         if !(self.cache_limit.is_finite() && self.cache_limit >= 0.0) {
             bail!("--cache-limit must be a number of GB, got {}", self.cache_limit);
         }
-        let cache = match (&self.cache, self.no_cache) {
-            (_, true) => None,
-            (Some(dir), false) => Some(CacheConfig { dir: dir.clone(), limit: 0, fill_always: false }),
-            (None, false) => CacheConfig::user_default(),
+        let cache = match &self.cache {
+            None => None,
+            Some(dir) if dir.as_os_str().is_empty() => match CacheConfig::user_default() {
+                Some(c) => Some(c),
+                None => bail!("--cache needs a folder here (neither XDG_CACHE_HOME nor HOME is set)"),
+            },
+            Some(dir) => Some(CacheConfig { dir: dir.clone(), limit: DEFAULT_LIMIT_BYTES, fill_always: false }),
         }
         .map(|c| CacheConfig { limit: (self.cache_limit * 1e9) as u64, fill_always: self.fill_cache, ..c });
         Ok(TrainConfig {

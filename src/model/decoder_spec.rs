@@ -77,6 +77,15 @@ impl Kind {
         }
     }
 
+    /// What its decoder does, in a sentence for the About box.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Kind::Sae => "unpools with fixed switches: it must guess where each maximum came from.",
+            Kind::Swwae => "unpools with the switches the encoder's max-pooling recorded for this photo.",
+            Kind::Upconv => "learns its own upsampling (Dosovitskiy & Brox's up-convolution) and reads no switches.",
+        }
+    }
+
     /// How its decoder undoes a pooling stage.
     pub fn upsampling(&self) -> Upsampling {
         match self {

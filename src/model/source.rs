@@ -33,6 +33,13 @@ impl ModelSource {
     pub fn path(&self) -> Result<PathBuf> {
         match self {
             ModelSource::Bundled => bundled_model_path(),
+            // A bare word that names no file is a mistyped model name, not a path.
+            ModelSource::File(p) if !p.exists() && p.extension().is_none() && p.components().count() == 1 => {
+                Err(Error::Unavailable(format!(
+                    "unknown model \"{}\": give bundled, vgg16, vgg19 or a weights file (.safetensors, .pth, .onnx)",
+                    p.display()
+                )))
+            }
             ModelSource::File(p) => Ok(p.clone()),
             ModelSource::Hub(m) => m.cached().ok_or_else(|| {
                 Error::Unavailable(format!(

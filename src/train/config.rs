@@ -54,9 +54,10 @@ pub struct TrainConfig {
     /// convolutions in bf16, as PyTorch's autocast).
     #[serde(rename = "dtype")]
     pub precision: Precision,
-    /// Where the encoder's codes of whole training photos are kept between runs
-    /// ([`super::encoded`]); `None`: every crop is encoded. A machine's setting, not the run's.
-    #[serde(skip, default = "CacheConfig::user_default")]
+    /// Cut crops from photos encoded whole, kept in this cache between runs
+    /// ([`super::encoded`]); `None` (the default): every crop is encoded, as the decoders then
+    /// learn the image edges the app's whole photos have. A machine's setting, not the run's.
+    #[serde(skip)]
     pub cache: Option<CacheConfig>,
 }
 
@@ -85,7 +86,7 @@ impl Default for TrainConfig {
             finetune: 0.2,
             init: Init::default(),
             precision: Precision::Fp32,
-            cache: CacheConfig::user_default(),
+            cache: None,
         }
     }
 }
