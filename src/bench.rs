@@ -51,7 +51,9 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
     // The same steps as `train` takes them with its encoder cache full: features cut from each
     // image's stored encoding instead of encoded (CPU only, where the cache is used).
     let mut train_cached = Map::new();
-    for layer in &cfg.layers {
+    // Images per second of training steps of every kind at `layer`, each step's features from
+    // `features`.
+    let rates = |layer: &str, features: &dyn Fn() -> Result<crate::model::Features>| -> Result<Value> {
         let mut per_kind = Map::new();
         for &kind in &cfg.kinds {
             let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, layer, kind, 1.0)?, &dev)?;
@@ -60,7 +62,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
             let mut losses = Vec::new();
             let secs = time(
                 &mut || {
-                    let f = enc.forward_to(&x, layer)?;
+                    let f = features()?;
                     losses.push(t.queue_step(&f, &x, enc.preprocess, 1e-4, crate::train::StepLoss::Image)?);
                     Ok(())
                 },
@@ -71,26 +73,12 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
             }
             per_kind.insert(kind.name().into(), json!(round((cfg.batch * cfg.steps) as f64 / secs, 2)));
         }
-        train.insert(layer.clone(), Value::Object(per_kind));
+        Ok(Value::Object(per_kind))
+    };
+    for layer in &cfg.layers {
+        train.insert(layer.clone(), rates(layer, &|| enc.forward_to(&x, layer))?);
         if let Some(places) = cached_encodings(enc, layer, &x)? {
-            let mut per_kind = Map::new();
-            for &kind in &cfg.kinds {
-                let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, layer, kind, 1.0)?, &dev)?;
-                let mut losses = Vec::new();
-                let secs = time(
-                    &mut || {
-                        let f = places.cut(enc.dtype())?;
-                        losses.push(t.queue_step(&f, &x, enc.preprocess, 1e-4, crate::train::StepLoss::Image)?);
-                        Ok(())
-                    },
-                    cfg.steps,
-                )?;
-                for loss in &losses {
-                    t.finish_step(loss, cfg.batch)?;
-                }
-                per_kind.insert(kind.name().into(), json!(round((cfg.batch * cfg.steps) as f64 / secs, 2)));
-            }
-            train_cached.insert(layer.clone(), Value::Object(per_kind));
+            train_cached.insert(layer.clone(), rates(layer, &|| places.cut(enc.dtype()))?);
         }
     }
     // Decoders as the app holds them after loading a file: plain tensors, no autograd graph.
