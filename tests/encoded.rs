@@ -211,7 +211,7 @@ fn damaged_truncated_and_foreign_entries_are_said_and_made_again() {
     let clean = clean.unwrap();
 
     // Each kind of damage in turn, to every entry: the next run's first batch meets it.
-    for (kind, why) in ["truncated", "checksum", "another encoder"].iter().enumerate() {
+    for (kind, why) in ["truncated", "checksum", "another encoder", "longer than its maps"].iter().enumerate() {
         for path in entries(cache.path()) {
             let mut bytes = std::fs::read(&path).unwrap();
             match kind {
@@ -220,6 +220,7 @@ fn damaged_truncated_and_foreign_entries_are_said_and_made_again() {
                     let mid = bytes.len() / 2;
                     bytes[mid] ^= 0x5a;
                 }
+                3 => bytes.extend(vec![0u8; 1 << 20]),
                 _ => {
                     // Another encoder's entry under this one's name.
                     let at = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;

@@ -357,8 +357,14 @@ impl Folder {
         let path = self.path(key, mirror);
         let head = self.entry_header(key, mirror, h, w);
         let len = head.len() + layout.payload_len(h, w) + 8;
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        // Never more than an entry's own size is read, whatever lies in the folder.
+        let bytes = match std::fs::File::open(&path) {
+            Ok(file) => {
+                use std::io::Read;
+                let mut bytes = Vec::with_capacity(len);
+                file.take(len as u64 + 1).read_to_end(&mut bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+                bytes
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
@@ -375,8 +381,9 @@ impl Folder {
             (checksum(maps) != u64::from_le_bytes(a)).then_some("damaged (its checksum does not match)")
         };
         if let Some(why) = why {
+            let size = std::fs::metadata(&path).map_or(bytes.len() as u64, |m| m.len());
             if std::fs::remove_file(&path).is_ok() {
-                self.used = self.used.saturating_sub(bytes.len() as u64);
+                self.used = self.used.saturating_sub(size);
             }
             return Err(format!("{} was {why}", path.display()));
         }
