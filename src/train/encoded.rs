@@ -120,10 +120,22 @@ impl Layout {
 
     /// Bytes of an entry's maps for an `h × w` photo.
     fn payload_len(&self, h: usize, w: usize) -> usize {
+        self.offsets(h, w).last().copied().unwrap_or(0)
+    }
+
+    /// Where each section of an entry's maps starts for an `h × w` photo: the codes (f16), then
+    /// the switches (four to a byte); the last item is the end.
+    fn offsets(&self, h: usize, w: usize) -> Vec<usize> {
         let cells = |i: usize| (h >> (i + 1)) * (w >> (i + 1));
-        let codes: usize = self.codes.iter().map(|&(_, i, c)| 2 * c * cells(i)).sum();
-        let pools: usize = self.pools.iter().enumerate().map(|(i, c)| (c * cells(i)).div_ceil(4)).sum();
-        codes + pools
+        let codes = self.codes.iter().map(|&(_, i, c)| 2 * c * cells(i));
+        let pools = self.pools.iter().enumerate().map(|(i, c)| (c * cells(i)).div_ceil(4));
+        let mut at = 0;
+        let mut out = vec![0];
+        for len in codes.chain(pools) {
+            at += len;
+            out.push(at);
+        }
+        out
     }
 
     /// An entry's maps from the features of one whole `h × w` photo: the codes in f16, then the
@@ -171,7 +183,7 @@ impl Layout {
             let mut v = Vec::with_capacity(b * c * g * g);
             for &(maps, h, w, y, x) in crops {
                 let (gh, gw) = (h >> (i + 1), w >> (i + 1));
-                let start = self.codes[..n].iter().map(|&(_, j, cj)| 2 * cj * (h >> (j + 1)) * (w >> (j + 1))).sum();
+                let start = self.offsets(h, w)[n];
                 let plane = &maps[start..start + 2 * c * gh * gw];
                 let (y0, x0) = (y >> (i + 1), x >> (i + 1));
                 for ch in 0..c {
@@ -185,20 +197,12 @@ impl Layout {
             }
             taps.push((tap, Tensor::from_vec(v, (b, c, g, g), &Device::Cpu)?.to_dtype(dtype)?));
         }
-        let codes_len = |h: usize, w: usize| -> usize {
-            self.codes.iter().map(|&(_, j, cj)| 2 * cj * (h >> (j + 1)) * (w >> (j + 1))).sum()
-        };
         for (i, &c) in self.pools.iter().enumerate() {
             let g = crop >> (i + 1);
             let mut v = Vec::with_capacity(b * c * g * g);
             for &(maps, h, w, y, x) in crops {
                 let (gh, gw) = (h >> (i + 1), w >> (i + 1));
-                let start = codes_len(h, w)
-                    + self.pools[..i]
-                        .iter()
-                        .enumerate()
-                        .map(|(j, cj)| (cj * (h >> (j + 1)) * (w >> (j + 1))).div_ceil(4))
-                        .sum::<usize>();
+                let start = self.offsets(h, w)[self.codes.len() + i];
                 let (y0, x0) = (y >> (i + 1), x >> (i + 1));
                 for ch in 0..c {
                     for oy in 0..g {
