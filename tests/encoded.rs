@@ -1,4 +1,4 @@
-//! The encoder cache (`src/train/encoded.rs`): crops cut from photos encoded whole carry exactly
+//! The encoder cache (`src/train/encoded/`): crops cut from photos encoded whole carry exactly
 //! the whole photo's codes and switches, and a cache that is damaged, unwritable or full is said
 //! and never makes a batch wrong.
 
