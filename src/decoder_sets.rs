@@ -185,25 +185,13 @@ impl SetInfo {
                 if !path.is_file() {
                     continue;
                 }
-                let meta = read_decoder_meta(&path).map_err(|e| e.to_string()).and_then(|m| {
-                    if m.encoder != fingerprint {
-                        Err(format!(
-                            "{}: trained for another encoder ({}), not the model loaded now",
-                            path.display(),
-                            short(&m.encoder)
-                        ))
-                    } else if (m.spec.arch, m.spec.layer, m.spec.kind) != (arch, tap, kind) {
-                        Err(format!(
-                            "{}: holds a {} {} {} decoder",
-                            path.display(),
-                            m.spec.arch,
-                            m.spec.layer,
-                            m.spec.kind
-                        ))
-                    } else {
+                let meta = read_decoder_meta(&path)
+                    .and_then(|m| {
+                        m.check_decoder(&path, arch, tap, kind)?;
+                        m.check_encoder(&path, fingerprint)?;
                         Ok(m)
-                    }
-                });
+                    })
+                    .map_err(|e| e.to_string());
                 held.push(Held { layer: layer.to_string(), kind, meta });
             }
         }
@@ -304,11 +292,6 @@ impl SetInfo {
             _ => format!("no {} in {}", decoder_file_name(arch, layer, kind), self.dir.display()),
         }
     }
-}
-
-/// The first 12 characters of a fingerprint.
-fn short(fingerprint: &str) -> &str {
-    fingerprint.get(..12).unwrap_or(fingerprint)
 }
 
 fn folder_name(dir: &Path) -> String {

@@ -3,21 +3,42 @@
 use crate::error::{Error, Result};
 use candle_core::{DType, Device};
 
+/// What a device name asks for.
+enum Wanted {
+    Cpu,
+    Auto,
+    Cuda(usize),
+}
+
+/// A device name's syntax: `cpu`, `auto`, `cuda` or `cuda:N`.
+fn wanted(s: &str) -> Result<Wanted> {
+    let unknown = || Error::Unavailable(format!("unknown device {s:?}: use cpu, cuda, cuda:N or auto"));
+    match s {
+        "cpu" => Ok(Wanted::Cpu),
+        "auto" => Ok(Wanted::Auto),
+        _ => match s.strip_prefix("cuda").ok_or_else(unknown)? {
+            "" => Ok(Wanted::Cuda(0)),
+            rest => {
+                let n = rest.strip_prefix(':').ok_or_else(unknown)?;
+                n.parse().map(Wanted::Cuda).map_err(|_| Error::Unavailable(format!("bad CUDA device number in {s:?}")))
+            }
+        },
+    }
+}
+
+/// The command line's check of a device name (its syntax; whether the device answers is for
+/// [`parse_device`]).
+pub fn check_device_name(s: &str) -> std::result::Result<String, String> {
+    wanted(s).map(|_| s.to_string()).map_err(|e| e.to_string())
+}
+
 /// Parse a device name. `auto` picks CUDA when this build has it and a GPU answers, else CPU.
 pub fn parse_device(s: &str) -> Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "auto" if candle_core::utils::cuda_is_available() => Ok(parse_device("cuda").unwrap_or(Device::Cpu)),
-        "auto" => Ok(Device::Cpu),
-        _ => {
-            let Some(rest) = s.strip_prefix("cuda") else {
-                return Err(Error::Unavailable(format!("unknown device {s:?}: use cpu, cuda, cuda:N or auto")));
-            };
-            let ordinal = match rest.strip_prefix(':') {
-                Some(n) => n.parse().map_err(|_| Error::Unavailable(format!("bad CUDA device number in {s:?}")))?,
-                None if rest.is_empty() => 0,
-                None => return Err(Error::Unavailable(format!("unknown device {s:?}: use cpu, cuda, cuda:N or auto"))),
-            };
+    match wanted(s)? {
+        Wanted::Cpu => Ok(Device::Cpu),
+        Wanted::Auto if candle_core::utils::cuda_is_available() => Ok(parse_device("cuda").unwrap_or(Device::Cpu)),
+        Wanted::Auto => Ok(Device::Cpu),
+        Wanted::Cuda(ordinal) => {
             if !candle_core::utils::cuda_is_available() {
                 return Err(Error::Unavailable(format!(
                     "{s}: this layerinv was built without CUDA; rebuild with `cargo build --release --features cudnn` or scripts/build-cuda.sh (README: Building with CUDA)"

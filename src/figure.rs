@@ -7,6 +7,44 @@ use crate::recon::Reconstruction;
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 use image::{Rgb, RgbImage};
 
+/// What a figure (and the app's main view) shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum View {
+    /// The input, then every kind's reconstruction.
+    #[default]
+    Compare,
+    /// The comparison and under it the error maps.
+    Diff,
+    /// The layer's code channel by channel, to switch channels off.
+    Channels,
+    /// The paper's figure: every layer, every kind.
+    AllLayers,
+}
+
+impl View {
+    pub const ALL: [View; 4] = [View::Compare, View::Diff, View::Channels, View::AllLayers];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Compare => "compare",
+            View::Diff => "diff",
+            View::Channels => "channels",
+            View::AllLayers => "all-layers",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Compare => "Compare",
+            View::Diff => "Error maps",
+            View::Channels => "Channels",
+            View::AllLayers => "All layers",
+        }
+    }
+}
+
+crate::named::named_enum!(View);
+
 const GAP: u32 = 8;
 const TEXT: u32 = 22;
 const BG: Rgb<u8> = Rgb([255, 255, 255]);

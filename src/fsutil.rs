@@ -91,6 +91,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Write `img` as a PNG at `path`, atomically (a crash leaves no half-written file): every
+/// picture layerinv writes (figures, exports, screenshots, bare pictures) goes through here.
+pub fn save_png<P>(path: &Path, img: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Result<()>
+where
+    P: image::PixelWithColorType,
+    [P::Subpixel]: image::EncodableLayout,
+{
+    write_atomic_with(path, |tmp| {
+        img.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| Error::bad_file(tmp, e.to_string()))
+    })
+}
+
 /// Atomically replace `path` with whatever `write` puts at the temporary path it is given.
 pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

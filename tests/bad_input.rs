@@ -180,12 +180,33 @@ fn bad_weights_fail_with_one_line_naming_the_file_and_tensor() {
     );
 }
 
-/// A mistyped model name is not taken for a file path: one line names the choices.
+/// A mistyped model name is not taken for a file path: the command line refuses it before
+/// anything runs, one line naming the choices, for every command that takes `--model`.
 #[test]
 fn a_mistyped_model_name_names_the_choices() {
-    let out = common::layerinv(&["info", "--model", "vgg61"]);
-    common::assert_clean_failure(&out, &["unknown model \"vgg61\"", "bundled, vgg16, vgg19", "weights file"]);
+    for args in [
+        &["info", "--model", "vgg61"][..],
+        &["reconstruct", "x.png", "--layer", "pool1", "--out", "y.png", "--model", "vgg61"],
+        &["eval", "--data", ".", "--model", "vgg61"],
+        &["--model", "vgg61"],
+    ] {
+        let out = common::layerinv(args);
+        common::assert_usage_error(&out, &["unknown model \"vgg61\"", "bundled, vgg16, vgg19", "weights file"]);
+    }
     // A path that is missing is still named as a path.
     let out = common::layerinv(&["info", "--model", "nowhere/vgg16.safetensors"]);
     common::assert_clean_failure(&out, &["nowhere/vgg16.safetensors"]);
+}
+
+/// The command line checks its other named choices before anything runs: one line each.
+#[test]
+fn devices_views_and_downloads_are_checked_by_the_command_line() {
+    let out = common::layerinv(&["eval", "--data", ".", "--device", "gpu"]);
+    common::assert_usage_error(&out, &["'gpu'", "--device", "cpu, cuda, cuda:N or auto"]);
+    let out = common::layerinv(&["reconstruct", "x.png", "--layer", "pool1", "--out", "y.png", "--device", "cuda:x"]);
+    common::assert_usage_error(&out, &["'cuda:x'", "bad CUDA device number"]);
+    let out = common::layerinv(&["--view", "comapre"]);
+    common::assert_usage_error(&out, &["'comapre'", "--view", "compare, diff, channels, all-layers"]);
+    let out = common::layerinv(&["fetch", "vgg61"]);
+    common::assert_usage_error(&out, &["'vgg61'", "vgg16, vgg19"]);
 }

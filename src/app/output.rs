@@ -104,10 +104,7 @@ impl LayerinvApp {
     /// Write the current view as a PNG.
     pub fn export_view(&self, path: &Path) -> Result<(), String> {
         let pic = self.view_figure()?;
-        crate::fsutil::write_atomic_with(path, |tmp| {
-            pic.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| crate::Error::bad_file(tmp, e.to_string()))
-        })
-        .map_err(|e| e.to_string())
+        crate::fsutil::save_png(path, &pic).map_err(|e| e.to_string())
     }
 
     /// Put the current view's picture on the clipboard.

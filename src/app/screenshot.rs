@@ -87,12 +87,7 @@ impl LayerinvApp {
             let path = shot.path.clone();
             let saved = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
                 .ok_or_else(|| crate::Error::Unavailable("screenshot has the wrong size".into()))
-                .and_then(|img| {
-                    crate::fsutil::write_atomic_with(&path, |tmp| {
-                        img.save_with_format(tmp, image::ImageFormat::Png)
-                            .map_err(|e| crate::Error::bad_file(tmp, e.to_string()))
-                    })
-                });
+                .and_then(|img| crate::fsutil::save_png(&path, &img));
             match saved {
                 Ok(()) => eprintln!("wrote {}", path.display()),
                 Err(e) => {

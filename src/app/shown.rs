@@ -8,45 +8,7 @@ use eframe::egui;
 use image::RgbImage;
 use std::path::PathBuf;
 
-/// What the main view shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum View {
-    /// The input, then every kind's reconstruction.
-    #[default]
-    Compare,
-    /// The comparison and under it the error maps.
-    Diff,
-    /// The layer's code channel by channel, to switch channels off.
-    Channels,
-    /// The paper's figure: every layer, both kinds.
-    AllLayers,
-}
-
-impl View {
-    pub const ALL: [View; 4] = [View::Compare, View::Diff, View::Channels, View::AllLayers];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            View::Compare => "compare",
-            View::Diff => "diff",
-            View::Channels => "channels",
-            View::AllLayers => "all-layers",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<View> {
-        View::ALL.into_iter().find(|v| v.name() == s)
-    }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            View::Compare => "Compare",
-            View::Diff => "Error maps",
-            View::Channels => "Channels",
-            View::AllLayers => "All layers",
-        }
-    }
-}
+pub use crate::figure::View;
 
 /// A blink held down: what the reconstruction panes show meanwhile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -41,8 +41,7 @@ pub struct AppOptions {
     /// The user's layerinv folder (training runs, trash); default `~/.local/share/layerinv`.
     pub data_dir: Option<PathBuf>,
     pub device: String,
-    /// `compare`, `diff`, `channels` or `all-layers`.
-    pub view: Option<String>,
+    pub view: Option<View>,
     /// Decode SWWAE with this other photo's switches.
     pub switches_from: Option<PathBuf>,
     /// Keep only these channels of the first layer shown (`0-31,64`, `top:16`).
@@ -118,13 +117,7 @@ impl LayerinvApp {
             ..Default::default()
         };
         let mut last_error = device_error;
-        let view = match opts.view.as_deref() {
-            Some(v) => View::from_name(v).unwrap_or_else(|| {
-                last_error = Some(format!("--view {v:?}: choose compare, diff, channels or all-layers"));
-                View::Compare
-            }),
-            None => settings.view,
-        };
+        let view = opts.view.unwrap_or(settings.view);
         let keep_spec = opts.keep_channels.as_deref().and_then(|s| match ChannelSpec::parse(s) {
             Ok(spec) => Some(spec),
             Err(e) => {

@@ -86,8 +86,7 @@ impl hf_hub::api::Progress for Bar {
     }
 }
 
-pub fn fetch(model: &str, endpoint: Option<&str>) -> Result<()> {
-    let Some(m) = HubModel::from_name(model) else { bail!("unknown model {model:?}: choose vgg16 or vgg19") };
+pub fn fetch(m: HubModel, endpoint: Option<&str>) -> Result<()> {
     let path = m.fetch(endpoint, Bar(None))?;
     let enc = Encoder::new(load_weights_file(&path, &Device::Cpu)?)?;
     println!(

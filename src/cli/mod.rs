@@ -4,6 +4,8 @@ mod commands;
 mod recon;
 mod train;
 
+use crate::device::check_device_name;
+use crate::model::ModelSource;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -37,12 +39,12 @@ pub struct Cli {
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
     /// App: `bundled` (default, or the last one used), `vgg16`/`vgg19` (downloaded), or a weights file.
-    #[arg(long)]
+    #[arg(long, value_parser = ModelSource::check_name)]
     pub model: Option<String>,
     /// App: compare (the input and every kind of decoder), diff (plus error maps), channels (the layer's code,
     /// channel by channel) or all-layers.
-    #[arg(long)]
-    pub view: Option<String>,
+    #[arg(long, value_enum)]
+    pub view: Option<crate::figure::View>,
     /// App: decode SWWAE with the pooling switches of this other photo.
     #[arg(long)]
     pub switches_from: Option<PathBuf>,
@@ -53,7 +55,7 @@ pub struct Cli {
     #[arg(long)]
     pub decoders: Option<PathBuf>,
     /// App: cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = check_device_name)]
     pub device: String,
 }
 
@@ -62,7 +64,7 @@ pub enum Command {
     /// Describe a model: architecture, taps, their shapes and availability.
     Info {
         /// `bundled` (default), `vgg16`/`vgg19` (downloaded with `fetch`), or a weights file.
-        #[arg(long, default_value = "bundled")]
+        #[arg(long, default_value = "bundled", value_parser = ModelSource::check_name)]
         model: String,
         /// Print exactly one JSON object.
         #[arg(long)]
@@ -75,13 +77,13 @@ pub enum Command {
         layer: String,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "bundled")]
+        #[arg(long, default_value = "bundled", value_parser = ModelSource::check_name)]
         model: String,
     },
     /// Download full ImageNet weights (timm/vgg16.tv_in1k or timm/vgg19.tv_in1k) from the Hugging Face Hub.
     Fetch {
-        /// vgg16 or vgg19
-        model: String,
+        #[arg(value_enum)]
+        model: crate::model::hub::HubModel,
         /// Hub address (default: $HF_ENDPOINT or https://huggingface.co).
         #[arg(long)]
         endpoint: Option<String>,
@@ -89,7 +91,7 @@ pub enum Command {
     /// Time the workload of scripts/torch_ref.py (same JSON keys).
     Bench {
         /// cpu, cuda, cuda:N or auto
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", value_parser = check_device_name)]
         device: String,
         #[arg(long, default_value_t = 8)]
         batch: usize,
@@ -105,7 +107,7 @@ pub enum Command {
         /// f32 weights, optimizer and loss)
         #[arg(long, value_enum, default_value_t = crate::device::Precision::Fp32)]
         dtype: crate::device::Precision,
-        #[arg(long, default_value = "bundled")]
+        #[arg(long, default_value = "bundled", value_parser = ModelSource::check_name)]
         model: String,
         #[arg(long)]
         json: bool,
@@ -120,9 +122,9 @@ pub enum Command {
         /// same photos, a row each.
         #[arg(long)]
         decoders: Vec<PathBuf>,
-        #[arg(long, default_value = "bundled")]
+        #[arg(long, default_value = "bundled", value_parser = ModelSource::check_name)]
         model: String,
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", value_parser = check_device_name)]
         device: String,
         /// Print exactly one JSON object.
         #[arg(long)]
@@ -164,7 +166,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let result: anyhow::Result<()> = match cli.command {
         Some(Command::Info { model, json }) => commands::info(&model, json),
         Some(Command::Features { image, layer, out, model }) => commands::features(&image, &layer, &out, &model),
-        Some(Command::Fetch { model, endpoint }) => commands::fetch(&model, endpoint.as_deref()),
+        Some(Command::Fetch { model, endpoint }) => commands::fetch(model, endpoint.as_deref()),
         Some(Command::Bench { device, batch, steps, layers, kinds, dtype, model, json }) => {
             let cfg = crate::bench::BenchConfig { batch, precision: dtype, steps, layers, kinds };
             commands::bench(&device, &model, json, cfg)

@@ -3,7 +3,7 @@
 use crate::compare::{ChannelSpec, CodeEdit};
 use crate::data::{list_images, load_image};
 use crate::figure::{all_layers, caption, diff_figure, grid, kind_rows, recon_title, Tile};
-use crate::fsutil::write_atomic_with;
+use crate::fsutil::save_png;
 use crate::model::{Kind, ModelSource};
 use crate::recon::{
     evaluate, features_for, model_input, reconstruct_from, set_labels, DecoderSet, Method, Reconstruction,
@@ -57,9 +57,9 @@ pub struct ReconstructArgs {
     /// switches add), 0–255 units on a colour scale.
     #[arg(long)]
     diff: bool,
-    #[arg(long, default_value = "bundled")]
+    #[arg(long, default_value = "bundled", value_parser = crate::model::ModelSource::check_name)]
     model: String,
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = crate::device::check_device_name)]
     device: String,
 }
 
@@ -167,13 +167,6 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
         eprintln!("note: {m}");
     }
     Ok(())
-}
-
-/// Write `img` as a PNG at `path` (atomically: a crash leaves no half-written file).
-fn save_png(path: &Path, img: &image::RgbImage) -> crate::Result<()> {
-    write_atomic_with(path, |tmp| {
-        img.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| Error::bad_file(tmp, e.to_string()))
-    })
 }
 
 /// The bare pictures of one photo into `dir` (made if missing): `STEM_input.png`, and

@@ -75,10 +75,10 @@ pub struct TrainArgs {
     /// every hidden layer normalised on the first batch)
     #[arg(long, value_enum, default_value_t = d().init)]
     init: Init,
-    #[arg(long, default_value = "bundled")]
+    #[arg(long, default_value = "bundled", value_parser = crate::model::ModelSource::check_name)]
     model: String,
     /// cpu, cuda, cuda:N or auto
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = crate::device::check_device_name)]
     device: String,
     /// fp32, or bf16: mixed precision as PyTorch's autocast (bf16 convolutions and activations,
     /// f32 weights, optimizer and loss); pays off on GPUs with bf16 tensor cores

@@ -17,19 +17,15 @@ const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
 const TORCH_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const TORCH_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+crate::named::named_enum!(Preprocess);
+
 impl Preprocess {
+    pub const ALL: [Preprocess; 2] = [Preprocess::Caffe, Preprocess::Torch];
+
     pub fn name(&self) -> &'static str {
         match self {
             Preprocess::Caffe => "caffe",
             Preprocess::Torch => "torch",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<Self> {
-        match s {
-            "caffe" => Some(Preprocess::Caffe),
-            "torch" => Some(Preprocess::Torch),
-            _ => None,
         }
     }
 

@@ -97,6 +97,8 @@ pub enum Arch {
     AlexNet,
 }
 
+crate::named::named_enum!(Arch);
+
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.name())
@@ -120,10 +122,6 @@ impl Arch {
             Arch::Vgg19 => "vgg19",
             Arch::AlexNet => "alexnet",
         }
-    }
-
-    pub fn from_name(name: &str) -> Option<Arch> {
-        Arch::ALL.into_iter().find(|a| a.name() == name.to_ascii_lowercase())
     }
 
     /// Input side length (square RGB input).

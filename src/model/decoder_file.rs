@@ -1,6 +1,6 @@
 //! Decoder files: safetensors plus metadata saying what the decoder was trained for.
 
-use super::arch::Arch;
+use super::arch::{Arch, Tap};
 use super::decoder::Decoder;
 use super::decoder_spec::{DecoderSpec, Kind, Objective};
 use super::encoder::Encoder;
@@ -46,6 +46,34 @@ pub struct DecoderMeta {
 }
 
 impl DecoderMeta {
+    /// Whether the decoder (or checkpoint) in `path` was trained for the encoder `fingerprint`:
+    /// the one check, with the one message, wherever a decoder meets an encoder.
+    pub fn check_encoder(&self, path: &Path, fingerprint: &str) -> Result<()> {
+        if self.encoder == fingerprint {
+            return Ok(());
+        }
+        Err(Error::bad_file(
+            path,
+            format!(
+                "trained for encoder {}, not the loaded model's ({fingerprint}): train decoders for this model",
+                self.encoder
+            ),
+        ))
+    }
+
+    /// Whether the decoder in `path` is the `arch`/`layer`/`kind` one asked for: the one check,
+    /// with the one message, of what a decoder file holds.
+    pub fn check_decoder(&self, path: &Path, arch: Arch, layer: Tap, kind: Kind) -> Result<()> {
+        let s = &self.spec;
+        if (s.arch, s.layer, s.kind) == (arch, layer, kind) {
+            return Ok(());
+        }
+        Err(Error::bad_file(
+            path,
+            format!("this is a {} {} {} decoder, expected {arch} {layer} {kind}", s.arch, s.layer, s.kind),
+        ))
+    }
+
     /// The training behind its weights, this run's and the earlier ones', for records:
     /// "5000 steps · 80000 images seen, after 10000 steps and 160000 images of the decoder it started from".
     pub fn training(&self) -> String {
@@ -152,17 +180,31 @@ pub fn decoder_path(dir: &Path, arch: Arch, layer: &str, kind: Kind) -> PathBuf 
     dir.join(decoder_file_name(arch, layer, kind))
 }
 
+/// Tensor `name` of the file `path` (read into `tensors`), when it has the `expected` shape: the
+/// one check, with the one message, of a decoder's or checkpoint's tensors.
+pub fn checked_tensor<'a>(
+    path: &Path,
+    tensors: &'a HashMap<String, Tensor>,
+    name: &str,
+    expected: &[usize],
+) -> Result<&'a Tensor> {
+    let t = tensors
+        .get(name)
+        .ok_or_else(|| Error::bad_file(path, format!("missing tensor {name} (expected {})", fmt_shape(expected))))?;
+    if t.dims() != expected {
+        return Err(Error::bad_file(
+            path,
+            format!("tensor {name} has shape {}, expected {}", fmt_shape(t.dims()), fmt_shape(expected)),
+        ));
+    }
+    Ok(t)
+}
+
 /// Save decoder weights (converted to `dtype`) with their metadata, atomically.
 pub fn save_decoder(path: &Path, meta: &DecoderMeta, tensors: &HashMap<String, Tensor>, dtype: DType) -> Result<()> {
     let mut out = Vec::new();
     for (name, shape) in meta.spec.params() {
-        let t = tensors.get(&name).ok_or_else(|| Error::Unavailable(format!("decoder has no tensor {name}")))?;
-        if t.dims() != shape.as_slice() {
-            return Err(Error::Unavailable(format!(
-                "decoder tensor {name} has shape {:?}, expected {shape:?}",
-                t.dims()
-            )));
-        }
+        let t = checked_tensor(path, tensors, &name, &shape)?;
         out.push((name, t.to_dtype(dtype)?.to_device(&candle_core::Device::Cpu)?));
     }
     let bytes = safetensors::serialize(out, Some(meta.to_map())).map_err(|e| Error::bad_file(path, e.to_string()))?;
@@ -178,33 +220,12 @@ pub fn read_decoder_meta(path: &Path) -> Result<DecoderMeta> {
 pub fn load_decoder(path: &Path, encoder: &Encoder, layer: &str, kind: Kind) -> Result<(Decoder, DecoderMeta)> {
     let (tensors, m) = read_safetensors(path, encoder.device())?;
     let meta = DecoderMeta::from_map(path, &m)?;
+    meta.check_decoder(path, encoder.arch, encoder.arch.tap(layer)?, kind)?;
+    meta.check_encoder(path, &encoder.fingerprint)?;
     let s = &meta.spec;
-    if (s.arch, s.layer.name(), s.kind) != (encoder.arch, layer, kind) {
-        return Err(Error::bad_file(
-            path,
-            format!("this is a {} {} {} decoder, expected {} {layer} {kind}", s.arch, s.layer, s.kind, encoder.arch),
-        ));
-    }
-    if meta.encoder != encoder.fingerprint {
-        return Err(Error::bad_file(
-            path,
-            format!(
-                "decoder was trained for encoder {}, but the loaded model ({}) is encoder {}: train decoders for this model",
-                meta.encoder, encoder.name, encoder.fingerprint
-            ),
-        ));
-    }
     let mut f32s = HashMap::new();
     for (name, shape) in s.params() {
-        let t = tensors
-            .get(&name)
-            .ok_or_else(|| Error::bad_file(path, format!("missing tensor {name} (expected {})", fmt_shape(&shape))))?;
-        if t.dims() != shape.as_slice() {
-            return Err(Error::bad_file(
-                path,
-                format!("tensor {name} has shape {}, expected {}", fmt_shape(t.dims()), fmt_shape(&shape)),
-            ));
-        }
+        let t = checked_tensor(path, &tensors, &name, &shape)?;
         f32s.insert(name, t.to_dtype(DType::F32)?);
     }
     let vb = VarBuilder::from_tensors(f32s, DType::F32, encoder.device());

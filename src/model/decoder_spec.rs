@@ -59,15 +59,6 @@ impl Kind {
         }
     }
 
-    pub fn from_name(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == s.to_ascii_lowercase())
-    }
-
-    /// The names of every kind, for messages: "sae, swwae".
-    pub fn names() -> String {
-        Kind::ALL.map(|k| k.name()).join(", ")
-    }
-
     /// How titles and menus name the kind.
     pub fn label(&self) -> &'static str {
         match self {
@@ -147,10 +138,6 @@ impl Objective {
             Objective::All => "all",
             Objective::Layerwise => "layerwise",
         }
-    }
-
-    pub fn from_name(s: &str) -> Option<Objective> {
-        Objective::ALL.into_iter().find(|o| o.name() == s.to_ascii_lowercase())
     }
 }
 

@@ -14,6 +14,8 @@ pub enum HubModel {
     Vgg19,
 }
 
+crate::named::named_enum!(HubModel);
+
 impl HubModel {
     pub const ALL: [HubModel; 2] = [HubModel::Vgg16, HubModel::Vgg19];
 
@@ -22,10 +24,6 @@ impl HubModel {
             HubModel::Vgg16 => "vgg16",
             HubModel::Vgg19 => "vgg19",
         }
-    }
-
-    pub fn from_name(s: &str) -> Option<Self> {
-        HubModel::ALL.into_iter().find(|m| m.name() == s.to_ascii_lowercase())
     }
 
     pub fn repo(&self) -> &'static str {

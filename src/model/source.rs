@@ -29,17 +29,35 @@ impl ModelSource {
         }
     }
 
+    /// Why this is a mistyped model name rather than a file: a bare word that names no file.
+    fn mistyped(&self) -> Option<String> {
+        match self {
+            ModelSource::File(p) if !p.exists() && p.extension().is_none() && p.components().count() == 1 => {
+                Some(format!(
+                    "unknown model \"{}\": give bundled, {} or a weights file (.safetensors, .pth, .onnx)",
+                    p.display(),
+                    HubModel::names()
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// The command line's check of `--model`: a model name or a file, never a mistyped name.
+    pub fn check_name(s: &str) -> std::result::Result<String, String> {
+        match ModelSource::parse(s).mistyped() {
+            Some(why) => Err(why),
+            None => Ok(s.to_string()),
+        }
+    }
+
     /// The weights file to load (no network: a hub model must already be downloaded).
     pub fn path(&self) -> Result<PathBuf> {
+        if let Some(why) = self.mistyped() {
+            return Err(Error::Unavailable(why));
+        }
         match self {
             ModelSource::Bundled => bundled_model_path(),
-            // A bare word that names no file is a mistyped model name, not a path.
-            ModelSource::File(p) if !p.exists() && p.extension().is_none() && p.components().count() == 1 => {
-                Err(Error::Unavailable(format!(
-                    "unknown model \"{}\": give bundled, vgg16, vgg19 or a weights file (.safetensors, .pth, .onnx)",
-                    p.display()
-                )))
-            }
             ModelSource::File(p) => Ok(p.clone()),
             ModelSource::Hub(m) => m.cached().ok_or_else(|| {
                 Error::Unavailable(format!(

@@ -39,10 +39,6 @@ impl Init {
             Init::Calibrated => "calibrated",
         }
     }
-
-    pub fn from_name(s: &str) -> Option<Init> {
-        Init::ALL.into_iter().find(|i| i.name() == s)
-    }
 }
 
 crate::named::named_enum!(Init);

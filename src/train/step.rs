@@ -6,8 +6,8 @@ use super::objective::StepLoss;
 use crate::data::Preprocess;
 use crate::error::{Context, Error, Result};
 use crate::fsutil::write_atomic;
-use crate::model::decoder_file::CHECKPOINT_FORMAT;
-use crate::model::weights::{fmt_shape, read_safetensors};
+use crate::model::decoder_file::{checked_tensor, CHECKPOINT_FORMAT};
+use crate::model::weights::read_safetensors;
 use crate::model::{Decoder, DecoderMeta, DecoderSpec, Earlier, Features, Objective};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -191,22 +191,8 @@ impl DecoderTrainer {
                 ),
             ));
         }
-        if meta.encoder != encoder {
-            return Err(Error::bad_file(
-                path,
-                format!("decoder was trained for encoder {}, the loaded model is {encoder}", meta.encoder),
-            ));
-        }
-        self.adam.set_weights(|name, shape| {
-            let x = tensors.get(name).ok_or_else(|| Error::bad_file(path, format!("missing tensor {name}")))?;
-            if x.dims() != shape {
-                return Err(Error::bad_file(
-                    path,
-                    format!("tensor {name} has shape {}, expected {}", fmt_shape(x.dims()), fmt_shape(shape)),
-                ));
-            }
-            Ok(x.to_dtype(DType::F32)?)
-        })?;
+        meta.check_encoder(path, encoder)?;
+        self.adam.set_weights(|name, shape| Ok(checked_tensor(path, &tensors, name, shape)?.to_dtype(DType::F32)?))?;
         self.decoder.scales = meta.scales;
         self.earlier = Earlier { steps: meta.earlier.steps + meta.steps, images: meta.earlier.images + meta.images };
         Ok(())
@@ -237,12 +223,7 @@ impl DecoderTrainer {
                 ),
             ));
         }
-        if meta.encoder != encoder {
-            return Err(Error::bad_file(
-                path,
-                format!("checkpoint was trained against encoder {}, the loaded model is {encoder}; use another --out folder or drop --resume", meta.encoder),
-            ));
-        }
+        meta.check_encoder(path, encoder)?;
         if meta.objective != objective {
             return Err(Error::bad_file(
                 path,
@@ -257,16 +238,7 @@ impl DecoderTrainer {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| Error::bad_file(path, "checkpoint lacks the optimizer step count"))?;
         let mut trainer = Self::new(spec, device)?;
-        trainer.adam.restore(t, |key, shape| {
-            let x = tensors.get(key).ok_or_else(|| Error::bad_file(path, format!("checkpoint lacks tensor {key}")))?;
-            if x.dims() != shape {
-                return Err(Error::bad_file(
-                    path,
-                    format!("tensor {key} has shape {}, expected {}", fmt_shape(x.dims()), fmt_shape(shape)),
-                ));
-            }
-            Ok(x.to_dtype(DType::F32)?)
-        })?;
+        trainer.adam.restore(t, |key, shape| Ok(checked_tensor(path, &tensors, key, shape)?.to_dtype(DType::F32)?))?;
         trainer.decoder.scales = meta.scales.clone();
         trainer.steps = meta.steps;
         trainer.images = meta.images;
