@@ -154,6 +154,8 @@ pub struct Held {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetInfo {
     pub dir: PathBuf,
+    /// The architecture of the encoder it was read for.
+    pub arch: Arch,
     pub origin: Origin,
     /// The decoder files present, in the architecture's tap order, kinds in [`Kind::ALL`] order.
     pub held: Vec<Held>,
@@ -195,7 +197,7 @@ impl SetInfo {
                 held.push(Held { layer: layer.to_string(), kind, meta });
             }
         }
-        Self { dir: dir.to_path_buf(), origin, held, problem }
+        Self { dir: dir.to_path_buf(), arch, origin, held, problem }
     }
 
     /// The decoder for `layer`/`kind` when the set has a usable one.
@@ -285,13 +287,140 @@ impl SetInfo {
         Some(out)
     }
 
-    /// Why `layer`/`kind` is not usable from this set.
-    pub fn why_not(&self, arch: Arch, layer: &str, kind: Kind) -> String {
+    /// Why `layer`/`kind` is not usable from this set: what is wrong with its file, or that
+    /// there is none, with the command that makes it.
+    pub fn why_not(&self, layer: &str, kind: Kind) -> String {
         match self.held.iter().find(|h| h.layer == layer && h.kind == kind) {
             Some(Held { meta: Err(e), .. }) => e.clone(),
-            _ => format!("no {} in {}", decoder_file_name(arch, layer, kind), self.dir.display()),
+            _ => format!(
+                "no {layer} {kind} decoder in {} ({} is missing); make it with {}",
+                self.dir.display(),
+                decoder_file_name(self.arch, layer, kind),
+                train_command(&self.dir, layer, &[kind])
+            ),
         }
     }
+
+    /// Mark `layer`/`kind`'s file as unusable for `why` (its header was fine, its weights were
+    /// not).
+    pub fn mark_unusable(&mut self, layer: &str, kind: Kind, why: String) {
+        if let Some(h) = self.held.iter_mut().find(|h| h.layer == layer && h.kind == kind) {
+            h.meta = Err(why);
+        }
+    }
+
+    /// Whether the folder has no file at all for `layer`/`kind` (rather than one it cannot use).
+    fn lacks(&self, layer: &str, kind: Kind) -> bool {
+        !self.held.iter().any(|h| h.layer == layer && h.kind == kind)
+    }
+
+    /// The kinds with a usable decoder for `layer`, in [`Kind::ALL`]'s order.
+    pub fn kinds_at(&self, layer: &str) -> Vec<Kind> {
+        Kind::ALL.into_iter().filter(|&k| self.usable(layer, k).is_some()).collect()
+    }
+
+    /// Layers with at least one usable decoder, in the encoder's order.
+    pub fn layers(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for h in self.held.iter().filter(|h| h.meta.is_ok()) {
+            if !out.contains(&h.layer) {
+                out.push(h.layer.clone());
+            }
+        }
+        out
+    }
+
+    /// Why `layer` cannot be shown with any kind, or `None` when some kind can show it.
+    pub fn unavailable_reason(&self, layer: &str) -> Option<String> {
+        if !self.kinds_at(layer).is_empty() {
+            return None;
+        }
+        if Kind::ALL.iter().all(|&k| self.lacks(layer, k)) {
+            return Some(format!(
+                "no {layer} decoders in {}; make them with {}",
+                self.dir.display(),
+                train_command(&self.dir, layer, &Kind::ALL)
+            ));
+        }
+        // The first kind that has a file it cannot use.
+        Kind::ALL.iter().find(|&&k| !self.lacks(layer, k)).map(|&k| self.why_not(layer, k))
+    }
+
+    /// Over `layers` (each of which some kind can show), what the other kinds lack: a line per
+    /// kind whose decoders are missing ("no upconv decoders for pool1, pool2 in DIR; make them
+    /// with `…`"), and a line per decoder file that cannot be used.
+    pub fn missing(&self, layers: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for kind in Kind::ALL {
+            let mut absent = Vec::new();
+            for l in layers {
+                if self.usable(l, kind).is_some() {
+                    continue;
+                }
+                if self.lacks(l, kind) {
+                    absent.push(l.as_str());
+                } else {
+                    out.push(self.why_not(l, kind));
+                }
+            }
+            if !absent.is_empty() {
+                out.push(format!(
+                    "no {kind} decoders for {} in {}; make them with {}",
+                    absent.join(", "),
+                    self.dir.display(),
+                    train_command(&self.dir, &absent.join(","), &[kind])
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// How to make the missing decoder(s) of the set in `dir`: the training command, quoted. Into
+/// `dir` itself, except for the bundled folder, which is the program's own (read-only where it is
+/// installed): those go to a folder of the user's, shown beside the bundled ones with
+/// `--decoders`.
+pub fn train_command(dir: &Path, layer: &str, kinds: &[Kind]) -> String {
+    let kinds: Vec<&str> = kinds.iter().map(Kind::name).collect();
+    let command = |out: &Path| {
+        format!(
+            "`layerinv train --data <photos folder> --layers {layer} --kinds {} --out {}`",
+            kinds.join(","),
+            out.display()
+        )
+    };
+    if is_bundled(dir) {
+        let mine = Path::new("decoders");
+        format!("{}, then add `--decoders {}`", command(mine), mine.display())
+    } else {
+        command(dir)
+    }
+}
+
+/// The title name of the set in `dir` among `sets` ([`set_labels`]), or the folder where it is
+/// not one of them.
+pub fn set_label(sets: &[&SetInfo], dir: &Path) -> String {
+    match sets.iter().position(|s| s.dir == dir) {
+        Some(i) => set_labels(sets).swap_remove(i),
+        None => dir.display().to_string(),
+    }
+}
+
+/// The sets' names ([`SetInfo::label`]), each with its folder's path added where two sets share
+/// a name.
+pub fn set_labels(sets: &[&SetInfo]) -> Vec<String> {
+    let labels: Vec<String> = sets.iter().map(|s| s.label()).collect();
+    labels
+        .iter()
+        .zip(sets)
+        .map(|(l, s)| {
+            if labels.iter().filter(|m| *m == l).count() > 1 {
+                format!("{l} ({})", s.dir.display())
+            } else {
+                l.clone()
+            }
+        })
+        .collect()
 }
 
 fn folder_name(dir: &Path) -> String {

@@ -140,14 +140,40 @@ pub fn grid(row_labels: &[String], rows: &[Vec<Option<&Tile>>]) -> RgbImage {
     img
 }
 
+/// An error map's title: "|input − SAE|".
+pub fn error_title(kind: Kind) -> String {
+    format!("|input − {}|", kind.label())
+}
+
+/// The title of the map between the two kinds of [`Kind::switch_pair`]: "|SWWAE − SAE|: what
+/// the switches change".
+pub fn switches_title() -> Option<String> {
+    Kind::switch_pair()
+        .map(|(fixed, recorded)| format!("|{} − {}|: what the switches change", recorded.label(), fixed.label()))
+}
+
+/// The caption under an error map: its mean, 0–255 units.
+pub fn mean_caption(mean: f64) -> String {
+    format!("mean {mean:.1}")
+}
+
+/// The error maps' colour scale: its title and the labels of its five ticks (0, ¼, ½, ¾, the
+/// top, which saturates).
+pub const SCALE_TITLE: &str = "|difference|, 0–255 units";
+
+pub fn scale_ticks() -> [String; 5] {
+    let max = ERROR_SCALE_MAX as u32;
+    [0, max / 4, max / 2, 3 * max / 4, max].map(|v| if v == max { format!("{v}+") } else { v.to_string() })
+}
+
 /// The error maps of a comparison: each picture against the input, then, where both kinds of
 /// [`Kind::switch_pair`] are there, the one with the switches against the one without (what the
 /// switches carry). Titles and maps (with their mean), in that order.
 pub fn error_maps(input: &RgbImage, pictures: &[(Kind, &RgbImage)]) -> Vec<(String, (RgbImage, f64))> {
     let mut maps: Vec<(String, (RgbImage, f64))> =
-        pictures.iter().map(|(k, img)| (format!("|input − {}|", k.label()), error_map(input, img))).collect();
-    if let (Some(map), Some((fixed, recorded))) = (switches_map(pictures), Kind::switch_pair()) {
-        maps.push((format!("|{} − {}|: the switches", recorded.label(), fixed.label()), map));
+        pictures.iter().map(|(k, img)| (error_title(*k), error_map(input, img))).collect();
+    if let (Some(map), Some(title)) = (switches_map(pictures), switches_title()) {
+        maps.push((title, map));
     }
     maps
 }
@@ -156,9 +182,9 @@ pub fn error_maps(input: &RgbImage, pictures: &[(Kind, &RgbImage)]) -> Vec<(Stri
 pub fn diff_figure(input: &RgbImage, pictures: &[(Kind, &RgbImage)], top: &[Tile]) -> RgbImage {
     let maps = error_maps(input, pictures);
     let scale = scale_tile(input.width(), input.height());
-    let mut bottom = vec![Tile { image: &scale, title: "scale, 0–255 units".into(), caption: String::new() }];
+    let mut bottom = vec![Tile { image: &scale, title: SCALE_TITLE.into(), caption: String::new() }];
     for (title, (map, mean)) in &maps {
-        bottom.push(Tile { image: map, title: title.clone(), caption: format!("mean {mean:.1}") });
+        bottom.push(Tile { image: map, title: title.clone(), caption: mean_caption(*mean) });
     }
     grid(&[], &[top.iter().map(Some).collect(), bottom.iter().map(Some).collect()])
 }
@@ -168,18 +194,16 @@ pub fn scale_tile(w: u32, h: u32) -> RgbImage {
     let mut tile = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
     let (bar_w, bar_h, x0, y0) = (w - 24, 28, 12, h / 2 - 14);
     image::imageops::replace(&mut tile, &colour_bar(bar_w, bar_h), x0 as i64, y0 as i64);
-    let max = ERROR_SCALE_MAX as u32;
-    for (i, v) in [0, max / 4, max / 2, 3 * max / 4, max].into_iter().enumerate() {
+    for (i, label) in scale_ticks().iter().enumerate() {
         let x = x0 as f32 + i as f32 * (bar_w - 1) as f32 / 4.0;
-        let label = if v == max { format!("{v}+") } else { v.to_string() };
         // The ends inside the bar's span, the rest centred on their tick.
-        let w = text_width(&label, 14.0);
+        let w = text_width(label, 14.0);
         let left = match i {
             0 => x,
             4 => x - w,
             _ => x - w / 2.0,
         };
-        draw_text(&mut tile, &label, left, (y0 + bar_h + 4) as f32, 14.0);
+        draw_text(&mut tile, label, left, (y0 + bar_h + 4) as f32, 14.0);
     }
     tile
 }
@@ -218,14 +242,71 @@ pub fn recon_title(kind: Kind, layer: Option<&str>, source: Option<&str>, change
 /// A row of the all-layers figure: its label and its reconstructions, one per layer.
 pub type LayerRow<'a> = (String, Vec<&'a Reconstruction>);
 
-/// The rows of the all-layers figure for one set of reconstructions: a row per kind among them
-/// (a kind the set has at no layer gets no empty row), labelled by `label`.
-pub fn kind_rows<'a>(recs: &'a [Reconstruction], label: impl Fn(Kind) -> String) -> Vec<LayerRow<'a>> {
-    Kind::ALL
+/// A picture of a figure: the name of its decoder's set ("" where the set is not named) and the
+/// reconstruction.
+pub type Shot<'a> = (String, &'a Reconstruction);
+
+/// The picture of a view, the same from `layerinv reconstruct`, the app's File > Export view and
+/// its Copy: the input (captioned `name`) and `rows` of reconstructions, each titled by
+/// [`recon_title`] and captioned by [`caption`].
+/// - Compare (and Channels, whose channel sheet the app adds): the input, then each row's
+///   pictures; a row per set of decoders (the CLI's `--decoders`) or one row (the app's panes);
+///   `extra` (the app's training preview) after the first row's.
+/// - Diff: the first row and `extra`, and under it [`diff_figure`]'s error maps.
+/// - All layers: [`all_layers`], a row per set and kind in the order they come.
+pub fn figure<'a>(
+    view: View,
+    input: &'a RgbImage,
+    name: &str,
+    rows: &[Vec<Shot<'a>>],
+    change: &CodeChange,
+    extra: Vec<Tile<'a>>,
+) -> RgbImage {
+    let set = |label: &str| (!label.is_empty()).then(|| label.to_string());
+    if view == View::AllLayers {
+        let change = CodeChange { kept: None, ..change.clone() };
+        let mut out: Vec<(String, Kind, Vec<&Reconstruction>)> = Vec::new();
+        let mut labels: Vec<&str> = Vec::new();
+        for (label, r) in rows.iter().flatten() {
+            if !labels.contains(&label.as_str()) {
+                labels.push(label);
+            }
+            match out.iter_mut().find(|(l, k, _)| l == label && *k == r.kind) {
+                Some((_, _, row)) => row.push(r),
+                None => out.push((label.clone(), r.kind, vec![r])),
+            }
+        }
+        out.sort_by_key(|(l, k, _)| (labels.iter().position(|m| m == l), *k));
+        let rows: Vec<LayerRow> =
+            out.into_iter().map(|(l, k, row)| (recon_title(k, None, set(&l).as_deref(), &change), row)).collect();
+        return all_layers(input, &rows);
+    }
+    let tile = |(label, r): &Shot<'a>| -> Tile<'a> {
+        Tile {
+            image: &r.image,
+            title: recon_title(r.kind, Some(&r.layer), set(label).as_deref(), change),
+            caption: caption(r.psnr, r.ssim),
+        }
+    };
+    let input_tile = Tile { image: input, title: "input".into(), caption: name.to_string() };
+    let mut tiles: Vec<Vec<Tile>> = rows.iter().map(|row| row.iter().map(tile).collect()).collect();
+    if tiles.is_empty() {
+        tiles.push(Vec::new());
+    }
+    tiles[0].extend(extra);
+    if view == View::Diff {
+        let pictures: Vec<(Kind, &RgbImage)> =
+            rows.first().into_iter().flatten().map(|(_, r)| (r.kind, &r.image)).collect();
+        let top: Vec<Tile> = std::iter::once(input_tile).chain(tiles.swap_remove(0)).collect();
+        return diff_figure(input, &pictures, &top);
+    }
+    // The input once, in the first row.
+    let cells: Vec<Vec<Option<&Tile>>> = tiles
         .iter()
-        .map(|&k| (label(k), recs.iter().filter(|r| r.kind == k).collect::<Vec<_>>()))
-        .filter(|(_, row)| !row.is_empty())
-        .collect()
+        .enumerate()
+        .map(|(i, row)| std::iter::once((i == 0).then_some(&input_tile)).chain(row.iter().map(Some)).collect())
+        .collect();
+    grid(&[], &cells)
 }
 
 /// The paper's figure: the input, then a column per layer, a labelled row per decoder (a kind, or

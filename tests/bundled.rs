@@ -166,7 +166,7 @@ fn bundled_decoders_pass_the_collapse_check() {
     let x = candle_core::Tensor::stack(&photos, 0).unwrap();
     let f = enc.forward(&x).unwrap();
     for layer in ["pool1", "pool2", "pool3", "pool4", "pool5"] {
-        for kind in set.kinds_at(layer) {
+        for kind in set.info.kinds_at(layer) {
             let d = set.get(layer, kind).unwrap();
             let (_, h) = layerinv::train::check_health(d, &f, &x).unwrap();
             assert_eq!(h.collapse(), None, "bundled {layer} {kind}: {h:?}");

@@ -15,7 +15,7 @@ use layerinv::model::Kind;
 
 fn image_of(app: &LayerinvApp, layer: &str, kind: Kind) -> image::RgbImage {
     let panes = app.panes(layer).unwrap().unwrap();
-    panes.iter().find(|p| p.kind == kind).unwrap().image.clone()
+    panes.iter().find(|p| p.rec.kind == kind).unwrap().rec.image.clone()
 }
 
 /// Wait until the current variant's reconstructions are there; whether the encoder ran for them.

@@ -348,11 +348,12 @@ fn reconstructions_from_kept_features_equal_a_fresh_pass() {
     }
 }
 
-/// The all-layers figure has a row per kind the set holds: a kind it has at no layer (the
-/// bundle's up-conv today) adds no empty row, and a kind it has at some layers keeps its row.
+/// The all-layers figure has a row per set and kind: a kind a set has at no layer (up-conv at
+/// pool2–pool5 in the bundle today) adds no empty row, a kind it has at some layers keeps its
+/// row, and a second set adds its own rows.
 #[test]
-fn the_all_layers_figure_has_no_row_for_a_kind_the_set_lacks() {
-    use layerinv::figure::{all_layers, kind_rows};
+fn the_all_layers_figure_has_a_row_per_set_and_kind_it_holds() {
+    use layerinv::figure::{figure, CodeChange, View};
     use layerinv::model::Kind;
     use layerinv::recon::Reconstruction;
     let input = photo();
@@ -364,16 +365,24 @@ fn the_all_layers_figure_has_no_row_for_a_kind_the_set_lacks() {
         ssim: 0.9,
         speckle: None,
     };
+    let draw = |rows: &[Vec<(String, &Reconstruction)>]| {
+        figure(View::AllLayers, &input, "x.png", rows, &CodeChange::default(), Vec::new()).height()
+    };
     let two_kinds =
         [rec("pool1", Kind::Sae), rec("pool2", Kind::Sae), rec("pool1", Kind::Swwae), rec("pool2", Kind::Swwae)];
-    let rows = kind_rows(&two_kinds, |k| k.label().to_string());
-    assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["SAE", "SWWAE"]);
+    fn set<'a>(label: &str, recs: &'a [Reconstruction]) -> Vec<(String, &'a Reconstruction)> {
+        recs.iter().map(|r| (label.to_string(), r)).collect()
+    }
+    let h2 = draw(&[set("bundled", &two_kinds)]);
     let mut three_kinds = two_kinds.to_vec();
     three_kinds.push(rec("pool1", Kind::Upconv));
-    let rows3 = kind_rows(&three_kinds, |k| k.label().to_string());
-    assert_eq!(rows3.len(), 3);
-    assert_eq!(rows3[2].1.len(), 1, "up-conv at pool1 only");
-    // The figure is a row shorter without the missing kind.
-    let (h2, h3) = (all_layers(&input, &rows).height(), all_layers(&input, &rows3).height());
+    let h3 = draw(&[set("bundled", &three_kinds)]);
+    // The figure is a row shorter without the missing kind, and each row is as tall.
     assert!(h2 < h3 && h3 - h2 >= input.height(), "{h2} vs {h3}");
+    let row = h3 - h2;
+    // Two sets of two kinds: four rows, whatever the order the pictures come in.
+    let mut mixed = set("bundled", &two_kinds);
+    mixed.extend(set("yours", &two_kinds));
+    mixed.reverse();
+    assert_eq!(draw(&[mixed]), h2 + 2 * row);
 }

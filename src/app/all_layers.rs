@@ -49,7 +49,7 @@ pub fn ui(ui: &mut egui::Ui, app: &LayerinvApp) -> Option<String> {
             }
             for l in &layers {
                 match app.panes(l) {
-                    Some(Ok(panes)) => match panes.iter().find(|p| p.kind == *kind) {
+                    Some(Ok(panes)) => match panes.iter().find(|p| p.rec.kind == *kind) {
                         Some(p) => {
                             let resp = ui
                                 .add(
@@ -62,8 +62,8 @@ pub fn ui(ui: &mut egui::Ui, app: &LayerinvApp) -> Option<String> {
                                     "{} · {}: PSNR {:.1} dB, SSIM {:.3}. Click to open this layer.",
                                     app.pane_title(*kind, l),
                                     app.pane_source(p, l, false),
-                                    p.psnr,
-                                    p.ssim
+                                    p.rec.psnr,
+                                    p.rec.ssim
                                 ));
                             if resp.clicked() {
                                 clicked = Some(l.clone());

@@ -5,7 +5,8 @@ use super::files::file_name;
 use super::shown::{color_image, Blink, Rebuilt, View};
 use super::state::LayerinvApp;
 use super::zoom::{image_pane, ZoomPan};
-use crate::compare::{colour_map, ERROR_SCALE_MAX};
+use crate::compare::colour_map;
+use crate::figure::{caption, error_title, mean_caption, scale_ticks, switches_title, SCALE_TITLE};
 use crate::model::Kind;
 use eframe::egui;
 
@@ -96,16 +97,16 @@ impl CompareView {
             scale_bar(ui, side.min(320.0));
         }
         if let Some(Ok(panes)) = app.panes(&app.layer) {
-            let find = |k: Kind| panes.iter().find(|p| p.kind == k);
+            let find = |k: Kind| panes.iter().find(|p| p.rec.kind == k);
             let pair = Kind::switch_pair().and_then(|(fixed, recorded)| find(fixed).zip(find(recorded)));
             if let Some((fixed, recorded)) = pair {
                 ui.label(format!(
                     "At {}, {} is {:+.1} dB PSNR and {:+.3} SSIM against {}.",
                     app.layer,
-                    recorded.kind.label(),
-                    recorded.psnr - fixed.psnr,
-                    recorded.ssim - fixed.ssim,
-                    fixed.kind.label()
+                    recorded.rec.kind.label(),
+                    recorded.rec.psnr - fixed.rec.psnr,
+                    recorded.rec.ssim - fixed.rec.ssim,
+                    fixed.rec.kind.label()
                 ));
             }
         }
@@ -175,29 +176,29 @@ impl CompareView {
                     });
                 }
                 if app.view == View::Diff {
-                    let lost = rebuilt.lost.as_ref();
-                    let pair = Kind::switch_pair().map(|(fixed, recorded)| (fixed.label(), recorded.label()));
-                    let mut errors: Vec<Cell> = lost
-                        .zip(pair)
-                        .map(|((tex, mean), (fixed, recorded))| Cell {
-                            title: format!("|{recorded} − {fixed}|: what the switches change"),
+                    let mut errors: Vec<Cell> = rebuilt
+                        .lost
+                        .as_ref()
+                        .zip(switches_title())
+                        .map(|((tex, mean), title)| Cell {
+                            title,
                             source: None,
                             about: Some("Where knowing the switches changes the picture: what max-pooling loses, as these decoders see it".into()),
                             texture: tex,
                             image: None,
-                            numbers: format!("mean {mean:.1}"),
+                            numbers: mean_caption(*mean),
                             numbers_about: None,
                         })
                         .into_iter()
                         .collect();
                     for p in &rebuilt.panes {
                         errors.push(Cell {
-                            title: format!("|input − {}|", p.kind.label()),
+                            title: error_title(p.rec.kind),
                             source: Some(app.pane_source(p, &layer, false)),
                             about: None,
                             texture: &p.error,
                             image: None,
-                            numbers: format!("mean {:.1}", p.error_mean),
+                            numbers: mean_caption(p.error_mean),
                             numbers_about: None,
                         });
                     }
@@ -263,18 +264,17 @@ fn pane_cells<'a>(
         .iter()
         .map(|p| {
             // The next kind's picture (the first's after the last).
-            let swapped = rebuilt.panes.iter().skip_while(|q| q.kind <= p.kind).find(|q| q.kind != p.kind);
-            let swapped = swapped.or(rebuilt.panes.iter().find(|q| q.kind != p.kind)).unwrap_or(p);
-            let place = p.kind.label();
+            let swapped = rebuilt.panes.iter().skip_while(|q| q.rec.kind <= p.rec.kind).find(|q| q.rec.kind != p.rec.kind);
+            let swapped = swapped.or(rebuilt.panes.iter().find(|q| q.rec.kind != p.rec.kind)).unwrap_or(p);
+            let place = p.rec.kind.label();
             let (texture, image, title) = match blink {
-                Blink::Off => (&p.texture, &p.image, app.pane_title(p.kind, layer)),
+                Blink::Off => (&p.texture, &p.rec.image, app.pane_title(p.rec.kind, layer)),
                 Blink::Input => (&photo.texture, &photo.input, format!("input, in {place}'s place")),
                 Blink::Swap => {
-                    (&swapped.texture, &swapped.image, format!("{}, in {place}'s place", swapped.kind.label()))
+                    (&swapped.texture, &swapped.rec.image, format!("{}, in {place}'s place", swapped.rec.kind.label()))
                 }
             };
-            let psnr = if p.psnr.is_finite() { format!("{:.1} dB", p.psnr) } else { "inf".into() };
-            let floor = p.floor.map(|f| format!("   floor {f:.1} dB")).unwrap_or_default();
+            let floor = p.floor.map(|f| format!(" · floor {f:.1} dB")).unwrap_or_default();
             let record = app.decoders.record(&p.source, layer);
             Cell {
                 title,
@@ -282,17 +282,17 @@ fn pane_cells<'a>(
                 about: if preview { record.map(|r| format!("{PREVIEW}\n{r}")) } else { record },
                 texture,
                 image: Some(image),
-                numbers: format!("PSNR {psnr}   SSIM {:.3}{floor}", p.ssim),
+                numbers: format!("{}{floor}", caption(p.rec.psnr, p.rec.ssim)),
                 numbers_about: {
                     let floor = p.floor.map(|floor| {
                         format!(
                             "Floor for {layer}: {floor:.1} dB — this photo squeezed to {layer}'s grid and blown back up. \
                              {} is {:+.1} dB against it; a decoder below the floor is not using what the layer holds.",
-                            p.kind.label(),
-                            p.psnr - floor
+                            p.rec.kind.label(),
+                            p.rec.psnr - floor
                         )
                     });
-                    let speckle = p.speckle.map(|s| {
+                    let speckle = p.rec.speckle.map(|s| {
                         format!(
                             "Speckle {s:+.2}: the noise this picture adds where the photo is flat (7×7 luma spread under 4), \
                              as the mean |x − blur(x)| against the photo's own, 0–255 units; about 0 is clean, above 0.5 shows."
@@ -358,7 +358,7 @@ fn missing_ui(ui: &mut egui::Ui, title: &str, why: &str, side: f32) {
 /// The error maps' colour scale, labelled in 0–255 units.
 fn scale_bar(ui: &mut egui::Ui, width: f32) {
     ui.horizontal(|ui| {
-        ui.label("|difference|, 0–255 units:");
+        ui.label(format!("{SCALE_TITLE}:"));
         let (rect, _) = ui.allocate_exact_size(egui::vec2(width, 30.0), egui::Sense::hover());
         let bar = egui::Rect::from_min_size(rect.min, egui::vec2(width, 14.0));
         let steps = 64;
@@ -369,16 +369,14 @@ fn scale_bar(ui: &mut egui::Ui, width: f32) {
             let r = egui::Rect::from_min_max(egui::pos2(x0, bar.top()), egui::pos2(x1 + 0.5, bar.bottom()));
             ui.painter().rect_filled(r, 0.0, egui::Color32::from_rgb(c[0], c[1], c[2]));
         }
-        let max = ERROR_SCALE_MAX as u32;
         let font = egui::TextStyle::Small.resolve(ui.style());
-        for (i, v) in [0, max / 4, max / 2, 3 * max / 4, max].into_iter().enumerate() {
+        for (i, label) in scale_ticks().into_iter().enumerate() {
             let x = bar.left() + bar.width() * i as f32 / 4.0;
             let align = match i {
                 0 => egui::Align2::LEFT_TOP,
                 4 => egui::Align2::RIGHT_TOP,
                 _ => egui::Align2::CENTER_TOP,
             };
-            let label = if v == max { format!("{v}+") } else { v.to_string() };
             ui.painter().text(egui::pos2(x, bar.bottom() + 1.0), align, label, font.clone(), ui.visuals().text_color());
         }
     });

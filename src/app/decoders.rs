@@ -16,12 +16,7 @@ use eframe::egui;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Where one pane's decoder comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Source {
-    pub kind: Kind,
-    pub dir: PathBuf,
-}
+pub use crate::recon::Source;
 
 /// What the user asked for in the Decoders menu.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +58,12 @@ pub struct Decoders {
 impl Decoders {
     pub fn set(&self, dir: &Path) -> Option<&SetInfo> {
         self.sets.iter().find(|s| s.dir == dir)
+    }
+
+    /// The title name of the set in `dir` ([`crate::decoder_sets::set_labels`]: its label, with
+    /// its folder where two sets share a label).
+    pub fn label(&self, dir: &Path) -> String {
+        crate::decoder_sets::set_label(&self.sets.iter().collect::<Vec<_>>(), dir)
     }
 
     /// The folders beyond the bundled one and the runs: the pinned one and those opened.

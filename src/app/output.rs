@@ -4,9 +4,8 @@
 use super::files::file_name;
 use super::shown::{color_image, Pane, View};
 use super::state::LayerinvApp;
-use crate::figure::{all_layers, caption, diff_figure, recon_title, row, CodeChange, Tile};
+use crate::figure::{caption, figure, recon_title, CodeChange, Tile};
 use crate::model::Kind;
-use crate::recon::Reconstruction;
 use image::{Rgb, RgbImage};
 use std::path::Path;
 
@@ -26,78 +25,44 @@ impl LayerinvApp {
     /// (cancelled), val 16.1 dB", "training preview, step 35".
     pub fn pane_source(&self, pane: &Pane, layer: &str, preview: bool) -> String {
         if preview {
-            let step = self.decoders.set(&pane.source.dir).and_then(|s| s.usable(layer, pane.kind)).map(|m| m.steps);
+            let step =
+                self.decoders.set(&pane.source.dir).and_then(|s| s.usable(layer, pane.rec.kind)).map(|m| m.steps);
             return format!("training preview, step {}", step.unwrap_or(0));
         }
         self.decoders.note(&pane.source, layer)
     }
 
-    /// The current view as one labelled picture (what Export and Copy write).
+    /// The current view as one labelled picture (what Export and Copy write): the same figure
+    /// as `layerinv reconstruct` draws ([`figure`]), the app's panes in one row.
     pub fn view_figure(&self) -> Result<RgbImage, String> {
         let not_ready = || "nothing to export yet: the reconstructions are not ready".to_string();
         let photo = self.photo().ok_or_else(not_ready)?;
-        if self.view == View::AllLayers {
-            let mut recs = Vec::new();
-            for l in self.available_layers() {
-                let rebuilt = self.rebuilt(&l).and_then(|r| r.as_ref().ok()).ok_or_else(not_ready)?;
-                for p in &rebuilt.panes {
-                    let rec = Reconstruction {
-                        layer: l.clone(),
-                        kind: p.kind,
-                        image: p.image.clone(),
-                        psnr: p.psnr,
-                        ssim: p.ssim,
-                        speckle: p.speckle,
-                    };
-                    recs.push((self.decoders.set(&p.source.dir).map(|s| s.label()).unwrap_or_default(), rec));
-                }
-            }
-            // A row per kind and set (one set per kind unless the user mixed sets across layers).
-            let mut rows: Vec<(String, Vec<&Reconstruction>)> = Vec::new();
-            let change = CodeChange { kept: None, ..self.code_change(&self.layer) };
-            for kind in Kind::ALL {
-                for (set, r) in recs.iter().filter(|(_, r)| r.kind == kind) {
-                    let label = recon_title(kind, None, Some(set), &change);
-                    match rows.iter_mut().find(|(l, _)| *l == label) {
-                        Some((_, row)) => row.push(r),
-                        None => rows.push((label, vec![r])),
-                    }
-                }
-            }
-            return Ok(all_layers(&photo.input, &rows));
+        let layers = match self.view {
+            View::AllLayers => self.available_layers(),
+            _ => vec![self.layer.clone()],
+        };
+        let mut row = Vec::new();
+        for l in &layers {
+            let rebuilt = self.rebuilt(l).and_then(|r| r.as_ref().ok()).ok_or_else(not_ready)?;
+            row.extend(rebuilt.panes.iter().map(|p| (self.decoders.label(&p.source.dir), &p.rec)));
         }
         let layer = self.layer.as_str();
-        let rebuilt = self.rebuilt(layer).and_then(|r| r.as_ref().ok()).ok_or_else(not_ready)?;
-        let mut tiles = vec![Tile { image: &photo.input, title: "input".into(), caption: file_name(&photo.path) }];
-        let change = self.code_change(layer);
-        for p in &rebuilt.panes {
-            let set = self.decoders.set(&p.source.dir).map(|s| s.label());
-            tiles.push(Tile {
-                image: &p.image,
-                title: recon_title(p.kind, Some(layer), set.as_deref(), &change),
-                caption: caption(p.psnr, p.ssim),
-            });
-        }
-        if let Some(preview) = self.preview(layer) {
-            for p in &preview.panes {
-                tiles.push(Tile {
-                    image: &p.image,
-                    title: format!("{} · {}", self.pane_title(p.kind, layer), self.pane_source(p, layer, true)),
-                    caption: caption(p.psnr, p.ssim),
-                });
-            }
-        }
-        let pictures: Vec<(Kind, &RgbImage)> = rebuilt.panes.iter().map(|p| (p.kind, &p.image)).collect();
-        Ok(match self.view {
-            View::Diff => diff_figure(&photo.input, &pictures, &tiles),
-            View::Channels => {
-                let top = row(&tiles);
-                match (self.channel_maps(layer), self.mask(layer)) {
-                    (Some(Ok(c)), Some(keep)) => below(&top, &channel_sheet(&c.maps, &keep, top.width())),
-                    _ => top,
-                }
-            }
-            View::Compare | View::AllLayers => row(&tiles),
+        let preview: Vec<Tile> = match (self.view, self.preview(layer)) {
+            (View::AllLayers, _) | (_, None) => Vec::new(),
+            (_, Some(preview)) => preview
+                .panes
+                .iter()
+                .map(|p| Tile {
+                    image: &p.rec.image,
+                    title: format!("{} · {}", self.pane_title(p.rec.kind, layer), self.pane_source(p, layer, true)),
+                    caption: caption(p.rec.psnr, p.rec.ssim),
+                })
+                .collect(),
+        };
+        let top = figure(self.view, &photo.input, &file_name(&photo.path), &[row], &self.code_change(layer), preview);
+        Ok(match (self.view, self.channel_maps(layer), self.mask(layer)) {
+            (View::Channels, Some(Ok(c)), Some(keep)) => below(&top, &channel_sheet(&c.maps, &keep, top.width())),
+            _ => top,
         })
     }
 

@@ -103,16 +103,12 @@ impl LayerinvApp {
                     .into_iter()
                     .zip(sources)
                     .zip(errors)
-                    .map(|((r, source), (err, error_mean))| Pane {
-                        kind: r.kind,
+                    .map(|((rec, source), (err, error_mean))| Pane {
                         source,
-                        texture: self.ctx.load_texture(name("rec", r.kind), color_image(&r.image), PIXELS),
-                        error: self.ctx.load_texture(name("err", r.kind), color_image(&err), PIXELS),
+                        texture: self.ctx.load_texture(name("rec", rec.kind), color_image(&rec.image), PIXELS),
+                        error: self.ctx.load_texture(name("err", rec.kind), color_image(&err), PIXELS),
                         error_mean,
-                        image: r.image,
-                        psnr: r.psnr,
-                        ssim: r.ssim,
-                        speckle: r.speckle,
+                        rec,
                         floor,
                     })
                     .collect();

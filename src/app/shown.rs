@@ -3,7 +3,7 @@
 use super::decoders::Source;
 use super::worker::{LayerStatus, Variant};
 use crate::compare::ChannelMaps;
-use crate::model::Kind;
+use crate::recon::Reconstruction;
 use eframe::egui;
 use image::RgbImage;
 use std::path::PathBuf;
@@ -23,17 +23,13 @@ pub enum Blink {
 
 /// One reconstruction as shown: texture plus numbers, and its error map.
 pub struct Pane {
-    pub kind: Kind,
+    /// The picture, its kind and layer, and its fidelity.
+    pub rec: Reconstruction,
     /// The decoder's set.
     pub source: Source,
     pub texture: egui::TextureHandle,
-    pub image: RgbImage,
-    pub psnr: f64,
-    pub ssim: f64,
     /// PSNR of the layer's floor for this photo (squeezed to the layer's grid and blown back up).
     pub floor: Option<f64>,
-    /// Noise painted where the photo is flat ([`crate::train::metrics::speckle`]).
-    pub speckle: Option<f64>,
     /// |input − reconstruction| through the error colour map, and its mean (0–255 units).
     pub error: egui::TextureHandle,
     pub error_mean: f64,

@@ -5,12 +5,13 @@ use super::decoders::Source;
 use crate::compare::{error_map, switches_map, ChannelMaps, CodeEdit};
 use crate::data::load_image;
 use crate::decoder_sets::{SetInfo, UserData};
-use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Features, Kind, ModelSource};
-use crate::recon::{features_of, layer_grid, model_input, rebuild, thumbnail, Reconstruction};
+use crate::model::{Decoder, Encoder, Features, Kind, ModelSource};
+use crate::recon::{
+    features_of, layer_grid, model_input, rebuild, run, thumbnail, DecoderSets, Reconstruction, Request,
+};
 use crate::train::metrics::{mse, psnr};
 use candle_core::Device;
 use image::RgbImage;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -133,7 +134,8 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("layerinv-worker".into())
             .spawn(move || {
-                let mut state = State { device, user, encoder: None, decoders: HashMap::new(), images: Vec::new() };
+                let sets = DecoderSets::new(user.clone());
+                let mut state = State { device, user, encoder: None, sets, images: Vec::new() };
                 while let Ok(job) = job_rx.recv() {
                     let reply = state.handle(job.clone()).unwrap_or_else(|error| Reply::Failed { job, error });
                     if reply_tx.send(reply).is_err() {
@@ -171,8 +173,8 @@ struct State {
     device: Device,
     user: UserData,
     encoder: Option<Encoder>,
-    /// Decoders loaded so far, by (folder, layer, kind), with the record they were loaded with.
-    decoders: HashMap<(PathBuf, String, Kind), (Decoder, DecoderMeta)>,
+    /// The decoder sets, with the decoders loaded so far.
+    sets: DecoderSets,
     /// The few most recent photos, so that changing the layer runs only the decoders.
     images: Vec<Kept>,
 }
@@ -200,7 +202,7 @@ impl State {
                     fingerprint: enc.fingerprint.clone(),
                     layers,
                 };
-                self.decoders.clear();
+                self.sets.clear();
                 self.encoder = Some(enc);
                 // The kept photos' features came from the previous model.
                 for kept in &mut self.images {
@@ -212,12 +214,7 @@ impl State {
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;
                 let sets: Vec<SetInfo> =
                     dirs.iter().map(|d| SetInfo::read(d, enc.arch, &enc.fingerprint, &self.user)).collect();
-                // A decoder stays loaded while its file's record is the one it was loaded with (a
-                // run in progress rewrites its files with more steps each checkpoint).
-                self.decoders.retain(|(d, l, k), (_, meta)| match sets.iter().find(|s| s.dir == *d) {
-                    Some(s) => s.usable(l, *k) == Some(meta),
-                    None => true,
-                });
+                self.sets.refresh(&sets);
                 Ok(Reply::Sets(sets))
             }
             Job::LoadImage { id, path } => {
@@ -241,20 +238,15 @@ impl State {
                     (Some(other), Some(path)) => Some(self.features(other, Some(path), &mut encoder_ran)?.clone()),
                     _ => None,
                 };
-                let own = self.features(id, None, &mut encoder_ran)?;
-                let features = variant.edit.apply(own, &layer, theirs.as_ref()).map_err(|e| e.to_string())?;
-                for source in &sources {
-                    self.decoder(&source.dir, &layer, source.kind)?;
-                }
+                let own = self.features(id, None, &mut encoder_ran)?.clone();
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;
                 let input = &self.images.iter().find(|k| k.id == id).ok_or("that image is no longer loaded")?.input;
-                let recs = sources
-                    .iter()
-                    .map(|s| {
-                        let (d, _) = &self.decoders[&(s.dir.clone(), layer.clone(), s.kind)];
-                        rebuild(enc, d, &features, input, &layer, s.kind).map_err(|e| e.to_string())
-                    })
-                    .collect::<std::result::Result<Vec<_>, String>>()?;
+                let request = Request { layers: vec![(layer.clone(), sources.clone())], edit: variant.edit.clone() };
+                let recs: Vec<Reconstruction> = run(enc, &mut self.sets, &request, input, &own, theirs.as_ref())
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|p| p.rec)
+                    .collect();
                 let floor = layer_grid(enc, &layer).map(|g| psnr(mse(&thumbnail(input, g), input)));
                 // The error maps here, not on the UI thread.
                 let errors = recs.iter().map(|r| error_map(input, &r.image)).collect();
@@ -309,14 +301,8 @@ impl State {
 
     /// The decoder in `dir` for `layer`/`kind`, loaded once.
     fn decoder(&mut self, dir: &Path, layer: &str, kind: Kind) -> std::result::Result<&Decoder, String> {
-        let key = (dir.to_path_buf(), layer.to_string(), kind);
-        if !self.decoders.contains_key(&key) {
-            let enc = self.encoder.as_ref().ok_or("no model loaded")?;
-            let path = decoder_path(dir, enc.arch, layer, kind);
-            let loaded = load_decoder(&path, enc, layer, kind).map_err(|e| e.to_string())?;
-            self.decoders.insert(key.clone(), loaded);
-        }
-        Ok(&self.decoders[&key].0)
+        let enc = self.encoder.as_ref().ok_or("no model loaded")?;
+        self.sets.get_or_read(dir, enc).load_one(enc, layer, kind).map_err(|e| e.to_string())
     }
 
     /// Mean PSNR of the run's decoders and of those they would replace, on the same photos.
@@ -341,7 +327,12 @@ impl State {
             let features = features_of(enc, &input).map_err(|e| e.to_string())?;
             for ((layer, kind, current), sum) in pairs.iter().zip(sums.iter_mut()) {
                 let score = |dir: &Path| -> std::result::Result<f64, String> {
-                    let (d, _) = &self.decoders[&(dir.to_path_buf(), layer.clone(), *kind)];
+                    let d = self
+                        .sets
+                        .get(dir)
+                        .ok_or("that decoder set is not loaded")?
+                        .get(layer, *kind)
+                        .map_err(|e| e.to_string())?;
                     Ok(rebuild(enc, d, &features, &input, layer, *kind).map_err(|e| e.to_string())?.psnr)
                 };
                 sum.0 += score(&run)?;

@@ -2,11 +2,12 @@
 
 use crate::compare::{ChannelSpec, CodeEdit};
 use crate::data::{list_images, load_image};
-use crate::figure::{all_layers, caption, diff_figure, grid, kind_rows, recon_title, Tile};
+use crate::decoder_sets::{set_labels, train_command, SetInfo};
+use crate::figure::{figure, Shot, View};
 use crate::fsutil::save_png;
 use crate::model::{Kind, ModelSource};
 use crate::recon::{
-    evaluate, features_for, model_input, reconstruct_from, set_labels, DecoderSet, Method, Reconstruction,
+    evaluate, features_for, model_input, run, DecoderSet, DecoderSets, Method, Reconstruction, Request,
 };
 use crate::Error;
 use anyhow::{bail, Result};
@@ -70,21 +71,22 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
     }
     let dev = crate::device::parse_device(&args.device)?;
     let enc = ModelSource::parse(&args.model).load(&dev)?;
-    let sets: Vec<DecoderSet> = dirs.iter().map(|d| DecoderSet::load(d, &enc)).collect();
+    let mut sets = DecoderSets::load(&dirs, &enc);
+    let infos: Vec<&SetInfo> = sets.iter().map(|s| &s.info).collect();
     // Which layers, checked before any encoder pass: every set must serve them.
     let layers = if args.all_layers {
         if args.keep_channels.is_some() || args.diff {
             bail!("--keep-channels and --diff work on one layer: give --layer L instead of --all-layers");
         }
-        let mut layers = sets[0].layers();
-        layers.retain(|l| sets.iter().all(|s| s.layers().contains(l)));
+        let mut layers = infos[0].layers();
+        layers.retain(|l| infos.iter().all(|s| s.layers().contains(l)));
         if layers.is_empty() {
             let taps: Vec<&str> = enc.arch.taps().iter().map(|t| t.name()).filter(|t| enc.has_tap(t)).collect();
             bail!(
                 "no decoders for {} in {}; make them with {}",
                 enc.name,
                 dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" and "),
-                crate::recon::train_command(&dirs[0], &taps.join(","), &Kind::ALL)
+                train_command(&dirs[0], &taps.join(","), &Kind::ALL)
             );
         }
         layers
@@ -93,13 +95,15 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
         if let Some(why) = enc.unavailable_reason(layer) {
             bail!(why);
         }
-        for set in &sets {
+        for set in &infos {
             if let Some(why) = set.unavailable_reason(layer) {
                 bail!(why);
             }
         }
         vec![layer.to_string()]
     };
+    // What some kind lacks is said; the picture shows the others.
+    let notes: Vec<String> = infos.iter().flat_map(|s| s.missing(&layers)).collect();
     let input = model_input(&enc, &load_image(&args.image)?);
     let own = features_for(&enc, &input, &layers)?;
     let theirs = match &args.switches_from {
@@ -111,59 +115,34 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
         let code = own.tap(layer).ok_or_else(|| Error::Unavailable(format!("no {layer} activation")))?;
         edit.keep = Some(ChannelSpec::parse(spec)?.mask(code)?);
     }
-    // --all-layers takes no mask, so the layer only matters for one.
-    let features = edit.apply(&own, &layers[0], theirs.as_ref())?;
     let change = edit.change();
-    let recs = sets
+    let request = Request::every_kind(&sets, &layers, edit);
+    let pictures = run(&enc, &mut sets, &request, &input, &own, theirs.as_ref())?;
+    // A row per set of decoders, in `--decoders` order.
+    let labels = sets.labels();
+    let rows: Vec<Vec<Shot>> = sets
         .iter()
-        .map(|set| reconstruct_from(&enc, set, &features, &input, &layers, &Kind::ALL))
-        .collect::<crate::Result<Vec<_>>>()?;
-    let labels = set_labels(&sets);
-    let picture = if args.all_layers {
-        let rows: Vec<_> = labels
-            .iter()
-            .zip(&recs)
-            .flat_map(|(label, recs)| kind_rows(recs, |k| recon_title(k, None, Some(label), &change)))
-            .collect();
-        all_layers(&input, &rows)
-    } else {
-        let input_tile = Tile { image: &input, title: "input".into(), caption: file_name(&args.image) };
-        let rows: Vec<Vec<Tile>> = labels
-            .iter()
-            .zip(&recs)
-            .map(|(label, recs)| {
-                recs.iter()
-                    .map(|r| Tile {
-                        image: &r.image,
-                        title: recon_title(r.kind, Some(&r.layer), Some(label), &change),
-                        caption: caption(r.psnr, r.ssim),
-                    })
-                    .collect()
-            })
-            .collect();
-        if args.diff {
-            let pictures: Vec<(Kind, &image::RgbImage)> = recs[0].iter().map(|r| (r.kind, &r.image)).collect();
-            let top: Vec<Tile> = std::iter::once(input_tile).chain(rows.into_iter().flatten()).collect();
-            diff_figure(&input, &pictures, &top)
-        } else {
-            // The input once, in the first row; a row per set of decoders.
-            let cells: Vec<Vec<Option<&Tile>>> = rows
-                .iter()
-                .enumerate()
-                .map(|(i, row)| std::iter::once((i == 0).then_some(&input_tile)).chain(row.iter().map(Some)).collect())
-                .collect();
-            grid(&[], &cells)
-        }
+        .zip(&labels)
+        .map(|(set, label)| {
+            pictures.iter().filter(|p| p.source.dir == set.info.dir).map(|p| (label.clone(), &p.rec)).collect()
+        })
+        .collect();
+    let view = match (args.all_layers, args.diff) {
+        (true, _) => View::AllLayers,
+        (false, true) => View::Diff,
+        (false, false) => View::Compare,
     };
+    let picture = figure(view, &input, &file_name(&args.image), &rows, &change, Vec::new());
     save_png(&args.out, &picture)?;
     eprintln!("wrote {}", args.out.display());
     if let Some(dir) = &args.raw {
         let stem = args.image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let recs: Vec<Vec<Reconstruction>> =
+            rows.iter().map(|row| row.iter().map(|(_, r)| (*r).clone()).collect()).collect();
         let n = save_raw(dir, &stem, &input, &recs)?;
         eprintln!("wrote {n} pictures into {}", dir.display());
     }
-    // What some kind lacks is said; the picture shows the others.
-    for m in sets.iter().flat_map(|s| s.missing(&layers)) {
+    for m in notes {
         eprintln!("note: {m}");
     }
     Ok(())
@@ -204,11 +183,11 @@ pub fn eval_cmd(
     let enc = ModelSource::parse(model).load(&dev)?;
     let sets: Vec<DecoderSet> = dirs.iter().map(|d| DecoderSet::load(d, &enc)).collect();
     for set in &sets {
-        if set.layers().is_empty() {
-            bail!("no decoders for {} in {}; train some with `layerinv train`", enc.name, set.dir.display());
+        if set.info.layers().is_empty() {
+            bail!("no decoders for {} in {}; train some with `layerinv train`", enc.name, set.info.dir.display());
         }
     }
-    let notes: Vec<String> = sets.iter().flat_map(|s| s.missing(&s.layers())).collect();
+    let notes: Vec<String> = sets.iter().flat_map(|s| s.info.missing(&s.info.layers())).collect();
     let files = list_images(data)?;
     let (mut images, mut stems) = (Vec::new(), Vec::new());
     for f in &files {
@@ -243,15 +222,15 @@ pub fn eval_cmd(
     if as_json {
         let decoders: Vec<_> = sets
             .iter()
-            .zip(set_labels(&sets))
-            .map(|(s, label)| json!({"label": label, "dir": s.dir.display().to_string()}))
+            .zip(set_labels(&sets.iter().map(|s| &s.info).collect::<Vec<_>>()))
+            .map(|(s, label)| json!({"label": label, "dir": s.info.dir.display().to_string()}))
             .collect();
         println!("{}", json!({"model": enc.name, "images": images.len(), "decoders": decoders, "results": rows}));
         return Ok(());
     }
     println!("{} images, {}", images.len(), enc.name);
-    for (s, label) in sets.iter().zip(set_labels(&sets)) {
-        println!("decoders {label}: {}", s.dir.display());
+    for (s, label) in sets.iter().zip(set_labels(&sets.iter().map(|s| &s.info).collect::<Vec<_>>())) {
+        println!("decoders {label}: {}", s.info.dir.display());
     }
     println!("floors: thumbnail = the photo squeezed to the layer's grid and blown back up; flat = its mean colour");
     let width = rows.iter().filter_map(|r| r.decoders.as_ref().map(|d| d.chars().count())).max().unwrap_or(0).max(8);

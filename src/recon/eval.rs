@@ -1,7 +1,8 @@
 //! The evaluation over a folder of photos: every decoder of every set, and the trivial floors
 //! each is judged against.
 
-use super::{features_for, model_input, reconstruct_from, set_labels, DecoderSet, Reconstruction};
+use super::{features_for, model_input, reconstruct_from, DecoderSet, Reconstruction};
+use crate::decoder_sets::set_labels;
 use crate::error::Result;
 use crate::model::{Encoder, Kind};
 use crate::train::metrics::{mse, psnr, speckle, ssim};
@@ -157,14 +158,14 @@ pub fn evaluate(
     images: &[RgbImage],
     mut each: impl FnMut(usize, &RgbImage, &[Vec<Reconstruction>]) -> Result<()>,
 ) -> Result<Vec<EvalRow>> {
-    let complete: Vec<Vec<String>> = sets.iter().map(DecoderSet::layers).collect();
+    let complete: Vec<Vec<String>> = sets.iter().map(|s| s.info.layers()).collect();
     let layers: Vec<String> =
         enc.arch.taps().iter().map(|t| t.to_string()).filter(|t| complete.iter().any(|c| c.contains(t))).collect();
     // (layer, what made the picture, the set)
     let mut rows: Vec<(String, Method, Option<usize>)> = Vec::new();
     for l in &layers {
         for (i, set) in sets.iter().enumerate().filter(|(i, _)| complete[*i].contains(l)) {
-            rows.extend(set.kinds_at(l).into_iter().map(|k| (l.clone(), Method::Decoder(k), Some(i))));
+            rows.extend(set.info.kinds_at(l).into_iter().map(|k| (l.clone(), Method::Decoder(k), Some(i))));
         }
         if layer_grid(enc, l).is_some() {
             rows.push((l.clone(), Method::Thumbnail, None));
@@ -215,7 +216,7 @@ pub fn evaluate(
     }
     let n = images.len().max(1) as f64;
     let vx = input_spread.variance().filter(|v| *v > 0.0);
-    let labels = set_labels(sets);
+    let labels = set_labels(&sets.iter().map(|s| &s.info).collect::<Vec<_>>());
     Ok(rows
         .into_iter()
         .zip(sums)

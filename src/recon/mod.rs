@@ -2,197 +2,86 @@
 //! chosen layers, and ([`eval`]) the evaluation over a folder of photos against the floors.
 
 mod eval;
+mod request;
 
 pub use eval::{evaluate, flat, layer_grid, thumbnail, EvalRow, Method};
+pub use request::{run, DecoderSets, Picture, Request, Source};
 
 use crate::data::resize_centre_crop;
 use crate::decoder_sets::{SetInfo, UserData};
 use crate::error::{Error, Result};
-use crate::model::decoder_file::decoder_file_name;
 use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Features, Kind};
 use crate::train::metrics::{mse, psnr, speckle, ssim};
 use candle_core::Tensor;
 use image::RgbImage;
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 
-/// How to make the missing decoder(s) of the set in `dir`: the training command, quoted. Into
-/// `dir` itself, except for the bundled folder, which is the program's own (read-only where it is
-/// installed): those go to a folder of the user's, shown beside the bundled ones with
-/// `--decoders`.
-pub fn train_command(dir: &Path, layer: &str, kinds: &[Kind]) -> String {
-    let kinds: Vec<&str> = kinds.iter().map(Kind::name).collect();
-    let command = |out: &Path| {
-        format!(
-            "`layerinv train --data <photos folder> --layers {layer} --kinds {} --out {}`",
-            kinds.join(","),
-            out.display()
-        )
-    };
-    if crate::decoder_sets::is_bundled(dir) {
-        let mine = Path::new("decoders");
-        format!("{}, then add `--decoders {}`", command(mine), mine.display())
-    } else {
-        command(dir)
-    }
-}
-
-/// Every decoder a folder holds for an encoder, by (layer, kind); for the ones it cannot provide,
-/// the reason (one line, with the command that makes it when it is missing).
+/// A set of decoders ([`SetInfo`]: what its folder holds) with the decoders loaded so far, each
+/// once. A file whose header was fine but whose weights are not is marked unusable in the
+/// set's record when it is loaded.
 pub struct DecoderSet {
-    pub dir: PathBuf,
-    /// Where the set comes from and each decoder's record, for titles.
     pub info: SetInfo,
-    entries: Vec<(String, Kind, Entry)>,
-}
-
-/// A decoder with its record, or why there is none.
-enum Entry {
-    Loaded(Box<(Decoder, DecoderMeta)>),
-    /// No file for it: the line names the file and the command that makes it.
-    Missing(String),
-    /// The model cannot serve the layer, or the file is not a decoder it can use: why.
-    Unusable(String),
+    loaded: HashMap<(String, Kind), (Decoder, DecoderMeta)>,
 }
 
 impl DecoderSet {
-    /// Look in `dir` for a decoder of every tap the encoder serves, every kind.
+    /// The set `info` describes, nothing loaded yet.
+    pub fn open(info: SetInfo) -> Self {
+        Self { info, loaded: HashMap::new() }
+    }
+
+    /// The set in `dir` for `enc`, every usable decoder loaded.
     pub fn load(dir: &Path, enc: &Encoder) -> Self {
-        let mut entries = Vec::new();
-        for tap in enc.arch.taps() {
-            let layer = tap.name();
-            for kind in Kind::ALL {
-                let entry = if let Some(why) = enc.unavailable_reason(layer) {
-                    Entry::Unusable(why)
-                } else {
-                    let path = decoder_path(dir, enc.arch, layer, kind);
-                    if path.exists() {
-                        match load_decoder(&path, enc, layer, kind) {
-                            Ok(loaded) => Entry::Loaded(Box::new(loaded)),
-                            Err(e) => Entry::Unusable(e.to_string()),
-                        }
-                    } else {
-                        Entry::Missing(format!(
-                            "no {layer} {kind} decoder in {} ({} is missing); make it with {}",
-                            dir.display(),
-                            decoder_file_name(enc.arch, layer, kind),
-                            train_command(dir, layer, &[kind])
-                        ))
-                    }
-                };
-                entries.push((layer.to_string(), kind, entry));
+        let mut set = Self::open(SetInfo::read(dir, enc.arch, &enc.fingerprint, &UserData::default()));
+        let usable: Vec<(String, Kind)> =
+            set.info.held.iter().filter(|h| h.meta.is_ok()).map(|h| (h.layer.clone(), h.kind)).collect();
+        for (layer, kind) in usable {
+            // A failure is kept in the record (`mark_unusable`), said where the layer is asked for.
+            let _ = set.load_one(enc, &layer, kind);
+        }
+        set
+    }
+
+    /// The decoder for `layer`/`kind`, loaded now if it was not yet, or why there is none.
+    pub fn load_one(&mut self, enc: &Encoder, layer: &str, kind: Kind) -> Result<&Decoder> {
+        let key = (layer.to_string(), kind);
+        if !self.loaded.contains_key(&key) {
+            if self.info.usable(layer, kind).is_none() {
+                return Err(Error::Unavailable(self.info.why_not(layer, kind)));
             }
-        }
-        Self {
-            dir: dir.to_path_buf(),
-            info: SetInfo::read(dir, enc.arch, &enc.fingerprint, &UserData::default()),
-            entries,
-        }
-    }
-
-    /// What the set holds for `layer`/`kind`; `None` for a layer the model does not have.
-    fn entry(&self, layer: &str, kind: Kind) -> Option<&Entry> {
-        self.entries.iter().find(|(l, k, _)| l == layer && *k == kind).map(|(_, _, e)| e)
-    }
-
-    /// The decoder for `layer`/`kind`, or why there is none.
-    pub fn get(&self, layer: &str, kind: Kind) -> Result<&Decoder> {
-        match self.entry(layer, kind) {
-            Some(Entry::Loaded(loaded)) => Ok(&loaded.0),
-            Some(Entry::Missing(why) | Entry::Unusable(why)) => Err(Error::Unavailable(why.clone())),
-            None => Err(Error::Unavailable(format!("{layer} is not a layer of this model"))),
-        }
-    }
-
-    /// The record of the decoder for `layer`/`kind`, when it is loaded.
-    pub fn meta(&self, layer: &str, kind: Kind) -> Option<&DecoderMeta> {
-        match self.entry(layer, kind) {
-            Some(Entry::Loaded(loaded)) => Some(&loaded.1),
-            _ => None,
-        }
-    }
-
-    /// Whether the set has no file at all for `layer`/`kind` (rather than one it cannot use).
-    fn lacks(&self, layer: &str, kind: Kind) -> bool {
-        matches!(self.entry(layer, kind), Some(Entry::Missing(_)))
-    }
-
-    /// The kinds loaded for `layer`, in [`Kind::ALL`]'s order.
-    pub fn kinds_at(&self, layer: &str) -> Vec<Kind> {
-        Kind::ALL.into_iter().filter(|&k| self.get(layer, k).is_ok()).collect()
-    }
-
-    /// Layers with at least one kind loaded, in the encoder's order.
-    pub fn layers(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for (l, _, _) in &self.entries {
-            if !out.contains(l) && !self.kinds_at(l).is_empty() {
-                out.push(l.clone());
-            }
-        }
-        out
-    }
-
-    /// Why `layer` cannot be shown with any kind, or `None` when some kind can show it.
-    pub fn unavailable_reason(&self, layer: &str) -> Option<String> {
-        if !self.kinds_at(layer).is_empty() {
-            return None;
-        }
-        if Kind::ALL.iter().all(|&k| self.lacks(layer, k)) {
-            return Some(format!(
-                "no {layer} decoders in {}; make them with {}",
-                self.dir.display(),
-                train_command(&self.dir, layer, &Kind::ALL)
-            ));
-        }
-        // The first kind that has a file it cannot use (or the layer the model lacks).
-        Kind::ALL
-            .iter()
-            .filter(|&&k| !self.lacks(layer, k))
-            .find_map(|&k| self.get(layer, k).err().map(|e| e.to_string()))
-    }
-
-    /// Over `layers` (each of which some kind can show), what the other kinds lack: a line per
-    /// kind whose decoders are missing ("no upconv decoders for pool1, pool2 in DIR; make them
-    /// with `…`"), and a line per decoder file that could not be loaded.
-    pub fn missing(&self, layers: &[String]) -> Vec<String> {
-        let mut out = Vec::new();
-        for kind in Kind::ALL {
-            let mut absent = Vec::new();
-            for l in layers {
-                match self.get(l, kind) {
-                    Ok(_) => {}
-                    Err(_) if self.lacks(l, kind) => absent.push(l.as_str()),
-                    Err(e) => out.push(e.to_string()),
+            match load_decoder(&decoder_path(&self.info.dir, enc.arch, layer, kind), enc, layer, kind) {
+                Ok(loaded) => {
+                    self.loaded.insert(key.clone(), loaded);
+                }
+                Err(e) => {
+                    self.info.mark_unusable(layer, kind, e.to_string());
+                    return Err(e);
                 }
             }
-            if !absent.is_empty() {
-                out.push(format!(
-                    "no {kind} decoders for {} in {}; make them with {}",
-                    absent.join(", "),
-                    self.dir.display(),
-                    train_command(&self.dir, &absent.join(","), &[kind])
-                ));
-            }
         }
-        out
+        self.get(layer, kind)
     }
-}
 
-/// The sets' names ([`SetInfo::label`]), each with its folder's path added where two sets share
-/// a name.
-pub fn set_labels(sets: &[DecoderSet]) -> Vec<String> {
-    let labels: Vec<String> = sets.iter().map(|s| s.info.label()).collect();
-    labels
-        .iter()
-        .zip(sets)
-        .map(|(l, s)| {
-            if labels.iter().filter(|m| *m == l).count() > 1 {
-                format!("{l} ({})", s.dir.display())
-            } else {
-                l.clone()
-            }
-        })
-        .collect()
+    /// The loaded decoder for `layer`/`kind`, or why there is none.
+    pub fn get(&self, layer: &str, kind: Kind) -> Result<&Decoder> {
+        match self.loaded.get(&(layer.to_string(), kind)) {
+            Some((d, _)) => Ok(d),
+            None => Err(Error::Unavailable(self.info.why_not(layer, kind))),
+        }
+    }
+
+    /// The record of the decoder for `layer`/`kind`, when it is usable.
+    pub fn meta(&self, layer: &str, kind: Kind) -> Option<&DecoderMeta> {
+        self.info.usable(layer, kind)
+    }
+
+    /// Take in a new reading of the folder: a decoder stays loaded while its file's record is
+    /// the one it was loaded with (a run in progress rewrites its files each checkpoint).
+    pub fn refresh(&mut self, info: SetInfo) {
+        self.loaded.retain(|(l, k), (_, meta)| info.usable(l, *k) == Some(meta));
+        self.info = info;
+    }
 }
 
 /// One image rebuilt from one layer by one decoder, with its fidelity to the input.
@@ -263,11 +152,12 @@ pub fn reconstruct_from(
 ) -> Result<Vec<Reconstruction>> {
     let mut decoders = Vec::new();
     for l in layers {
-        let held: Vec<Kind> = set.kinds_at(l).into_iter().filter(|k| kinds.contains(k)).collect();
+        let held: Vec<Kind> = set.info.kinds_at(l).into_iter().filter(|k| kinds.contains(k)).collect();
         if held.is_empty() {
             return Err(Error::Unavailable(
-                set.unavailable_reason(l)
-                    .unwrap_or_else(|| format!("no {l} decoder of the kinds asked for in {}", set.dir.display())),
+                set.info
+                    .unavailable_reason(l)
+                    .unwrap_or_else(|| format!("no {l} decoder of the kinds asked for in {}", set.info.dir.display())),
             ));
         }
         for k in held {
