@@ -4,6 +4,7 @@
 use layerinv::app::decoders::Source;
 use layerinv::app::worker::{Job, Reply, Variant, Worker};
 use layerinv::compare::CodeEdit;
+use layerinv::model::Layer;
 use layerinv::model::{decoder_path, Arch, Kind};
 use std::path::PathBuf;
 
@@ -23,7 +24,7 @@ fn answer(w: &Worker) -> anyhow::Result<Reply> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let layer = std::env::args().nth(1).unwrap_or_else(|| "pool5".into());
+    let layer = std::env::args().nth(1).map_or(Ok(Layer::POOL5), |s| Layer::parse(&s))?;
     let changes: usize = std::env::args().nth(2).map(|a| a.parse()).transpose()?.unwrap_or(10);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let w = Worker::spawn(candle_core::Device::Cpu, Default::default(), || {});
@@ -33,7 +34,7 @@ fn main() -> anyhow::Result<()> {
     let weights = root.join("weights");
     let sources: Vec<Source> = Kind::ALL
         .iter()
-        .filter(|&&kind| decoder_path(&weights, Arch::Vgg16, &layer, kind).is_file())
+        .filter(|&&kind| decoder_path(&weights, Arch::Vgg16, layer, kind).is_file())
         .map(|&kind| Source { kind, dir: weights.clone() })
         .collect();
     if sources.is_empty() {
@@ -46,11 +47,11 @@ fn main() -> anyhow::Result<()> {
         w.send(Job::LoadImage { id, path: path.clone() });
         answer(&w)?;
     }
-    w.send(Job::Channels { id: 2, layer: layer.clone() });
+    w.send(Job::Channels { id: 2, layer });
     let Reply::Channels { maps, .. } = answer(&w)? else { anyhow::bail!("unexpected reply") };
     let channels = maps.energy.len();
     let run = |variant: Variant| -> anyhow::Result<(f64, bool)> {
-        w.send(Job::Reconstruct { id: 2, layer: layer.clone(), variant, sources: sources.clone(), preview: false });
+        w.send(Job::Reconstruct { id: 2, layer, variant, sources: sources.clone(), preview: false });
         match answer(&w)? {
             Reply::Reconstructed { seconds, encoder_ran, .. } => Ok((seconds * 1e3, encoder_ran)),
             _ => anyhow::bail!("unexpected reply"),

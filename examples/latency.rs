@@ -1,6 +1,7 @@
 //! Where the batch-1 latency of `layerinv bench` goes: the encoder pass and each decoder alone
 //! (best of N), as scripts/torch_latency.py does for PyTorch. `cargo run --release --example latency -- N`.
 use candle_core::{Device, Tensor};
+use layerinv::model::Layer;
 use layerinv::model::{DecoderSpec, Kind};
 use layerinv::train::DecoderTrainer;
 use std::time::Instant;
@@ -27,7 +28,7 @@ fn main() -> anyhow::Result<()> {
     println!("encoder_all {:.1}", best(reps, &mut || Ok(enc.forward(&x).map(|_| ())?))?);
     let f = enc.forward(&x)?;
     let mut decoders = Vec::new();
-    for l in ["pool2", "pool5"] {
+    for l in [Layer::POOL2, Layer::POOL5] {
         for k in Kind::ALL {
             let d = DecoderTrainer::new(DecoderSpec::new(enc.arch, l, k, 1.0)?, &dev)?
                 .frozen(&dev, candle_core::DType::F32)?;

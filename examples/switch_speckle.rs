@@ -13,6 +13,7 @@
 //!
 //! `cargo run --release --example switch_speckle -- VAL_DIR [DECODERS_DIR] [LAYERS]`
 //! (defaults: weights/, pool1,pool2,pool3,pool4,pool5)
+use layerinv::model::Layer;
 use layerinv::model::{Features, Kind, ModelSource};
 use layerinv::ops::PoolSwitches;
 use layerinv::recon::{features_of, model_input, rebuild, DecoderSet};
@@ -53,8 +54,12 @@ fn main() -> anyhow::Result<()> {
         args.next().ok_or_else(|| anyhow::anyhow!("usage: switch_speckle VAL_DIR [DECODERS_DIR] [LAYERS]"))?,
     );
     let dir = PathBuf::from(args.next().unwrap_or_else(|| "weights".into()));
-    let layers: Vec<String> =
-        args.next().unwrap_or_else(|| "pool1,pool2,pool3,pool4,pool5".into()).split(',').map(String::from).collect();
+    let layers = args
+        .next()
+        .unwrap_or_else(|| "pool1,pool2,pool3,pool4,pool5".into())
+        .split(',')
+        .map(Layer::parse)
+        .collect::<layerinv::Result<Vec<Layer>>>()?;
     let dev = candle_core::Device::Cpu;
     let enc = ModelSource::parse("bundled").load(&dev)?;
     let set = DecoderSet::load(&dir, &enc);
@@ -77,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         // The three codes, one per variant, serve every layer (each decoder reads its own stages).
         let feats =
             [f.clone(), with_fixed_where(&f, &|s, y, x| window_flat(s, y, x))?, with_fixed_where(&f, &|_, _, _| true)?];
-        for (li, layer) in layers.iter().enumerate() {
+        for (li, &layer) in layers.iter().enumerate() {
             let decoder = set.get(layer, Kind::Swwae)?;
             let stages = enc.arch.tap(layer)?.index() + 1;
             let (mut windows, mut flat_windows) = (0usize, 0usize);

@@ -2,6 +2,7 @@
 
 use crate::device::Precision;
 use crate::error::Result;
+use crate::model::Layer;
 use crate::model::{Decoder, DecoderSpec, Encoder, Kind};
 use crate::train::encoded::Layout;
 use crate::train::DecoderTrainer;
@@ -15,7 +16,7 @@ pub struct BenchConfig {
     /// activations, f32 loss).
     pub precision: Precision,
     pub steps: usize,
-    pub layers: Vec<String>,
+    pub layers: Vec<Layer>,
     /// The kinds to time (scripts/torch_ref.py has SAE and SWWAE).
     pub kinds: Vec<Kind>,
 }
@@ -53,7 +54,7 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
     let mut train_cached = Map::new();
     // Images per second of training steps of every kind at `layer`, each step's features from
     // `features`.
-    let rates = |layer: &str, features: &dyn Fn() -> Result<crate::model::Features>| -> Result<Value> {
+    let rates = |layer: Layer, features: &dyn Fn() -> Result<crate::model::Features>| -> Result<Value> {
         let mut per_kind = Map::new();
         for &kind in &cfg.kinds {
             let mut t = DecoderTrainer::new(DecoderSpec::new(enc.arch, layer, kind, 1.0)?, &dev)?;
@@ -75,19 +76,19 @@ pub fn run(enc: &Encoder, cfg: &BenchConfig, device_name: &str) -> Result<Value>
         }
         Ok(Value::Object(per_kind))
     };
-    for layer in &cfg.layers {
-        train.insert(layer.clone(), rates(layer, &|| enc.forward_to(&x, layer))?);
+    for &layer in &cfg.layers {
+        train.insert(layer.to_string(), rates(layer, &|| enc.forward_to(&x, layer))?);
         if let Some(places) = cached_encodings(enc, layer, &x)? {
-            train_cached.insert(layer.clone(), rates(layer, &|| places.cut(enc.dtype()))?);
+            train_cached.insert(layer.to_string(), rates(layer, &|| places.cut(enc.dtype()))?);
         }
     }
     // Decoders as the app holds them after loading a file: plain tensors, no autograd graph.
     let decoders: Vec<Decoder> = cfg
         .layers
         .iter()
-        .flat_map(|l| cfg.kinds.iter().map(move |&k| (l.clone(), k)))
+        .flat_map(|&l| cfg.kinds.iter().map(move |&k| (l, k)))
         .map(|(l, k)| {
-            DecoderTrainer::new(DecoderSpec::new(enc.arch, &l, k, 1.0)?, &dev)?.frozen(&dev, cfg.precision.dtype())
+            DecoderTrainer::new(DecoderSpec::new(enc.arch, l, k, 1.0)?, &dev)?.frozen(&dev, cfg.precision.dtype())
         })
         .collect::<Result<_>>()?;
     let x1 = x.narrow(0, 0, 1)?;
@@ -123,9 +124,9 @@ fn round(v: f64, digits: i32) -> f64 {
 /// The batch `x`'s encodings at `layer` as the encoder cache stores them, for
 /// [`CachedBatch::cut`]; `None` where `train` uses no cache (not on the CPU, or a layer whose
 /// crops cannot be cut from stored encodings).
-fn cached_encodings(enc: &Encoder, layer: &str, x: &Tensor) -> Result<Option<CachedBatch>> {
+fn cached_encodings(enc: &Encoder, layer: Layer, x: &Tensor) -> Result<Option<CachedBatch>> {
     let (b, _, h, w) = x.dims4()?;
-    let taps = enc.arch.taps_named(&[layer])?;
+    let taps = enc.arch.taps_of(&[layer])?;
     let layout = match Layout::plan(enc.arch, &taps, crate::model::Objective::First, h) {
         Ok(l) if enc.device().is_cpu() && h == w => l,
         _ => return Ok(None),

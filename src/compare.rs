@@ -2,6 +2,7 @@
 //! switches, keep only some of its channels, and map where a reconstruction differs.
 
 use crate::error::{Error, Result};
+use crate::model::Layer;
 use crate::model::{Features, Kind};
 use candle_core::{DType, Tensor};
 use image::{Rgb, RgbImage};
@@ -25,7 +26,7 @@ impl CodeEdit {
 
     /// `features` with this edit at `layer`: the switches of `theirs` (the features of
     /// [`Self::switches_of`]'s photo, required when it is set), then the channel mask.
-    pub fn apply(&self, features: &Features, layer: &str, theirs: Option<&Features>) -> Result<Features> {
+    pub fn apply(&self, features: &Features, layer: Layer, theirs: Option<&Features>) -> Result<Features> {
         let mut f = match (&self.switches_of, theirs) {
             (None, _) => features.clone(),
             (Some(_), Some(theirs)) => with_switches_of(features, theirs)?,
@@ -211,7 +212,7 @@ impl ChannelMaps {
 }
 
 /// `f` with `layer`'s code zeroed outside `keep` (one flag per channel), as both decoders see it.
-pub fn keep_channels(f: &Features, layer: &str, keep: &[bool]) -> Result<Features> {
+pub fn keep_channels(f: &Features, layer: Layer, keep: &[bool]) -> Result<Features> {
     let code = f.tap(layer).ok_or_else(|| Error::Unavailable(format!("the features hold no {layer} activation")))?;
     if keep.len() != code.dim(1)? {
         return Err(Error::Unavailable(format!("a mask of {} channels for {layer}'s {}", keep.len(), code.dim(1)?)));

@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::decoder_file::{decoder_file_name, read_decoder_meta};
+use crate::model::Layer;
 use crate::model::{decoder_path, Arch, DecoderMeta, Kind};
 use crate::train::record::{local_time, RunRecord, RunState};
 use std::path::{Path, PathBuf};
@@ -43,11 +44,11 @@ impl UserData {
 
     /// A new folder for a run started now on `layers`: `runs/2026-12-04_1402_pool3-pool4` (with
     /// `_2`, `_3`, … when a run started in the same minute).
-    pub fn new_run_dir(&self, layers: &[String]) -> PathBuf {
+    pub fn new_run_dir(&self, layers: &[Layer]) -> PathBuf {
         let stamp = local_time(crate::train::record::now_unix());
         let stamp: String =
             stamp.chars().take(16).map(|c| if c == ' ' { '_' } else { c }).filter(|c| *c != ':').collect();
-        let base = format!("{stamp}_{}", layers.join("-"));
+        let base = format!("{stamp}_{}", Layer::join(layers, "-"));
         let runs = self.runs();
         let mut dir = runs.join(&base);
         let mut n = 2;
@@ -145,7 +146,7 @@ pub enum Origin {
 /// One decoder file of a set: its record, or why it cannot serve this encoder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Held {
-    pub layer: String,
+    pub layer: Layer,
     pub kind: Kind,
     pub meta: std::result::Result<DecoderMeta, String>,
 }
@@ -181,7 +182,7 @@ impl SetInfo {
         let problem = problem.or_else(|| (!dir.is_dir()).then(|| format!("{}: no such folder", dir.display())));
         let mut held = Vec::new();
         for tap in arch.taps() {
-            let layer = tap.name();
+            let layer = tap.layer();
             for kind in Kind::ALL {
                 let path = decoder_path(dir, arch, layer, kind);
                 if !path.is_file() {
@@ -194,14 +195,14 @@ impl SetInfo {
                         Ok(m)
                     })
                     .map_err(|e| e.to_string());
-                held.push(Held { layer: layer.to_string(), kind, meta });
+                held.push(Held { layer, kind, meta });
             }
         }
         Self { dir: dir.to_path_buf(), arch, origin, held, problem }
     }
 
     /// The decoder for `layer`/`kind` when the set has a usable one.
-    pub fn usable(&self, layer: &str, kind: Kind) -> Option<&DecoderMeta> {
+    pub fn usable(&self, layer: Layer, kind: Kind) -> Option<&DecoderMeta> {
         self.held.iter().find(|h| h.layer == layer && h.kind == kind).and_then(|h| h.meta.as_ref().ok())
     }
 
@@ -231,13 +232,8 @@ impl SetInfo {
 
     /// The set in a menu: its label, the layers it holds, how its run stands.
     pub fn summary(&self) -> String {
-        let mut layers: Vec<&str> = Vec::new();
-        for h in self.held.iter().filter(|h| h.meta.is_ok()) {
-            if !layers.contains(&h.layer.as_str()) {
-                layers.push(&h.layer);
-            }
-        }
-        let holds = if layers.is_empty() { "no usable decoders".to_string() } else { layers.join(", ") };
+        let layers = self.layers();
+        let holds = if layers.is_empty() { "no usable decoders".to_string() } else { Layer::join(&layers, ", ") };
         match &self.origin {
             Origin::Run { record, live } => format!("{} · {holds} · {}", self.label(), record.progress(*live)),
             _ => format!("{} · {holds}", self.label()),
@@ -246,7 +242,7 @@ impl SetInfo {
 
     /// What a pane showing this set's `layer`/`kind` decoder says of it: "bundled",
     /// "yours: 2026-12-04 14:02, step 60/500 (cancelled), val 16.1 dB".
-    pub fn note(&self, layer: &str, kind: Kind) -> String {
+    pub fn note(&self, layer: Layer, kind: Kind) -> String {
         let Some(m) = self.usable(layer, kind) else { return self.label() };
         let val = m.val_psnr.map(|p| format!(", val {p:.1} dB")).unwrap_or_default();
         match &self.origin {
@@ -264,7 +260,7 @@ impl SetInfo {
     }
 
     /// The decoder's full record, for a tooltip.
-    pub fn record(&self, layer: &str, kind: Kind) -> Option<String> {
+    pub fn record(&self, layer: Layer, kind: Kind) -> Option<String> {
         let m = self.usable(layer, kind)?;
         let val = m.val_psnr.map(|p| format!(" · validation {p:.1} dB")).unwrap_or_default();
         let mut out = format!(
@@ -280,7 +276,7 @@ impl SetInfo {
             out += &format!(
                 "\nrun: {} · layers {} · photos {}",
                 record.progress(*live),
-                record.settings.layers.join(", "),
+                Layer::join(&record.settings.layers, ", "),
                 record.settings.data.display()
             );
         }
@@ -289,49 +285,49 @@ impl SetInfo {
 
     /// Why `layer`/`kind` is not usable from this set: what is wrong with its file, or that
     /// there is none, with the command that makes it.
-    pub fn why_not(&self, layer: &str, kind: Kind) -> String {
+    pub fn why_not(&self, layer: Layer, kind: Kind) -> String {
         match self.held.iter().find(|h| h.layer == layer && h.kind == kind) {
             Some(Held { meta: Err(e), .. }) => e.clone(),
             _ => format!(
                 "no {layer} {kind} decoder in {} ({} is missing); make it with {}",
                 self.dir.display(),
                 decoder_file_name(self.arch, layer, kind),
-                train_command(&self.dir, layer, &[kind])
+                train_command(&self.dir, &[layer], &[kind])
             ),
         }
     }
 
     /// Mark `layer`/`kind`'s file as unusable for `why` (its header was fine, its weights were
     /// not).
-    pub fn mark_unusable(&mut self, layer: &str, kind: Kind, why: String) {
+    pub fn mark_unusable(&mut self, layer: Layer, kind: Kind, why: String) {
         if let Some(h) = self.held.iter_mut().find(|h| h.layer == layer && h.kind == kind) {
             h.meta = Err(why);
         }
     }
 
     /// Whether the folder has no file at all for `layer`/`kind` (rather than one it cannot use).
-    fn lacks(&self, layer: &str, kind: Kind) -> bool {
+    fn lacks(&self, layer: Layer, kind: Kind) -> bool {
         !self.held.iter().any(|h| h.layer == layer && h.kind == kind)
     }
 
     /// The kinds with a usable decoder for `layer`, in [`Kind::ALL`]'s order.
-    pub fn kinds_at(&self, layer: &str) -> Vec<Kind> {
+    pub fn kinds_at(&self, layer: Layer) -> Vec<Kind> {
         Kind::ALL.into_iter().filter(|&k| self.usable(layer, k).is_some()).collect()
     }
 
     /// Layers with at least one usable decoder, in the encoder's order.
-    pub fn layers(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
+    pub fn layers(&self) -> Vec<Layer> {
+        let mut out: Vec<Layer> = Vec::new();
         for h in self.held.iter().filter(|h| h.meta.is_ok()) {
             if !out.contains(&h.layer) {
-                out.push(h.layer.clone());
+                out.push(h.layer);
             }
         }
         out
     }
 
     /// Why `layer` cannot be shown with any kind, or `None` when some kind can show it.
-    pub fn unavailable_reason(&self, layer: &str) -> Option<String> {
+    pub fn unavailable_reason(&self, layer: Layer) -> Option<String> {
         if !self.kinds_at(layer).is_empty() {
             return None;
         }
@@ -339,7 +335,7 @@ impl SetInfo {
             return Some(format!(
                 "no {layer} decoders in {}; make them with {}",
                 self.dir.display(),
-                train_command(&self.dir, layer, &Kind::ALL)
+                train_command(&self.dir, &[layer], &Kind::ALL)
             ));
         }
         // The first kind that has a file it cannot use.
@@ -349,16 +345,16 @@ impl SetInfo {
     /// Over `layers` (each of which some kind can show), what the other kinds lack: a line per
     /// kind whose decoders are missing ("no upconv decoders for pool1, pool2 in DIR; make them
     /// with `…`"), and a line per decoder file that cannot be used.
-    pub fn missing(&self, layers: &[String]) -> Vec<String> {
+    pub fn missing(&self, layers: &[Layer]) -> Vec<String> {
         let mut out = Vec::new();
         for kind in Kind::ALL {
             let mut absent = Vec::new();
-            for l in layers {
+            for &l in layers {
                 if self.usable(l, kind).is_some() {
                     continue;
                 }
                 if self.lacks(l, kind) {
-                    absent.push(l.as_str());
+                    absent.push(l);
                 } else {
                     out.push(self.why_not(l, kind));
                 }
@@ -366,9 +362,9 @@ impl SetInfo {
             if !absent.is_empty() {
                 out.push(format!(
                     "no {kind} decoders for {} in {}; make them with {}",
-                    absent.join(", "),
+                    Layer::join(&absent, ", "),
                     self.dir.display(),
-                    train_command(&self.dir, &absent.join(","), &[kind])
+                    train_command(&self.dir, &absent, &[kind])
                 ));
             }
         }
@@ -380,8 +376,9 @@ impl SetInfo {
 /// `dir` itself, except for the bundled folder, which is the program's own (read-only where it is
 /// installed): those go to a folder of the user's, shown beside the bundled ones with
 /// `--decoders`.
-pub fn train_command(dir: &Path, layer: &str, kinds: &[Kind]) -> String {
+pub fn train_command(dir: &Path, layers: &[Layer], kinds: &[Kind]) -> String {
     let kinds: Vec<&str> = kinds.iter().map(Kind::name).collect();
+    let layer = Layer::join(layers, ",");
     let command = |out: &Path| {
         format!(
             "`layerinv train --data <photos folder> --layers {layer} --kinds {} --out {}`",

@@ -2,7 +2,7 @@
 //! and the paper's all-layers figure. Text is drawn with the Ubuntu font egui ships.
 
 use crate::compare::{colour_bar, error_map, switches_map, ERROR_SCALE_MAX};
-use crate::model::Kind;
+use crate::model::{Kind, Layer};
 use crate::recon::Reconstruction;
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 use image::{Rgb, RgbImage};
@@ -222,7 +222,7 @@ pub struct CodeChange {
 /// "SWWAE from pool3 · bundled · 32 of 256 channels · switches of rocket.jpg" (`source`, the
 /// decoder's set, left out where the app shows it on a line of its own; `layer` left out for a
 /// row of the all-layers figure).
-pub fn recon_title(kind: Kind, layer: Option<&str>, source: Option<&str>, change: &CodeChange) -> String {
+pub fn recon_title(kind: Kind, layer: Option<Layer>, source: Option<&str>, change: &CodeChange) -> String {
     let mut t = kind.label().to_string();
     if let Some(l) = layer {
         t += &format!(" from {l}");
@@ -284,7 +284,7 @@ pub fn figure<'a>(
     let tile = |(label, r): &Shot<'a>| -> Tile<'a> {
         Tile {
             image: &r.image,
-            title: recon_title(r.kind, Some(&r.layer), set(label).as_deref(), change),
+            title: recon_title(r.kind, Some(r.layer), set(label).as_deref(), change),
             caption: caption(r.psnr, r.ssim),
         }
     };
@@ -313,10 +313,10 @@ pub fn figure<'a>(
 /// a kind of one set of decoders).
 pub fn all_layers(input: &RgbImage, rows: &[LayerRow]) -> RgbImage {
     let input_tile = Tile { image: input, title: "input".into(), caption: String::new() };
-    let mut layers: Vec<&str> = Vec::new();
+    let mut layers: Vec<Layer> = Vec::new();
     for r in rows.iter().flat_map(|(_, recs)| recs) {
-        if !layers.contains(&r.layer.as_str()) {
-            layers.push(&r.layer);
+        if !layers.contains(&r.layer) {
+            layers.push(r.layer);
         }
     }
     let tiles: Vec<Vec<Option<Tile>>> = rows
@@ -327,7 +327,7 @@ pub fn all_layers(input: &RgbImage, rows: &[LayerRow]) -> RgbImage {
                 .map(|l| {
                     recs.iter().find(|r| r.layer == *l).map(|r| Tile {
                         image: &r.image,
-                        title: r.layer.clone(),
+                        title: r.layer.to_string(),
                         caption: caption(r.psnr, r.ssim),
                     })
                 })

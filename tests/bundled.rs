@@ -4,6 +4,7 @@
 mod common;
 
 use common::{layerinv, repo_path};
+use layerinv::model::Layer;
 use serde_json::Value;
 
 #[test]
@@ -22,18 +23,18 @@ fn info_json_lists_the_trunk_taps_available_and_fc_unavailable() {
         .map(|t| (t["name"].as_str().unwrap().to_string(), t["shape"].clone(), t["available"].as_bool().unwrap()))
         .collect();
     let want = [
-        ("pool1", "[64,112,112]", true),
-        ("pool2", "[128,56,56]", true),
-        ("pool3", "[256,28,28]", true),
-        ("pool4", "[512,14,14]", true),
-        ("pool5", "[512,7,7]", true),
-        ("fc6", "[4096]", false),
-        ("fc7", "[4096]", false),
-        ("fc8", "[1000]", false),
+        (Layer::POOL1, "[64,112,112]", true),
+        (Layer::POOL2, "[128,56,56]", true),
+        (Layer::POOL3, "[256,28,28]", true),
+        (Layer::POOL4, "[512,14,14]", true),
+        (Layer::POOL5, "[512,7,7]", true),
+        (Layer::FC6, "[4096]", false),
+        (Layer::FC7, "[4096]", false),
+        (Layer::FC8, "[1000]", false),
     ];
     assert_eq!(taps.len(), want.len());
     for ((name, shape, avail), (wn, ws, wa)) in taps.iter().zip(want) {
-        assert_eq!((name.as_str(), shape.to_string().as_str(), *avail), (wn, ws, wa));
+        assert_eq!((name.as_str(), shape.to_string().as_str(), *avail), (wn.name(), ws, wa));
     }
     // params: cumulative encoder parameters; VGG-16's conv trunk has 14,714,688.
     assert_eq!(v["taps"][4]["params"], 14_714_688);
@@ -51,12 +52,13 @@ fn features_match_the_original_onnx_model() {
             .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let image = repo_path("tests/data/chelsea_224.png");
-    for layer in ["pool1", "pool3", "pool5"] {
+    for layer in [Layer::POOL1, Layer::POOL3, Layer::POOL5] {
         let out = dir.path().join(format!("{layer}.npy"));
-        let o = layerinv(&["features", image.to_str().unwrap(), "--layer", layer, "--out", out.to_str().unwrap()]);
+        let o =
+            layerinv(&["features", image.to_str().unwrap(), "--layer", layer.name(), "--out", out.to_str().unwrap()]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let (dims, v) = read_npy_f32(&out);
-        let r = &reference[layer];
+        let r = &reference[layer.name()];
         let want_dims: Vec<usize> =
             r["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
         assert_eq!(dims, want_dims);
@@ -95,7 +97,18 @@ fn features_of_an_fc_layer_say_why_it_is_unavailable() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    common::assert_clean_failure(&o, &["conv9 is not a layer of vgg16"]);
+    // No model has it: the command line refuses it, naming the layers there are.
+    common::assert_usage_error(&o, &["'conv9'", "pool1, pool2"]);
+    // AlexNet's, not VGG-16's: the model says which it has.
+    let o = layerinv(&[
+        "features",
+        repo_path("assets/chelsea.png").to_str().unwrap(),
+        "--layer",
+        "conv3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    common::assert_clean_failure(&o, &["conv3 is not a layer of vgg16", "pool1, pool2"]);
 }
 
 /// The bundled decoders show the paper's finding on the three demo photos, which none of them
@@ -115,27 +128,27 @@ fn bundled_decoders_show_the_papers_finding_on_held_out_photos() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["images"], 3);
-    let psnr = |layer: &str, kind: &str| {
-        let r = v["results"].as_array().unwrap().iter().find(|r| r["layer"] == layer && r["kind"] == kind);
+    let psnr = |layer: Layer, kind: &str| {
+        let r = v["results"].as_array().unwrap().iter().find(|r| r["layer"] == layer.name() && r["kind"] == kind);
         r.and_then(|r| r["psnr"].as_f64()).unwrap_or_else(|| panic!("no {layer} {kind} in {v}"))
     };
-    let layers = ["pool1", "pool2", "pool3", "pool4", "pool5"];
+    let layers = [Layer::POOL1, Layer::POOL2, Layer::POOL3, Layer::POOL4, Layer::POOL5];
     for kind in ["sae", "swwae"] {
         for pair in layers.windows(2) {
             assert!(psnr(pair[0], kind) > psnr(pair[1], kind) + 0.5, "{kind}: {} not above {}", pair[0], pair[1]);
         }
     }
-    for layer in ["pool3", "pool4", "pool5"] {
+    for layer in [Layer::POOL3, Layer::POOL4, Layer::POOL5] {
         let (sae, swwae) = (psnr(layer, "sae"), psnr(layer, "swwae"));
         assert!(swwae > sae + 1.5, "{layer}: SWWAE {swwae:.2} dB, SAE {sae:.2} dB");
     }
     // Over the floor by at least (SAE, SWWAE), dB: measured margins less 0.5.
     for (layer, margins) in [
-        ("pool1", [3.9, 1.4]),
-        ("pool2", [3.2, 3.3]),
-        ("pool3", [0.6, 3.3]),
-        ("pool4", [-2.7, 1.5]),
-        ("pool5", [-5.3, 1.2]),
+        (Layer::POOL1, [3.9, 1.4]),
+        (Layer::POOL2, [3.2, 3.3]),
+        (Layer::POOL3, [0.6, 3.3]),
+        (Layer::POOL4, [-2.7, 1.5]),
+        (Layer::POOL5, [-5.3, 1.2]),
     ] {
         let floor = psnr(layer, "thumbnail");
         for (kind, margin) in ["sae", "swwae"].into_iter().zip(margins) {
@@ -165,7 +178,7 @@ fn bundled_decoders_pass_the_collapse_check() {
         .collect();
     let x = candle_core::Tensor::stack(&photos, 0).unwrap();
     let f = enc.forward(&x).unwrap();
-    for layer in ["pool1", "pool2", "pool3", "pool4", "pool5"] {
+    for layer in [Layer::POOL1, Layer::POOL2, Layer::POOL3, Layer::POOL4, Layer::POOL5] {
         for kind in set.info.kinds_at(layer) {
             let d = set.get(layer, kind).unwrap();
             let (_, h) = layerinv::train::check_health(d, &f, &x).unwrap();

@@ -5,6 +5,7 @@ mod common;
 use common::{assert_clean_failure, layerinv, repo_path};
 use layerinv::compare::{error_map, keep_channels, with_switches_of, ChannelSpec};
 use layerinv::data::load_image;
+use layerinv::model::Layer;
 use layerinv::model::{Encoder, Kind, ModelSource};
 use layerinv::recon::{features_of, model_input, reconstruct_from, DecoderSet, Reconstruction};
 
@@ -27,7 +28,7 @@ fn own_switches_change_nothing_and_another_photos_change_swwae_only() {
     let (enc, set) = setup();
     let (cat, rocket) = (photo(&enc, "chelsea.png"), photo(&enc, "rocket.jpg"));
     let (f, g) = (features_of(&enc, &cat).unwrap(), features_of(&enc, &rocket).unwrap());
-    let layers = ["pool2".to_string(), "pool4".to_string()];
+    let layers = [Layer::POOL2, Layer::POOL4];
     let plain = reconstruct_from(&enc, &set, &f, &cat, &layers, &Kind::ALL).unwrap();
     let own = reconstruct_from(&enc, &set, &with_switches_of(&f, &f).unwrap(), &cat, &layers, &Kind::ALL).unwrap();
     assert_eq!(pictures(&own), pictures(&plain), "a photo's own switches must change nothing, pixel for pixel");
@@ -63,7 +64,7 @@ fn switches_change_only_the_kinds_that_read_them_and_masks_change_every_kind() {
     let (f, g) = (features_of(&enc, &cat).unwrap(), features_of(&enc, &rocket).unwrap());
     let dev = candle_core::Device::Cpu;
     for kind in Kind::ALL {
-        let spec = DecoderSpec::new(enc.arch, "pool2", kind, 0.25).unwrap();
+        let spec = DecoderSpec::new(enc.arch, Layer::POOL2, kind, 0.25).unwrap();
         let dec = DecoderTrainer::new(spec, &dev).unwrap().frozen(&dev, candle_core::DType::F32).unwrap();
         let plain = dec.forward(&f).unwrap();
         let moved = dec.forward(&with_switches_of(&f, &g).unwrap()).unwrap();
@@ -74,8 +75,8 @@ fn switches_change_only_the_kinds_that_read_them_and_masks_change_every_kind() {
             "{}: another photo's switches moved it by {diff}",
             kind.label()
         );
-        let top = ChannelSpec::parse("top:8").unwrap().mask(f.tap("pool2").unwrap()).unwrap();
-        let masked = dec.forward(&keep_channels(&f, "pool2", &top).unwrap()).unwrap();
+        let top = ChannelSpec::parse("top:8").unwrap().mask(f.tap(Layer::POOL2).unwrap()).unwrap();
+        let masked = dec.forward(&keep_channels(&f, Layer::POOL2, &top).unwrap()).unwrap();
         let diff = plain.sub(&masked).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff > 0.0, "{}: keeping 8 channels changed nothing", kind.label());
     }
@@ -86,13 +87,13 @@ fn keeping_every_channel_changes_nothing_and_the_top_8_change_both() {
     let (enc, set) = setup();
     let cat = photo(&enc, "chelsea.png");
     let f = features_of(&enc, &cat).unwrap();
-    let layer = ["pool3".to_string()];
+    let layer = [Layer::POOL3];
     let plain = reconstruct_from(&enc, &set, &f, &cat, &layer, &Kind::ALL).unwrap();
-    let code = f.tap("pool3").unwrap();
+    let code = f.tap(Layer::POOL3).unwrap();
     let all = ChannelSpec::parse("0-255").unwrap().mask(code).unwrap();
     assert!(all.iter().all(|&k| k));
-    let kept =
-        reconstruct_from(&enc, &set, &keep_channels(&f, "pool3", &all).unwrap(), &cat, &layer, &Kind::ALL).unwrap();
+    let kept = reconstruct_from(&enc, &set, &keep_channels(&f, Layer::POOL3, &all).unwrap(), &cat, &layer, &Kind::ALL)
+        .unwrap();
     assert_eq!(pictures(&kept), pictures(&plain), "keeping every channel must change nothing, pixel for pixel");
 
     let top = ChannelSpec::parse("top:8").unwrap().mask(code).unwrap();
@@ -100,8 +101,8 @@ fn keeping_every_channel_changes_nothing_and_the_top_8_change_both() {
     let energy = layerinv::compare::channel_energy(code).unwrap();
     let weakest_kept = (0..256).filter(|&i| top[i]).map(|i| energy[i]).fold(f32::INFINITY, f32::min);
     assert!((0..256).filter(|&i| !top[i]).all(|i| energy[i] <= weakest_kept), "top:8 keeps the 8 strongest");
-    let few =
-        reconstruct_from(&enc, &set, &keep_channels(&f, "pool3", &top).unwrap(), &cat, &layer, &Kind::ALL).unwrap();
+    let few = reconstruct_from(&enc, &set, &keep_channels(&f, Layer::POOL3, &top).unwrap(), &cat, &layer, &Kind::ALL)
+        .unwrap();
     for (p, q) in plain.iter().zip(&few) {
         assert!(q.psnr < p.psnr - 2.0, "{:?}: {:.2} dB from 8 channels, {:.2} from 256", p.kind, q.psnr, p.psnr);
     }
@@ -135,7 +136,8 @@ fn cli_reconstruct_draws_the_experiments_and_refuses_bad_requests_in_one_line() 
     // A kind the set lacks is named, with the command that makes it; the picture shows the rest.
     for kind in Kind::ALL {
         let note = format!("note: no {kind} decoders for pool3");
-        let absent = layerinv::recon::DecoderSet::load(&repo_path("weights"), &setup().0).get("pool3", kind).is_err();
+        let absent =
+            layerinv::recon::DecoderSet::load(&repo_path("weights"), &setup().0).get(Layer::POOL3, kind).is_err();
         assert_eq!(err.contains(&note), absent, "{err}");
         if absent {
             assert!(err.contains(&format!("--kinds {kind}")), "{err}");

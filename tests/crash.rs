@@ -5,6 +5,7 @@ mod common;
 
 use common::{assert_clean_failure, demo_photo_dir, layerinv};
 use layerinv::model::decoder_file::{load_decoder, read_decoder_meta};
+use layerinv::model::Layer;
 use layerinv::model::{DecoderSpec, Objective};
 use layerinv::model::{Kind, ModelSource};
 use layerinv::train::{checkpoint_path, DecoderTrainer};
@@ -118,9 +119,10 @@ fn kill_9_at_random_moments_leaves_loadable_files_and_resume_reaches_the_target(
         kill9(&mut child);
         for kind in Kind::ALL {
             let file = out.path().join(format!("vgg16_pool1_{}.safetensors", kind.name()));
-            let (_, meta) = load_decoder(&file, &enc, "pool1", kind).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let (_, meta) =
+                load_decoder(&file, &enc, Layer::POOL1, kind).unwrap_or_else(|e| panic!("round {round}: {e}"));
             assert!(meta.steps >= 10, "round {round}: {} steps", meta.steps);
-            let spec = DecoderSpec::new(enc.arch, "pool1", kind, 0.25).unwrap();
+            let spec = DecoderSpec::new(enc.arch, Layer::POOL1, kind, 0.25).unwrap();
             let ckpt = checkpoint_path(out.path(), &spec);
             DecoderTrainer::resume(&ckpt, spec, &enc.fingerprint, Objective::First, &candle_core::Device::Cpu)
                 .unwrap_or_else(|e| panic!("round {round}: {e}"));

@@ -7,6 +7,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 use layerinv::data::{list_images, resize_shorter_side, CropSpec, Loaded};
+use layerinv::model::Layer;
 use layerinv::model::{Arch, Encoder, Features, Kind};
 use layerinv::ops::unpool;
 use layerinv::train::encoded::{batch_loader, CacheConfig};
@@ -15,15 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const CROP: usize = 32;
-const LAYERS: [&str; 2] = ["pool1", "pool2"];
+const LAYERS: [Layer; 2] = [Layer::POOL1, Layer::POOL2];
 
 fn config(photos: &Path, cache: Option<CacheConfig>) -> TrainConfig {
-    let mut cfg = TrainConfig::new(
-        photos.to_path_buf(),
-        LAYERS.iter().map(|s| s.to_string()).collect(),
-        vec![Kind::Swwae],
-        PathBuf::from("unused"),
-    );
+    let mut cfg = TrainConfig::new(photos.to_path_buf(), LAYERS.to_vec(), vec![Kind::Swwae], PathBuf::from("unused"));
     cfg.batch = 4;
     cfg.crop = Some(CROP);
     cfg.cache = cache;
@@ -41,7 +37,7 @@ fn first_batch(
     cfg: &TrainConfig,
     seed: u64,
 ) -> (Option<String>, Vec<String>, Tensor, Option<Features>) {
-    let taps = enc.arch.taps_named(&cfg.layers).unwrap();
+    let taps = enc.arch.taps_of(&cfg.layers).unwrap();
     let files = list_images(&cfg.data).unwrap();
     let spec = CropSpec::for_model(enc.arch.input_size(), CROP);
     let (loader, note) = batch_loader(enc, cfg, &taps, files, spec, seed, 100);
@@ -109,9 +105,9 @@ fn assert_cut_from_whole_photos(enc: &Encoder, dir: &Path, x: &Tensor, f: &Featu
         let (p, y, x0) =
             find(&crop, &photos, 4).unwrap_or_else(|| panic!("crop {i} is not on pool2's grid of a photo"));
         let whole = enc.preprocess.image_tensor(&photos[p], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let fw = enc.forward_to(&whole, "pool2").unwrap();
-        let alone = enc.forward_to(&xi.unsqueeze(0).unwrap(), "pool2").unwrap();
-        for (stage, tap) in LAYERS.iter().enumerate() {
+        let fw = enc.forward_to(&whole, Layer::POOL2).unwrap();
+        let alone = enc.forward_to(&xi.unsqueeze(0).unwrap(), Layer::POOL2).unwrap();
+        for (stage, &tap) in LAYERS.iter().enumerate() {
             let cut = f.tap(tap).unwrap().narrow(0, i, 1).unwrap();
             let sw = f.switches[stage].as_ref().unwrap();
             let sw_i = layerinv::ops::PoolSwitches { indices: sw.indices.narrow(0, i, 1).unwrap(), ..sw.clone() };
@@ -169,7 +165,7 @@ fn crops_cut_from_cached_encodings_carry_the_whole_photos_codes_and_switches() {
     assert!(note.as_deref().is_some_and(|n| n.contains("holds 0 photo encodings")), "{note:?}");
     assert!(notes.is_empty(), "{notes:?}");
     let f = f.expect("a filling cache gives the batch its features");
-    assert_eq!(f.tap("pool2").unwrap().dims(), &[4, 128, 8, 8]);
+    assert_eq!(f.tap(Layer::POOL2).unwrap().dims(), &[4, 128, 8, 8]);
     assert_cut_from_whole_photos(&enc, photos.path(), &x, &f);
 
     // A second run reads the entries the first one wrote: the same batch, from disk.
@@ -281,10 +277,10 @@ fn a_full_cache_makes_room_from_other_encoders_then_stops_storing() {
     assert!(notes.iter().any(|n| n.contains("is full")), "{notes:?}");
     // Every crop of the batch is still right: cut from an encoding, or encoded alone.
     let f = f.unwrap();
-    assert_eq!(f.tap("pool1").unwrap().dims(), &[4, 64, 16, 16]);
-    let alone = enc.forward_to(&x, "pool2").unwrap();
+    assert_eq!(f.tap(Layer::POOL1).unwrap().dims(), &[4, 64, 16, 16]);
+    let alone = enc.forward_to(&x, Layer::POOL2).unwrap();
     for i in 0..4 {
-        let (a, b) = (f.tap("pool2").unwrap().get(i).unwrap(), alone.tap("pool2").unwrap().get(i).unwrap());
+        let (a, b) = (f.tap(Layer::POOL2).unwrap().get(i).unwrap(), alone.tap(Layer::POOL2).unwrap().get(i).unwrap());
         let inner = |t: &Tensor| t.narrow(1, 2, 4).unwrap().narrow(2, 2, 4).unwrap();
         assert!(max_abs(&inner(&a), &inner(&b)) <= 2e-3 * max_abs_value(&b) + 1e-6);
     }
@@ -296,8 +292,8 @@ fn crops_off_the_deepest_layers_grid_use_no_cache_and_say_why() {
     let photos = common::demo_photo_dir(false);
     let cache = tempfile::tempdir().unwrap();
     let mut cfg = config(photos.path(), Some(cache_in(cache.path(), 1 << 30)));
-    cfg.layers = vec!["pool5".into()];
-    let taps = enc.arch.taps_named(&cfg.layers).unwrap();
+    cfg.layers = vec![Layer::POOL5];
+    let taps = enc.arch.taps_of(&cfg.layers).unwrap();
     let files = list_images(photos.path()).unwrap();
     // 48-pixel crops are not whole 32-pixel cells of pool5.
     let spec = CropSpec::for_model(224, 48);

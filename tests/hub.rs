@@ -113,5 +113,5 @@ fn fetch_without_network_says_what_to_download_by_hand() {
 #[test]
 fn fetch_of_an_unknown_model_is_refused() {
     let o = layerinv_env(&["fetch", "resnet50"], &[]);
-    assert_clean_failure(&o, &["unknown model", "vgg16 or vgg19"]);
+    common::assert_usage_error(&o, &["'resnet50'", "vgg16, vgg19"]);
 }

@@ -12,24 +12,25 @@ use egui_kittest::kittest::{By, Queryable as _};
 use egui_kittest::Harness;
 use layerinv::app::{Blink, LayerinvApp, View};
 use layerinv::model::Kind;
+use layerinv::model::Layer;
 
-fn image_of(app: &LayerinvApp, layer: &str, kind: Kind) -> image::RgbImage {
+fn image_of(app: &LayerinvApp, layer: Layer, kind: Kind) -> image::RgbImage {
     let panes = app.panes(layer).unwrap().unwrap();
     panes.iter().find(|p| p.rec.kind == kind).unwrap().rec.image.clone()
 }
 
 /// Wait until the current variant's reconstructions are there; whether the encoder ran for them.
 fn wait_rebuilt(h: &mut Harness<'static, LayerinvApp>, what: &str) -> bool {
-    let layer = h.state().layer.clone();
-    wait_for(h, what, |a| matches!(a.rebuilt(&layer), Some(Ok(_))));
-    h.state().rebuilt(&layer).unwrap().as_ref().unwrap().encoder_ran
+    let layer = h.state().layer;
+    wait_for(h, what, |a| matches!(a.rebuilt(layer), Some(Ok(_))));
+    h.state().rebuilt(layer).unwrap().as_ref().unwrap().encoder_ran
 }
 
 #[test]
 fn zoom_is_linked_and_blink_shows_the_input_or_the_other_kind() {
     let dec = common::tiny_decoders("pool1");
-    let mut h = harness(dec.path(), None, "pool1");
-    wait_for(&mut h, "pool1 reconstructions", |a| shows_layer(a, "pool1"));
+    let mut h = harness(dec.path(), None, Layer::POOL1);
+    wait_for(&mut h, "pool1 reconstructions", |a| shows_layer(a, Layer::POOL1));
 
     // A pinch over the SAE pane zooms every pane (one ZoomPan), about the pointer.
     h.get_by_label("picture: SAE from pool1").hover();
@@ -85,14 +86,14 @@ fn the_all_layers_view_has_a_row_per_kind_and_a_click_opens_the_layer() {
     // Up-conv decoders only at pool1 (the bundle has none): its row is there, with a hover cell
     // where a layer has no decoder of the kind.
     let dec = common::tiny_decoders("pool1");
-    let mut h = harness(dec.path(), None, "pool1");
-    wait_for(&mut h, "pool1 reconstructions", |a| shows_layer(a, "pool1"));
+    let mut h = harness(dec.path(), None, Layer::POOL1);
+    wait_for(&mut h, "pool1 reconstructions", |a| shows_layer(a, Layer::POOL1));
     h.key_press(egui::Key::Num4);
     h.step();
     assert_eq!(h.state().view, View::AllLayers);
     let layers = h.state().available_layers();
     assert_eq!(layers, ["pool1", "pool2", "pool3", "pool4", "pool5"]);
-    wait_for(&mut h, "every layer's reconstructions", |a| layers.iter().all(|l| matches!(a.panes(l), Some(Ok(_)))));
+    wait_for(&mut h, "every layer's reconstructions", |a| layers.iter().all(|&l| matches!(a.panes(l), Some(Ok(_)))));
     for kind in Kind::ALL {
         assert!(h.query_by_label(kind.label()).is_some(), "no row label {kind}");
         assert!(h.query_by_label(&format!("{} pool1", kind.label())).is_some(), "no {kind} picture at pool1");
@@ -109,25 +110,25 @@ fn the_all_layers_view_has_a_row_per_kind_and_a_click_opens_the_layer() {
 #[test]
 fn a_channel_switched_off_changes_both_kinds_and_back_on_changes_nothing() {
     let dec = common::tiny_decoders("pool1");
-    let mut h = harness(dec.path(), None, "pool5");
-    wait_for(&mut h, "pool5 reconstructions", |a| shows_layer(a, "pool5"));
-    let plain = [Kind::Sae, Kind::Swwae].map(|k| image_of(h.state(), "pool5", k));
+    let mut h = harness(dec.path(), None, Layer::POOL5);
+    wait_for(&mut h, "pool5 reconstructions", |a| shows_layer(a, Layer::POOL5));
+    let plain = [Kind::Sae, Kind::Swwae].map(|k| image_of(h.state(), Layer::POOL5, k));
     h.key_press(egui::Key::Num3);
     h.step();
-    wait_for(&mut h, "pool5's channels", |a| matches!(a.channel_maps("pool5"), Some(Ok(_))));
-    let strongest = match h.state().channel_maps("pool5") {
+    wait_for(&mut h, "pool5's channels", |a| matches!(a.channel_maps(Layer::POOL5), Some(Ok(_))));
+    let strongest = match h.state().channel_maps(Layer::POOL5) {
         Some(Ok(c)) => c.maps.order[0],
         _ => unreachable!(),
     };
     h.get_by_label(&format!("channel {strongest}")).click();
     h.step();
-    let keep = h.state().mask("pool5").unwrap();
+    let keep = h.state().mask(Layer::POOL5).unwrap();
     assert_eq!(keep.iter().filter(|&&k| !k).count(), 1);
     assert!(!keep[strongest]);
     // Only the decoders run: the photo's encoder pass is kept.
     assert!(!wait_rebuilt(&mut h, "the masked reconstructions"), "a mask change must not run the encoder");
     for (k, before) in [Kind::Sae, Kind::Swwae].iter().zip(&plain) {
-        assert_ne!(&image_of(h.state(), "pool5", *k), before, "{k} did not change without channel {strongest}");
+        assert_ne!(&image_of(h.state(), Layer::POOL5, *k), before, "{k} did not change without channel {strongest}");
     }
     // Both panes' titles say so.
     assert!(h.query_by_label("SAE from pool5 · 511 of 512 channels").is_some());
@@ -138,7 +139,7 @@ fn a_channel_switched_off_changes_both_kinds_and_back_on_changes_nothing() {
     assert!(h.state().edits.keeps_all());
     wait_rebuilt(&mut h, "the plain reconstructions");
     for (k, before) in [Kind::Sae, Kind::Swwae].iter().zip(&plain) {
-        assert_eq!(&image_of(h.state(), "pool5", *k), before);
+        assert_eq!(&image_of(h.state(), Layer::POOL5, *k), before);
     }
     // The channels view exports as a picture (panes above the channel sheet).
     let out = tempfile::tempdir().unwrap();
@@ -152,12 +153,12 @@ fn a_channel_switched_off_changes_both_kinds_and_back_on_changes_nothing() {
 fn another_photos_switches_change_swwae_only_and_its_own_change_nothing() {
     let dec = common::tiny_decoders("pool1");
     let rocket = repo_path("assets/rocket.jpg");
-    let mut h = harness(dec.path(), Some(rocket.clone()), "pool3");
-    wait_for(&mut h, "the rocket", |a| shows_layer(a, "pool3"));
+    let mut h = harness(dec.path(), Some(rocket.clone()), Layer::POOL3);
+    wait_for(&mut h, "the rocket", |a| shows_layer(a, Layer::POOL3));
     let chelsea = repo_path("assets/chelsea.png");
     h.state_mut().open_image(&chelsea);
-    wait_for(&mut h, "chelsea", |a| a.photo().is_some_and(|p| p.path == chelsea) && shows_layer(a, "pool3"));
-    let plain = [Kind::Sae, Kind::Swwae].map(|k| image_of(h.state(), "pool3", k));
+    wait_for(&mut h, "chelsea", |a| a.photo().is_some_and(|p| p.path == chelsea) && shows_layer(a, Layer::POOL3));
+    let plain = [Kind::Sae, Kind::Swwae].map(|k| image_of(h.state(), Layer::POOL3, k));
 
     // The Switches menu offers the photos seen before.
     h.get(By::new().role(Role::ComboBox).value("this photo's own")).click();
@@ -165,15 +166,15 @@ fn another_photos_switches_change_swwae_only_and_its_own_change_nothing() {
     h.get_by_label("rocket.jpg").click();
     h.step();
     assert!(!wait_rebuilt(&mut h, "chelsea with the rocket's switches"), "both photos' encoder passes are kept");
-    assert_eq!(image_of(h.state(), "pool3", Kind::Sae), plain[0], "SAE reads no switches");
-    assert_ne!(image_of(h.state(), "pool3", Kind::Swwae), plain[1]);
+    assert_eq!(image_of(h.state(), Layer::POOL3, Kind::Sae), plain[0], "SAE reads no switches");
+    assert_ne!(image_of(h.state(), Layer::POOL3, Kind::Swwae), plain[1]);
     assert!(h.query_by_label("SWWAE from pool3 · switches of rocket.jpg").is_some());
 
     // Chelsea's own switches, named as another photo, change nothing.
     h.state_mut().use_switches_of(&chelsea);
     h.step();
     wait_rebuilt(&mut h, "chelsea with her own switches");
-    assert_eq!(image_of(h.state(), "pool3", Kind::Swwae), plain[1]);
+    assert_eq!(image_of(h.state(), Layer::POOL3, Kind::Swwae), plain[1]);
 }
 
 #[test]
@@ -185,7 +186,7 @@ fn page_down_steps_through_the_folder() {
         std::fs::copy(repo_path(src), dir.path().join(name)).unwrap();
     }
     std::fs::write(dir.path().join("notes.txt"), "not a photo").unwrap();
-    let mut h = harness(dec.path(), Some(dir.path().to_path_buf()), "pool1");
+    let mut h = harness(dec.path(), Some(dir.path().to_path_buf()), Layer::POOL1);
     let at = |name: &'static str| move |a: &LayerinvApp| a.photo().is_some_and(|p| p.path.ends_with(name));
     wait_for(&mut h, "the folder's first photo", at("a.png"));
     assert_eq!(h.state().photos.folder.len(), 3);
@@ -204,11 +205,11 @@ fn page_down_steps_through_the_folder() {
 fn a_restarted_app_comes_back_on_the_same_photo_layer_and_view() {
     let dec = common::tiny_decoders("pool1,pool2");
     let coffee = repo_path("assets/coffee.png");
-    let mut h = harness(dec.path(), Some(coffee.clone()), "pool1");
-    wait_for(&mut h, "coffee at pool1", |a| shows_layer(a, "pool1"));
+    let mut h = harness(dec.path(), Some(coffee.clone()), Layer::POOL1);
+    wait_for(&mut h, "coffee at pool1", |a| shows_layer(a, Layer::POOL1));
     h.get_by_label("pool2").click();
     h.key_press(egui::Key::Num2);
-    wait_for(&mut h, "pool2", |a| shows_layer(a, "pool2"));
+    wait_for(&mut h, "pool2", |a| shows_layer(a, Layer::POOL2));
     let mut storage = MemoryStorage::default();
     eframe::App::save(h.state_mut(), &mut storage);
     drop(h);

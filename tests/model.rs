@@ -5,6 +5,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use common::random_encoder;
+use layerinv::model::Layer;
 use layerinv::model::{load_decoder, save_decoder, Arch, Decoder, DecoderMeta, DecoderSpec, Encoder, Features, Kind};
 use layerinv::ops::PoolSwitches;
 
@@ -43,7 +44,7 @@ fn one_forward_pass_returns_every_tap_and_switch() {
     // Switches for pooled stages only; fc8 is raw logits (has negatives), the rest post-ReLU.
     let pooled: Vec<bool> = f.switches.iter().map(|s| s.is_some()).collect();
     assert_eq!(pooled, vec![true, true, false, false, true]);
-    assert!(f.tap("fc8").unwrap().min_all().unwrap().to_scalar::<f32>().unwrap() < 0.0);
+    assert!(f.tap(Layer::FC8).unwrap().min_all().unwrap().to_scalar::<f32>().unwrap() < 0.0);
     for (name, t) in &f.taps[..7] {
         assert!(t.min_all().unwrap().to_scalar::<f32>().unwrap() >= 0.0, "{name} not post-ReLU");
     }
@@ -52,16 +53,16 @@ fn one_forward_pass_returns_every_tap_and_switch() {
 #[test]
 fn trunk_only_model_reports_fc_taps_unavailable() {
     let enc = random_encoder(Arch::Vgg11, false);
-    assert!(enc.has_tap("pool5"));
-    for t in ["fc6", "fc7", "fc8"] {
+    assert!(enc.has_tap(Layer::POOL5));
+    for t in [Layer::FC6, Layer::FC7, Layer::FC8] {
         assert!(!enc.has_tap(t));
         let err = enc.forward_to(&image(1, 224), t).err().unwrap().to_string();
         assert!(err.contains("stop at the conv trunk"), "{err}");
     }
-    assert!(enc.forward_to(&image(1, 64), "conv3").is_err()); // not a VGG layer
+    assert!(enc.forward_to(&image(1, 64), Layer::CONV3).is_err()); // not a VGG layer
 }
 
-fn random_decoder(enc: &Encoder, layer: &str, kind: Kind, width: f64) -> (Decoder, VarMap) {
+fn random_decoder(enc: &Encoder, layer: Layer, kind: Kind, width: f64) -> (Decoder, VarMap) {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
     let spec = DecoderSpec::new(enc.arch, layer, kind, width).unwrap();
@@ -74,7 +75,7 @@ fn decoders_for_every_conv_tap_rebuild_an_image_of_the_input_size() {
         let enc = random_encoder(arch, false);
         let x = image(2, n);
         let f = enc.forward(&x).unwrap();
-        for (tap, _) in arch.tap_shapes().into_iter().filter(|(t, _)| !t.starts_with("fc")) {
+        for (tap, _) in arch.tap_shapes().into_iter().filter(|(t, _)| !t.name().starts_with("fc")) {
             for kind in Kind::ALL {
                 let (dec, _) = random_decoder(&enc, tap, kind, 0.25);
                 let y = dec.forward(&f).unwrap();
@@ -89,12 +90,12 @@ fn fc_decoders_mirror_the_head_and_reach_the_image() {
     let enc = random_encoder(Arch::AlexNet, true);
     let x = image(1, 224);
     let f = enc.forward(&x).unwrap();
-    for tap in ["fc6", "fc7", "fc8"] {
+    for tap in [Layer::FC6, Layer::FC7, Layer::FC8] {
         let (dec, _) = random_decoder(&enc, tap, Kind::Swwae, 0.125);
         assert_eq!(dec.forward(&f).unwrap().dims(), x.dims(), "{tap}");
     }
     // Full-width VGG-16 fc8 decoder: 1000→4096→4096→25088, then as from pool5.
-    let spec = DecoderSpec::new(Arch::Vgg16, "fc8", Kind::Sae, 1.0).unwrap();
+    let spec = DecoderSpec::new(Arch::Vgg16, Layer::FC8, Kind::Sae, 1.0).unwrap();
     let lin: Vec<Vec<usize>> = spec
         .params()
         .into_iter()
@@ -116,8 +117,8 @@ fn fc_decoders_mirror_the_head_and_reach_the_image() {
 #[test]
 fn swwae_uses_the_recorded_switches_and_sae_does_not() {
     let enc = random_encoder(Arch::Vgg11, false);
-    let (sae, vm) = random_decoder(&enc, "pool2", Kind::Sae, 0.5);
-    let spec = DecoderSpec::new(Arch::Vgg11, "pool2", Kind::Swwae, 0.5).unwrap();
+    let (sae, vm) = random_decoder(&enc, Layer::POOL2, Kind::Sae, 0.5);
+    let spec = DecoderSpec::new(Arch::Vgg11, Layer::POOL2, Kind::Swwae, 0.5).unwrap();
     let swwae = Decoder::new(spec, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap(); // same weights
     let f1 = enc.forward(&image(1, 32)).unwrap();
     let mut f2 = enc.forward(&image(1, 32)).unwrap();
@@ -129,7 +130,7 @@ fn swwae_uses_the_recorded_switches_and_sae_does_not() {
     assert!(diff(&swwae.forward(&f1).unwrap(), &sae.forward(&f1).unwrap()) > 0.0);
 }
 
-fn meta(enc: &Encoder, layer: &str, kind: Kind, width: f64) -> DecoderMeta {
+fn meta(enc: &Encoder, layer: Layer, kind: Kind, width: f64) -> DecoderMeta {
     DecoderMeta {
         spec: DecoderSpec::new(enc.arch, layer, kind, width).unwrap(),
         encoder: enc.fingerprint.clone(),
@@ -147,33 +148,33 @@ fn meta(enc: &Encoder, layer: &str, kind: Kind, width: f64) -> DecoderMeta {
 fn decoder_files_round_trip_and_refuse_the_wrong_encoder_layer_or_shape() {
     let dir = tempfile::tempdir().unwrap();
     let enc = random_encoder(Arch::Vgg13, false);
-    let (mut dec, vm) = random_decoder(&enc, "pool2", Kind::Swwae, 0.5);
+    let (mut dec, vm) = random_decoder(&enc, Layer::POOL2, Kind::Swwae, 0.5);
     let tensors = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
     let path = dir.path().join("d.safetensors");
-    let m = meta(&enc, "pool2", Kind::Swwae, 0.5);
+    let m = meta(&enc, Layer::POOL2, Kind::Swwae, 0.5);
     dec.scales = m.scales.clone();
     save_decoder(&path, &m, &tensors, DType::F32).unwrap();
 
-    let (loaded, lm) = load_decoder(&path, &enc, "pool2", Kind::Swwae).unwrap();
+    let (loaded, lm) = load_decoder(&path, &enc, Layer::POOL2, Kind::Swwae).unwrap();
     assert_eq!(lm, m);
     let f = enc.forward(&image(1, 32)).unwrap();
     let d = dec.forward(&f).unwrap().sub(&loaded.forward(&f).unwrap()).unwrap().abs().unwrap().max_all().unwrap();
     assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
 
     let other = random_encoder(Arch::Vgg13, false);
-    let err = load_decoder(&path, &other, "pool2", Kind::Swwae).err().unwrap().to_string();
+    let err = load_decoder(&path, &other, Layer::POOL2, Kind::Swwae).err().unwrap().to_string();
     assert!(
         err.contains("trained for encoder") && err.contains(&enc.fingerprint) && err.contains("d.safetensors"),
         "{err}"
     );
-    let err = load_decoder(&path, &enc, "pool3", Kind::Swwae).err().unwrap().to_string();
+    let err = load_decoder(&path, &enc, Layer::POOL3, Kind::Swwae).err().unwrap().to_string();
     assert!(err.contains("vgg13 pool2 swwae decoder, expected vgg13 pool3 swwae"), "{err}");
-    let err = load_decoder(&path, &enc, "pool2", Kind::Sae).err().unwrap().to_string();
+    let err = load_decoder(&path, &enc, Layer::POOL2, Kind::Sae).err().unwrap().to_string();
     assert!(err.contains("expected vgg13 pool2 sae"), "{err}");
 
     // Metadata says width 1.0 but the tensors are width 0.5: every shape is checked.
     let bad = dir.path().join("bad.safetensors");
-    let mut wrong = meta(&enc, "pool2", Kind::Swwae, 0.5);
+    let mut wrong = meta(&enc, Layer::POOL2, Kind::Swwae, 0.5);
     save_decoder(&bad, &wrong, &tensors, DType::F16).unwrap();
     let bytes = std::fs::read(&bad).unwrap();
     let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
@@ -182,13 +183,13 @@ fn decoder_files_round_trip_and_refuse_the_wrong_encoder_layer_or_shape() {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     std::fs::write(&bad, safetensors::serialize(st.tensors(), Some(map)).unwrap()).unwrap();
     wrong.spec.width = 1.0;
-    let err = load_decoder(&bad, &enc, "pool2", Kind::Swwae).err().unwrap().to_string();
+    let err = load_decoder(&bad, &enc, Layer::POOL2, Kind::Swwae).err().unwrap().to_string();
     assert!(err.contains("has shape") && err.contains("expected"), "{err}");
 
     // A truncated file is refused with the file's name.
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
-    let err = load_decoder(&bad, &enc, "pool2", Kind::Swwae).err().unwrap().to_string();
+    let err = load_decoder(&bad, &enc, Layer::POOL2, Kind::Swwae).err().unwrap().to_string();
     assert!(err.contains("bad.safetensors") && err.contains("truncated or corrupt"), "{err}");
 }
 
@@ -227,14 +228,14 @@ fn decoders_agree_across_devices() {
     let tensors = common::random_tensors(Arch::Vgg16, false, 1.0);
     let x = image(2, 64);
     let features =
-        common::encoder_on(Arch::Vgg16, tensors.clone(), false, &Device::Cpu).forward_to(&x, "pool3").unwrap();
+        common::encoder_on(Arch::Vgg16, tensors.clone(), false, &Device::Cpu).forward_to(&x, Layer::POOL3).unwrap();
     let rel = |a: &Tensor, b: &Tensor| {
         let (a, b) = (a.to_device(&Device::Cpu).unwrap(), b.to_device(&Device::Cpu).unwrap());
         let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-12);
         a.sub(&b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
     };
     for kind in Kind::ALL {
-        let spec = DecoderSpec::new(Arch::Vgg16, "pool3", kind, 0.5).unwrap();
+        let spec = DecoderSpec::new(Arch::Vgg16, Layer::POOL3, kind, 0.5).unwrap();
         let mut reference: Option<(Tensor, Vec<(String, Tensor)>)> = None;
         let init = VarMap::new();
         Decoder::new(spec.clone(), VarBuilder::from_varmap(&init, DType::F32, &Device::Cpu)).unwrap();
@@ -242,7 +243,7 @@ fn decoders_agree_across_devices() {
             init.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
         for dev in &devs {
             let enc = common::encoder_on(Arch::Vgg16, tensors.clone(), false, dev);
-            let own = enc.forward_to(&x.to_device(dev).unwrap(), "pool3").unwrap();
+            let own = enc.forward_to(&x.to_device(dev).unwrap(), Layer::POOL3).unwrap();
             for ((name, a), (_, b)) in own.taps.iter().zip(&features.taps) {
                 assert!(rel(a, b) < 1e-4, "{dev:?} encoder {name}: {}", rel(a, b));
             }
@@ -310,9 +311,9 @@ fn bf16_training_follows_f32() {
     // transposed convolutions (decoder), which have no bf16 kernels on the CPU, and overlapping
     // unpooling.
     let cases = [
-        (Arch::Vgg11, "pool3", 64, 0.5, 0.15),
-        (Arch::Vgg11, "fc7", 224, 0.125, 0.3),
-        (Arch::AlexNet, "pool1", 224, 0.25, 0.08),
+        (Arch::Vgg11, Layer::POOL3, 64, 0.5, 0.15),
+        (Arch::Vgg11, Layer::FC7, 224, 0.125, 0.3),
+        (Arch::AlexNet, Layer::POOL1, 224, 0.25, 0.08),
     ];
     for dev in common::devices() {
         for (arch, layer, n, width, limit) in cases {
@@ -366,7 +367,13 @@ fn bf16_training_follows_f32() {
 /// widest up-convolution (25·cin: 1,600 at VGG-16's pool1, 12,800 at pool5), whatever its width.
 #[test]
 fn upconv_learning_rates_shrink_with_the_fan_in_of_the_widest_upconvolution() {
-    let want = [("pool1", 1.0), ("pool2", 0.625), ("pool3", 0.3125), ("pool4", 0.15625), ("pool5", 0.15625)];
+    let want = [
+        (Layer::POOL1, 1.0),
+        (Layer::POOL2, 0.625),
+        (Layer::POOL3, 0.3125),
+        (Layer::POOL4, 0.15625),
+        (Layer::POOL5, 0.15625),
+    ];
     for (layer, scale) in want {
         for width in [0.25, 1.0] {
             let spec = |kind| DecoderSpec::new(Arch::Vgg16, layer, kind, width).unwrap();
@@ -376,5 +383,5 @@ fn upconv_learning_rates_shrink_with_the_fan_in_of_the_widest_upconvolution() {
         }
     }
     // fc taps go through pool5's stages: the same widest up-convolution.
-    assert_eq!(DecoderSpec::new(Arch::Vgg16, "fc7", Kind::Upconv, 0.25).unwrap().learning_rate_scale(), 0.15625);
+    assert_eq!(DecoderSpec::new(Arch::Vgg16, Layer::FC7, Kind::Upconv, 0.25).unwrap().learning_rate_scale(), 0.15625);
 }

@@ -9,6 +9,7 @@ use common::{
     assert_clean_failure, bundled, layerinv, repo_path, tiny_decoders, write_onnx, write_pth, write_pth_declaring,
 };
 use layerinv::data::load_image;
+use layerinv::model::Layer;
 use layerinv::model::{load_decoder, load_weights_file, DecoderSpec, Kind, Objective};
 use layerinv::train::{checkpoint_path, DecoderTrainer};
 use std::path::Path;
@@ -188,9 +189,9 @@ fn mutated_decoders_and_checkpoints_never_panic() {
     let decoder = std::fs::read(repo_path("weights/vgg16_pool1_swwae.safetensors")).unwrap();
     let e = enc.clone();
     survive(dir.path(), "vgg16_pool1_swwae.safetensors", &decoder, 90, 6, true, move |p| {
-        load_decoder(p, &e, "pool1", Kind::Swwae).is_ok()
+        load_decoder(p, &e, Layer::POOL1, Kind::Swwae).is_ok()
     });
-    let spec = DecoderSpec::new(enc.arch, "pool1", Kind::Sae, 0.25).unwrap();
+    let spec = DecoderSpec::new(enc.arch, Layer::POOL1, Kind::Sae, 0.25).unwrap();
     let ckpt = std::fs::read(checkpoint_path(trained.path(), &spec)).unwrap();
     keep_as_fuzz_seed("decoder", 1, Path::new("pool1_sae.ckpt"), &ckpt);
     let fingerprint = enc.fingerprint.clone();

@@ -6,6 +6,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::{bundled, layerinv, repo_path};
 use layerinv::model::decoder_file::read_decoder_meta;
+use layerinv::model::Layer;
 use layerinv::model::{save_decoder, Decoder, DecoderMeta, DecoderSpec, Encoder, Kind, Objective};
 use layerinv::train::health::{check, COLLAPSE_DEPENDENCE};
 use layerinv::train::objective::{loss, StepLoss};
@@ -41,10 +42,10 @@ fn demo_batch(enc: &Encoder, size: usize) -> Tensor {
 fn calibration_makes_a_fresh_pool5_decoder_depend_on_its_input() {
     let enc = bundled();
     let x = demo_batch(&enc, 96);
-    let f = enc.forward_to(&x, "pool5").unwrap();
+    let f = enc.forward_to(&x, Layer::POOL5).unwrap();
     for kind in Kind::ALL {
         let mut t =
-            DecoderTrainer::new(DecoderSpec::new(enc.arch, "pool5", kind, 0.25).unwrap(), &Device::Cpu).unwrap();
+            DecoderTrainer::new(DecoderSpec::new(enc.arch, Layer::POOL5, kind, 0.25).unwrap(), &Device::Cpu).unwrap();
         let (_, before) = check(&t.decoder, &f, &x).unwrap();
         let before = before.dependence.unwrap();
         assert!(before < 1e-3, "{kind}: a fresh decoder's output already varies with the input ({before})");
@@ -77,12 +78,12 @@ fn calibration_makes_a_fresh_pool5_decoder_depend_on_its_input() {
 #[test]
 fn a_decoder_forced_to_collapse_is_reported() {
     let enc = bundled();
-    let spec = DecoderSpec::new(enc.arch, "pool1", Kind::Sae, 0.25).unwrap();
+    let spec = DecoderSpec::new(enc.arch, Layer::POOL1, Kind::Sae, 0.25).unwrap();
     // All weights zero: every hidden unit dead, the output one constant colour.
     let zeros: HashMap<String, Tensor> =
         spec.params().into_iter().map(|(n, s)| (n, Tensor::zeros(s, DType::F32, &Device::Cpu).unwrap())).collect();
     let x = demo_batch(&enc, 64);
-    let f = enc.forward_to(&x, "pool1").unwrap();
+    let f = enc.forward_to(&x, Layer::POOL1).unwrap();
     let dead = Decoder::new(spec.clone(), candle_nn::VarBuilder::from_tensors(zeros.clone(), DType::F32, &Device::Cpu))
         .unwrap();
     let (_, h) = check(&dead, &f, &x).unwrap();
@@ -110,7 +111,7 @@ fn a_decoder_forced_to_collapse_is_reported() {
     save_decoder(&start, &meta, &zeros, DType::F32).unwrap();
     let data = repo_path("assets");
     let out = dir.path().join("out");
-    let mut cfg = TrainConfig::new(data.clone(), vec!["pool1".into()], vec![Kind::Sae], out.clone());
+    let mut cfg = TrainConfig::new(data.clone(), vec![Layer::POOL1], vec![Kind::Sae], out.clone());
     cfg.val = Some(data.clone());
     (cfg.steps, cfg.batch, cfg.crop, cfg.width, cfg.val_every) = (6, 2, Some(32), 0.25, 3);
     cfg.init_from = Some(start.clone());
@@ -163,11 +164,12 @@ fn a_decoder_forced_to_collapse_is_reported() {
 fn each_objective_lowers_its_own_loss() {
     let enc = bundled();
     let x = demo_batch(&enc, 32);
-    let f = enc.forward_to(&x, "pool2").unwrap();
+    let f = enc.forward_to(&x, Layer::POOL2).unwrap();
     for which in [StepLoss::Image, StepLoss::Marks, StepLoss::Stages] {
         for kind in Kind::ALL {
             let mut t =
-                DecoderTrainer::new(DecoderSpec::new(enc.arch, "pool2", kind, 0.25).unwrap(), &Device::Cpu).unwrap();
+                DecoderTrainer::new(DecoderSpec::new(enc.arch, Layer::POOL2, kind, 0.25).unwrap(), &Device::Cpu)
+                    .unwrap();
             t.calibrate(&f, &x, Init::Calibrated).unwrap();
             let l0 = loss(&t.decoder, &f, &x, enc.preprocess, which).unwrap().to_scalar::<f32>().unwrap();
             for _ in 0..40 {
@@ -179,7 +181,7 @@ fn each_objective_lowers_its_own_loss() {
     }
     // The losses differ: the marks and stages add terms to the image loss.
     let mut t =
-        DecoderTrainer::new(DecoderSpec::new(enc.arch, "pool2", Kind::Sae, 0.25).unwrap(), &Device::Cpu).unwrap();
+        DecoderTrainer::new(DecoderSpec::new(enc.arch, Layer::POOL2, Kind::Sae, 0.25).unwrap(), &Device::Cpu).unwrap();
     t.calibrate(&f, &x, Init::Calibrated).unwrap();
     let l = |w| loss(&t.decoder, &f, &x, enc.preprocess, w).unwrap().to_scalar::<f32>().unwrap();
     assert!(l(StepLoss::Marks) > l(StepLoss::Image) * 1.01);
@@ -204,7 +206,7 @@ fn run(
     resume: bool,
 ) -> layerinv::Result<()> {
     let data = repo_path("assets");
-    let mut cfg = TrainConfig::new(data.clone(), vec!["pool2".into()], Kind::ALL.to_vec(), out.to_path_buf());
+    let mut cfg = TrainConfig::new(data.clone(), vec![Layer::POOL2], Kind::ALL.to_vec(), out.to_path_buf());
     cfg.val = Some(data);
     (cfg.steps, cfg.batch, cfg.crop, cfg.width, cfg.val_every, cfg.checkpoint_every) =
         (steps, 2, Some(32), 0.25, 0, 100);
@@ -229,7 +231,7 @@ fn objectives_are_recorded_and_resume() {
     for objective in [Objective::All, Objective::Layerwise] {
         let out = tempfile::tempdir().unwrap();
         run(&enc, out.path(), objective, 10, Some(4), false).unwrap();
-        let spec = DecoderSpec::new(enc.arch, "pool2", Kind::Sae, 0.25).unwrap(); // the first decoder the run loads
+        let spec = DecoderSpec::new(enc.arch, Layer::POOL2, Kind::Sae, 0.25).unwrap(); // the first decoder the run loads
         let ckpt = checkpoint_path(out.path(), &spec);
         let other = if objective == Objective::All { Objective::First } else { Objective::All };
         let err = run(&enc, out.path(), other, 10, None, true).unwrap_err().to_string();
@@ -255,8 +257,8 @@ fn the_three_starts_touch_what_they_say() {
     use layerinv::train::health::calibrate;
     let enc = bundled();
     let x = demo_batch(&enc, 64);
-    let f = enc.forward_to(&x, "pool2").unwrap();
-    let spec = DecoderSpec::new(enc.arch, "pool2", Kind::Sae, 0.25).unwrap();
+    let f = enc.forward_to(&x, Layer::POOL2).unwrap();
+    let spec = DecoderSpec::new(enc.arch, Layer::POOL2, Kind::Sae, 0.25).unwrap();
     let last = spec.plan().iter().rev().find_map(|op| op.params().first().map(|p| p.0.clone())).unwrap();
     let mut dec = DecoderTrainer::new(spec, &Device::Cpu).unwrap().decoder;
     assert!(calibrate(&mut dec, &f, &x, Init::Uniform).unwrap().is_empty() && dec.scales.is_empty());

@@ -6,13 +6,14 @@ mod common;
 use common::gui::{harness_with, wait_for};
 use common::{layerinv, repo_path};
 use layerinv::app::{AppOptions, LayerinvApp, View};
+use layerinv::model::Layer;
 use std::path::Path;
 
 /// The app on the bundled decoders alone (a fresh user folder: no runs of its own), on `photo`.
-fn app(photo: &Path, layer: &str, view: View, user: &Path) -> AppOptions {
+fn app(photo: &Path, layer: Layer, view: View, user: &Path) -> AppOptions {
     AppOptions {
         image: Some(photo.to_path_buf()),
-        layer: Some(layer.into()),
+        layer: Some(layer),
         model: "bundled".into(),
         data_dir: Some(user.to_path_buf()),
         device: "cpu".into(),
@@ -40,7 +41,7 @@ fn same_png(opts: AppOptions, ready: impl Fn(&LayerinvApp) -> bool, args: &[&str
     assert_eq!(differ, 0, "{args:?}: {differ} pixels differ");
 }
 
-fn rebuilt(app: &LayerinvApp, layer: &str) -> bool {
+fn rebuilt(app: &LayerinvApp, layer: Layer) -> bool {
     app.layer == layer && matches!(app.rebuilt(layer), Some(Ok(_)))
 }
 
@@ -50,8 +51,8 @@ fn export_and_reconstruct_draw_the_same_comparison() {
     let photo = repo_path("assets/chelsea.png");
     let p = photo.to_str().unwrap();
     same_png(
-        app(&photo, "pool3", View::Compare, user.path()),
-        |a| rebuilt(a, "pool3"),
+        app(&photo, Layer::POOL3, View::Compare, user.path()),
+        |a| rebuilt(a, Layer::POOL3),
         &["reconstruct", p, "--layer", "pool3"],
     );
 }
@@ -63,12 +64,12 @@ fn export_and_reconstruct_draw_the_same_error_maps_of_an_edited_code() {
     let opts = AppOptions {
         switches_from: Some(rocket.clone()),
         keep_channels: Some("top:32".into()),
-        ..app(&photo, "pool2", View::Diff, user.path())
+        ..app(&photo, Layer::POOL2, View::Diff, user.path())
     };
     let (p, r) = (photo.to_str().unwrap(), rocket.to_str().unwrap());
     same_png(
         opts,
-        |a| rebuilt(a, "pool2") && a.mask("pool2").is_some_and(|m| m.iter().filter(|&&k| k).count() == 32),
+        |a| rebuilt(a, Layer::POOL2) && a.mask(Layer::POOL2).is_some_and(|m| m.iter().filter(|&&k| k).count() == 32),
         &["reconstruct", p, "--layer", "pool2", "--switches-from", r, "--keep-channels", "top:32", "--diff"],
     );
 }
@@ -79,10 +80,10 @@ fn export_and_reconstruct_draw_the_same_all_layers_figure() {
     let photo = repo_path("assets/coffee.png");
     let p = photo.to_str().unwrap();
     same_png(
-        app(&photo, "pool1", View::AllLayers, user.path()),
+        app(&photo, Layer::POOL1, View::AllLayers, user.path()),
         |a| {
             let layers = a.available_layers();
-            !layers.is_empty() && layers.iter().all(|l| matches!(a.panes(l), Some(Ok(_))))
+            !layers.is_empty() && layers.iter().all(|&l| matches!(a.panes(l), Some(Ok(_))))
         },
         &["reconstruct", p, "--all-layers"],
     );

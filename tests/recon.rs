@@ -3,6 +3,7 @@ mod common;
 
 use common::{assert_clean_failure, layerinv, repo_path};
 use image::RgbImage;
+use layerinv::model::Layer;
 use layerinv::recon::EvalRow;
 use layerinv::train::metrics::{mse, psnr, speckle, ssim};
 
@@ -251,14 +252,14 @@ fn several_decoder_sets_compare_on_the_same_photos() {
     let bundled = repo_path("weights");
     let v = eval(&[d, bundled.to_str().unwrap()]);
     let rows = v["results"].as_array().unwrap();
-    let psnr = |label: &str, layer: &str| {
+    let psnr = |label: &str, layer: Layer| {
         rows.iter()
-            .find(|r| r["decoders"] == label && r["kind"] == "swwae" && r["layer"] == layer)
+            .find(|r| r["decoders"] == label && r["kind"] == "swwae" && r["layer"] == layer.name())
             .map(|r| r["psnr"].as_f64().unwrap())
     };
     let tiny = v["decoders"][0]["label"].as_str().unwrap().to_string();
-    assert!(psnr("bundled", "pool1").unwrap() > psnr(&tiny, "pool1").unwrap() + 5.0);
-    assert!(psnr("bundled", "pool5").is_some() && psnr(&tiny, "pool5").is_none(), "{v}");
+    assert!(psnr("bundled", Layer::POOL1).unwrap() > psnr(&tiny, Layer::POOL1).unwrap() + 5.0);
+    assert!(psnr("bundled", Layer::POOL5).is_some() && psnr(&tiny, Layer::POOL5).is_none(), "{v}");
 
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("two.png");
@@ -330,8 +331,8 @@ fn reconstructions_from_kept_features_equal_a_fresh_pass() {
     let set = DecoderSet::load(&repo_path("weights"), &enc);
     let input = photo();
     let kept = features_of(&enc, &input).unwrap();
-    for layer in ["pool1", "pool4"] {
-        let layers = [layer.to_string()];
+    for layer in [Layer::POOL1, Layer::POOL4] {
+        let layers = [layer];
         let fresh = reconstruct(&enc, &set, &input, &layers, &Kind::ALL).unwrap();
         let again = reconstruct_from(&enc, &set, &kept, &input, &layers, &Kind::ALL).unwrap();
         // One picture per kind bundled at the layer (up-conv only at pool1 so far).
@@ -342,7 +343,7 @@ fn reconstructions_from_kept_features_equal_a_fresh_pass() {
         assert!(bundled >= 2, "{layer}");
         assert_eq!((fresh.len(), again.len()), (bundled, bundled), "{layer}");
         for (a, b) in fresh.iter().zip(&again) {
-            assert_eq!((a.layer.as_str(), a.kind), (b.layer.as_str(), b.kind));
+            assert_eq!((a.layer, a.kind), (b.layer, b.kind));
             assert_eq!(a.image, b.image, "{layer} {}", a.kind);
         }
     }
@@ -357,25 +358,23 @@ fn the_all_layers_figure_has_a_row_per_set_and_kind_it_holds() {
     use layerinv::model::Kind;
     use layerinv::recon::Reconstruction;
     let input = photo();
-    let rec = |layer: &str, kind| Reconstruction {
-        layer: layer.into(),
-        kind,
-        image: input.clone(),
-        psnr: 30.0,
-        ssim: 0.9,
-        speckle: None,
-    };
+    let rec =
+        |layer: Layer, kind| Reconstruction { layer, kind, image: input.clone(), psnr: 30.0, ssim: 0.9, speckle: None };
     let draw = |rows: &[Vec<(String, &Reconstruction)>]| {
         figure(View::AllLayers, &input, "x.png", rows, &CodeChange::default(), Vec::new()).height()
     };
-    let two_kinds =
-        [rec("pool1", Kind::Sae), rec("pool2", Kind::Sae), rec("pool1", Kind::Swwae), rec("pool2", Kind::Swwae)];
+    let two_kinds = [
+        rec(Layer::POOL1, Kind::Sae),
+        rec(Layer::POOL2, Kind::Sae),
+        rec(Layer::POOL1, Kind::Swwae),
+        rec(Layer::POOL2, Kind::Swwae),
+    ];
     fn set<'a>(label: &str, recs: &'a [Reconstruction]) -> Vec<(String, &'a Reconstruction)> {
         recs.iter().map(|r| (label.to_string(), r)).collect()
     }
     let h2 = draw(&[set("bundled", &two_kinds)]);
     let mut three_kinds = two_kinds.to_vec();
-    three_kinds.push(rec("pool1", Kind::Upconv));
+    three_kinds.push(rec(Layer::POOL1, Kind::Upconv));
     let h3 = draw(&[set("bundled", &three_kinds)]);
     // The figure is a row shorter without the missing kind, and each row is as tall.
     assert!(h2 < h3 && h3 - h2 >= input.height(), "{h2} vs {h3}");

@@ -6,6 +6,7 @@ mod common;
 use common::{assert_clean_failure, assert_usage_error, bundled, demo_photo_dir, layerinv, tiny_run as tiny};
 use layerinv::model::decoder_file::read_decoder_meta;
 use layerinv::model::Kind;
+use layerinv::model::Layer;
 use layerinv::train::record::RunRecord;
 use layerinv::train::{checkpoint_path, train, CancelToken, Event};
 
@@ -86,8 +87,10 @@ fn bf16_mixed_precision_lowers_the_loss_too() {
     assert_validation_halves(&vals);
     assert!(!psnrs.is_empty() && psnrs.iter().all(|p| p.is_finite() && *p > 5.0), "{psnrs:?}");
     for kind in Kind::ALL {
-        let path =
-            checkpoint_path(out.path(), &layerinv::model::DecoderSpec::new(enc.arch, "pool1", kind, 0.25).unwrap());
+        let path = checkpoint_path(
+            out.path(),
+            &layerinv::model::DecoderSpec::new(enc.arch, Layer::POOL1, kind, 0.25).unwrap(),
+        );
         let bytes = std::fs::read(&path).unwrap();
         let t = safetensors::SafeTensors::deserialize(&bytes).unwrap().tensors();
         assert!(t.iter().all(|(_, v)| v.dtype() == safetensors::Dtype::F32), "{}", path.display());
@@ -226,7 +229,10 @@ fn cli_train_errors_are_one_line() {
     let out = layerinv(&["bench", "--device", "cpu", "--dtype", "half"]);
     assert_usage_error(&out, &["'half'", "--dtype", "fp32, bf16"]);
     let out = layerinv(&["train", "--data", d, "--layers", "pool9"]);
-    assert_clean_failure(&out, &["pool9 is not a layer of vgg16", "pool1, pool2"]);
+    assert_usage_error(&out, &["'pool9'", "--layers", "pool1, pool2"]);
+    // A layer of another architecture: the model says which layers it has.
+    let out = layerinv(&["train", "--data", d, "--layers", "conv4"]);
+    assert_clean_failure(&out, &["conv4 is not a layer of vgg16", "pool1, pool2"]);
     // A layer or kind named twice (as extra arguments after a recipe's own can do).
     let out = layerinv(&["train", "--data", d, "--layers", "pool1,pool2", "--layers", "pool1"]);
     assert_clean_failure(&out, &["pool1 is asked for twice"]);
@@ -243,7 +249,7 @@ fn fresh_decoders_start_uniform_within_one_over_root_fan_in() {
     use layerinv::model::{Arch, DecoderSpec};
     let dev = candle_core::Device::Cpu;
     let (mut convs, mut deconvs, mut linears) = (0, 0, 0);
-    for (arch, layer) in [(Arch::AlexNet, "pool1"), (Arch::Vgg11, "fc7")] {
+    for (arch, layer) in [(Arch::AlexNet, Layer::POOL1), (Arch::Vgg11, Layer::FC7)] {
         let spec = DecoderSpec::new(arch, layer, Kind::Sae, 0.25).unwrap();
         let t = layerinv::train::DecoderTrainer::new(spec.clone(), &dev).unwrap();
         let tensors = t.tensors();

@@ -6,6 +6,7 @@ mod common;
 
 use common::{bundled, demo_photo_dir, tiny_run as tiny};
 use layerinv::model::decoder_file::read_decoder_meta;
+use layerinv::model::Layer;
 use layerinv::model::{Earlier, Kind};
 use layerinv::train::record::{RunRecord, RunState};
 use layerinv::train::{checkpoint_path, train, CancelToken, Event};
@@ -25,7 +26,7 @@ fn cancel_then_resume_reaches_the_step_count() {
     let cfg = tiny(data.path(), out.path(), 12);
     let s = train(&enc, &cfg, &mut sink, &cancel).unwrap();
     assert!(s.cancelled);
-    let spec = layerinv::model::DecoderSpec::new(enc.arch, "pool1", Kind::Swwae, 0.25).unwrap();
+    let spec = layerinv::model::DecoderSpec::new(enc.arch, Layer::POOL1, Kind::Swwae, 0.25).unwrap();
     let ckpt = checkpoint_path(out.path(), &spec);
     let (_, meta) = layerinv::train::DecoderTrainer::resume(
         &ckpt,
@@ -70,9 +71,13 @@ fn cancel_then_resume_reaches_the_step_count() {
     assert_eq!(steps_seen, vec![8, 9, 10, 11, 12]);
     let resumed = RunRecord::load(out.path()).unwrap().expect("run.json");
     assert_eq!((resumed.state, resumed.step, resumed.started), (RunState::Finished, 12, record.started));
-    let (dec, meta) =
-        layerinv::model::load_decoder(&out.path().join("vgg16_pool1_swwae.safetensors"), &enc, "pool1", Kind::Swwae)
-            .unwrap();
+    let (dec, meta) = layerinv::model::load_decoder(
+        &out.path().join("vgg16_pool1_swwae.safetensors"),
+        &enc,
+        Layer::POOL1,
+        Kind::Swwae,
+    )
+    .unwrap();
     assert_eq!(meta.steps, 12);
     assert_eq!(dec.spec, spec);
     assert!(meta.val_psnr.is_some_and(|p| p.is_finite()));
@@ -85,7 +90,7 @@ fn a_corrupted_checkpoint_is_refused_by_name() {
     let out = tempfile::tempdir().unwrap();
     let mut cfg = tiny(data.path(), out.path(), 2);
     train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
-    let spec = layerinv::model::DecoderSpec::new(enc.arch, "pool1", Kind::Sae, 0.25).unwrap();
+    let spec = layerinv::model::DecoderSpec::new(enc.arch, Layer::POOL1, Kind::Sae, 0.25).unwrap();
     let ckpt = checkpoint_path(out.path(), &spec);
     let bytes = std::fs::read(&ckpt).unwrap();
     std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
@@ -112,7 +117,7 @@ fn init_from_copies_weights_of_the_same_layer_and_refuses_others() {
     train(&enc, &cfg, &mut |_: &Event| {}, &CancelToken::default()).unwrap();
     let sae_file = out.path().join("vgg16_pool1_sae.safetensors");
 
-    let spec = layerinv::model::DecoderSpec::new(enc.arch, "pool1", Kind::Swwae, 0.25).unwrap();
+    let spec = layerinv::model::DecoderSpec::new(enc.arch, Layer::POOL1, Kind::Swwae, 0.25).unwrap();
     let mut t = layerinv::train::DecoderTrainer::new(spec, enc.device()).unwrap();
     t.init_from(&sae_file, &enc.fingerprint).unwrap();
     let (saved, _) = layerinv::model::weights::read_safetensors(&sae_file, enc.device()).unwrap();
@@ -122,7 +127,7 @@ fn init_from_copies_weights_of_the_same_layer_and_refuses_others() {
         assert_eq!(diff, 0.0, "{name}");
     }
 
-    let other = layerinv::model::DecoderSpec::new(enc.arch, "pool2", Kind::Swwae, 0.25).unwrap();
+    let other = layerinv::model::DecoderSpec::new(enc.arch, Layer::POOL2, Kind::Swwae, 0.25).unwrap();
     let mut t = layerinv::train::DecoderTrainer::new(other, enc.device()).unwrap();
     let err = t.init_from(&sae_file, &enc.fingerprint).unwrap_err().to_string();
     assert!(err.contains("vgg16_pool1_sae.safetensors") && err.contains("pool1") && err.contains("pool2"), "{err}");

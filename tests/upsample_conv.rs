@@ -6,6 +6,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
+use layerinv::model::Layer;
 use layerinv::ops::{
     interleave, interleave_ref, max_pool_with_switches, upsample_conv, upsample_conv_ref, PoolSwitches, Upsample,
     UpsamplePlan,
@@ -155,10 +156,10 @@ fn decoders_give_the_same_pictures_and_gradients_fused_and_unfused() {
     let enc = common::random_encoder(Arch::Vgg11, false);
     for side in [40, 44] {
         let x = Tensor::randn(0f32, 1., (2, 3, side, side), &Device::Cpu).unwrap();
-        let f = enc.forward_to(&x, "pool3").unwrap();
+        let f = enc.forward_to(&x, Layer::POOL3).unwrap();
         for kind in Kind::ALL {
             let varmap = VarMap::new();
-            let spec = DecoderSpec::new(Arch::Vgg11, "pool3", kind, 0.5).unwrap();
+            let spec = DecoderSpec::new(Arch::Vgg11, Layer::POOL3, kind, 0.5).unwrap();
             let mut dec = Decoder::new(spec, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
             let mut run = |fused: bool| {
                 dec.fused = fused;

@@ -4,6 +4,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::{random_tensors, write_onnx, write_pth};
+use layerinv::model::Layer;
 use layerinv::model::{load_weights_file, Arch, Encoder};
 use std::collections::HashMap;
 
@@ -45,8 +46,8 @@ fn torchvision_pth_and_timm_safetensors_give_the_same_encoder() {
     assert_eq!(a.fingerprint, b.fingerprint, "same weights, same fingerprint");
     let x = Tensor::randn(0f32, 1., (1, 3, 224, 224), &Device::Cpu).unwrap();
     let (ea, eb) = (Encoder::new(a).unwrap(), Encoder::new(b).unwrap());
-    let la = ea.forward(&x).unwrap().tap("fc8").unwrap().clone();
-    let lb = eb.forward(&x).unwrap().tap("fc8").unwrap().clone();
+    let la = ea.forward(&x).unwrap().tap(Layer::FC8).unwrap().clone();
+    let lb = eb.forward(&x).unwrap().tap(Layer::FC8).unwrap().clone();
     assert_eq!(la.sub(&lb).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
 }
 
@@ -58,9 +59,9 @@ fn a_head_that_stops_early_makes_only_the_later_taps_unavailable() {
     let path = dir.path().join("partial.safetensors");
     std::fs::write(&path, safetensors::serialize(no_fc7, None).unwrap()).unwrap();
     let enc = Encoder::new(load_weights_file(&path, &Device::Cpu).unwrap()).unwrap();
-    assert!(enc.has_tap("fc6"));
-    assert!(!enc.has_tap("fc7"));
-    assert!(!enc.has_tap("fc8"), "fc8 needs fc7's output");
+    assert!(enc.has_tap(Layer::FC6));
+    assert!(!enc.has_tap(Layer::FC7));
+    assert!(!enc.has_tap(Layer::FC8), "fc8 needs fc7's output");
 }
 
 #[test]

@@ -2,11 +2,12 @@
 
 use super::state::LayerinvApp;
 use crate::model::Kind;
+use crate::model::Layer;
 use eframe::egui;
 
 /// The figure, drawn from the app's state (the view has none of its own); the layer whose
 /// picture was clicked, to open it.
-pub fn ui(ui: &mut egui::Ui, app: &LayerinvApp) -> Option<String> {
+pub fn ui(ui: &mut egui::Ui, app: &LayerinvApp) -> Option<Layer> {
     let Some(photo) = app.photo() else {
         ui.heading("Drop a photo here, or File > Open image…");
         return None;
@@ -23,15 +24,15 @@ pub fn ui(ui: &mut egui::Ui, app: &LayerinvApp) -> Option<String> {
     egui::Grid::new("all-layers").spacing([6.0, 6.0]).show(ui, |ui| {
         ui.label("");
         ui.strong("input");
-        for l in &layers {
-            ui.strong(l.as_str());
+        for &l in &layers {
+            ui.strong(l.name());
         }
         ui.end_row();
         for (row, kind) in Kind::ALL.iter().enumerate() {
             let label = kind.label();
             // The row's decoder set, when every layer's comes from one ("mixed" otherwise).
             let mut sets: Vec<String> =
-                layers.iter().filter_map(|l| app.decoders.shown(l, *kind).map(|s| s.label())).collect();
+                layers.iter().filter_map(|&l| app.decoders.shown(l, *kind).map(|s| s.label())).collect();
             sets.dedup();
             ui.vertical(|ui| {
                 ui.set_width(LABEL_WIDTH);
@@ -47,7 +48,7 @@ pub fn ui(ui: &mut egui::Ui, app: &LayerinvApp) -> Option<String> {
             } else {
                 ui.label("");
             }
-            for l in &layers {
+            for &l in &layers {
                 match app.panes(l) {
                     Some(Ok(panes)) => match panes.iter().find(|p| p.rec.kind == *kind) {
                         Some(p) => {
@@ -66,7 +67,7 @@ pub fn ui(ui: &mut egui::Ui, app: &LayerinvApp) -> Option<String> {
                                     p.rec.ssim
                                 ));
                             if resp.clicked() {
-                                clicked = Some(l.clone());
+                                clicked = Some(l);
                             }
                         }
                         None => {

@@ -37,7 +37,7 @@ impl ChannelsView {
         let avail = ui.available_size();
         let side = ((avail.x - 40.0) / 3.0).min(avail.y * 0.42 - 60.0).max(96.0);
         pictures.picture_rows(ui, app, side);
-        let layer = app.layer.as_str();
+        let layer = app.layer;
         let (n, kept) = match app.mask(layer) {
             Some(keep) => (keep.len(), keep.iter().filter(|&&k| k).count()),
             None => (0, 0),

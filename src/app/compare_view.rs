@@ -8,6 +8,7 @@ use super::zoom::{image_pane, ZoomPan};
 use crate::compare::colour_map;
 use crate::figure::{caption, error_title, mean_caption, scale_ticks, switches_title, SCALE_TITLE};
 use crate::model::Kind;
+use crate::model::Layer;
 use eframe::egui;
 
 const EXPLAIN: &str = "SWWAE knows where each maximum came from (the pooling switches); SAE must guess. \
@@ -87,7 +88,7 @@ impl CompareView {
         // The input and a pane per kind.
         let columns = 1.0 + Kind::ALL.len() as f32;
         let fit = |cols: f32, rows: f32| ((avail.x - 40.0) / cols).min((avail.y - 120.0) / rows - 64.0).max(96.0);
-        let side = match app.preview(&app.layer).map(|p| p.panes.len() as f32) {
+        let side = match app.preview(app.layer).map(|p| p.panes.len() as f32) {
             // The training preview beside the panes, or in a row of its own: whichever is larger.
             Some(n) => fit(columns + n, rows).max(fit(columns, rows + 1.0)),
             None => fit(columns, rows),
@@ -96,7 +97,7 @@ impl CompareView {
         if app.view == View::Diff {
             scale_bar(ui, side.min(320.0));
         }
-        if let Some(Ok(panes)) = app.panes(&app.layer) {
+        if let Some(Ok(panes)) = app.panes(app.layer) {
             let find = |k: Kind| panes.iter().find(|p| p.rec.kind == k);
             let pair = Kind::switch_pair().and_then(|(fixed, recorded)| find(fixed).zip(find(recorded)));
             if let Some((fixed, recorded)) = pair {
@@ -122,7 +123,7 @@ impl CompareView {
             });
             return;
         };
-        let layer = app.layer.clone();
+        let layer = app.layer;
         let zoom = &mut self.zoom;
         let blink = self.blink;
         let input = Cell {
@@ -141,13 +142,13 @@ impl CompareView {
             }),
         };
         let mut copy = None;
-        match app.rebuilt(&layer) {
+        match app.rebuilt(layer) {
             Some(Ok(rebuilt)) => {
-                let cells = pane_cells(app, rebuilt, &layer, false, blink);
-                let missing = missing_panes(app, &layer);
+                let cells = pane_cells(app, rebuilt, layer, false, blink);
+                let missing = missing_panes(app, layer);
                 // The run in progress beside the chosen decoders (same photo, same zoom): in the
                 // same row when the window is wide enough for it, else in a row of its own.
-                let preview = app.preview(&layer).map(|p| pane_cells(app, p, &layer, true, blink));
+                let preview = app.preview(layer).map(|p| pane_cells(app, p, layer, true, blink));
                 let inline = preview.as_ref().is_some_and(|p| {
                     (1 + Kind::ALL.len() + p.len()) as f32 * (side + ui.spacing().item_spacing.x)
                         <= ui.available_width()
@@ -194,7 +195,7 @@ impl CompareView {
                     for p in &rebuilt.panes {
                         errors.push(Cell {
                             title: error_title(p.rec.kind),
-                            source: Some(app.pane_source(p, &layer, false)),
+                            source: Some(app.pane_source(p, layer, false)),
                             about: None,
                             texture: &p.error,
                             image: None,
@@ -219,13 +220,13 @@ impl CompareView {
                 ui.horizontal_top(|ui| {
                     copy = cell_ui(ui, &input, side, zoom);
                     for kind in Kind::ALL {
-                        if let Some(why) = app.decoders.kind_missing(&layer, kind) {
-                            missing_ui(ui, &app.pane_title(kind, &layer), &why, side);
+                        if let Some(why) = app.decoders.kind_missing(layer, kind) {
+                            missing_ui(ui, &app.pane_title(kind, layer), &why, side);
                             continue;
                         }
                         ui.vertical(|ui| {
-                            ui.strong(app.pane_title(kind, &layer));
-                            let source = app.decoders.shown(&layer, kind).map(|s| s.note(&layer, kind));
+                            ui.strong(app.pane_title(kind, layer));
+                            let source = app.decoders.shown(layer, kind).map(|s| s.note(layer, kind));
                             ui.weak(source.unwrap_or_default());
                             let (rect, _) = ui.allocate_exact_size(egui::Vec2::splat(side), egui::Sense::hover());
                             ui.put(rect, egui::Spinner::new().size(32.0));
@@ -242,7 +243,7 @@ impl CompareView {
 }
 
 /// Each kind with no decoder to show at `layer`: its pane title and why.
-fn missing_panes(app: &LayerinvApp, layer: &str) -> Vec<(String, String)> {
+fn missing_panes(app: &LayerinvApp, layer: Layer) -> Vec<(String, String)> {
     Kind::ALL
         .iter()
         .filter_map(|&k| app.decoders.kind_missing(layer, k).map(|why| (app.pane_title(k, layer), why)))
@@ -254,7 +255,7 @@ fn missing_panes(app: &LayerinvApp, layer: &str) -> Vec<(String, String)> {
 fn pane_cells<'a>(
     app: &'a LayerinvApp,
     rebuilt: &'a Rebuilt,
-    layer: &str,
+    layer: Layer,
     preview: bool,
     blink: Blink,
 ) -> Vec<Cell<'a>> {

@@ -11,6 +11,7 @@ use super::state::LayerinvApp;
 use super::worker::Job;
 use crate::decoder_sets::{Forgotten, Origin, SetInfo};
 use crate::model::Kind;
+use crate::model::Layer;
 use crate::train::record::RunState;
 use eframe::egui;
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ pub use crate::recon::Source;
 pub enum Action {
     /// Show this set's decoder for one layer and kind.
     Choose {
-        layer: String,
+        layer: Layer,
         kind: Kind,
         dir: PathBuf,
     },
@@ -44,7 +45,7 @@ pub struct Decoders {
     /// Whether the worker has answered a scan for the current model.
     pub scanned: bool,
     /// The user's picks: (layer, kind) → set folder. Kept between runs.
-    pub chosen: BTreeMap<(String, Kind), PathBuf>,
+    pub chosen: BTreeMap<(Layer, Kind), PathBuf>,
     /// `--decoders DIR`: first for this session wherever it has the decoder.
     pub pinned: Option<PathBuf>,
     /// Folders the user opened (Open decoders folder…). Kept between runs.
@@ -103,12 +104,12 @@ impl Decoders {
     }
 
     /// The set whose decoder a `layer`/`kind` pane shows (see the module's order).
-    pub fn shown(&self, layer: &str, kind: Kind) -> Option<&SetInfo> {
+    pub fn shown(&self, layer: Layer, kind: Kind) -> Option<&SetInfo> {
         let usable = |d: &Path| self.set(d).filter(|s| s.usable(layer, kind).is_some());
         self.pinned
             .as_deref()
             .and_then(usable)
-            .or_else(|| self.chosen.get(&(layer.to_string(), kind)).and_then(|d| usable(d)))
+            .or_else(|| self.chosen.get(&(layer, kind)).and_then(|d| usable(d)))
             .or_else(|| self.sets.iter().find(|s| s.is_bundled() && s.usable(layer, kind).is_some()))
             .or_else(|| {
                 // The newest finished run: runs come newest first.
@@ -119,7 +120,7 @@ impl Decoders {
     }
 
     /// The source of every kind that has a decoder to show at `layer`, or `None` when none has.
-    pub fn sources(&self, layer: &str) -> Option<Vec<Source>> {
+    pub fn sources(&self, layer: Layer) -> Option<Vec<Source>> {
         let shown: Vec<Source> = Kind::ALL
             .iter()
             .filter_map(|&kind| self.shown(layer, kind).map(|s| Source { kind, dir: s.dir.clone() }))
@@ -128,7 +129,7 @@ impl Decoders {
     }
 
     /// Why `layer` cannot be shown, or `None` when some kind has a decoder for it.
-    pub fn layer_unavailable(&self, layer: &str) -> Option<String> {
+    pub fn layer_unavailable(&self, layer: Layer) -> Option<String> {
         if !self.scanned {
             return Some("the decoders are still being looked for".into());
         }
@@ -137,12 +138,12 @@ impl Decoders {
     }
 
     /// Why `kind` has no pane at `layer`, or `None` when it has a decoder to show.
-    pub fn kind_missing(&self, layer: &str, kind: Kind) -> Option<String> {
+    pub fn kind_missing(&self, layer: Layer, kind: Kind) -> Option<String> {
         (self.scanned && self.shown(layer, kind).is_none()).then(|| self.why_missing(layer, &[kind]))
     }
 
     /// What to do about `missing` kinds having no decoder to show at `layer`.
-    fn why_missing(&self, layer: &str, missing: &[Kind]) -> String {
+    fn why_missing(&self, layer: Layer, missing: &[Kind]) -> String {
         let names: Vec<&str> = missing.iter().map(Kind::label).collect();
         let unpicked: Vec<String> = self
             .sets
@@ -167,17 +168,16 @@ impl Decoders {
     }
 
     /// Show `dir`'s decoder at `layer`/`kind`.
-    pub fn choose(&mut self, layer: &str, kind: Kind, dir: &Path) {
-        self.chosen.insert((layer.to_string(), kind), dir.to_path_buf());
+    pub fn choose(&mut self, layer: Layer, kind: Kind, dir: &Path) {
+        self.chosen.insert((layer, kind), dir.to_path_buf());
     }
 
     /// Show `dir`'s decoders wherever it has them.
     pub fn use_set(&mut self, dir: &Path) {
         let Some(set) = self.set(dir) else { return };
-        let picks: Vec<(String, Kind)> =
-            set.held.iter().filter(|h| h.meta.is_ok()).map(|h| (h.layer.clone(), h.kind)).collect();
+        let picks: Vec<(Layer, Kind)> = set.held.iter().filter(|h| h.meta.is_ok()).map(|h| (h.layer, h.kind)).collect();
         for (layer, kind) in picks {
-            self.choose(&layer, kind, dir);
+            self.choose(layer, kind, dir);
         }
     }
 
@@ -192,18 +192,18 @@ impl Decoders {
     }
 
     /// What a pane says of its decoder: the set's note, or why there is none.
-    pub fn note(&self, source: &Source, layer: &str) -> String {
+    pub fn note(&self, source: &Source, layer: Layer) -> String {
         self.set(&source.dir).map(|s| s.note(layer, source.kind)).unwrap_or_else(|| source.dir.display().to_string())
     }
 
     /// A pane's tooltip: the decoder's full record.
-    pub fn record(&self, source: &Source, layer: &str) -> Option<String> {
+    pub fn record(&self, source: &Source, layer: Layer) -> Option<String> {
         self.set(&source.dir)?.record(layer, source.kind)
     }
 
     /// The Decoders menu for the `layer` on screen. `training` is the folder a run is writing to,
     /// if any.
-    pub fn menu_ui(&mut self, ui: &mut egui::Ui, layer: &str, training: Option<&Path>) -> Option<Action> {
+    pub fn menu_ui(&mut self, ui: &mut egui::Ui, layer: Layer, training: Option<&Path>) -> Option<Action> {
         let mut action = None;
         ui.label(egui::RichText::new(format!("Shown at {layer}")).strong());
         for kind in Kind::ALL {
@@ -220,7 +220,7 @@ impl Decoders {
                         None => resp,
                     };
                     if resp.clicked() {
-                        action = Some(Action::Choose { layer: layer.to_string(), kind, dir: s.dir.clone() });
+                        action = Some(Action::Choose { layer, kind, dir: s.dir.clone() });
                         ui.close();
                     }
                 }
@@ -250,13 +250,13 @@ impl Decoders {
                         ui.label(format!(
                             "run: {} · layers {} · photos {}",
                             record.progress(*live),
-                            record.settings.layers.join(", "),
+                            Layer::join(&record.settings.layers, ", "),
                             record.settings.data.display()
                         ));
                     }
                     for h in &s.held {
                         let line = match &h.meta {
-                            Ok(_) => format!("{} {}: {}", h.layer, h.kind.label(), s.note(&h.layer, h.kind)),
+                            Ok(_) => format!("{} {}: {}", h.layer, h.kind.label(), s.note(h.layer, h.kind)),
                             Err(e) => format!("{} {}: {e}", h.layer, h.kind.label()),
                         };
                         ui.label(line);
@@ -316,7 +316,7 @@ impl LayerinvApp {
     /// Do what the user picked in the Decoders menu.
     pub fn decoder_action(&mut self, action: Action) {
         match action {
-            Action::Choose { layer, kind, dir } => self.decoders.choose(&layer, kind, &dir),
+            Action::Choose { layer, kind, dir } => self.decoders.choose(layer, kind, &dir),
             Action::UseSet(dir) => self.decoders.use_set(&dir),
             Action::Forget(dir) => self.forget_set(&dir),
             Action::Resume(dir) => self.resume_run(&dir),
@@ -358,16 +358,16 @@ impl LayerinvApp {
     }
 
     /// The training preview of the current photo at `layer`, when a run trains it.
-    pub fn preview(&self, layer: &str) -> Option<&Rebuilt> {
+    pub fn preview(&self, layer: Layer) -> Option<&Rebuilt> {
         let p = self.photo()?;
         self.preview_sources(layer)?;
-        self.results.preview(&(p.id, layer.to_string(), self.variant(layer)))
+        self.results.preview(&(p.id, layer, self.variant(layer)))
     }
 
     /// The running run's decoders at `layer` that exist yet, when the preview is on.
-    pub fn preview_sources(&self, layer: &str) -> Option<Vec<Source>> {
+    pub fn preview_sources(&self, layer: Layer) -> Option<Vec<Source>> {
         let run = self.training.as_ref().filter(|r| r.is_running())?;
-        if !self.decoders.preview || !run.cfg.layers.iter().any(|l| l == layer) {
+        if !self.decoders.preview || !run.cfg.layers.contains(&layer) {
             return None;
         }
         let out = run.out_dir();

@@ -6,6 +6,7 @@ use super::shown::View;
 use super::state::LayerinvApp;
 use super::train_dialog::TrainDialog;
 use crate::model::hub::HubModel;
+use crate::model::Layer;
 use eframe::egui;
 
 impl LayerinvApp {
@@ -152,8 +153,8 @@ impl LayerinvApp {
         });
         ui.menu_button("Decoders", |ui| {
             let training = self.training.as_ref().filter(|r| r.is_running()).map(|r| r.out_dir());
-            let layer = self.layer.clone();
-            if let Some(action) = self.decoders.menu_ui(ui, &layer, training.as_deref()) {
+            let layer = self.layer;
+            if let Some(action) = self.decoders.menu_ui(ui, layer, training.as_deref()) {
                 self.decoder_action(action);
             }
         });
@@ -165,13 +166,13 @@ impl LayerinvApp {
                 .clicked()
             {
                 ui.close();
-                let layers: Vec<String> = self
+                let layers: Vec<Layer> = self
                     .model
                     .as_ref()
-                    .map(|m| m.layers.iter().filter(|(_, r)| r.is_none()).map(|(l, _)| l.clone()).collect())
+                    .map(|m| m.layers.iter().filter(|(_, r)| r.is_none()).map(|(l, _)| *l).collect())
                     .unwrap_or_default();
                 if let Some(arch) = self.model.as_ref().map(|m| m.arch) {
-                    self.train_dialog = Some(TrainDialog::new(arch, layers, &self.layer, self.user.clone()));
+                    self.train_dialog = Some(TrainDialog::new(arch, layers, self.layer, self.user.clone()));
                 }
             }
         });

@@ -6,24 +6,25 @@ use super::shown::{color_image, Pane, View};
 use super::state::LayerinvApp;
 use crate::figure::{caption, figure, recon_title, CodeChange, Tile};
 use crate::model::Kind;
+use crate::model::Layer;
 use image::{Rgb, RgbImage};
 use std::path::Path;
 
 impl LayerinvApp {
     /// How the code at `layer` is changed before the decoders, as titles say it.
-    pub fn code_change(&self, layer: &str) -> CodeChange {
+    pub fn code_change(&self, layer: Layer) -> CodeChange {
         self.variant(layer).edit.change()
     }
 
     /// A pane's title: the kind, the layer, and how the code was changed (the decoder's set is
     /// on the line under it, [`Self::pane_source`]).
-    pub fn pane_title(&self, kind: Kind, layer: &str) -> String {
+    pub fn pane_title(&self, kind: Kind, layer: Layer) -> String {
         recon_title(kind, Some(layer), None, &self.code_change(layer))
     }
 
     /// What a pane says of its decoder's set: "bundled", "yours: 2026-12-04 14:02, step 60/500
     /// (cancelled), val 16.1 dB", "training preview, step 35".
-    pub fn pane_source(&self, pane: &Pane, layer: &str, preview: bool) -> String {
+    pub fn pane_source(&self, pane: &Pane, layer: Layer, preview: bool) -> String {
         if preview {
             let step =
                 self.decoders.set(&pane.source.dir).and_then(|s| s.usable(layer, pane.rec.kind)).map(|m| m.steps);
@@ -39,14 +40,14 @@ impl LayerinvApp {
         let photo = self.photo().ok_or_else(not_ready)?;
         let layers = match self.view {
             View::AllLayers => self.available_layers(),
-            _ => vec![self.layer.clone()],
+            _ => vec![self.layer],
         };
         let mut row = Vec::new();
-        for l in &layers {
+        for &l in &layers {
             let rebuilt = self.rebuilt(l).and_then(|r| r.as_ref().ok()).ok_or_else(not_ready)?;
             row.extend(rebuilt.panes.iter().map(|p| (self.decoders.label(&p.source.dir), &p.rec)));
         }
-        let layer = self.layer.as_str();
+        let layer = self.layer;
         let preview: Vec<Tile> = match (self.view, self.preview(layer)) {
             (View::AllLayers, _) | (_, None) => Vec::new(),
             (_, Some(preview)) => preview

@@ -6,6 +6,7 @@ use super::state::LayerinvApp;
 use super::training::RunState;
 use super::worker::{Job, Reply, Verdict};
 use crate::model::Kind;
+use crate::model::Layer;
 use std::time::Duration;
 
 /// While training, panes refresh from the newest decoder files at most this often.
@@ -39,12 +40,14 @@ impl LayerinvApp {
             Reply::Model { name, arch, layers, .. } => {
                 // A layer this architecture lacks (asked for, or kept from another model): its
                 // middle trunk layer instead (pool3 for VGG), saying so when it was asked for.
-                if let Err(e) = arch.tap(&self.layer) {
-                    if !self.layer.is_empty() {
+                if let Err(e) = arch.tap(self.layer) {
+                    if self.layer != super::state::DEFAULT_LAYER {
                         self.last_error = Some(e.to_string());
                     }
                     let trunk = arch.stage_taps();
-                    self.layer = trunk.get(trunk.len() / 2).map(|t| t.to_string()).unwrap_or_default();
+                    if let Some(middle) = trunk.get(trunk.len() / 2) {
+                        self.layer = middle.layer();
+                    }
                 }
                 self.model = Some(Model { name, arch, layers });
             }
@@ -55,9 +58,9 @@ impl LayerinvApp {
                 // the others stay, so reading the folders again recomputes nothing else.
                 let changed = self.decoders.update(sets, &order);
                 self.results.forget_decoded_by(&changed);
-                if self.layer_unavailable(&self.layer).is_some() {
+                if self.layer_unavailable(self.layer).is_some() {
                     if let Some(first) = self.available_layers().get(self.available_layers().len() / 2) {
-                        self.layer = first.clone();
+                        self.layer = *first;
                     }
                 }
                 if let Some(run) = self.judge_after_scan.take() {
@@ -87,7 +90,7 @@ impl LayerinvApp {
                 seconds,
                 encoder_ran,
             } => {
-                let key = (id, layer.clone(), variant, sources.clone());
+                let key = (id, layer, variant, sources.clone());
                 if self.photos.current_id() != Some(id) {
                     // A photo no longer on screen: nothing waits for it any more.
                     if preview {
@@ -145,12 +148,12 @@ impl LayerinvApp {
 
     /// `--keep-channels`: once the shown layer's channels are known, turn the spec into its mask.
     fn apply_keep_spec(&mut self) {
-        if self.edits.keep_spec.is_none() || !matches!(self.channel_maps(&self.layer), Some(Ok(_))) {
+        if self.edits.keep_spec.is_none() || !matches!(self.channel_maps(self.layer), Some(Ok(_))) {
             return;
         }
         if let Some(spec) = self.edits.keep_spec.take() {
-            let layer = self.layer.clone();
-            self.keep_channels(&layer, &spec);
+            let layer = self.layer;
+            self.keep_channels(layer, &spec);
         }
     }
 
@@ -162,32 +165,32 @@ impl LayerinvApp {
             return;
         }
         let id = photo.id;
-        let wanted: Vec<String> = match self.view {
+        let wanted: Vec<Layer> = match self.view {
             View::AllLayers => self.available_layers(),
-            _ => vec![self.layer.clone()],
+            _ => vec![self.layer],
         };
         let needs_channels = self.view == View::Channels || self.edits.keep_spec.is_some();
         for layer in wanted {
-            if self.layer_unavailable(&layer).is_some() {
+            if self.layer_unavailable(layer).is_some() {
                 continue;
             }
-            let at = (id, layer.clone());
+            let at = (id, layer);
             if needs_channels && self.results.ask_channels(&at) {
-                self.worker.send(Job::Channels { id, layer: layer.clone() });
+                self.worker.send(Job::Channels { id, layer });
             }
             if self.edits.keep_spec.is_some() {
                 continue; // the mask is not known yet
             }
-            let Some(key) = self.key(&layer) else { continue };
+            let Some(key) = self.key(layer) else { continue };
             if self.results.ask(&key) {
                 let (id, layer, variant, sources) = key;
                 self.worker.send(Job::Reconstruct { id, layer, variant, sources, preview: false });
             }
         }
         // The training preview, at the layer on screen: asked again after each refresh.
-        let layer = self.layer.clone();
-        if let (Some(sources), false) = (self.preview_sources(&layer), self.view == View::AllLayers) {
-            let at = (id, layer.clone(), self.variant(&layer));
+        let layer = self.layer;
+        if let (Some(sources), false) = (self.preview_sources(layer), self.view == View::AllLayers) {
+            let at = (id, layer, self.variant(layer));
             if self.results.ask_preview(&at) {
                 let (id, layer, variant) = at;
                 self.worker.send(Job::Reconstruct { id, layer, variant, sources, preview: true });
@@ -246,11 +249,11 @@ impl LayerinvApp {
             ));
             return;
         }
-        let pairs: Vec<(String, Kind, Option<std::path::PathBuf>)> = set
+        let pairs: Vec<(Layer, Kind, Option<std::path::PathBuf>)> = set
             .held
             .iter()
             .filter(|h| h.meta.is_ok())
-            .map(|h| (h.layer.clone(), h.kind, self.decoders.shown(&h.layer, h.kind).map(|s| s.dir.clone())))
+            .map(|h| (h.layer, h.kind, self.decoders.shown(h.layer, h.kind).map(|s| s.dir.clone())))
             .filter(|(_, _, current)| current.as_deref() != Some(run))
             .collect();
         if pairs.is_empty() {
@@ -279,7 +282,7 @@ impl LayerinvApp {
             };
             let line = format!("{} {} {:.1} dB against {theirs}", v.layer, v.kind.label(), v.run_psnr);
             if v.current.as_ref().is_none_or(|(_, p)| v.run_psnr > *p) {
-                self.decoders.choose(&v.layer, v.kind, run);
+                self.decoders.choose(v.layer, v.kind, run);
                 won.push(line);
             } else {
                 lost.push(line);

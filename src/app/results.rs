@@ -4,6 +4,7 @@
 
 use super::shown::{Channels, Key, Rebuilt};
 use super::worker::Variant;
+use crate::model::Layer;
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::path::PathBuf;
@@ -12,10 +13,10 @@ use std::path::PathBuf;
 const KEEP_VARIANTS: usize = 4;
 
 /// A training preview's place: photo id, layer, variant of the code.
-pub type PreviewAt = (u64, String, Variant);
+pub type PreviewAt = (u64, Layer, Variant);
 
 /// A channel map's place: photo id, layer.
-pub type ChannelsAt = (u64, String);
+pub type ChannelsAt = (u64, Layer);
 
 #[derive(Default)]
 pub struct Results {
@@ -166,7 +167,7 @@ mod tests {
     }
 
     fn key(id: u64, variant: Variant) -> Key {
-        (id, "pool3".into(), variant, Vec::new())
+        (id, Layer::POOL3, variant, Vec::new())
     }
 
     #[test]
@@ -206,7 +207,7 @@ mod tests {
     #[test]
     fn a_preview_is_asked_again_after_each_refresh_and_the_old_one_shows_meanwhile() {
         let mut r = Results::default();
-        let at: PreviewAt = (1, "pool1".into(), Variant::default());
+        let at: PreviewAt = (1, Layer::POOL1, Variant::default());
         assert!(r.ask_preview(&at));
         assert!(!r.ask_preview(&at), "pending");
         r.store_preview(at.clone(), Some(rebuilt(1.0)));

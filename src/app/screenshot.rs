@@ -43,16 +43,16 @@ impl LayerinvApp {
         }
         let layers = match self.view {
             View::AllLayers => self.available_layers(),
-            _ => vec![self.layer.clone()],
+            _ => vec![self.layer],
         };
         if self.view == View::Channels || self.edits.keep_spec.is_some() {
-            match self.channel_maps(&self.layer) {
+            match self.channel_maps(self.layer) {
                 Some(Err(e)) => return Err(e.clone()),
                 Some(Ok(_)) if self.edits.keep_spec.is_none() => {}
                 _ => return Ok(false),
             }
         }
-        for l in &layers {
+        for &l in &layers {
             match self.rebuilt(l) {
                 Some(Err(e)) => return Err(e.clone()),
                 Some(Ok(_)) => {}

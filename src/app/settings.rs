@@ -4,6 +4,7 @@
 
 use super::shown::View;
 use crate::model::Kind;
+use crate::model::Layer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -16,14 +17,14 @@ const RECENT: usize = 10;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub photo: Option<PathBuf>,
-    pub layer: Option<String>,
+    pub layer: Option<Layer>,
     pub view: View,
     /// Empty: the default.
     pub model: String,
     /// Decoder folders the user opened.
     pub decoder_folders: Vec<PathBuf>,
     /// The set each pane shows where the user picked one: (layer, kind) → folder.
-    pub decoder_choice: BTreeMap<(String, Kind), PathBuf>,
+    pub decoder_choice: BTreeMap<(Layer, Kind), PathBuf>,
     /// Whether a run's newest decoders are shown beside the chosen ones while it trains.
     pub preview: bool,
     /// Newest first.
@@ -54,7 +55,7 @@ impl Settings {
         let text = |k: &str| v.get(k).and_then(|p| p.as_str()).map(str::to_string);
         Self {
             photo: path("photo"),
-            layer: text("layer"),
+            layer: text("layer").and_then(|n| Layer::from_name(&n)),
             view: text("view").and_then(|n| View::from_name(&n)).unwrap_or_default(),
             model: text("model").unwrap_or_default(),
             // "decoders": the one folder earlier versions kept, used first.
@@ -70,7 +71,7 @@ impl Settings {
                 .map(|a| {
                     a.iter()
                         .filter_map(|c| {
-                            let layer = c.get("layer")?.as_str()?.to_string();
+                            let layer = Layer::from_name(c.get("layer")?.as_str()?)?;
                             let kind = Kind::from_name(c.get("kind")?.as_str()?)?;
                             Some(((layer, kind), PathBuf::from(c.get("dir")?.as_str()?)))
                         })

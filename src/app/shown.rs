@@ -3,6 +3,7 @@
 use super::decoders::Source;
 use super::worker::{LayerStatus, Variant};
 use crate::compare::ChannelMaps;
+use crate::model::Layer;
 use crate::recon::Reconstruction;
 use eframe::egui;
 use image::RgbImage;
@@ -47,7 +48,7 @@ pub struct Rebuilt {
 }
 
 /// The reconstruction cache's key: photo id, layer, variant of the code, each kind's decoder.
-pub type Key = (u64, String, Variant, Vec<Source>);
+pub type Key = (u64, Layer, Variant, Vec<Source>);
 
 /// A layer's code, channel by channel, as the channels view shows it.
 pub struct Channels {

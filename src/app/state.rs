@@ -22,6 +22,7 @@ use super::training::TrainingRun;
 use super::worker::{Job, Variant, Worker};
 use crate::compare::ChannelSpec;
 use crate::decoder_sets::UserData;
+use crate::model::Layer;
 use eframe::egui;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI32;
@@ -32,7 +33,7 @@ use std::sync::Arc;
 pub struct AppOptions {
     /// A photo, or a folder of photos (the first is shown).
     pub image: Option<PathBuf>,
-    pub layer: Option<String>,
+    pub layer: Option<Layer>,
     pub screenshot: Option<PathBuf>,
     /// `bundled`, `vgg16`, `vgg19` or a weights file; empty: the last one used, else `bundled`.
     pub model: String,
@@ -48,6 +49,10 @@ pub struct AppOptions {
     pub keep_channels: Option<String>,
 }
 
+/// The layer the app opens on when none was asked for or kept (VGG's middle; a model without it
+/// opens on its own middle layer).
+pub const DEFAULT_LAYER: Layer = Layer::POOL3;
+
 pub struct LayerinvApp {
     pub(super) ctx: egui::Context,
     pub(super) worker: Worker,
@@ -60,7 +65,7 @@ pub struct LayerinvApp {
     pub user: UserData,
     /// The decoder sets and which one each pane shows.
     pub decoders: Decoders,
-    pub layer: String,
+    pub layer: Layer,
     pub view: View,
     pub photos: Photos,
     /// What the worker computed for them, and is computing.
@@ -134,8 +139,8 @@ impl LayerinvApp {
             model: None,
             user,
             decoders,
-            // Checked against the model when it has loaded (empty: its middle layer).
-            layer: opts.layer.clone().or_else(|| settings.layer.clone()).unwrap_or_default(),
+            // Checked against the model when it has loaded.
+            layer: opts.layer.or(settings.layer).unwrap_or(DEFAULT_LAYER),
             view,
             photos: Photos::default(),
             results: Results::default(),
@@ -245,29 +250,29 @@ impl LayerinvApp {
     }
 
     /// Why `layer` cannot be shown, or `None`.
-    pub fn layer_unavailable(&self, layer: &str) -> Option<String> {
+    pub fn layer_unavailable(&self, layer: Layer) -> Option<String> {
         match &self.model {
             None => Some("the model is still loading".into()),
             Some(m) => m
                 .layers
                 .iter()
-                .find(|(l, _)| l == layer)
+                .find(|(l, _)| *l == layer)
                 .and_then(|(_, r)| r.clone())
                 .or_else(|| self.decoders.layer_unavailable(layer)),
         }
     }
 
-    pub fn available_layers(&self) -> Vec<String> {
-        self.all_layers().into_iter().filter(|l| self.layer_unavailable(l).is_none()).collect()
+    pub fn available_layers(&self) -> Vec<Layer> {
+        self.all_layers().into_iter().filter(|&l| self.layer_unavailable(l).is_none()).collect()
     }
 
-    pub fn all_layers(&self) -> Vec<String> {
-        self.model.as_ref().map(|m| m.layers.iter().map(|(l, _)| l.clone()).collect()).unwrap_or_default()
+    pub fn all_layers(&self) -> Vec<Layer> {
+        self.model.as_ref().map(|m| m.layers.iter().map(|(l, _)| *l).collect()).unwrap_or_default()
     }
 
     /// Select a layer (leaving the all-layers view for the comparison).
-    pub fn select_layer(&mut self, layer: &str) {
-        self.layer = layer.to_string();
+    pub fn select_layer(&mut self, layer: Layer) {
+        self.layer = layer;
         if self.view == View::AllLayers {
             self.view = View::Compare;
         }
@@ -281,41 +286,41 @@ impl LayerinvApp {
         }
         let i = layers.iter().position(|l| *l == self.layer).map(|i| i as i32).unwrap_or(0);
         let j = (i + step).clamp(0, layers.len() as i32 - 1) as usize;
-        self.layer = layers[j].clone();
+        self.layer = layers[j];
     }
 
     /// How `layer`'s code is changed before the decoders: the chosen switches, its channel mask.
-    pub fn variant(&self, layer: &str) -> Variant {
+    pub fn variant(&self, layer: Layer) -> Variant {
         self.edits.variant(layer, self.photos.current_id())
     }
 
     /// The cache key of the current photo's reconstructions at `layer`: the variant of its code
     /// and the decoders the panes show (`None` while a kind has none).
-    pub fn key(&self, layer: &str) -> Option<Key> {
+    pub fn key(&self, layer: Layer) -> Option<Key> {
         let p = self.photo()?;
-        Some((p.id, layer.to_string(), self.variant(layer), self.decoders.sources(layer)?))
+        Some((p.id, layer, self.variant(layer), self.decoders.sources(layer)?))
     }
 
     /// Whether the reconstructions of the current photo at `layer` are being computed.
-    pub fn is_pending(&self, layer: &str) -> bool {
+    pub fn is_pending(&self, layer: Layer) -> bool {
         self.key(layer).is_some_and(|k| self.results.is_pending(&k))
     }
 
     /// The current photo's reconstructions at `layer`, as the current variant and decoders have
     /// them.
-    pub fn rebuilt(&self, layer: &str) -> Option<&Result<Rebuilt, String>> {
+    pub fn rebuilt(&self, layer: Layer) -> Option<&Result<Rebuilt, String>> {
         self.results.rebuilt(&self.key(layer)?)
     }
 
     /// The panes of [`Self::rebuilt`].
-    pub fn panes(&self, layer: &str) -> Option<Result<&Vec<Pane>, &String>> {
+    pub fn panes(&self, layer: Layer) -> Option<Result<&Vec<Pane>, &String>> {
         self.rebuilt(layer).map(|r| r.as_ref().map(|r| &r.panes))
     }
 
     /// The settings as they stand now, for eframe to keep.
     pub fn current_settings(&self) -> Settings {
         Settings {
-            layer: Some(self.layer.clone()),
+            layer: Some(self.layer),
             view: self.view,
             model: self.model_source.clone(),
             decoder_folders: self.decoders.folders.clone(),

@@ -3,6 +3,7 @@
 use super::files::file_dialog;
 use crate::decoder_sets::UserData;
 use crate::device::Precision;
+use crate::model::Layer;
 use crate::model::{Arch, Kind, Objective};
 use crate::train::TrainConfig;
 use candle_core::Device;
@@ -21,7 +22,7 @@ pub struct TrainDialog {
     /// The loaded model's architecture (which of its layers are fc).
     pub arch: Arch,
     pub data: String,
-    pub layers: Vec<(String, bool)>,
+    pub layers: Vec<(Layer, bool)>,
     pub kinds: Vec<(Kind, bool)>,
     /// Steps, batch, width, learning rate, precision and objective as the form shows them; the
     /// rest as [`TrainConfig::trial`] has it.
@@ -36,12 +37,12 @@ pub struct TrainDialog {
 }
 
 impl TrainDialog {
-    pub fn new(arch: Arch, layers: Vec<String>, current: &str, user: UserData) -> Self {
+    pub fn new(arch: Arch, layers: Vec<Layer>, current: Layer, user: UserData) -> Self {
         let settings = TrainConfig::trial();
         Self {
             arch,
             data: String::new(),
-            layers: layers.into_iter().map(|l| (l.clone(), l == current)).collect(),
+            layers: layers.into_iter().map(|l| (l, l == current)).collect(),
             kinds: Kind::ALL.iter().map(|&k| (k, settings.kinds.contains(&k))).collect(),
             crop: settings.crop.unwrap_or(arch.input_size()),
             settings,
@@ -57,12 +58,12 @@ impl TrainDialog {
         if self.data.trim().is_empty() {
             return Err("choose a folder of training photos".into());
         }
-        let layers: Vec<String> = self.layers.iter().filter(|(_, on)| *on).map(|(l, _)| l.clone()).collect();
+        let layers: Vec<Layer> = self.layers.iter().filter(|(_, on)| *on).map(|(l, _)| *l).collect();
         let kinds: Vec<Kind> = self.kinds.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect();
         if layers.is_empty() || kinds.is_empty() {
             return Err("pick at least one layer and one kind".into());
         }
-        let fc = layers.iter().any(|l| self.arch.tap(l).is_ok_and(|t| t.is_fc()));
+        let fc = layers.iter().any(|&l| self.arch.tap(l).is_ok_and(|t| t.is_fc()));
         let out = match self.out.trim() {
             "" => self.user.new_run_dir(&layers),
             dir => PathBuf::from(dir),
@@ -108,7 +109,7 @@ impl TrainDialog {
                     ui.label("Layers");
                     ui.horizontal_wrapped(|ui| {
                         for (l, on) in &mut d.layers {
-                            ui.checkbox(on, l.as_str());
+                            ui.checkbox(on, l.name());
                         }
                     });
                     ui.end_row();

@@ -37,7 +37,7 @@ impl eframe::App for LayerinvApp {
                 View::AllLayers => {
                     let clicked = egui::ScrollArea::both().show(ui, |ui| super::all_layers::ui(ui, self)).inner;
                     if let Some(layer) = clicked {
-                        self.select_layer(&layer);
+                        self.select_layer(layer);
                     }
                 }
             }
@@ -130,15 +130,15 @@ impl LayerinvApp {
         ui.horizontal_wrapped(|ui| {
             ui.label("Layer:");
             for layer in self.all_layers() {
-                let why = self.layer_unavailable(&layer);
+                let why = self.layer_unavailable(layer);
                 let selected = self.view != View::AllLayers && self.layer == layer;
-                let resp = ui.add_enabled(why.is_none(), egui::Button::selectable(selected, layer.as_str()));
+                let resp = ui.add_enabled(why.is_none(), egui::Button::selectable(selected, layer.name()));
                 let resp = match &why {
                     Some(w) => resp.on_disabled_hover_text(w.as_str()),
                     None => resp.on_hover_text(format!("Rebuild the photo from {layer} (←/→ step through layers)")),
                 };
                 if resp.clicked() {
-                    self.select_layer(&layer);
+                    self.select_layer(layer);
                 }
             }
             ui.separator();
@@ -208,12 +208,12 @@ impl LayerinvApp {
             ui.separator();
             let shown: Vec<String> = crate::model::Kind::ALL
                 .iter()
-                .filter_map(|&k| self.decoders.shown(&self.layer, k).map(|s| format!("{} {}", k.label(), s.label())))
+                .filter_map(|&k| self.decoders.shown(self.layer, k).map(|s| format!("{} {}", k.label(), s.label())))
                 .collect();
             let sets: Vec<String> = self.decoders.sets.iter().map(|s| s.summary()).collect();
             ui.label(format!("Decoders: {}", if shown.is_empty() { "none".into() } else { shown.join(", ") }))
                 .on_hover_text(format!("Decoders menu to choose · sets:\n{}", sets.join("\n")));
-            if let Some(Ok(r)) = self.rebuilt(&self.layer) {
+            if let Some(Ok(r)) = self.rebuilt(self.layer) {
                 ui.separator();
                 let what = if r.encoder_ran { "encoder and decoders" } else { "decoders only" };
                 ui.label(format!("rebuilt in {:.0} ms ({what})", 1000.0 * r.seconds));

@@ -5,6 +5,7 @@ use super::decoders::Source;
 use crate::compare::{error_map, switches_map, ChannelMaps, CodeEdit};
 use crate::data::load_image;
 use crate::decoder_sets::{SetInfo, UserData};
+use crate::model::Layer;
 use crate::model::{Decoder, Encoder, Features, Kind, ModelSource};
 use crate::recon::{
     features_of, layer_grid, model_input, rebuild, run, thumbnail, DecoderSets, Reconstruction, Request,
@@ -44,21 +45,21 @@ pub enum Job {
     LoadImage { id: u64, path: PathBuf },
     /// Rebuild image `id` from `layer` with each source's decoder, its code changed as `variant`
     /// says; `preview`: the decoders of a run in progress.
-    Reconstruct { id: u64, layer: String, variant: Variant, sources: Vec<Source>, preview: bool },
+    Reconstruct { id: u64, layer: Layer, variant: Variant, sources: Vec<Source>, preview: bool },
     /// Image `id`'s code at `layer`, channel by channel.
-    Channels { id: u64, layer: String },
+    Channels { id: u64, layer: Layer },
     /// Measure a finished run's decoders against those they would replace (`None`: nothing to
     /// replace) on the same photos (the run's validation photos).
-    Judge { run: PathBuf, photos: Vec<PathBuf>, pairs: Vec<(String, Kind, Option<PathBuf>)> },
+    Judge { run: PathBuf, photos: Vec<PathBuf>, pairs: Vec<(Layer, Kind, Option<PathBuf>)> },
 }
 
 /// Per layer of the model: `None` when the model can serve it, else why not.
-pub type LayerStatus = Vec<(String, Option<String>)>;
+pub type LayerStatus = Vec<(Layer, Option<String>)>;
 
 /// One decoder of a finished run against the one it would replace, mean PSNR on the same photos.
 #[derive(Debug, Clone)]
 pub struct Verdict {
-    pub layer: String,
+    pub layer: Layer,
     pub kind: Kind,
     pub run_psnr: f64,
     /// The decoder shown before and its PSNR.
@@ -89,7 +90,7 @@ pub enum Reply {
     /// decoders ran, on a kept encoder pass).
     Reconstructed {
         id: u64,
-        layer: String,
+        layer: Layer,
         variant: Variant,
         sources: Vec<Source>,
         preview: bool,
@@ -102,7 +103,7 @@ pub enum Reply {
     },
     Channels {
         id: u64,
-        layer: String,
+        layer: Layer,
         maps: ChannelMaps,
     },
     /// `photos`: how many of the run's validation photos could be read.
@@ -194,8 +195,7 @@ impl State {
         match job {
             Job::LoadModel(source) => {
                 let enc = ModelSource::parse(&source).load(&self.device).map_err(|e| e.to_string())?;
-                let layers =
-                    enc.arch.taps().iter().map(|t| (t.to_string(), enc.unavailable_reason(t.name()))).collect();
+                let layers = enc.arch.layers().into_iter().map(|l| (l, enc.unavailable_reason(l))).collect();
                 let reply = Reply::Model {
                     name: enc.name.clone(),
                     arch: enc.arch,
@@ -241,13 +241,13 @@ impl State {
                 let own = self.features(id, None, &mut encoder_ran)?.clone();
                 let enc = self.encoder.as_ref().ok_or("no model loaded")?;
                 let input = &self.images.iter().find(|k| k.id == id).ok_or("that image is no longer loaded")?.input;
-                let request = Request { layers: vec![(layer.clone(), sources.clone())], edit: variant.edit.clone() };
+                let request = Request { layers: vec![(layer, sources.clone())], edit: variant.edit.clone() };
                 let recs: Vec<Reconstruction> = run(enc, &mut self.sets, &request, input, &own, theirs.as_ref())
                     .map_err(|e| e.to_string())?
                     .into_iter()
                     .map(|p| p.rec)
                     .collect();
-                let floor = layer_grid(enc, &layer).map(|g| psnr(mse(&thumbnail(input, g), input)));
+                let floor = layer_grid(enc, layer).map(|g| psnr(mse(&thumbnail(input, g), input)));
                 // The error maps here, not on the UI thread.
                 let errors = recs.iter().map(|r| error_map(input, &r.image)).collect();
                 let pictures: Vec<(Kind, &RgbImage)> = recs.iter().map(|r| (r.kind, &r.image)).collect();
@@ -269,7 +269,7 @@ impl State {
             }
             Job::Channels { id, layer } => {
                 let features = self.features(id, None, &mut false)?;
-                let code = features.tap(&layer).ok_or_else(|| format!("no {layer} activation"))?;
+                let code = features.tap(layer).ok_or_else(|| format!("no {layer} activation"))?;
                 let maps = ChannelMaps::of(code).map_err(|e| e.to_string())?;
                 Ok(Reply::Channels { id, layer, maps })
             }
@@ -300,7 +300,7 @@ impl State {
     }
 
     /// The decoder in `dir` for `layer`/`kind`, loaded once.
-    fn decoder(&mut self, dir: &Path, layer: &str, kind: Kind) -> std::result::Result<&Decoder, String> {
+    fn decoder(&mut self, dir: &Path, layer: Layer, kind: Kind) -> std::result::Result<&Decoder, String> {
         let enc = self.encoder.as_ref().ok_or("no model loaded")?;
         self.sets.get_or_read(dir, enc).load_one(enc, layer, kind).map_err(|e| e.to_string())
     }
@@ -310,12 +310,12 @@ impl State {
         &mut self,
         run: PathBuf,
         photos: &[PathBuf],
-        pairs: Vec<(String, Kind, Option<PathBuf>)>,
+        pairs: Vec<(Layer, Kind, Option<PathBuf>)>,
     ) -> std::result::Result<Reply, String> {
-        for (layer, kind, current) in &pairs {
-            self.decoder(&run, layer, *kind)?;
+        for &(layer, kind, ref current) in &pairs {
+            self.decoder(&run, layer, kind)?;
             if let Some(c) = current {
-                self.decoder(c, layer, *kind)?;
+                self.decoder(c, layer, kind)?;
             }
         }
         let enc = self.encoder.as_ref().ok_or("no model loaded")?;
@@ -325,15 +325,15 @@ impl State {
             let Ok(img) = load_image(p) else { continue };
             let input = model_input(enc, &img);
             let features = features_of(enc, &input).map_err(|e| e.to_string())?;
-            for ((layer, kind, current), sum) in pairs.iter().zip(sums.iter_mut()) {
+            for (&(layer, kind, ref current), sum) in pairs.iter().zip(sums.iter_mut()) {
                 let score = |dir: &Path| -> std::result::Result<f64, String> {
                     let d = self
                         .sets
                         .get(dir)
                         .ok_or("that decoder set is not loaded")?
-                        .get(layer, *kind)
+                        .get(layer, kind)
                         .map_err(|e| e.to_string())?;
-                    Ok(rebuild(enc, d, &features, &input, layer, *kind).map_err(|e| e.to_string())?.psnr)
+                    Ok(rebuild(enc, d, &features, &input, layer, kind).map_err(|e| e.to_string())?.psnr)
                 };
                 sum.0 += score(&run)?;
                 if let Some(c) = current {

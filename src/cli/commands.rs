@@ -4,6 +4,7 @@ use crate::data::load_image;
 use crate::fsutil::write_atomic_with;
 use crate::model::hub::HubModel;
 use crate::model::weights::{load_weights_file, META_ARCH, META_NAME, META_PREPROCESS};
+use crate::model::Layer;
 use crate::model::{Encoder, ModelSource};
 use crate::Error;
 use anyhow::{bail, Result};
@@ -45,7 +46,7 @@ pub fn info(model: &str, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn features(image: &Path, layer: &str, out: &Path, model: &str) -> Result<()> {
+pub fn features(image: &Path, layer: Layer, out: &Path, model: &str) -> Result<()> {
     let enc = ModelSource::parse(model).load(&Device::Cpu)?;
     if let Some(why) = enc.unavailable_reason(layer) {
         bail!(why);
@@ -93,7 +94,7 @@ pub fn fetch(m: HubModel, endpoint: Option<&str>) -> Result<()> {
         "{} ready at {} ({} taps available)",
         m.repo(),
         path.display(),
-        enc.arch.taps().iter().filter(|t| enc.has_tap(t.name())).count()
+        enc.arch.taps().iter().filter(|t| enc.has_tap(t.layer())).count()
     );
     Ok(())
 }
@@ -138,9 +139,9 @@ pub fn bench(device: &str, model: &str, as_json: bool, mut cfg: crate::bench::Be
     let dev = crate::device::parse_device(device)?;
     let enc = ModelSource::parse(model).load(&dev)?;
     // No layers named: every layer of the conv trunk.
-    let taps = if cfg.layers.is_empty() { enc.arch.stage_taps() } else { enc.arch.taps_named(&cfg.layers)? };
-    cfg.layers = taps.iter().map(|t| t.to_string()).collect();
-    for l in &cfg.layers {
+    let taps = if cfg.layers.is_empty() { enc.arch.stage_taps() } else { enc.arch.taps_of(&cfg.layers)? };
+    cfg.layers = taps.iter().map(|t| t.layer()).collect();
+    for &l in &cfg.layers {
         if let Some(why) = enc.unavailable_reason(l) {
             bail!(why);
         }

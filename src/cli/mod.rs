@@ -5,7 +5,7 @@ mod recon;
 mod train;
 
 use crate::device::check_device_name;
-use crate::model::ModelSource;
+use crate::model::{Layer, ModelSource};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -34,7 +34,7 @@ pub struct Cli {
     pub image: Option<PathBuf>,
     /// App: start at this layer (pool1 … fc8).
     #[arg(long)]
-    pub layer: Option<String>,
+    pub layer: Option<Layer>,
     /// App: once the reconstructions are on screen, save a screenshot of the window here and exit.
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
@@ -74,7 +74,7 @@ pub enum Command {
     Features {
         image: PathBuf,
         #[arg(long)]
-        layer: String,
+        layer: Layer,
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value = "bundled", value_parser = ModelSource::check_name)]
@@ -99,7 +99,7 @@ pub enum Command {
         steps: usize,
         /// Layers to time (default: every layer of the model's conv trunk).
         #[arg(long, value_delimiter = ',')]
-        layers: Vec<String>,
+        layers: Vec<Layer>,
         /// Kinds of decoder to time (default: all; torch_ref.py has sae and swwae).
         #[arg(long, value_enum, value_delimiter = ',')]
         kinds: Vec<crate::model::Kind>,
@@ -165,7 +165,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let result: anyhow::Result<()> = match cli.command {
         Some(Command::Info { model, json }) => commands::info(&model, json),
-        Some(Command::Features { image, layer, out, model }) => commands::features(&image, &layer, &out, &model),
+        Some(Command::Features { image, layer, out, model }) => commands::features(&image, layer, &out, &model),
         Some(Command::Fetch { model, endpoint }) => commands::fetch(model, endpoint.as_deref()),
         Some(Command::Bench { device, batch, steps, layers, kinds, dtype, model, json }) => {
             let cfg = crate::bench::BenchConfig { batch, precision: dtype, steps, layers, kinds };

@@ -5,7 +5,7 @@ use crate::data::{list_images, load_image};
 use crate::decoder_sets::{set_labels, train_command, SetInfo};
 use crate::figure::{figure, Shot, View};
 use crate::fsutil::save_png;
-use crate::model::{Kind, ModelSource};
+use crate::model::{Kind, Layer, ModelSource};
 use crate::recon::{
     evaluate, features_for, model_input, run, DecoderSet, DecoderSets, Method, Reconstruction, Request,
 };
@@ -33,7 +33,7 @@ pub fn decoders_dirs(args: &[PathBuf]) -> Vec<PathBuf> {
 pub struct ReconstructArgs {
     image: PathBuf,
     #[arg(long, required_unless_present = "all_layers")]
-    layer: Option<String>,
+    layer: Option<Layer>,
     /// The paper's figure instead: a column per layer, a row per kind.
     #[arg(long)]
     all_layers: bool,
@@ -81,17 +81,17 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
         let mut layers = infos[0].layers();
         layers.retain(|l| infos.iter().all(|s| s.layers().contains(l)));
         if layers.is_empty() {
-            let taps: Vec<&str> = enc.arch.taps().iter().map(|t| t.name()).filter(|t| enc.has_tap(t)).collect();
+            let taps: Vec<Layer> = enc.arch.layers().into_iter().filter(|&l| enc.has_tap(l)).collect();
             bail!(
                 "no decoders for {} in {}; make them with {}",
                 enc.name,
                 dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" and "),
-                train_command(&dirs[0], &taps.join(","), &Kind::ALL)
+                train_command(&dirs[0], &taps, &Kind::ALL)
             );
         }
         layers
     } else {
-        let Some(layer) = args.layer.as_deref() else { bail!("give --layer L (e.g. --layer pool3) or --all-layers") };
+        let Some(layer) = args.layer else { bail!("give --layer L (e.g. --layer pool3) or --all-layers") };
         if let Some(why) = enc.unavailable_reason(layer) {
             bail!(why);
         }
@@ -100,7 +100,7 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
                 bail!(why);
             }
         }
-        vec![layer.to_string()]
+        vec![layer]
     };
     // What some kind lacks is said; the picture shows the others.
     let notes: Vec<String> = infos.iter().flat_map(|s| s.missing(&layers)).collect();
@@ -111,7 +111,7 @@ pub fn reconstruct_cmd(args: &ReconstructArgs) -> Result<()> {
         None => None,
     };
     let mut edit = CodeEdit { switches_of: args.switches_from.clone(), keep: None };
-    if let (Some(spec), [layer]) = (&args.keep_channels, layers.as_slice()) {
+    if let (Some(spec), &[layer]) = (&args.keep_channels, layers.as_slice()) {
         let code = own.tap(layer).ok_or_else(|| Error::Unavailable(format!("no {layer} activation")))?;
         edit.keep = Some(ChannelSpec::parse(spec)?.mask(code)?);
     }

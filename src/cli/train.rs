@@ -1,6 +1,7 @@
 //! `layerinv train`: the trainer with a progress bar; Ctrl-C saves a checkpoint and exits.
 
 use crate::device::Precision;
+use crate::model::Layer;
 use crate::model::{Kind, ModelSource, Objective};
 use crate::train::encoded::{CacheConfig, DEFAULT_LIMIT_BYTES};
 use crate::train::{train, CancelToken, Event, Init, TrainConfig};
@@ -24,7 +25,7 @@ pub struct TrainArgs {
     val: Option<PathBuf>,
     /// Layers to train decoders for (default: every pooled layer of the model).
     #[arg(long, value_delimiter = ',')]
-    layers: Vec<String>,
+    layers: Vec<Layer>,
     /// Kinds of decoder (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     kinds: Vec<Kind>,

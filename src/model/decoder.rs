@@ -85,15 +85,15 @@ enum Layer {
     Reshape(usize, usize, usize),
     Unpool(usize, Switches),
     Spread(usize),
-    Mark(&'static str),
+    Mark(crate::model::Layer),
 }
 
 /// A run of layers between two marks: from `input` (the decoder's tap, or the encoder activation
 /// a mark mirrors) to `target` (the next mark's tap; `None`: the image).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
-    pub input: String,
-    pub target: Option<&'static str>,
+    pub input: crate::model::Layer,
+    pub target: Option<crate::model::Layer>,
     layers: Range<usize>,
 }
 
@@ -186,35 +186,31 @@ impl Decoder {
     }
 
     /// The encoder's activation of `tap`, divided by its scale.
-    pub fn scaled_tap(&self, f: &Features, tap: &str) -> Result<Tensor> {
+    pub fn scaled_tap(&self, f: &Features, tap: crate::model::Layer) -> Result<Tensor> {
         let t = f.tap(tap).ok_or_else(|| Error::Unavailable(format!("the features hold no {tap} activation")))?;
-        let s = self.scale(tap);
+        let s = self.scale(tap.name());
         Ok(if s == 1.0 { t.clone() } else { t.affine(1.0 / s, 0.0)? })
     }
 
     /// Reconstruct the (preprocessed) input images `(B, 3, H, W)` from the encoder's features.
     pub fn forward(&self, f: &Features) -> Result<Tensor> {
-        self.run(self.scaled_tap(f, self.spec.layer.name())?, 0..self.layers.len(), f, None)
+        self.run(self.scaled_tap(f, self.spec.layer.layer())?, 0..self.layers.len(), f, None)
     }
 
     /// [`Self::forward`], also returning the output at every mark with the mark's tap.
-    pub fn forward_marked(&self, f: &Features) -> Result<(Tensor, Vec<(&'static str, Tensor)>)> {
+    pub fn forward_marked(&self, f: &Features) -> Result<(Tensor, Vec<(crate::model::Layer, Tensor)>)> {
         let mut marks = Vec::new();
-        let y = self.run(self.scaled_tap(f, self.spec.layer.name())?, 0..self.layers.len(), f, Some(&mut marks))?;
+        let y = self.run(self.scaled_tap(f, self.spec.layer.layer())?, 0..self.layers.len(), f, Some(&mut marks))?;
         Ok((y, marks))
     }
 
     /// The decoder cut at its marks, top to bottom.
     pub fn segments(&self) -> Vec<Segment> {
         let mut out = Vec::new();
-        let (mut input, mut start) = (self.spec.layer.to_string(), 0);
+        let (mut input, mut start) = (self.spec.layer.layer(), 0);
         for (i, l) in self.layers.iter().enumerate() {
             if let Layer::Mark(tap) = l {
-                out.push(Segment {
-                    input: std::mem::replace(&mut input, tap.to_string()),
-                    target: Some(tap),
-                    layers: start..i,
-                });
+                out.push(Segment { input: std::mem::replace(&mut input, *tap), target: Some(*tap), layers: start..i });
                 start = i + 1;
             }
         }
@@ -238,7 +234,7 @@ impl Decoder {
         mut x: Tensor,
         range: Range<usize>,
         f: &Features,
-        mut marks: Option<&mut Vec<(&'static str, Tensor)>>,
+        mut marks: Option<&mut Vec<(crate::model::Layer, Tensor)>>,
     ) -> Result<Tensor> {
         let last = range.end == self.layers.len();
         let layers = &self.layers[range];
@@ -325,7 +321,7 @@ impl Decoder {
     /// the hook returns (`Some`) replaces that layer's output before its activation (for the last
     /// layer: before the output scale). Returns the output.
     pub fn inspect(&self, f: &Features, hook: &mut dyn FnMut(Visit) -> Result<Option<Tensor>>) -> Result<Tensor> {
-        let mut x = self.scaled_tap(f, self.spec.layer.name())?;
+        let mut x = self.scaled_tap(f, self.spec.layer.layer())?;
         let mut i = 0;
         while i < self.layers.len() {
             // An upsampling the fused op takes goes with the convolution after it: their output

@@ -1,6 +1,6 @@
 //! Decoder files: safetensors plus metadata saying what the decoder was trained for.
 
-use super::arch::{Arch, Tap};
+use super::arch::{Arch, Layer, Tap};
 use super::decoder::Decoder;
 use super::decoder_spec::{DecoderSpec, Kind, Objective};
 use super::encoder::Encoder;
@@ -135,8 +135,9 @@ impl DecoderMeta {
             m.get(k)
                 .map_or(Ok(0), |v| v.parse().map_err(|_| Error::bad_file(path, format!("bad {k} in decoder metadata"))))
         };
-        let spec = DecoderSpec::new(arch, get("layer")?, kind, num("width")?)
-            .map_err(|e| Error::bad_file(path, e.to_string()))?;
+        let layer = arch.tap_named(get("layer")?).map_err(|e| Error::bad_file(path, e.to_string()))?.layer();
+        let spec =
+            DecoderSpec::new(arch, layer, kind, num("width")?).map_err(|e| Error::bad_file(path, e.to_string()))?;
         Ok(Self {
             spec,
             encoder: get("encoder")?.clone(),
@@ -172,11 +173,11 @@ fn parse_scales(path: &Path, s: &str) -> Result<BTreeMap<String, f64>> {
 }
 
 /// The file name a decoder is stored under in a decoders folder.
-pub fn decoder_file_name(arch: Arch, layer: &str, kind: Kind) -> String {
+pub fn decoder_file_name(arch: Arch, layer: Layer, kind: Kind) -> String {
     format!("{arch}_{layer}_{kind}.safetensors")
 }
 
-pub fn decoder_path(dir: &Path, arch: Arch, layer: &str, kind: Kind) -> PathBuf {
+pub fn decoder_path(dir: &Path, arch: Arch, layer: Layer, kind: Kind) -> PathBuf {
     dir.join(decoder_file_name(arch, layer, kind))
 }
 
@@ -217,7 +218,7 @@ pub fn read_decoder_meta(path: &Path) -> Result<DecoderMeta> {
 }
 
 /// Load a decoder for `layer`/`kind` of `encoder`, refusing a file made for anything else.
-pub fn load_decoder(path: &Path, encoder: &Encoder, layer: &str, kind: Kind) -> Result<(Decoder, DecoderMeta)> {
+pub fn load_decoder(path: &Path, encoder: &Encoder, layer: Layer, kind: Kind) -> Result<(Decoder, DecoderMeta)> {
     let (tensors, m) = read_safetensors(path, encoder.device())?;
     let meta = DecoderMeta::from_map(path, &m)?;
     meta.check_decoder(path, encoder.arch, encoder.arch.tap(layer)?, kind)?;

@@ -164,7 +164,7 @@ pub enum DecOp {
     },
     /// The output so far mirrors this encoder tap (no computation).
     Mark {
-        tap: &'static str,
+        tap: crate::model::Layer,
     },
     Unpool {
         stage: usize,
@@ -228,7 +228,7 @@ pub struct DecoderSpec {
 }
 
 impl DecoderSpec {
-    pub fn new(arch: Arch, layer: &str, kind: Kind, width: f64) -> Result<Self> {
+    pub fn new(arch: Arch, layer: crate::model::Layer, kind: Kind, width: f64) -> Result<Self> {
         let layer = arch.tap(layer)?;
         if !(width > 0.0 && width <= 4.0) {
             return Err(Error::Unavailable(format!("decoder width must be in (0, 4], got {width}")));

@@ -1,6 +1,6 @@
 //! The frozen encoder: one forward pass returns every tap and every pooling switch.
 
-use super::arch::{Arch, FcSpec, PoolSpec, Stage};
+use super::arch::{Arch, FcSpec, Layer, PoolSpec, Stage};
 use super::layers::{Conv, Dense};
 use super::weights::ModelWeights;
 use crate::data::Preprocess;
@@ -9,7 +9,7 @@ use crate::ops::{max_pool_with_switches, PoolSwitches};
 use candle_core::{DType, Device, Module, Tensor};
 
 struct EncoderStage {
-    tap: &'static str,
+    tap: Layer,
     convs: Vec<Conv>,
     pool: Option<PoolSpec>,
 }
@@ -30,13 +30,13 @@ pub struct Encoder {
 /// without pooling or not reached).
 #[derive(Clone)]
 pub struct Features {
-    pub taps: Vec<(&'static str, Tensor)>,
+    pub taps: Vec<(Layer, Tensor)>,
     pub switches: Vec<Option<PoolSwitches>>,
 }
 
 impl Features {
-    pub fn tap(&self, name: &str) -> Option<&Tensor> {
-        self.taps.iter().find(|(t, _)| *t == name).map(|(_, x)| x)
+    pub fn tap(&self, layer: Layer) -> Option<&Tensor> {
+        self.taps.iter().find(|(t, _)| *t == layer).map(|(_, x)| x)
     }
 }
 
@@ -122,12 +122,12 @@ impl Encoder {
 
     /// Whether this model's weights provide `tap` (the conv trunk always does; fc taps only when
     /// the file has the head).
-    pub fn has_tap(&self, tap: &str) -> bool {
+    pub fn has_tap(&self, tap: Layer) -> bool {
         self.stages.iter().any(|s| s.tap == tap) || self.fcs.iter().any(|(f, _)| f.tap == tap)
     }
 
     /// Why `tap` cannot be served, or `None` when it can.
-    pub fn unavailable_reason(&self, tap: &str) -> Option<String> {
+    pub fn unavailable_reason(&self, tap: Layer) -> Option<String> {
         if self.has_tap(tap) {
             None
         } else if self.arch.tap(tap).is_ok() {
@@ -143,13 +143,13 @@ impl Encoder {
 
     /// Run `x` `(B, 3, H, W)` through the whole encoder (every available tap).
     pub fn forward(&self, x: &Tensor) -> Result<Features> {
-        let last = self.fcs.last().map(|(f, _)| f.tap).or(self.stages.last().map(|s| s.tap)).unwrap_or("pool5");
+        let last = self.fcs.last().map(|(f, _)| f.tap).or(self.stages.last().map(|s| s.tap)).unwrap_or(Layer::POOL5);
         self.forward_to(x, last)
     }
 
     /// Run `x` `(B, 3, H, W)` up to and including `tap`. Conv taps accept any spatial size large
     /// enough for the pooling; fc taps need the model's input size.
-    pub fn forward_to(&self, x: &Tensor, tap: &str) -> Result<Features> {
+    pub fn forward_to(&self, x: &Tensor, tap: Layer) -> Result<Features> {
         if let Some(why) = self.unavailable_reason(tap) {
             return Err(Error::Unavailable(why));
         }
@@ -197,7 +197,7 @@ impl Encoder {
     }
 
     /// Parameters needed to compute each tap (cumulative), by tap name.
-    pub fn params_per_tap(&self) -> Vec<(&'static str, usize)> {
+    pub fn params_per_tap(&self) -> Vec<(Layer, usize)> {
         let mut total = 0;
         let mut out = Vec::new();
         for st in self.arch.stages() {

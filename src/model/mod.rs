@@ -13,7 +13,7 @@ pub mod pth;
 pub mod source;
 pub mod weights;
 
-pub use arch::{Arch, Tap};
+pub use arch::{Arch, Layer, Tap};
 pub use decoder::{Decoder, Segment, Visit, OUTPUT_SCALE};
 pub use decoder_file::{decoder_path, load_decoder, save_decoder, DecoderMeta, Earlier};
 pub use decoder_spec::{DecOp, DecoderSpec, Kind, Objective, Switches, Upsampling};

@@ -3,7 +3,7 @@
 //! 2-D `(out, in)` weights. A model whose weights stop at the conv trunk is valid: its fc taps are
 //! simply unavailable.
 
-use super::arch::Arch;
+use super::arch::{Arch, Layer};
 use super::onnx::read_onnx_trunk;
 use crate::data::Preprocess;
 use crate::error::{Error, Result};
@@ -146,10 +146,10 @@ fn canonical_name(name: &str, arch: Arch) -> Option<String> {
         return None;
     }
     let fc = match layer {
-        "pre_logits.fc1" => Some("fc6"),
-        "pre_logits.fc2" => Some("fc7"),
-        "head.fc" => Some("fc8"),
-        "fc6" | "fc7" | "fc8" => Some(layer),
+        "pre_logits.fc1" => Some(Layer::FC6),
+        "pre_logits.fc2" => Some(Layer::FC7),
+        "head.fc" => Some(Layer::FC8),
+        "fc6" | "fc7" | "fc8" => Layer::from_name(layer),
         _ => layer
             .strip_prefix("classifier.")
             .and_then(|i| i.parse::<usize>().ok())

@@ -4,6 +4,7 @@
 use super::{features_for, model_input, reconstruct_from, DecoderSet, Reconstruction};
 use crate::decoder_sets::set_labels;
 use crate::error::Result;
+use crate::model::Layer;
 use crate::model::{Encoder, Kind};
 use crate::train::metrics::{mse, psnr, speckle, ssim};
 use image::RgbImage;
@@ -49,6 +50,7 @@ impl serde::Serialize for Method {
 /// Mean fidelity of one decoder (or floor) over a set of images.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvalRow {
+    /// The layer, or `any` for the flat colour.
     pub layer: String,
     pub kind: Method,
     /// The set the decoder came from ([`SetInfo::label`]: "bundled", "yours: 2026-12-04 14:02",
@@ -141,7 +143,7 @@ pub fn flat(input: &RgbImage) -> RgbImage {
 
 /// The side of the square map at `layer` for a model-size input, `None` for a layer without one
 /// (fc).
-pub fn layer_grid(enc: &Encoder, layer: &str) -> Option<u32> {
+pub fn layer_grid(enc: &Encoder, layer: Layer) -> Option<u32> {
     let shapes = enc.arch.tap_shapes();
     let (_, shape) = shapes.into_iter().find(|(t, _)| *t == layer)?;
     (shape.len() == 3).then(|| shape[1] as u32)
@@ -158,20 +160,19 @@ pub fn evaluate(
     images: &[RgbImage],
     mut each: impl FnMut(usize, &RgbImage, &[Vec<Reconstruction>]) -> Result<()>,
 ) -> Result<Vec<EvalRow>> {
-    let complete: Vec<Vec<String>> = sets.iter().map(|s| s.info.layers()).collect();
-    let layers: Vec<String> =
-        enc.arch.taps().iter().map(|t| t.to_string()).filter(|t| complete.iter().any(|c| c.contains(t))).collect();
-    // (layer, what made the picture, the set)
-    let mut rows: Vec<(String, Method, Option<usize>)> = Vec::new();
-    for l in &layers {
-        for (i, set) in sets.iter().enumerate().filter(|(i, _)| complete[*i].contains(l)) {
-            rows.extend(set.info.kinds_at(l).into_iter().map(|k| (l.clone(), Method::Decoder(k), Some(i))));
+    let complete: Vec<Vec<Layer>> = sets.iter().map(|s| s.info.layers()).collect();
+    let layers: Vec<Layer> = enc.arch.layers().into_iter().filter(|l| complete.iter().any(|c| c.contains(l))).collect();
+    // (layer, what made the picture, the set); no layer: the flat colour, of any layer
+    let mut rows: Vec<(Option<Layer>, Method, Option<usize>)> = Vec::new();
+    for &l in &layers {
+        for (i, set) in sets.iter().enumerate().filter(|(i, _)| complete[*i].contains(&l)) {
+            rows.extend(set.info.kinds_at(l).into_iter().map(|k| (Some(l), Method::Decoder(k), Some(i))));
         }
         if layer_grid(enc, l).is_some() {
-            rows.push((l.clone(), Method::Thumbnail, None));
+            rows.push((Some(l), Method::Thumbnail, None));
         }
     }
-    rows.push(("any".into(), Method::Flat, None));
+    rows.push((None, Method::Flat, None));
     let mut sums = vec![(0.0, 0.0, 0.0); rows.len()];
     let mut speckles = vec![(0.0, 0usize); rows.len()];
     let mut spreads: Vec<Spread> = rows.iter().map(|_| Spread::default()).collect();
@@ -190,12 +191,14 @@ pub fn evaluate(
         {
             let floor;
             let image = match (*kind, set) {
-                (Method::Decoder(k), Some(set)) => match recs[*set].iter().find(|r| &r.layer == layer && r.kind == k) {
-                    Some(r) => &r.image,
-                    None => continue,
-                },
+                (Method::Decoder(k), Some(set)) => {
+                    match recs[*set].iter().find(|r| Some(r.layer) == *layer && r.kind == k) {
+                        Some(r) => &r.image,
+                        None => continue,
+                    }
+                }
                 (Method::Thumbnail, _) => {
-                    floor = thumbnail(&input, layer_grid(enc, layer).unwrap_or(1));
+                    floor = thumbnail(&input, layer.and_then(|l| layer_grid(enc, l)).unwrap_or(1));
                     &floor
                 }
                 _ => {
@@ -226,6 +229,7 @@ pub fn evaluate(
             let dependence = spread.variance().zip(vx).map(|(v, vx)| v / vx);
             let decoders = set.map(|i| labels[i].clone());
             let speckle = (sp_n > 0).then(|| sp / sp_n as f64);
+            let layer = layer.map_or_else(|| "any".to_string(), |l| l.to_string());
             EvalRow { layer, kind, decoders, mse: m / n, psnr: p / n, ssim: s / n, dependence, speckle }
         })
         .collect())

@@ -10,6 +10,7 @@ pub use request::{run, DecoderSets, Picture, Request, Source};
 use crate::data::resize_centre_crop;
 use crate::decoder_sets::{SetInfo, UserData};
 use crate::error::{Error, Result};
+use crate::model::Layer;
 use crate::model::{decoder_path, load_decoder, Decoder, DecoderMeta, Encoder, Features, Kind};
 use crate::train::metrics::{mse, psnr, speckle, ssim};
 use candle_core::Tensor;
@@ -22,7 +23,7 @@ use std::path::Path;
 /// set's record when it is loaded.
 pub struct DecoderSet {
     pub info: SetInfo,
-    loaded: HashMap<(String, Kind), (Decoder, DecoderMeta)>,
+    loaded: HashMap<(Layer, Kind), (Decoder, DecoderMeta)>,
 }
 
 impl DecoderSet {
@@ -34,25 +35,25 @@ impl DecoderSet {
     /// The set in `dir` for `enc`, every usable decoder loaded.
     pub fn load(dir: &Path, enc: &Encoder) -> Self {
         let mut set = Self::open(SetInfo::read(dir, enc.arch, &enc.fingerprint, &UserData::default()));
-        let usable: Vec<(String, Kind)> =
-            set.info.held.iter().filter(|h| h.meta.is_ok()).map(|h| (h.layer.clone(), h.kind)).collect();
+        let usable: Vec<(Layer, Kind)> =
+            set.info.held.iter().filter(|h| h.meta.is_ok()).map(|h| (h.layer, h.kind)).collect();
         for (layer, kind) in usable {
             // A failure is kept in the record (`mark_unusable`), said where the layer is asked for.
-            let _ = set.load_one(enc, &layer, kind);
+            let _ = set.load_one(enc, layer, kind);
         }
         set
     }
 
     /// The decoder for `layer`/`kind`, loaded now if it was not yet, or why there is none.
-    pub fn load_one(&mut self, enc: &Encoder, layer: &str, kind: Kind) -> Result<&Decoder> {
-        let key = (layer.to_string(), kind);
+    pub fn load_one(&mut self, enc: &Encoder, layer: Layer, kind: Kind) -> Result<&Decoder> {
+        let key = (layer, kind);
         if !self.loaded.contains_key(&key) {
             if self.info.usable(layer, kind).is_none() {
                 return Err(Error::Unavailable(self.info.why_not(layer, kind)));
             }
             match load_decoder(&decoder_path(&self.info.dir, enc.arch, layer, kind), enc, layer, kind) {
                 Ok(loaded) => {
-                    self.loaded.insert(key.clone(), loaded);
+                    self.loaded.insert(key, loaded);
                 }
                 Err(e) => {
                     self.info.mark_unusable(layer, kind, e.to_string());
@@ -64,22 +65,22 @@ impl DecoderSet {
     }
 
     /// The loaded decoder for `layer`/`kind`, or why there is none.
-    pub fn get(&self, layer: &str, kind: Kind) -> Result<&Decoder> {
-        match self.loaded.get(&(layer.to_string(), kind)) {
+    pub fn get(&self, layer: Layer, kind: Kind) -> Result<&Decoder> {
+        match self.loaded.get(&(layer, kind)) {
             Some((d, _)) => Ok(d),
             None => Err(Error::Unavailable(self.info.why_not(layer, kind))),
         }
     }
 
     /// The record of the decoder for `layer`/`kind`, when it is usable.
-    pub fn meta(&self, layer: &str, kind: Kind) -> Option<&DecoderMeta> {
+    pub fn meta(&self, layer: Layer, kind: Kind) -> Option<&DecoderMeta> {
         self.info.usable(layer, kind)
     }
 
     /// Take in a new reading of the folder: a decoder stays loaded while its file's record is
     /// the one it was loaded with (a run in progress rewrites its files each checkpoint).
     pub fn refresh(&mut self, info: SetInfo) {
-        self.loaded.retain(|(l, k), (_, meta)| info.usable(l, *k) == Some(meta));
+        self.loaded.retain(|(l, k), (_, meta)| info.usable(*l, *k) == Some(meta));
         self.info = info;
     }
 }
@@ -87,7 +88,7 @@ impl DecoderSet {
 /// One image rebuilt from one layer by one decoder, with its fidelity to the input.
 #[derive(Clone)]
 pub struct Reconstruction {
-    pub layer: String,
+    pub layer: Layer,
     pub kind: Kind,
     pub image: RgbImage,
     /// dB; infinite for an exact copy.
@@ -109,7 +110,7 @@ pub fn reconstruct(
     enc: &Encoder,
     set: &DecoderSet,
     input: &RgbImage,
-    layers: &[String],
+    layers: &[Layer],
     kinds: &[Kind],
 ) -> Result<Vec<Reconstruction>> {
     if layers.is_empty() {
@@ -120,11 +121,11 @@ pub fn reconstruct(
 
 /// The taps of `input` (model-size) up to the deepest of `layers` and their switches, from one
 /// encoder pass that stops there (every tap when `layers` is empty).
-pub fn features_for(enc: &Encoder, input: &RgbImage, layers: &[String]) -> Result<Features> {
-    let deepest = enc.arch.taps_named(layers)?.into_iter().max();
+pub fn features_for(enc: &Encoder, input: &RgbImage, layers: &[Layer]) -> Result<Features> {
+    let deepest = enc.arch.taps_of(layers)?.into_iter().max();
     let x = input_tensor(enc, input)?;
     match deepest {
-        Some(deepest) => enc.forward_to(&x, deepest.name()),
+        Some(deepest) => enc.forward_to(&x, deepest.layer()),
         None => enc.forward(&x),
     }
 }
@@ -147,11 +148,11 @@ pub fn reconstruct_from(
     set: &DecoderSet,
     features: &Features,
     input: &RgbImage,
-    layers: &[String],
+    layers: &[Layer],
     kinds: &[Kind],
 ) -> Result<Vec<Reconstruction>> {
     let mut decoders = Vec::new();
-    for l in layers {
+    for &l in layers {
         let held: Vec<Kind> = set.info.kinds_at(l).into_iter().filter(|k| kinds.contains(k)).collect();
         if held.is_empty() {
             return Err(Error::Unavailable(
@@ -161,10 +162,10 @@ pub fn reconstruct_from(
             ));
         }
         for k in held {
-            decoders.push((l.clone(), k, set.get(l, k)?));
+            decoders.push((l, k, set.get(l, k)?));
         }
     }
-    decoders.into_iter().map(|(layer, kind, d)| rebuild(enc, d, features, input, &layer, kind)).collect()
+    decoders.into_iter().map(|(layer, kind, d)| rebuild(enc, d, features, input, layer, kind)).collect()
 }
 
 /// `input` (model-size) rebuilt by one decoder (`layer`/`kind`) from `features` of it.
@@ -173,18 +174,11 @@ pub fn rebuild(
     decoder: &Decoder,
     features: &Features,
     input: &RgbImage,
-    layer: &str,
+    layer: Layer,
     kind: Kind,
 ) -> Result<Reconstruction> {
     let y = decoder.forward(features)?.squeeze(0)?;
     let image = enc.preprocess.to_image(&y)?;
     let m = mse(&image, input);
-    Ok(Reconstruction {
-        layer: layer.to_string(),
-        kind,
-        psnr: psnr(m),
-        ssim: ssim(&image, input),
-        speckle: speckle(&image, input),
-        image,
-    })
+    Ok(Reconstruction { layer, kind, psnr: psnr(m), ssim: ssim(&image, input), speckle: speckle(&image, input), image })
 }

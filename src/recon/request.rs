@@ -6,6 +6,7 @@ use super::{rebuild, DecoderSet, Reconstruction};
 use crate::compare::CodeEdit;
 use crate::decoder_sets::{set_labels, SetInfo, UserData};
 use crate::error::{Error, Result};
+use crate::model::Layer;
 use crate::model::{Encoder, Features, Kind};
 use image::RgbImage;
 use std::path::{Path, PathBuf};
@@ -21,29 +22,24 @@ pub struct Source {
 /// first ([`CodeEdit`]; a channel mask needs a single layer).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Request {
-    pub layers: Vec<(String, Vec<Source>)>,
+    pub layers: Vec<(Layer, Vec<Source>)>,
     pub edit: CodeEdit,
 }
 
 impl Request {
     /// Every kind each of `sets` holds at each of `layers`: what `layerinv reconstruct` draws.
-    pub fn every_kind(sets: &DecoderSets, layers: &[String], edit: CodeEdit) -> Self {
+    pub fn every_kind(sets: &DecoderSets, layers: &[Layer], edit: CodeEdit) -> Self {
         let layers = layers
             .iter()
-            .map(|l| {
+            .map(|&l| {
                 let sources = sets
                     .iter()
                     .flat_map(|s| s.info.kinds_at(l).into_iter().map(|kind| Source { kind, dir: s.info.dir.clone() }))
                     .collect();
-                (l.clone(), sources)
+                (l, sources)
             })
             .collect();
         Self { layers, edit }
-    }
-
-    /// The layers, for [`super::features_for`].
-    pub fn layer_names(&self) -> Vec<String> {
-        self.layers.iter().map(|(l, _)| l.clone()).collect()
     }
 }
 
@@ -129,9 +125,9 @@ pub fn run(
     if req.edit.keep.is_some() && req.layers.len() > 1 {
         return Err(Error::Unavailable("a channel mask works on one layer".into()));
     }
-    let features = req.edit.apply(own, first, theirs)?;
+    let features = req.edit.apply(own, *first, theirs)?;
     let mut out = Vec::new();
-    for (layer, sources) in &req.layers {
+    for &(layer, ref sources) in &req.layers {
         if sources.is_empty() {
             return Err(Error::Unavailable(format!("no decoders asked for at {layer}")));
         }

@@ -4,6 +4,7 @@
 use super::encoded::CacheConfig;
 use super::health::Init;
 use crate::device::Precision;
+use crate::model::Layer;
 use crate::model::{Kind, Objective};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ pub struct TrainConfig {
     pub val: Option<PathBuf>,
     /// The layers to train decoders for; empty: every pooled layer of the model
     /// ([`crate::model::Arch::stage_taps`]).
-    pub layers: Vec<String>,
+    pub layers: Vec<Layer>,
     pub kinds: Vec<Kind>,
     /// Total optimisation steps per decoder (a resumed decoder continues up to this).
     pub steps: u64,
@@ -93,7 +94,7 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     /// Defaults for everything but the data, the decoders and the output folder.
-    pub fn new(data: PathBuf, layers: Vec<String>, kinds: Vec<Kind>, out: PathBuf) -> Self {
+    pub fn new(data: PathBuf, layers: Vec<Layer>, kinds: Vec<Kind>, out: PathBuf) -> Self {
         Self { data, layers, kinds, out, ..Self::default() }
     }
 

@@ -4,6 +4,7 @@
 use super::health::Health;
 use crate::data::Skipped;
 use crate::model::Kind;
+use crate::model::Layer;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 /// Which decoder an event is about.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecoderId {
-    pub layer: String,
+    pub layer: Layer,
     pub kind: Kind,
 }
 

@@ -130,7 +130,7 @@ pub fn calibrate(dec: &mut Decoder, f: &Features, x: &Tensor, init: Init) -> Res
         return Ok(Vec::new());
     }
     let mut scales = BTreeMap::new();
-    let taps = std::iter::once(dec.spec.layer.name()).chain(dec.segments().into_iter().filter_map(|s| s.target));
+    let taps = std::iter::once(dec.spec.layer.layer()).chain(dec.segments().into_iter().filter_map(|s| s.target));
     for tap in taps {
         let t = f.tap(tap).ok_or_else(|| Error::Unavailable(format!("the features hold no {tap} activation")))?;
         let rms = t.to_dtype(DType::F32)?.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()? as f64;

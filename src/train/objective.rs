@@ -61,7 +61,7 @@ pub fn loss(dec: &Decoder, f: &Features, x: &Tensor, preprocess: Preprocess, whi
             let w = image_energy(x, image_scale)?.sqrt();
             let mut total: Option<Tensor> = None;
             for seg in dec.segments() {
-                let y = dec.forward_segment(&seg, dec.scaled_tap(f, &seg.input)?, f)?;
+                let y = dec.forward_segment(&seg, dec.scaled_tap(f, seg.input)?, f)?;
                 let term = match seg.target {
                     Some(tap) => mse_loss(&y, &dec.scaled_tap(f, tap)?.to_dtype(DType::F32)?, w)?,
                     None => mse_loss(&y, x, image_scale)?,

@@ -6,6 +6,7 @@
 use super::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::fsutil::{read_bounded, write_atomic};
+use crate::model::Layer;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -69,7 +70,7 @@ pub struct RunRecord {
 pub struct RollbackPoint {
     /// The step whose loss diverged.
     pub step: u64,
-    pub layer: String,
+    pub layer: Layer,
     pub kind: crate::model::Kind,
     /// That step's loss (`null` where it was not finite), and the median of the recent ones.
     pub loss: Option<f32>,
@@ -84,7 +85,7 @@ pub struct RollbackPoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValPoint {
     pub step: u64,
-    pub layer: String,
+    pub layer: Layer,
     pub kind: crate::model::Kind,
     /// Mean squared error, 0–1 pixel units.
     pub loss: f64,
@@ -117,7 +118,7 @@ impl RunRecord {
     pub fn add_rollback(&mut self, id: &super::events::DecoderId, r: &super::guard::Rollback, lr: f64) {
         self.rollbacks.push(RollbackPoint {
             step: r.step,
-            layer: id.layer.clone(),
+            layer: id.layer,
             kind: id.kind,
             loss: r.loss.is_finite().then_some(r.loss),
             typical: r.typical,
@@ -130,7 +131,7 @@ impl RunRecord {
     pub fn add_validation(&mut self, step: u64, secs: f64, results: &[super::events::ValResult]) {
         self.curve.extend(results.iter().map(|r| ValPoint {
             step,
-            layer: r.id.layer.clone(),
+            layer: r.id.layer,
             kind: r.id.kind,
             loss: r.loss,
             psnr: r.psnr,
@@ -245,7 +246,8 @@ mod tests {
     #[test]
     fn a_record_round_trips_and_gives_back_its_config() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = TrainConfig::new("photos".into(), vec!["pool3".into()], Kind::ALL.to_vec(), dir.path().into());
+        let mut cfg =
+            TrainConfig::new("photos".into(), vec![crate::model::Layer::POOL3], Kind::ALL.to_vec(), dir.path().into());
         cfg.steps = 500;
         cfg.crop = Some(96);
         cfg.objective = Objective::All;

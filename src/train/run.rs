@@ -9,7 +9,7 @@ use super::record::{now_unix, RunRecord, RunState};
 use super::slot::{Slot, StepEnd};
 use crate::data::{list_images, load_centre_crops, CropSpec, Loaded, IMAGE_EXTENSIONS};
 use crate::error::{Error, Result};
-use crate::model::{decoder_path, DecoderSpec, Encoder};
+use crate::model::{decoder_path, DecoderSpec, Encoder, Layer, Tap};
 use candle_core::Tensor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::time::Instant;
 
 /// The checkpoint kept beside a decoder file (`…_sae.ckpt` for `…_sae.safetensors`).
 pub fn checkpoint_path(out: &Path, spec: &DecoderSpec) -> PathBuf {
-    decoder_path(out, spec.arch, spec.layer.name(), spec.kind).with_extension("ckpt")
+    decoder_path(out, spec.arch, spec.layer.layer(), spec.kind).with_extension("ckpt")
 }
 
 /// Learning rate at `step` (0-based) of `total`: linear warm-up over the first 50 steps, then
@@ -40,10 +40,10 @@ pub fn train(enc: &Encoder, cfg: &TrainConfig, sink: &mut dyn EventSink, cancel:
     let n = enc.arch.input_size();
     let crop = cfg.crop.unwrap_or(n);
     // No layers named: every layer of the conv trunk.
-    let taps = if cfg.layers.is_empty() { enc.arch.stage_taps() } else { enc.arch.taps_named(&cfg.layers)? };
-    let cfg = &TrainConfig { layers: taps.iter().map(|t| t.to_string()).collect(), ..cfg.clone() };
+    let taps = if cfg.layers.is_empty() { enc.arch.stage_taps() } else { enc.arch.taps_of(&cfg.layers)? };
+    let cfg = &TrainConfig { layers: taps.iter().map(Tap::layer).collect(), ..cfg.clone() };
     for t in &taps {
-        if let Some(why) = enc.unavailable_reason(t.name()) {
+        if let Some(why) = enc.unavailable_reason(t.layer()) {
             return Err(Error::Unavailable(why));
         }
         if t.is_fc() && crop != n {
@@ -148,12 +148,12 @@ fn train_decoders(
     // Decoders, fresh or from their checkpoints.
     let dev = enc.device().clone();
     let mut slots = Vec::new();
-    for layer in &cfg.layers {
+    for &layer in &cfg.layers {
         for &kind in &cfg.kinds {
             slots.push(Slot::open(enc, cfg, layer, kind, &dev)?);
         }
     }
-    let deepest = enc.arch.taps_named(&cfg.layers)?.into_iter().max().map_or("pool1", |t| t.name());
+    let deepest = enc.arch.taps_of(&cfg.layers)?.into_iter().max().map_or(Layer::POOL1, |t| t.layer());
     sink.event(&Event::Started {
         decoders: slots.iter().map(|s| (s.id.clone(), s.trainer.steps)).collect(),
         train_images: files.len(),
@@ -196,7 +196,7 @@ fn train_decoders(
     };
 
     let start_step = slots.iter().map(|s| s.trainer.steps).min().unwrap_or(0);
-    let taps = enc.arch.taps_named(&cfg.layers)?;
+    let taps = enc.arch.taps_of(&cfg.layers)?;
     let seed = cfg.seed.wrapping_add(start_step);
     let (loader, note) =
         super::encoded::batch_loader(enc, cfg, &taps, files, spec, seed, cfg.steps - start_step.min(cfg.steps));

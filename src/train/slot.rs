@@ -11,6 +11,7 @@ use super::run::{checkpoint_path, learning_rate};
 use super::step::DecoderTrainer;
 use crate::data::Preprocess;
 use crate::error::Result;
+use crate::model::Layer;
 use crate::model::{decoder_path, save_decoder, DecoderMeta, DecoderSpec, Encoder, Features, Kind};
 use candle_core::{DType, Device, Tensor};
 use std::path::PathBuf;
@@ -43,7 +44,7 @@ pub(super) enum StepEnd {
 impl Slot {
     /// The `layer` `kind` decoder of the run `cfg`: resumed from its checkpoint, started from
     /// `cfg.init_from`, or fresh.
-    pub fn open(enc: &Encoder, cfg: &TrainConfig, layer: &str, kind: Kind, dev: &Device) -> Result<Self> {
+    pub fn open(enc: &Encoder, cfg: &TrainConfig, layer: Layer, kind: Kind, dev: &Device) -> Result<Self> {
         let dspec = DecoderSpec::new(enc.arch, layer, kind, cfg.width)?;
         let ckpt = checkpoint_path(&cfg.out, &dspec);
         let resumed = cfg.resume && ckpt.exists();
@@ -57,7 +58,7 @@ impl Slot {
             (t, cfg.init_from.is_none())
         };
         Ok(Self {
-            id: DecoderId { layer: layer.to_string(), kind },
+            id: DecoderId { layer, kind },
             saved_step: resumed.then_some(trainer.steps),
             trainer,
             guard: Guard::default(),
@@ -164,7 +165,7 @@ impl Slot {
         };
         let dspec = &self.trainer.decoder.spec;
         self.trainer.save_checkpoint(&checkpoint_path(&cfg.out, dspec), &meta)?;
-        let path = decoder_path(&cfg.out, dspec.arch, dspec.layer.name(), dspec.kind);
+        let path = decoder_path(&cfg.out, dspec.arch, dspec.layer.layer(), dspec.kind);
         save_decoder(&path, &meta, &self.trainer.tensors(), DType::F16)?;
         self.saved_step = Some(self.trainer.steps);
         Ok(Some(path))

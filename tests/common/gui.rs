@@ -4,6 +4,7 @@ use super::repo_path;
 use eframe::egui;
 use egui_kittest::Harness;
 use layerinv::app::{AppOptions, LayerinvApp};
+use layerinv::model::Layer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI32;
@@ -12,14 +13,14 @@ use std::time::{Duration, Instant};
 
 /// The app on the CPU with `decoders` before the bundled ones, on `image` (default: the demo
 /// photo) at `layer`.
-pub fn harness(decoders: &Path, image: Option<PathBuf>, layer: &str) -> Harness<'static, LayerinvApp> {
+pub fn harness(decoders: &Path, image: Option<PathBuf>, layer: Layer) -> Harness<'static, LayerinvApp> {
     harness_with(options(decoders, image, Some(layer)), None)
 }
 
-pub fn options(decoders: &Path, image: Option<PathBuf>, layer: Option<&str>) -> AppOptions {
+pub fn options(decoders: &Path, image: Option<PathBuf>, layer: Option<Layer>) -> AppOptions {
     AppOptions {
         image: image.or_else(|| Some(repo_path("assets/chelsea.png"))),
-        layer: layer.map(str::to_string),
+        layer,
         model: "bundled".into(),
         decoders: Some(decoders.to_path_buf()),
         device: "cpu".into(),
@@ -67,7 +68,7 @@ pub fn wait_for(h: &mut Harness<'static, LayerinvApp>, what: &str, done: impl Fn
 }
 
 /// `layer` is on screen with a pane for every kind some set has a decoder for.
-pub fn shows_layer(app: &LayerinvApp, layer: &str) -> bool {
+pub fn shows_layer(app: &LayerinvApp, layer: Layer) -> bool {
     let kinds = app.decoders.sources(layer).map_or(0, |s| s.len());
     matches!(app.panes(layer), Some(Ok(p)) if kinds > 0 && p.len() == kinds) && app.layer == layer
 }

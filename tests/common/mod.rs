@@ -7,6 +7,7 @@ pub mod gui;
 
 use candle_core::{DType, Device, Tensor};
 use layerinv::data::Preprocess;
+use layerinv::model::Layer;
 use layerinv::model::{Arch, Encoder, Kind, ModelSource, ModelWeights};
 use layerinv::train::TrainConfig;
 use std::collections::HashMap;
@@ -285,7 +286,7 @@ pub fn bundled() -> Encoder {
 /// A tiny training run of every kind at pool1 on the CPU: photos from `data` (also the
 /// validation photos), into `out`, `steps` steps of batch 2 on 32-px crops at width 0.25.
 pub fn tiny_run(data: &Path, out: &Path, steps: u64) -> TrainConfig {
-    let mut cfg = TrainConfig::new(data.to_path_buf(), vec!["pool1".into()], Kind::ALL.to_vec(), out.to_path_buf());
+    let mut cfg = TrainConfig::new(data.to_path_buf(), vec![Layer::POOL1], Kind::ALL.to_vec(), out.to_path_buf());
     cfg.val = Some(data.to_path_buf());
     cfg.steps = steps;
     cfg.batch = 2;

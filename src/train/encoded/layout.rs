@@ -2,7 +2,7 @@
 //! switches of every pooling up to its deepest layer (2-bit window positions).
 
 use crate::error::{Error, Result};
-use crate::model::{Arch, Features, Objective, Tap};
+use crate::model::{Arch, Features, Layer, Objective, Tap};
 use crate::ops::PoolSwitches;
 use candle_core::{DType, Device, Tensor};
 use half::f16;
@@ -12,7 +12,7 @@ use half::f16;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
     /// The codes kept: tap name, its stage's index, channels.
-    codes: Vec<(&'static str, usize, usize)>,
+    codes: Vec<(Layer, usize, usize)>,
     /// Channels of each stage's pooling, from the first stage to the deepest trained one.
     pools: Vec<usize>,
 }
@@ -60,8 +60,8 @@ impl Layout {
 
     /// The layout's part of an entry's file name: `pool1+pool3-s3` (codes, pooled stages).
     pub(super) fn tag(&self) -> String {
-        let codes: Vec<&str> = self.codes.iter().map(|c| c.0).collect();
-        format!("{}-s{}", codes.join("+"), self.pools.len())
+        let codes: Vec<Layer> = self.codes.iter().map(|c| c.0).collect();
+        format!("{}-s{}", Layer::join(&codes, "+"), self.pools.len())
     }
 
     /// Bytes of an entry's maps for an `h × w` photo.
@@ -90,7 +90,7 @@ impl Layout {
         let mut out = Vec::with_capacity(self.payload_len(h, w));
         for &(tap, i, c) in &self.codes {
             let t = f.tap(tap).ok_or_else(|| Error::Unavailable(format!("the encoding lacks {tap}")))?;
-            check_dims(t, (1, c, h >> (i + 1), w >> (i + 1)), tap)?;
+            check_dims(t, (1, c, h >> (i + 1), w >> (i + 1)), tap.name())?;
             for v in t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()? {
                 out.extend_from_slice(&f16::from_f32(v).to_le_bytes());
             }

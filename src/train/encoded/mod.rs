@@ -127,7 +127,7 @@ impl Encoding {
             return Ok(None);
         }
         let x = self.enc.preprocess.image_tensor(img, &Device::Cpu)?.unsqueeze(0)?;
-        let f = self.enc.forward_to(&x, self.enc.arch.stage_taps()[self.layout.deepest()].name())?;
+        let f = self.enc.forward_to(&x, self.enc.arch.stage_taps()[self.layout.deepest()].layer())?;
         let maps = self.layout.pack(&f, h, w)?;
         if let Some(folder) = &mut self.folder {
             match folder.write(key, mirror, h, w, &maps) {
@@ -295,7 +295,7 @@ fn assemble(
     let mut features = e.layout.cut(&places, crop, dtype)?;
     if !alone.is_empty() {
         let deepest = e.enc.arch.stage_taps()[e.layout.deepest()];
-        let rest = e.enc.forward_to(&x.narrow(0, cut.len(), alone.len())?, deepest.name())?;
+        let rest = e.enc.forward_to(&x.narrow(0, cut.len(), alone.len())?, deepest.layer())?;
         features = e.layout.concat(features, &rest)?;
     }
     Ok(Loaded::Batch { x, features: Some(features) })
