@@ -275,7 +275,7 @@ fn pane_cells<'a>(
                     (&swapped.texture, &swapped.rec.image, format!("{}, in {place}'s place", swapped.rec.kind.label()))
                 }
             };
-            let floor = p.floor.map(|f| format!(" · floor {f:.1} dB")).unwrap_or_default();
+            let floor = p.floor.map(|f| format!("\nfloor {f:.1} dB")).unwrap_or_default();
             let record = app.decoders.record(&p.source, layer);
             Cell {
                 title,
