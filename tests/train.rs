@@ -210,6 +210,28 @@ fn cli_train_warns_of_each_rollback() {
     assert!(err.contains("diverged 4 times"), "{err}");
 }
 
+/// The runs the guard's first rule let through (from scratch at a learning rate of 10,000 on
+/// tiny crops, each kind alone): SWWAE's loss climbed a few times over each step, dragging the
+/// median with it (3.5 → 768, no rollback), and SAE's alternated above and below the limit after
+/// three rollbacks and finished at 50 times its first losses. Both now roll back four times and
+/// stop at their last good state.
+#[test]
+fn a_loss_that_climbs_or_alternates_is_caught_too() {
+    let data = demo_photo_dir(false);
+    let d = data.path().to_str().unwrap();
+    for kind in ["sae", "swwae"] {
+        let out = tempfile::tempdir().unwrap();
+        let o = out.path().to_str().unwrap();
+        let args = ["--threads", "2", "train", "--data", d, "--val", d, "--layers", "pool1", "--kinds", kind];
+        let rest = ["--init", "uniform", "--steps", "40", "--batch", "2", "--crop", "32", "--width", "0.25"];
+        let run = layerinv(&[&args[..], &rest[..], &["--lr", "1e4", "--out", o]].concat());
+        let err = String::from_utf8_lossy(&run.stderr);
+        let said = format!("warning: pool1 {kind} decoder diverged at step");
+        assert_eq!(err.lines().filter(|l| l.starts_with(&said)).count(), 4, "{kind}: {err}");
+        assert!(err.contains(&format!("pool1 {kind} stopped: diverged 4 times")), "{kind}: {err}");
+    }
+}
+
 #[test]
 fn cli_train_errors_are_one_line() {
     let data = demo_photo_dir(false);

@@ -8,6 +8,16 @@
 //! of a few hundred small batches sits far below what the decoder typically does, while a
 //! diverging decoder's loss leaves the median by orders of magnitude within a few steps (the
 //! up-conv pool3 run that asked for this guard: 0.11 → 9.2 → 6,332).
+//!
+//! Two ways a diverging decoder slipped past that rule (a learning rate of 10,000 on tiny crops):
+//! - a loss that climbs a few times over at each step drags the median up with it (SWWAE went
+//!   from 3.5 to 768 without one step ten times the median of the ones before). So the typical
+//!   loss is the median, or the lowest median the decoder has had, whichever is lower: a
+//!   training loss falls, so for a healthy decoder the two agree;
+//! - after a rollback, a loss that alternates above and below the limit never stays high three
+//!   steps in a row (SAE ended at 50 times its first losses after three rollbacks). A decoder
+//!   that has diverged once is watched closer: [`PERSIST`] high steps among the last
+//!   [`PERSIST_WITHIN`] count.
 
 use super::events::DecoderId;
 use super::step::{DecoderTrainer, Snapshot};
@@ -24,6 +34,9 @@ pub const SNAPSHOT_EVERY: u64 = 20;
 /// of textured crops can score ten times a flat one; a diverging decoder stays up). A loss that is
 /// not finite counts at once.
 pub const PERSIST: u32 = 3;
+/// After a rollback: high steps count when [`PERSIST`] of the last this many are high, in a row
+/// or not.
+pub const PERSIST_WITHIN: usize = 5;
 /// Rollbacks after which the decoder stops.
 pub const MAX_ROLLBACKS: u32 = 4;
 /// Below this many recent losses (a fresh or reset history) the median is a poor guide to batch
@@ -38,7 +51,8 @@ pub enum Verdict {
     /// Far above the recent median, fewer than [`PERSIST`] steps in a row: the step stands, the
     /// loss stays out of the median and confirms no snapshot.
     Suspect,
-    /// The loss is not finite or [`RISE`] times above `typical`, the median of the recent losses.
+    /// The loss is not finite or [`RISE`] times above `typical`: the median of the recent losses,
+    /// or the lowest median the decoder has had, whichever is lower.
     Diverged {
         typical: f32,
     },
@@ -53,8 +67,11 @@ pub struct Guard {
     /// A state taken before a step, confirmed good when that step's loss is healthy (the loss of
     /// a step is computed with the weights before its update).
     pending: Option<Snapshot>,
-    /// Steps in a row far above the median so far.
-    high: u32,
+    /// Whether each of the latest steps (at most [`PERSIST_WITHIN`]) was far above the typical
+    /// loss, newest last.
+    highs: VecDeque<bool>,
+    /// The lowest median of the recent losses so far (once there were enough of them).
+    lowest: Option<f32>,
     pub rollbacks: u32,
 }
 
@@ -64,7 +81,8 @@ pub struct Rollback {
     /// The step whose loss diverged (1-based, as progress counts).
     pub step: u64,
     pub loss: f32,
-    /// The median of the recent healthy losses.
+    /// The decoder's usual loss: the median of its recent healthy losses, or the lowest such
+    /// median it has had.
     pub typical: f32,
     /// The step the decoder went back to.
     pub back_to: u64,
@@ -91,7 +109,7 @@ impl Rollback {
     pub fn describe(&self, id: &DecoderId, lr: f64) -> String {
         let loss = if self.loss.is_finite() {
             format!(
-                "loss {}, {}× its recent median {}",
+                "loss {}, {}× its usual {}",
                 fmt_loss(self.loss),
                 fmt_loss(self.loss / self.typical),
                 fmt_loss(self.typical)
@@ -123,21 +141,37 @@ impl Guard {
     /// Judge a step's loss; a healthy one joins the recent losses and confirms a pending
     /// snapshot taken before this step.
     pub fn judge(&mut self, loss: f32, trainer_steps_before: u64) -> Verdict {
-        let typical = self.median();
+        let median = self.median();
+        let typical = self.lowest.map_or(median, |l| l.min(median));
         let rise = if self.recent.len() >= MIN_HISTORY { RISE } else { EARLY_RISE };
-        if !loss.is_finite() || loss > rise * typical {
+        let high = !loss.is_finite() || loss > rise * typical;
+        self.highs.push_back(high);
+        if self.highs.len() > PERSIST_WITHIN {
+            self.highs.pop_front();
+        }
+        if high {
             self.pending = None;
-            self.high += 1;
-            if !loss.is_finite() || self.high >= PERSIST {
-                self.high = 0;
+            // Before any rollback, PERSIST steps in a row; after one, any PERSIST of the last
+            // PERSIST_WITHIN.
+            let highs = if self.rollbacks == 0 {
+                self.highs.iter().rev().take_while(|&&h| h).count()
+            } else {
+                self.highs.iter().filter(|&&h| h).count()
+            };
+            let persists = highs >= PERSIST as usize;
+            if !loss.is_finite() || persists {
+                self.highs.clear();
                 return Verdict::Diverged { typical };
             }
             return Verdict::Suspect;
         }
-        self.high = 0;
         self.recent.push_back(loss);
         if self.recent.len() > WINDOW {
             self.recent.pop_front();
+        }
+        if self.recent.len() >= MIN_HISTORY {
+            let m = self.median();
+            self.lowest = Some(self.lowest.map_or(m, |l| l.min(m)));
         }
         if self.pending.as_ref().is_some_and(|p| p.steps == trainer_steps_before) {
             self.good = self.pending.take();
@@ -158,6 +192,7 @@ impl Guard {
     /// Forget the recent losses (the loss changes meaning: `layerwise` starts its fine-tune).
     pub fn reset_history(&mut self) {
         self.recent.clear();
+        self.lowest = None;
     }
 
     /// Put `trainer` back to the last good state with half the learning rate. `None` when there
@@ -223,12 +258,31 @@ mod tests {
         assert_eq!(judge(&mut g, 60.0), Verdict::Suspect);
         assert_eq!(judge(&mut g, 600.0), Verdict::Diverged { typical: 0.5 });
         assert!(matches!(judge(&mut g, f32::INFINITY), Verdict::Diverged { .. }));
-        // The median is the recent one: after WINDOW healthy steps at 4.0 the early 0.5s are gone.
+        // A loss that climbs drags the median with it, not the lowest median: after WINDOW steps
+        // at 4.0 (each under ten times 0.5) the median is 4.0, yet 6.0 is twelve times 0.5.
         for _ in 0..WINDOW {
             assert_eq!(judge(&mut g, 4.0), Verdict::Healthy);
         }
-        assert_eq!(judge(&mut g, 39.0), Verdict::Healthy);
+        assert_eq!(judge(&mut g, 6.0), Verdict::Suspect);
+        assert_eq!(judge(&mut g, 6.0), Verdict::Suspect);
+        assert_eq!(judge(&mut g, 6.0), Verdict::Diverged { typical: 0.5 });
+        // A new objective (layerwise's fine-tune) starts a new history.
         g.reset_history();
         assert_eq!(judge(&mut g, 1e6), Verdict::Healthy);
+    }
+
+    /// Before a rollback, high steps must come three in a row; after one, three of the last five.
+    #[test]
+    fn after_a_rollback_three_high_steps_in_five_diverge() {
+        let alternate = |g: &mut Guard| -> Vec<Verdict> {
+            for _ in 0..10 {
+                assert_eq!(g.judge(1.0, 0), Verdict::Healthy);
+            }
+            [50.0, 1.0, 50.0, 1.0, 50.0].into_iter().map(|l| g.judge(l, 0)).collect()
+        };
+        let mut fresh = Guard::default();
+        assert!(alternate(&mut fresh).iter().all(|v| *v != Verdict::Diverged { typical: 1.0 }));
+        let mut watched = Guard { rollbacks: 1, ..Guard::default() };
+        assert_eq!(alternate(&mut watched).last(), Some(&Verdict::Diverged { typical: 1.0 }));
     }
 }
