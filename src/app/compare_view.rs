@@ -1,14 +1,14 @@
 //! The comparison (the input and every kind's picture) and the error maps under it, every picture with the same
 //! zoom and pan; a held blink swaps what the panes show.
 
+use super::cell::{cell_ui, missing_ui, Cell};
 use super::files::file_name;
-use super::shown::{color_image, Blink, Rebuilt, View};
+use super::shown::{Blink, Rebuilt, View};
 use super::state::LayerinvApp;
-use super::zoom::{image_pane, ZoomPan};
+use super::zoom::ZoomPan;
 use crate::compare::colour_map;
 use crate::figure::{caption, error_title, mean_caption, scale_ticks, switches_title, SCALE_TITLE};
-use crate::model::Kind;
-use crate::model::Layer;
+use crate::model::{Kind, Layer};
 use eframe::egui;
 
 const EXPLAIN: &str = "SWWAE knows where each maximum came from (the pooling switches); SAE must guess. \
@@ -17,20 +17,6 @@ Floor: the photo squeezed to the layer's grid and blown back up; a decoder below
 
 const PREVIEW: &str = "Training preview: the running run's newest decoders for this layer, read again every few \
 seconds. The panes of the decoders you chose stay as they are.";
-
-/// A picture with its title above and its numbers below.
-struct Cell<'a> {
-    title: String,
-    /// The line under the title: where the decoder comes from ("bundled", "yours: …").
-    source: Option<String>,
-    /// The title's tooltip (a decoder's record).
-    about: Option<String>,
-    texture: &'a egui::TextureHandle,
-    /// The picture itself, for the pane's Copy menu.
-    image: Option<&'a image::RgbImage>,
-    numbers: String,
-    numbers_about: Option<String>,
-}
 
 /// The picture views' own state (Compare, Diff, and the pictures above Channels): one zoom and
 /// pan for every picture, and the blink held down.
@@ -123,123 +109,150 @@ impl CompareView {
             });
             return;
         };
-        let layer = app.layer;
-        let zoom = &mut self.zoom;
-        let blink = self.blink;
-        let input = Cell {
-            title: match blink {
-                Blink::Off => "Input".into(),
-                _ => "Input (blink held)".into(),
-            },
-            source: Some("this photo, at the model's input size".into()),
-            about: None,
-            texture: &photo.texture,
-            image: Some(&photo.input),
-            numbers: file_name(&photo.path),
-            numbers_about: photo.top5.as_ref().map(|top| {
-                let lines: Vec<String> = top.iter().map(|(c, p)| format!("{:5.1}%  {c}", 100.0 * p)).collect();
-                format!("The classifier sees:\n{}", lines.join("\n"))
-            }),
-        };
-        let mut copy = None;
-        match app.rebuilt(layer) {
-            Some(Ok(rebuilt)) => {
-                let cells = pane_cells(app, rebuilt, layer, false, blink);
-                let missing = missing_panes(app, layer);
-                // The run in progress beside the chosen decoders (same photo, same zoom): in the
-                // same row when the window is wide enough for it, else in a row of its own.
-                let preview = app.preview(layer).map(|p| pane_cells(app, p, layer, true, blink));
-                let inline = preview.as_ref().is_some_and(|p| {
-                    (1 + Kind::ALL.len() + p.len()) as f32 * (side + ui.spacing().item_spacing.x)
-                        <= ui.available_width()
-                });
-                let (beside, below) = if inline { (preview, None) } else { (None, preview) };
-                ui.horizontal_top(|ui| {
-                    for cell in std::iter::once(&input).chain(&cells) {
-                        copy = copy.take().or(cell_ui(ui, cell, side, zoom));
-                    }
-                    for (title, why) in &missing {
-                        missing_ui(ui, title, why, side);
-                    }
-                    for cell in beside.iter().flatten() {
-                        copy = copy.take().or(cell_ui(ui, cell, side, zoom));
-                    }
-                });
-                if let Some(cells) = &below {
-                    ui.horizontal_top(|ui| {
-                        ui.vertical(|ui| {
-                            ui.set_width(side);
-                            ui.label(PREVIEW);
-                        });
-                        for cell in cells {
-                            copy = copy.take().or(cell_ui(ui, cell, side, zoom));
-                        }
-                    });
-                }
-                if app.view == View::Diff {
-                    let mut errors: Vec<Cell> = rebuilt
-                        .lost
-                        .as_ref()
-                        .zip(switches_title())
-                        .map(|((tex, mean), title)| Cell {
-                            title,
-                            source: None,
-                            about: Some("Where knowing the switches changes the picture: what max-pooling loses, as these decoders see it".into()),
-                            texture: tex,
-                            image: None,
-                            numbers: mean_caption(*mean),
-                            numbers_about: None,
-                        })
-                        .into_iter()
-                        .collect();
-                    for p in &rebuilt.panes {
-                        errors.push(Cell {
-                            title: error_title(p.rec.kind),
-                            source: Some(app.pane_source(p, layer, false)),
-                            about: None,
-                            texture: &p.error,
-                            image: None,
-                            numbers: mean_caption(p.error_mean),
-                            numbers_about: None,
-                        });
-                    }
-                    ui.horizontal_top(|ui| {
-                        for cell in &errors {
-                            cell_ui(ui, cell, side, zoom);
-                        }
-                    });
-                }
-            }
+        let input = input_cell(photo, self.blink);
+        let copy = match app.rebuilt(app.layer) {
+            Some(Ok(rebuilt)) => self.rebuilt_rows(ui, app, rebuilt, &input, side),
             Some(Err(e)) => {
                 ui.horizontal_top(|ui| {
-                    cell_ui(ui, &input, side, zoom);
+                    cell_ui(ui, &input, side, &mut self.zoom);
                     ui.colored_label(ui.visuals().error_fg_color, e.as_str());
                 });
+                None
             }
-            None => {
-                ui.horizontal_top(|ui| {
-                    copy = cell_ui(ui, &input, side, zoom);
-                    for kind in Kind::ALL {
-                        if let Some(why) = app.decoders.kind_missing(layer, kind) {
-                            missing_ui(ui, &app.pane_title(kind, layer), &why, side);
-                            continue;
-                        }
-                        ui.vertical(|ui| {
-                            ui.strong(app.pane_title(kind, layer));
-                            let source = app.decoders.shown(layer, kind).map(|s| s.note(layer, kind));
-                            ui.weak(source.unwrap_or_default());
-                            let (rect, _) = ui.allocate_exact_size(egui::Vec2::splat(side), egui::Sense::hover());
-                            ui.put(rect, egui::Spinner::new().size(32.0));
-                            ui.label("rebuilding…");
-                        });
-                    }
-                });
-            }
-        }
+            None => pending_row(ui, app, &input, side, &mut self.zoom),
+        };
         if let Some(img) = copy {
             app.ctx.copy_image(img);
         }
     }
+
+    /// The input and the panes, the training preview beside them or in a row of its own, and in
+    /// Diff the error maps; the picture to copy when the user asked for one.
+    fn rebuilt_rows(
+        &mut self,
+        ui: &mut egui::Ui,
+        app: &LayerinvApp,
+        rebuilt: &Rebuilt,
+        input: &Cell,
+        side: f32,
+    ) -> Option<egui::ColorImage> {
+        let (layer, blink, zoom) = (app.layer, self.blink, &mut self.zoom);
+        let cells = pane_cells(app, rebuilt, layer, false, blink);
+        let missing = missing_panes(app, layer);
+        // The run in progress beside the chosen decoders (same photo, same zoom): in the same row
+        // when the window is wide enough for it, else in a row of its own.
+        let preview = app.preview(layer).map(|p| pane_cells(app, p, layer, true, blink));
+        let inline = preview.as_ref().is_some_and(|p| {
+            (1 + Kind::ALL.len() + p.len()) as f32 * (side + ui.spacing().item_spacing.x) <= ui.available_width()
+        });
+        let (beside, below) = if inline { (preview, None) } else { (None, preview) };
+        let mut copy = None;
+        ui.horizontal_top(|ui| {
+            for cell in std::iter::once(input).chain(&cells) {
+                copy = copy.take().or(cell_ui(ui, cell, side, zoom));
+            }
+            for (title, why) in &missing {
+                missing_ui(ui, title, why, side);
+            }
+            for cell in beside.iter().flatten() {
+                copy = copy.take().or(cell_ui(ui, cell, side, zoom));
+            }
+        });
+        if let Some(cells) = &below {
+            ui.horizontal_top(|ui| {
+                ui.vertical(|ui| {
+                    ui.set_width(side);
+                    ui.label(PREVIEW);
+                });
+                for cell in cells {
+                    copy = copy.take().or(cell_ui(ui, cell, side, zoom));
+                }
+            });
+        }
+        if app.view == View::Diff {
+            ui.horizontal_top(|ui| {
+                for cell in &error_cells(app, rebuilt) {
+                    cell_ui(ui, cell, side, zoom);
+                }
+            });
+        }
+        copy
+    }
+}
+
+/// The input photo's cell (its place says so while a blink is held).
+fn input_cell(photo: &super::shown::Photo, blink: Blink) -> Cell<'_> {
+    Cell {
+        title: match blink {
+            Blink::Off => "Input".into(),
+            _ => "Input (blink held)".into(),
+        },
+        source: Some("this photo, at the model's input size".into()),
+        about: None,
+        texture: &photo.texture,
+        image: Some(&photo.input),
+        numbers: file_name(&photo.path),
+        numbers_about: photo.top5.as_ref().map(|top| {
+            let lines: Vec<String> = top.iter().map(|(c, p)| format!("{:5.1}%  {c}", 100.0 * p)).collect();
+            format!("The classifier sees:\n{}", lines.join("\n"))
+        }),
+    }
+}
+
+/// Diff's second row: what the switches change, then each kind against the input.
+fn error_cells<'a>(app: &LayerinvApp, rebuilt: &'a Rebuilt) -> Vec<Cell<'a>> {
+    let switches = rebuilt.lost.as_ref().zip(switches_title()).map(|((tex, mean), title)| Cell {
+        title,
+        source: None,
+        about: Some(
+            "Where knowing the switches changes the picture: what max-pooling loses, as these decoders see it".into(),
+        ),
+        texture: tex,
+        image: None,
+        numbers: mean_caption(*mean),
+        numbers_about: None,
+    });
+    let kinds = rebuilt.panes.iter().map(|p| Cell {
+        title: error_title(p.rec.kind),
+        source: Some(app.pane_source(p, app.layer, false)),
+        about: None,
+        texture: &p.error,
+        image: None,
+        numbers: mean_caption(p.error_mean),
+        numbers_about: None,
+    });
+    switches.into_iter().chain(kinds).collect()
+}
+
+/// While the layer is being rebuilt: the input, and a spinner in each kind's place (or why it
+/// has no decoder).
+fn pending_row(
+    ui: &mut egui::Ui,
+    app: &LayerinvApp,
+    input: &Cell,
+    side: f32,
+    zoom: &mut ZoomPan,
+) -> Option<egui::ColorImage> {
+    let layer = app.layer;
+    let mut copy = None;
+    ui.horizontal_top(|ui| {
+        copy = cell_ui(ui, input, side, zoom);
+        for kind in Kind::ALL {
+            if let Some(why) = app.decoders.kind_missing(layer, kind) {
+                missing_ui(ui, &app.pane_title(kind, layer), &why, side);
+                continue;
+            }
+            ui.vertical(|ui| {
+                ui.strong(app.pane_title(kind, layer));
+                let source = app.decoders.shown(layer, kind).map(|s| s.note(layer, kind));
+                ui.weak(source.unwrap_or_default());
+                let (rect, _) = ui.allocate_exact_size(egui::Vec2::splat(side), egui::Sense::hover());
+                ui.put(rect, egui::Spinner::new().size(32.0));
+                ui.label("rebuilding…");
+            });
+        }
+    });
+    copy
 }
 
 /// Each kind with no decoder to show at `layer`: its pane title and why.
@@ -305,55 +318,6 @@ fn pane_cells<'a>(
             }
         })
         .collect()
-}
-
-/// Draw a cell; the picture to copy when the user asked for it (right-click > Copy).
-fn cell_ui(ui: &mut egui::Ui, cell: &Cell, side: f32, zoom: &mut ZoomPan) -> Option<egui::ColorImage> {
-    let mut copy = None;
-    ui.vertical(|ui| {
-        ui.set_max_width(side);
-        let title = ui.strong(cell.title.as_str());
-        if let Some(about) = &cell.about {
-            title.on_hover_text(about.as_str());
-        }
-        if let Some(source) = &cell.source {
-            let line = ui.add(egui::Label::new(egui::RichText::new(source.as_str()).weak()).truncate());
-            if let Some(about) = &cell.about {
-                line.on_hover_text(about.as_str());
-            }
-        }
-        let resp = image_pane(ui, cell.texture, side, zoom, &format!("picture: {}", cell.title));
-        if let Some(img) = cell.image {
-            resp.context_menu(|ui| {
-                if ui.button("Copy this picture").clicked() {
-                    copy = Some(color_image(img));
-                    ui.close();
-                }
-            });
-        }
-        let numbers = ui.label(cell.numbers.as_str());
-        if let Some(about) = &cell.numbers_about {
-            numbers.on_hover_text(about.as_str());
-        }
-    });
-    copy
-}
-
-/// The place of a kind with no decoder to show: its title and what to do about it.
-fn missing_ui(ui: &mut egui::Ui, title: &str, why: &str, side: f32) {
-    ui.vertical(|ui| {
-        ui.set_width(side);
-        ui.strong(title);
-        ui.weak("no decoder");
-        let (rect, _) = ui.allocate_exact_size(egui::Vec2::splat(side), egui::Sense::hover());
-        ui.painter().rect_stroke(
-            rect,
-            4.0,
-            egui::Stroke::new(1.0, ui.visuals().weak_text_color()),
-            egui::StrokeKind::Inside,
-        );
-        ui.put(rect.shrink(12.0), egui::Label::new(egui::RichText::new(why).weak()).wrap());
-    });
 }
 
 /// The error maps' colour scale, labelled in 0–255 units.

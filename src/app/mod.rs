@@ -9,6 +9,7 @@
 //! `replies` folds worker answers into it; `view`, `all_layers` and `menu` draw the window.
 
 mod all_layers;
+mod cell;
 mod channels_view;
 mod compare_view;
 pub mod decoders;
