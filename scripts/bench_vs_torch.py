@@ -45,8 +45,8 @@ def main():
     args = [x for x in a.args if x != "--"]
     rounds = []
     for i in range(a.rounds):
-        # Only the kinds torch_ref.py implements, so that both time the same work.
-        ours = times(run_json([a.layerinv, "bench", "--json", "--kinds", "sae,swwae", *args]))
+        # Both time every kind (SAE, SWWAE, up-conv) unless ARGS name some with --kinds.
+        ours = times(run_json([a.layerinv, "bench", "--json", *args]))
         theirs = times(run_json([sys.executable, os.path.join(here, "torch_ref.py"), *args]))
         rounds.append((ours, theirs))
         print(f"round {i + 1}/{a.rounds} done", file=sys.stderr)

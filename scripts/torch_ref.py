@@ -1,14 +1,18 @@
-"""PyTorch reference for the layer-inversion workload: VGG-16 encoder (frozen), per-layer SAE/SWWAE
-decoders mirroring it (unpool -> 3x3 convs, ReLU except the last layer), MSE loss, Adam.
+"""PyTorch reference for the layer-inversion workload: VGG-16 encoder (frozen), per-layer decoders
+mirroring it, MSE loss, Adam. SAE/SWWAE: unpool (fixed or recorded switches) -> 3x3 convs, ReLU
+except the last layer. Up-conv (Dosovitskiy & Brox as layerinv builds it, docs/upconv.md): each
+pooling undone by nearest-neighbour x2 upsampling and a 5x5 convolution, then the same 3x3 convs,
+leaky ReLU 0.2 except the last layer; written as a PyTorch user would (upsample, then convolve).
 
 The performance anchor: what a user would otherwise run. Random weights (timing only).
 Prints one JSON object with the same keys as `layerinv bench --json`:
   device, threads, batch, dtype,
   encoder_fwd_ms_per_img                 (batch `--batch`, all taps in one pass, no grad)
-  train_img_per_s: {layer: {sae, swwae}} (encoder fwd no-grad + decoder fwd/bwd + optimizer step)
-  infer_all_ms                           (batch 1: one encoder pass + every decoder in --layers, both kinds)
+  train_img_per_s: {layer: {kind}}       (encoder fwd no-grad + decoder fwd/bwd + optimizer step)
+  infer_all_ms                           (batch 1: one encoder pass + every decoder in --layers, every kind)
 Usage: python3 scripts/torch_ref.py [--device cpu|cuda] [--threads N] [--batch 8] [--steps 5]
                             [--dtype fp32|bf16] [--layers pool1,pool2,pool3,pool4,pool5]
+                            [--kinds sae,swwae,upconv]
 """
 import argparse, time, json
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -57,7 +61,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Mirror of the encoder from layer `frm` down to the image. kind: 'sae' (fixed top-left switches) or 'swwae'."""
+    """Mirror of the encoder from layer `frm` down to the image. kind: 'sae' (fixed switches),
+    'swwae' (recorded switches) or 'upconv' (upsample + 5x5 convolution, leaky ReLU)."""
     def __init__(self, frm, kind):
         super().__init__()
         self.kind, self.frm = kind, frm
@@ -73,11 +78,21 @@ class Decoder(nn.Module):
             if v == 'M': enc_blocks.append(cur); cur = []
             else: cur.append((cin, v)); cin = v
         self.dec = nn.ModuleList()
+        self.up = nn.ModuleList()
         for b in reversed(enc_blocks[:nblocks]):
             self.dec.append(nn.ModuleList(nn.Conv2d(co, ci, 3, padding=1) for ci, co in reversed(b)))
+            if kind == 'upconv':
+                c = b[-1][1]
+                self.up.append(nn.Conv2d(c, c, 5, padding=2))
         self.nblocks = nblocks
+        self.slope = 0.2 if kind == 'upconv' else 0.0
 
-    def unpool(self, x, idx):
+    def act(self, x):
+        return F.leaky_relu(x, self.slope) if self.slope else torch.relu(x)
+
+    def unpool(self, x, idx, bi):
+        if self.kind == 'upconv':
+            return self.act(self.up[bi](F.interpolate(x, scale_factor=2, mode='nearest')))
         if self.kind == 'swwae':
             return F.max_unpool2d(x, idx, 2, 2)
         n, c, h, w = x.shape
@@ -89,14 +104,14 @@ class Decoder(nn.Module):
         x = code
         if len(self.fcs):
             for i, fc in enumerate(self.fcs):
-                x = torch.relu(fc(x))
+                x = self.act(fc(x))
             x = x.view(-1, 512, 7, 7)
         for bi, convs in enumerate(self.dec):
-            x = self.unpool(x, sw[self.nblocks - 1 - bi])
+            x = self.unpool(x, sw[self.nblocks - 1 - bi], bi)
             for j, c in enumerate(convs):
                 x = c(x)
                 last = bi == len(self.dec) - 1 and j == len(convs) - 1
-                if not last: x = torch.relu(x)
+                if not last: x = self.act(x)
         return x
 
 
@@ -108,7 +123,9 @@ def main():
     ap.add_argument('--steps', type=int, default=5)
     ap.add_argument('--dtype', default='fp32')
     ap.add_argument('--layers', default='pool1,pool2,pool3,pool4,pool5')
+    ap.add_argument('--kinds', default='sae,swwae,upconv')
     a = ap.parse_args()
+    kinds = a.kinds.split(',')
     if a.threads: torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     torch.backends.cudnn.benchmark = True
@@ -127,7 +144,7 @@ def main():
     for _ in range(a.steps): enc_fwd()
     sync(); out['encoder_fwd_ms_per_img'] = round((time.perf_counter() - t) / (a.steps * a.batch) * 1000, 3)
     for layer in layers:
-        for kind in ['sae', 'swwae']:
+        for kind in kinds:
             dec = Decoder(layer, kind).to(dev)
             opt = torch.optim.Adam(dec.parameters(), 1e-4)
             def step():
@@ -145,13 +162,13 @@ def main():
             sync(); dt = time.perf_counter() - t
             out['train_img_per_s'].setdefault(layer, {})[kind] = round(a.batch * a.steps / dt, 2)
     if True:
-        decs = {(l, k): Decoder(l, k).to(dev).eval() for l in layers for k in ['sae', 'swwae']}
+        decs = {(l, k): Decoder(l, k).to(dev).eval() for l in layers for k in kinds}
         x = torch.randn(1, 3, 224, 224, device=dev)
         def infer():
             with torch.no_grad(), amp:
                 codes, sw = enc.all(x)
                 for l in layers:
-                    for k in ['sae', 'swwae']:
+                    for k in kinds:
                         decs[(l, k)](codes[l], sw)
         for _ in range(2): infer()
         sync(); t = time.perf_counter()

@@ -100,7 +100,7 @@ pub enum Command {
         /// Layers to time (default: every layer of the model's conv trunk).
         #[arg(long, value_delimiter = ',')]
         layers: Vec<Layer>,
-        /// Kinds of decoder to time (default: all; torch_ref.py has sae and swwae).
+        /// Kinds of decoder to time (default: all, as scripts/torch_ref.py).
         #[arg(long, value_enum, value_delimiter = ',')]
         kinds: Vec<crate::model::Kind>,
         /// fp32, or bf16: mixed precision as PyTorch's autocast (bf16 convolutions and activations,
