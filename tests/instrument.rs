@@ -83,7 +83,7 @@ fn zoom_is_linked_and_blink_shows_the_input_or_the_other_kind() {
 
 #[test]
 fn the_all_layers_view_has_a_row_per_kind_and_a_click_opens_the_layer() {
-    // Up-conv decoders only at pool1 (the bundle has none): its row is there, with a hover cell
+    // Up-conv decoders at pool1 (and the bundle's at pool1 and pool2): its row is there, with a hover cell
     // where a layer has no decoder of the kind.
     let dec = common::tiny_decoders("pool1");
     let mut h = harness(dec.path(), None, Layer::POOL1);
