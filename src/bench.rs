@@ -2,8 +2,7 @@
 
 use crate::device::Precision;
 use crate::error::Result;
-use crate::model::Layer;
-use crate::model::{Decoder, DecoderSpec, Encoder, Kind};
+use crate::model::{Decoder, DecoderSpec, Encoder, Kind, Layer};
 use crate::train::encoded::Layout;
 use crate::train::DecoderTrainer;
 use candle_core::{Device, Tensor};

@@ -2,8 +2,7 @@
 //! switches, keep only some of its channels, and map where a reconstruction differs.
 
 use crate::error::{Error, Result};
-use crate::model::Layer;
-use crate::model::{Features, Kind};
+use crate::model::{Features, Kind, Layer};
 use candle_core::{DType, Tensor};
 use image::{Rgb, RgbImage};
 use std::path::PathBuf;

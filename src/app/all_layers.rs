@@ -1,8 +1,7 @@
 //! The paper's figure: the input, then a column per layer, a row per decoder kind.
 
 use super::state::LayerinvApp;
-use crate::model::Kind;
-use crate::model::Layer;
+use crate::model::{Kind, Layer};
 use eframe::egui;
 
 /// The figure, drawn from the app's state (the view has none of its own); the layer whose

@@ -5,8 +5,7 @@ use super::files::file_name;
 use super::shown::{color_image, Pane, View};
 use super::state::LayerinvApp;
 use crate::figure::{caption, figure, recon_title, CodeChange, Tile};
-use crate::model::Kind;
-use crate::model::Layer;
+use crate::model::{Kind, Layer};
 use image::{Rgb, RgbImage};
 use std::path::Path;
 

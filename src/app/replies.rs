@@ -5,8 +5,7 @@ use super::shown::{color_image, Channels, Model, Pane, Photo, Rebuilt, View, PIX
 use super::state::LayerinvApp;
 use super::training::RunState;
 use super::worker::{Job, Reply, Verdict};
-use crate::model::Kind;
-use crate::model::Layer;
+use crate::model::{Kind, Layer};
 use std::time::Duration;
 
 /// While training, panes refresh from the newest decoder files at most this often.

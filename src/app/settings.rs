@@ -3,8 +3,7 @@
 //! window's size and place itself.
 
 use super::shown::View;
-use crate::model::Kind;
-use crate::model::Layer;
+use crate::model::{Kind, Layer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

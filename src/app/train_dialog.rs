@@ -3,8 +3,7 @@
 use super::files::file_dialog;
 use crate::decoder_sets::UserData;
 use crate::device::Precision;
-use crate::model::Layer;
-use crate::model::{Arch, Kind, Objective};
+use crate::model::{Arch, Kind, Layer, Objective};
 use crate::train::TrainConfig;
 use candle_core::Device;
 use eframe::egui;

@@ -5,8 +5,7 @@ use super::decoders::Source;
 use crate::compare::{error_map, switches_map, ChannelMaps, CodeEdit};
 use crate::data::load_image;
 use crate::decoder_sets::{SetInfo, UserData};
-use crate::model::Layer;
-use crate::model::{Decoder, Encoder, Features, Kind, ModelSource};
+use crate::model::{Decoder, Encoder, Features, Kind, Layer, ModelSource};
 use crate::recon::{
     features_of, layer_grid, model_input, rebuild, run, thumbnail, DecoderSets, Reconstruction, Request,
 };

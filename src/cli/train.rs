@@ -1,8 +1,7 @@
 //! `layerinv train`: the trainer with a progress bar; Ctrl-C saves a checkpoint and exits.
 
 use crate::device::Precision;
-use crate::model::Layer;
-use crate::model::{Kind, ModelSource, Objective};
+use crate::model::{Kind, Layer, ModelSource, Objective};
 use crate::train::encoded::{CacheConfig, DEFAULT_LIMIT_BYTES};
 use crate::train::{train, CancelToken, Event, Init, TrainConfig};
 use anyhow::{bail, Result};

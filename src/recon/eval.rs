@@ -4,8 +4,7 @@
 use super::{features_for, model_input, reconstruct_from, DecoderSet, Reconstruction};
 use crate::decoder_sets::set_labels;
 use crate::error::Result;
-use crate::model::Layer;
-use crate::model::{Encoder, Kind};
+use crate::model::{Encoder, Kind, Layer};
 use crate::train::metrics::{mse, psnr, speckle, ssim};
 use image::RgbImage;
 

@@ -6,8 +6,7 @@ use super::{rebuild, DecoderSet, Reconstruction};
 use crate::compare::CodeEdit;
 use crate::decoder_sets::{set_labels, SetInfo, UserData};
 use crate::error::{Error, Result};
-use crate::model::Layer;
-use crate::model::{Encoder, Features, Kind};
+use crate::model::{Encoder, Features, Kind, Layer};
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 

@@ -4,8 +4,7 @@
 use super::encoded::CacheConfig;
 use super::health::Init;
 use crate::device::Precision;
-use crate::model::Layer;
-use crate::model::{Kind, Objective};
+use crate::model::{Kind, Layer, Objective};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

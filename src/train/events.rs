@@ -3,8 +3,7 @@
 
 use super::health::Health;
 use crate::data::Skipped;
-use crate::model::Kind;
-use crate::model::Layer;
+use crate::model::{Kind, Layer};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

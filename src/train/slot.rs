@@ -11,8 +11,7 @@ use super::run::{checkpoint_path, learning_rate};
 use super::step::DecoderTrainer;
 use crate::data::Preprocess;
 use crate::error::Result;
-use crate::model::Layer;
-use crate::model::{decoder_path, save_decoder, DecoderMeta, DecoderSpec, Encoder, Features, Kind};
+use crate::model::{decoder_path, save_decoder, DecoderMeta, DecoderSpec, Encoder, Features, Kind, Layer};
 use candle_core::{DType, Device, Tensor};
 use std::path::PathBuf;
 
