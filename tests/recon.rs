@@ -335,7 +335,7 @@ fn reconstructions_from_kept_features_equal_a_fresh_pass() {
         let layers = [layer];
         let fresh = reconstruct(&enc, &set, &input, &layers, &Kind::ALL).unwrap();
         let again = reconstruct_from(&enc, &set, &kept, &input, &layers, &Kind::ALL).unwrap();
-        // One picture per kind bundled at the layer (up-conv only at pool1 and pool2 so far).
+        // One picture per kind bundled at the layer (up-conv at pool1–pool3 so far).
         let bundled = Kind::ALL
             .iter()
             .filter(|k| repo_path("weights").join(format!("vgg16_{layer}_{}.safetensors", k.name())).is_file())
@@ -350,7 +350,7 @@ fn reconstructions_from_kept_features_equal_a_fresh_pass() {
 }
 
 /// The all-layers figure has a row per set and kind: a kind a set has at no layer (up-conv at
-/// pool3–pool5 in the bundle today) adds no empty row, a kind it has at some layers keeps its
+/// pool4 and pool5 in the bundle today) adds no empty row, a kind it has at some layers keeps its
 /// row, and a second set adds its own rows.
 #[test]
 fn the_all_layers_figure_has_a_row_per_set_and_kind_it_holds() {
