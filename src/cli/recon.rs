@@ -219,17 +219,18 @@ pub fn eval_cmd(
     for m in &notes {
         eprintln!("note: {m}");
     }
+    let labels = set_labels(&sets.iter().map(|s| &s.info).collect::<Vec<_>>());
     if as_json {
         let decoders: Vec<_> = sets
             .iter()
-            .zip(set_labels(&sets.iter().map(|s| &s.info).collect::<Vec<_>>()))
+            .zip(&labels)
             .map(|(s, label)| json!({"label": label, "dir": s.info.dir.display().to_string()}))
             .collect();
         println!("{}", json!({"model": enc.name, "images": images.len(), "decoders": decoders, "results": rows}));
         return Ok(());
     }
     println!("{} images, {}", images.len(), enc.name);
-    for (s, label) in sets.iter().zip(set_labels(&sets.iter().map(|s| &s.info).collect::<Vec<_>>())) {
+    for (s, label) in sets.iter().zip(&labels) {
         println!("decoders {label}: {}", s.info.dir.display());
     }
     println!("floors: thumbnail = the photo squeezed to the layer's grid and blown back up; flat = its mean colour");

@@ -71,11 +71,6 @@ impl DecoderSet {
         }
     }
 
-    /// The record of the decoder for `layer`/`kind`, when it is usable.
-    pub fn meta(&self, layer: Layer, kind: Kind) -> Option<&DecoderMeta> {
-        self.info.usable(layer, kind)
-    }
-
     /// Take in a new reading of the folder: a decoder stays loaded while its file's record is
     /// the one it was loaded with (a run in progress rewrites its files each checkpoint).
     pub fn refresh(&mut self, info: SetInfo) {
